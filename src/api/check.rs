@@ -1,0 +1,39 @@
+//! `numguard.v1.NumberCheck`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{check_response, optional_datetime};
+use super::pb;
+use crate::engine::Engine;
+
+pub struct NumberCheckApi {
+    engine: Arc<Engine>,
+}
+
+impl NumberCheckApi {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        NumberCheckApi { engine }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::number_check_server::NumberCheck for NumberCheckApi {
+    async fn check_number(
+        &self,
+        request: Request<pb::CheckNumberRequest>,
+    ) -> Result<Response<pb::CheckNumberResponse>, Status> {
+        let req = request.into_inner();
+        let number = self
+            .engine
+            .parse_number("phone_number", &req.phone_number, &req.region)?;
+        let max_age = self.engine.max_age(req.max_age_hours)?;
+        let owner_since = self.engine.owner_since(
+            optional_datetime("owner_since", req.owner_since.as_ref())?,
+            &req.owner_since_date,
+        )?;
+        let decision = self.engine.check(&number, max_age, owner_since).await?;
+        Ok(Response::new(check_response(&number.e164, decision)))
+    }
+}

@@ -1,0 +1,73 @@
+//! The gRPC surface: translates wire messages to engine calls and errors to status codes.
+
+mod admin;
+mod check;
+pub mod convert;
+pub mod error;
+mod events;
+pub mod pb;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::engine::Engine;
+use admin::AdminApi;
+use check::NumberCheckApi;
+use events::EventsApi;
+use pb::admin_server::AdminServer;
+use pb::events_server::EventsServer;
+use pb::number_check_server::NumberCheckServer;
+
+/// Largest message accepted: range imports are the big ones (India's file is ~3,300
+/// ranges, far below this).
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves every numguard service, health and reflection on an already-bound listener
+/// until `shutdown` completes; in-flight requests then finish before it returns.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<NumberCheckServer<NumberCheckApi>>()
+        .await;
+    health.set_serving::<EventsServer<EventsApi>>().await;
+    health.set_serving::<AdminServer<AdminApi>>().await;
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            NumberCheckServer::new(NumberCheckApi::new(engine.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            EventsServer::new(EventsApi::new(engine.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            AdminServer::new(AdminApi::new(engine)).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! `numguard check`: one CheckNumber against a running server.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use clap::Args;
+use prost_types::Timestamp;
+use serde_json::{Value, json};
+
+use super::client::{ServerArgs, status_message};
+use crate::api::convert::{datetime, timestamp};
+use crate::api::pb;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The number: E.164 (+819012345678) or national format with --region.
+    number: String,
+    /// ISO 3166 region for a national-format number (e.g. JP).
+    #[arg(long, env = "NUMGUARD_REGION")]
+    region: Option<String>,
+    /// When the customer was last verified to hold the number: RFC 3339 or YYYY-MM-DD.
+    #[arg(long, env = "NUMGUARD_OWNER_SINCE")]
+    owner_since: Option<String>,
+    /// Look-back window in hours (default 240).
+    #[arg(long, env = "NUMGUARD_MAX_AGE_HOURS")]
+    max_age_hours: Option<u32>,
+    /// Print the response as JSON.
+    #[arg(long, env = "NUMGUARD_JSON")]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let mut request = pb::CheckNumberRequest {
+        phone_number: args.number.clone(),
+        region: args.region.clone().unwrap_or_default(),
+        max_age_hours: args.max_age_hours.unwrap_or(0),
+        ..Default::default()
+    };
+    if let Some(owner) = &args.owner_since {
+        match parse_owner_since(owner)? {
+            OwnerSinceArg::At(t) => request.owner_since = Some(t),
+            OwnerSinceArg::Date(d) => request.owner_since_date = d,
+        }
+    }
+    let response = args
+        .server
+        .check()
+        .await?
+        .check_number(request)
+        .await
+        .map_err(status_message)?
+        .into_inner();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&to_json(&response))?);
+    } else {
+        print!("{}", render(&response));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+enum OwnerSinceArg {
+    At(Timestamp),
+    Date(String),
+}
+
+fn parse_owner_since(s: &str) -> anyhow::Result<OwnerSinceArg> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(OwnerSinceArg::At(timestamp(t.with_timezone(&Utc))));
+    }
+    if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
+        return Ok(OwnerSinceArg::Date(s.to_string()));
+    }
+    anyhow::bail!("--owner-since {s:?} is neither an RFC 3339 time nor a YYYY-MM-DD date")
+}
+
+fn time(ts: Option<&Timestamp>) -> Option<String> {
+    ts.and_then(|t| datetime("", t).ok())
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+fn enum_name<E: TryFrom<i32>>(value: i32, name: impl Fn(&E) -> &'static str) -> String {
+    E::try_from(value).map_or_else(|_| value.to_string(), |e| name(&e).to_string())
+}
+
+fn reason_json(r: &pb::Reason) -> Value {
+    json!({
+        "code": enum_name(r.code, pb::ReasonCode::as_str_name),
+        "event_kind": (r.event_kind != 0).then(|| enum_name(r.event_kind, pb::EventKind::as_str_name)),
+        "occurred_at": time(r.occurred_at.as_ref()),
+        "detail": r.detail,
+    })
+}
+
+/// The response in the proto3 JSON style: enum names, RFC 3339 times.
+pub fn to_json(r: &pb::CheckNumberResponse) -> Value {
+    json!({
+        "phone_number": r.phone_number,
+        "verdict": enum_name(r.verdict, pb::Verdict::as_str_name),
+        "sim_swap": enum_name(r.sim_swap, pb::SimSwapStatus::as_str_name),
+        "latest_sim_change": time(r.latest_sim_change.as_ref()),
+        "ownership": enum_name(r.ownership, pb::OwnershipStatus::as_str_name),
+        "original_carrier": r.original_carrier,
+        "current_carrier": r.current_carrier,
+        "last_port_at": time(r.last_port_at.as_ref()),
+        "port_count": r.port_count,
+        "ported_since_owner": r.ported_since_owner,
+        "reasons": r.reasons.iter().map(reason_json).collect::<Vec<_>>(),
+        "window_start": time(r.window_start.as_ref()),
+        "window_end": time(r.window_end.as_ref()),
+        "covered_since": time(r.covered_since.as_ref()),
+        "evaluated_at": time(r.evaluated_at.as_ref()),
+    })
+}
+
+fn short(name: String, prefix: &str) -> String {
+    name.strip_prefix(prefix)
+        .map(str::to_string)
+        .unwrap_or(name)
+}
+
+/// A few lines for a person at a terminal.
+pub fn render(r: &pb::CheckNumberResponse) -> String {
+    let none = || "-".to_string();
+    let mut out = String::new();
+    let verdict = short(enum_name(r.verdict, pb::Verdict::as_str_name), "VERDICT_");
+    let _ = writeln!(out, "{}  {verdict}", r.phone_number);
+    let _ = writeln!(
+        out,
+        "  sim swap:      {} (latest SIM change: {})",
+        short(
+            enum_name(r.sim_swap, pb::SimSwapStatus::as_str_name),
+            "SIM_SWAP_STATUS_"
+        ),
+        time(r.latest_sim_change.as_ref()).unwrap_or_else(none)
+    );
+    let _ = writeln!(
+        out,
+        "  ownership:     {}",
+        short(
+            enum_name(r.ownership, pb::OwnershipStatus::as_str_name),
+            "OWNERSHIP_STATUS_"
+        )
+    );
+    let carrier = |c: &str| if c.is_empty() { none() } else { c.to_string() };
+    let _ = writeln!(
+        out,
+        "  carrier:       {} (original), {} (current); {} port(s), last {}",
+        carrier(&r.original_carrier),
+        carrier(&r.current_carrier),
+        r.port_count,
+        time(r.last_port_at.as_ref()).unwrap_or_else(none)
+    );
+    let _ = writeln!(
+        out,
+        "  window:        {} .. {}",
+        time(r.window_start.as_ref()).unwrap_or_else(none),
+        time(r.window_end.as_ref()).unwrap_or_else(none)
+    );
+    let _ = writeln!(
+        out,
+        "  covered since: {}",
+        time(r.covered_since.as_ref()).unwrap_or_else(|| "not covered by any source".into())
+    );
+    if r.reasons.is_empty() {
+        let _ = writeln!(out, "  reasons:       none");
+    } else {
+        let _ = writeln!(out, "  reasons:");
+        for reason in &r.reasons {
+            let code = short(
+                enum_name(reason.code, pb::ReasonCode::as_str_name),
+                "REASON_CODE_",
+            );
+            let _ = writeln!(out, "    - {code}: {}", reason.detail);
+        }
+    }
+    out
+}

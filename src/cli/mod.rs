@@ -1,0 +1,67 @@
+//! The `numguard` command line: one binary for the server and its clients.
+
+mod check;
+mod client;
+mod demo;
+mod import;
+mod progress;
+mod serve;
+mod sources;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "numguard",
+    version,
+    about = "Decides whether a phone number still belongs to its registered owner",
+    long_about = "Decides whether a phone number still belongs to its registered owner, from \
+        carrier ranges and porting, SIM-swap, disconnection and reassignment events.\n\n\
+        Every option can also be set through a NUMGUARD_* environment variable."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `numguard=debug`.
+    #[arg(long, env = "NUMGUARD_LOG", default_value = "info", global = true)]
+    log: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gRPC server.
+    Serve(serve::ServeArgs),
+    /// Ask a running server whether a number still belongs to its owner.
+    Check(check::CheckArgs),
+    /// Import carrier ranges or events into a running server.
+    Import(import::ImportArgs),
+    /// Manage event sources on a running server.
+    Sources(sources::SourcesArgs),
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        init_logging(&self.log);
+        match self.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Check(args) => check::run(args).await,
+            Command::Import(args) => import::run(args).await,
+            Command::Sources(args) => sources::run(args).await,
+        }
+    }
+}
+
+/// Logs go to stderr so that stdout stays the command's output.
+fn init_logging(filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Only fails if a subscriber is already set, which is harmless.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

@@ -1,0 +1,293 @@
+//! The decision rules of `CheckNumber` (SPEC §2): pure, synchronous, no I/O.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::FieldError;
+use super::event::{EventFact, EventKind};
+use super::owner_since::OwnerSince;
+
+pub const DEFAULT_MAX_AGE_HOURS: u32 = 240;
+pub const DEFAULT_MAX_LOOKBACK_HOURS: u32 = 2400;
+
+/// A validated look-back window length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxAge(u32);
+
+impl MaxAge {
+    /// `0` means the default (240 hours, or the server's limit if that is lower).
+    pub fn new(hours: u32, max_lookback_hours: u32) -> Result<MaxAge, FieldError> {
+        if hours == 0 {
+            return Ok(MaxAge(DEFAULT_MAX_AGE_HOURS.min(max_lookback_hours)));
+        }
+        if hours > max_lookback_hours {
+            return Err(FieldError::new(
+                "max_age_hours",
+                format!("must be in 1..={max_lookback_hours}, got {hours}"),
+            ));
+        }
+        Ok(MaxAge(hours))
+    }
+
+    pub fn hours(self) -> u32 {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Allow,
+    StepUp,
+    Block,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimSwap {
+    Swapped,
+    NotSwapped,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    Unchanged,
+    Changed,
+    Unknown,
+    NotEvaluated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReasonCode {
+    SimSwapped,
+    Ported,
+    OwnerChanged,
+    NoData,
+    NotCovered,
+    NotMobile,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub event_kind: Option<EventKind>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub detail: String,
+}
+
+/// What a deployment decides when the data cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub on_unknown: Verdict,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            on_unknown: Verdict::Allow,
+        }
+    }
+}
+
+/// Everything one decision looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckInput<'a> {
+    pub now: DateTime<Utc>,
+    pub max_age: MaxAge,
+    pub owner_since: Option<OwnerSince>,
+    /// Mobile or mobile-capable, per the numbering plan.
+    pub mobile: bool,
+    /// The range holder, from the carrier ranges.
+    pub original_carrier: Option<&'a str>,
+    /// Earliest `tracking_since` of the sources covering the number.
+    pub covered_since: Option<DateTime<Utc>>,
+    /// The number's events, in any order.
+    pub history: &'a [EventFact],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub sim_swap: SimSwap,
+    pub latest_sim_change: Option<DateTime<Utc>>,
+    pub ownership: Ownership,
+    pub original_carrier: Option<String>,
+    pub current_carrier: Option<String>,
+    pub last_port_at: Option<DateTime<Utc>>,
+    pub port_count: u32,
+    pub ported_since_owner: bool,
+    pub reasons: Vec<Reason>,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub covered_since: Option<DateTime<Utc>>,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+/// Applies SPEC §2. Events are judged by `occurred_at`, never by arrival order.
+pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
+    let window_start = input.now - Duration::hours(i64::from(input.max_age.hours()));
+    let covered_since = input.covered_since;
+    let covered_by = |t: DateTime<Utc>| covered_since.is_some_and(|c| c <= t);
+
+    // 1. SIM change.
+    let latest_sim_change = newest(input.history, |e| e.kind.changes_sim());
+    let sim_swap = match latest_sim_change {
+        Some(e) if e.occurred_at >= window_start => SimSwap::Swapped,
+        _ if covered_by(window_start) => SimSwap::NotSwapped,
+        _ => SimSwap::Unknown,
+    };
+
+    // 2. Ownership.
+    let mut owner_changes: Vec<&EventFact> = match &input.owner_since {
+        Some(owner) => input
+            .history
+            .iter()
+            .filter(|e| match e.kind {
+                EventKind::Disconnect => owner.disconnect_counts(e.occurred_at),
+                EventKind::Reassign => owner.reassign_counts(e.occurred_at),
+                _ => false,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    owner_changes.sort_by_key(|e| (e.occurred_at, e.kind));
+    let ownership = match &input.owner_since {
+        None => Ownership::NotEvaluated,
+        Some(_) if !owner_changes.is_empty() => Ownership::Changed,
+        Some(owner) if covered_by(owner.coverage_needed_from()) => Ownership::Unchanged,
+        Some(_) => Ownership::Unknown,
+    };
+
+    // 3. Porting.
+    let ports = || input.history.iter().filter(|e| e.kind == EventKind::Port);
+    let newest_port = newest(input.history, |e| e.kind == EventKind::Port);
+    let port_count = u32::try_from(ports().count()).unwrap_or(u32::MAX);
+    let ported_since_owner = input
+        .owner_since
+        .is_some_and(|owner| ports().any(|e| owner.port_counts(e.occurred_at)));
+    let original_carrier = input.original_carrier.map(str::to_string);
+    let current_carrier = newest_port
+        .and_then(|e| e.to_carrier.clone())
+        .or_else(|| original_carrier.clone());
+    let port_in_window = newest_port.filter(|e| e.occurred_at >= window_start);
+
+    // 4. Verdict, first matching rule wins; the reasons explain the rule that decided.
+    let mut reasons = Vec::new();
+    let verdict = if ownership == Ownership::Changed {
+        reasons.extend(owner_changes.iter().map(|e| {
+            event_reason(
+                ReasonCode::OwnerChanged,
+                e,
+                format!("{} after owner_since: the number left its owner", e.kind),
+            )
+        }));
+        Verdict::Block
+    } else if sim_swap == SimSwap::Swapped || port_in_window.is_some() {
+        if let (SimSwap::Swapped, Some(e)) = (sim_swap, latest_sim_change) {
+            reasons.push(event_reason(
+                ReasonCode::SimSwapped,
+                e,
+                format!(
+                    "SIM change ({}) inside the {}-hour window",
+                    e.kind,
+                    input.max_age.hours()
+                ),
+            ));
+        }
+        if let Some(e) = port_in_window {
+            reasons.push(event_reason(
+                ReasonCode::Ported,
+                e,
+                format!(
+                    "ported from {} to {} inside the window",
+                    e.from_carrier.as_deref().unwrap_or("an unknown carrier"),
+                    e.to_carrier.as_deref().unwrap_or("an unknown carrier"),
+                ),
+            ));
+        }
+        Verdict::StepUp
+    } else if sim_swap == SimSwap::Unknown || ownership == Ownership::Unknown {
+        if covered_since.is_none() && original_carrier.is_none() {
+            reasons.push(plain_reason(
+                ReasonCode::NotCovered,
+                "no carrier range and no event source covers this number",
+            ));
+        } else {
+            if sim_swap == SimSwap::Unknown {
+                reasons.push(plain_reason(
+                    ReasonCode::NoData,
+                    no_data_detail("sim_swap", "the window start", covered_since),
+                ));
+            }
+            if ownership == Ownership::Unknown {
+                reasons.push(plain_reason(
+                    ReasonCode::NoData,
+                    no_data_detail("ownership", "owner_since", covered_since),
+                ));
+            }
+        }
+        policy.on_unknown
+    } else {
+        Verdict::Allow
+    };
+    if !input.mobile {
+        reasons.push(plain_reason(
+            ReasonCode::NotMobile,
+            "a valid number, but not a mobile one",
+        ));
+    }
+
+    Decision {
+        verdict,
+        sim_swap,
+        latest_sim_change: latest_sim_change.map(|e| e.occurred_at),
+        ownership,
+        original_carrier,
+        current_carrier,
+        last_port_at: newest_port.map(|e| e.occurred_at),
+        port_count,
+        ported_since_owner,
+        reasons,
+        window_start,
+        window_end: input.now,
+        covered_since,
+        evaluated_at: input.now,
+    }
+}
+
+fn newest(history: &[EventFact], wanted: impl Fn(&EventFact) -> bool) -> Option<&EventFact> {
+    history
+        .iter()
+        .filter(|e| wanted(e))
+        .max_by_key(|e| e.occurred_at)
+}
+
+fn event_reason(code: ReasonCode, e: &EventFact, detail: String) -> Reason {
+    Reason {
+        code,
+        event_kind: Some(e.kind),
+        occurred_at: Some(e.occurred_at),
+        detail,
+    }
+}
+
+fn plain_reason(code: ReasonCode, detail: impl Into<String>) -> Reason {
+    Reason {
+        code,
+        event_kind: None,
+        occurred_at: None,
+        detail: detail.into(),
+    }
+}
+
+fn no_data_detail(what: &str, from: &str, covered_since: Option<DateTime<Utc>>) -> String {
+    match covered_since {
+        Some(c) => format!(
+            "{what}: the event data covers this number only since {}, after {from}",
+            c.to_rfc3339()
+        ),
+        None => format!("{what}: no event source covers this number"),
+    }
+}
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

@@ -1,0 +1,469 @@
+//! Every rule and boundary of SPEC §2.
+
+use chrono::{NaiveDate, TimeZone};
+
+use super::*;
+
+const NOW_Y: i32 = 2026;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(NOW_Y, 6, 10, 12, 0, 0).unwrap()
+}
+
+fn ts(m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(NOW_Y, m, d, h, 0, 0).unwrap()
+}
+
+fn ev(kind: EventKind, at: DateTime<Utc>) -> EventFact {
+    EventFact {
+        kind,
+        occurred_at: at,
+        from_carrier: None,
+        to_carrier: None,
+    }
+}
+
+fn port(at: DateTime<Utc>, from: &str, to: &str) -> EventFact {
+    EventFact {
+        kind: EventKind::Port,
+        occurred_at: at,
+        from_carrier: Some(from.into()),
+        to_carrier: Some(to.into()),
+    }
+}
+
+fn hours(h: u32) -> MaxAge {
+    MaxAge::new(h, DEFAULT_MAX_LOOKBACK_HOURS).unwrap()
+}
+
+/// A mobile number of a known range, covered since long before any window.
+fn input(history: &[EventFact]) -> CheckInput<'_> {
+    CheckInput {
+        now: now(),
+        max_age: hours(240),
+        owner_since: None,
+        mobile: true,
+        original_carrier: Some("NTT Docomo"),
+        covered_since: Some(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()),
+        history,
+    }
+}
+
+fn run(input: CheckInput<'_>) -> Decision {
+    decide(&input, Policy::default())
+}
+
+fn codes(d: &Decision) -> Vec<ReasonCode> {
+    d.reasons.iter().map(|r| r.code).collect()
+}
+
+fn window_start() -> DateTime<Utc> {
+    now() - Duration::hours(240)
+}
+
+#[test]
+fn quiet_covered_number_is_allowed_without_reasons() {
+    let d = run(input(&[]));
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(d.sim_swap, SimSwap::NotSwapped);
+    assert_eq!(d.ownership, Ownership::NotEvaluated);
+    assert_eq!(d.latest_sim_change, None);
+    assert!(d.reasons.is_empty());
+    assert_eq!(d.window_start, window_start());
+    assert_eq!(d.window_end, now());
+    assert_eq!(d.evaluated_at, now());
+    assert_eq!(d.original_carrier.as_deref(), Some("NTT Docomo"));
+    assert_eq!(d.current_carrier.as_deref(), Some("NTT Docomo"));
+}
+
+#[test]
+fn sim_swap_exactly_at_window_start_is_inside() {
+    let h = [ev(EventKind::SimSwap, window_start())];
+    let d = run(input(&h));
+    assert_eq!(d.sim_swap, SimSwap::Swapped);
+    assert_eq!(d.verdict, Verdict::StepUp);
+    assert_eq!(codes(&d), vec![ReasonCode::SimSwapped]);
+    assert_eq!(d.reasons[0].event_kind, Some(EventKind::SimSwap));
+    assert_eq!(d.reasons[0].occurred_at, Some(window_start()));
+}
+
+#[test]
+fn sim_swap_just_before_window_start_is_outside() {
+    let at = window_start() - Duration::microseconds(1);
+    let h = [ev(EventKind::SimSwap, at)];
+    let d = run(input(&h));
+    assert_eq!(d.sim_swap, SimSwap::NotSwapped);
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(d.latest_sim_change, Some(at));
+}
+
+#[test]
+fn max_age_bounds() {
+    assert_eq!(MaxAge::new(0, 2400).unwrap().hours(), 240);
+    assert_eq!(MaxAge::new(0, 100).unwrap().hours(), 100);
+    assert_eq!(MaxAge::new(1, 2400).unwrap().hours(), 1);
+    assert_eq!(MaxAge::new(2400, 2400).unwrap().hours(), 2400);
+    let err = MaxAge::new(2401, 2400).unwrap_err();
+    assert_eq!(err.field, "max_age_hours");
+    assert_eq!(
+        err.to_string(),
+        "max_age_hours must be in 1..=2400, got 2401"
+    );
+}
+
+#[test]
+fn one_hour_window() {
+    let inside = [ev(EventKind::SimSwap, now() - Duration::minutes(59))];
+    let outside = [ev(EventKind::SimSwap, now() - Duration::minutes(61))];
+    let mut i = input(&inside);
+    i.max_age = hours(1);
+    assert_eq!(run(i).sim_swap, SimSwap::Swapped);
+    let mut o = input(&outside);
+    o.max_age = hours(1);
+    let d = run(o);
+    assert_eq!(d.sim_swap, SimSwap::NotSwapped);
+    assert_eq!(d.window_start, now() - Duration::hours(1));
+}
+
+#[test]
+fn longest_window() {
+    let inside = [ev(EventKind::SimSwap, now() - Duration::hours(2399))];
+    let outside = [ev(EventKind::SimSwap, now() - Duration::hours(2401))];
+    let mut i = input(&inside);
+    i.max_age = hours(2400);
+    assert_eq!(run(i).sim_swap, SimSwap::Swapped);
+    let mut o = input(&outside);
+    o.max_age = hours(2400);
+    assert_eq!(run(o).sim_swap, SimSwap::NotSwapped);
+}
+
+#[test]
+fn coverage_starting_inside_the_window_gives_unknown() {
+    let mut i = input(&[]);
+    i.covered_since = Some(window_start() + Duration::seconds(1));
+    let d = run(i);
+    assert_eq!(d.sim_swap, SimSwap::Unknown);
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(codes(&d), vec![ReasonCode::NoData]);
+    assert!(d.reasons[0].detail.starts_with("sim_swap:"));
+    assert_eq!(d.covered_since, i.covered_since);
+}
+
+#[test]
+fn coverage_starting_exactly_at_window_start_is_enough() {
+    let mut i = input(&[]);
+    i.covered_since = Some(window_start());
+    assert_eq!(run(i).sim_swap, SimSwap::NotSwapped);
+}
+
+#[test]
+fn on_unknown_policy_decides_unknown_answers() {
+    let mut i = input(&[]);
+    i.covered_since = None;
+    for on_unknown in [Verdict::Allow, Verdict::StepUp, Verdict::Block] {
+        let d = decide(&i, Policy { on_unknown });
+        assert_eq!(d.verdict, on_unknown);
+        assert_eq!(codes(&d), vec![ReasonCode::NoData]);
+    }
+}
+
+#[test]
+fn owner_since_against_coverage() {
+    let covered = ts(1, 1, 0);
+    let mut i = input(&[]);
+    i.covered_since = Some(covered);
+
+    i.owner_since = Some(OwnerSince::At(covered - Duration::seconds(1)));
+    let d = run(i);
+    assert_eq!(d.ownership, Ownership::Unknown);
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(codes(&d), vec![ReasonCode::NoData]);
+    assert!(d.reasons[0].detail.starts_with("ownership:"));
+    let blocking = decide(
+        &i,
+        Policy {
+            on_unknown: Verdict::Block,
+        },
+    );
+    assert_eq!(blocking.verdict, Verdict::Block);
+
+    i.owner_since = Some(OwnerSince::At(covered));
+    assert_eq!(run(i).ownership, Ownership::Unchanged);
+
+    i.owner_since = Some(OwnerSince::At(covered + Duration::days(30)));
+    let d = run(i);
+    assert_eq!(d.ownership, Ownership::Unchanged);
+    assert_eq!(d.verdict, Verdict::Allow);
+}
+
+#[test]
+fn disconnect_after_owner_since_blocks_and_one_at_it_does_not() {
+    let owner = ts(3, 1, 0);
+    let after = [ev(EventKind::Disconnect, owner + Duration::microseconds(1))];
+    let at = [ev(EventKind::Disconnect, owner)];
+    let mut i = input(&after);
+    i.owner_since = Some(OwnerSince::At(owner));
+    let d = run(i);
+    assert_eq!(d.ownership, Ownership::Changed);
+    assert_eq!(d.verdict, Verdict::Block);
+    assert_eq!(codes(&d), vec![ReasonCode::OwnerChanged]);
+
+    let mut i = input(&at);
+    i.owner_since = Some(OwnerSince::At(owner));
+    assert_eq!(run(i).ownership, Ownership::Unchanged);
+}
+
+#[test]
+fn date_only_owner_since_counts_a_disconnect_on_that_date() {
+    let date = NaiveDate::from_ymd_opt(NOW_Y, 3, 1).unwrap();
+    let owner = OwnerSince::on_date(date, &Utc).unwrap();
+    for hour in [0, 12, 23] {
+        let h = [ev(EventKind::Disconnect, ts(3, 1, hour))];
+        let mut i = input(&h);
+        i.owner_since = Some(owner);
+        let d = run(i);
+        assert_eq!(d.ownership, Ownership::Changed, "disconnect at {hour}:00");
+        assert_eq!(d.verdict, Verdict::Block);
+    }
+    let before = [ev(EventKind::Disconnect, ts(2, 28, 23))];
+    let mut i = input(&before);
+    i.owner_since = Some(owner);
+    assert_eq!(run(i).ownership, Ownership::Unchanged);
+}
+
+#[test]
+fn date_only_owner_since_ignores_a_reassign_on_that_date() {
+    let date = NaiveDate::from_ymd_opt(NOW_Y, 3, 1).unwrap();
+    let owner = OwnerSince::on_date(date, &Utc).unwrap();
+    let same_day = [ev(EventKind::Reassign, ts(3, 1, 23))];
+    let mut i = input(&same_day);
+    i.owner_since = Some(owner);
+    let d = run(i);
+    assert_eq!(d.ownership, Ownership::Unchanged);
+    assert_eq!(d.verdict, Verdict::Allow);
+
+    let next_day = [ev(EventKind::Reassign, ts(3, 2, 0))];
+    let mut i = input(&next_day);
+    i.owner_since = Some(owner);
+    assert_eq!(run(i).ownership, Ownership::Changed);
+}
+
+#[test]
+fn date_only_owner_since_follows_the_configured_zone() {
+    // 2026-03-01 in Tokyo starts at 2026-02-28T15:00Z.
+    let tokyo = chrono::FixedOffset::east_opt(9 * 3600).unwrap();
+    let date = NaiveDate::from_ymd_opt(NOW_Y, 3, 1).unwrap();
+    let owner = OwnerSince::on_date(date, &tokyo).unwrap();
+    let h = [ev(EventKind::Disconnect, ts(2, 28, 16))];
+    let mut i = input(&h);
+    i.owner_since = Some(owner);
+    assert_eq!(run(i).ownership, Ownership::Changed);
+}
+
+#[test]
+fn worked_example_from_the_spec() {
+    let h = [
+        ev(EventKind::Reassign, ts(6, 1, 0)),
+        ev(EventKind::Disconnect, ts(5, 10, 0)),
+    ];
+    let mut i = input(&h);
+    i.owner_since = Some(OwnerSince::At(ts(3, 1, 0)));
+    let d = run(i);
+    assert_eq!(d.ownership, Ownership::Changed);
+    assert_eq!(d.sim_swap, SimSwap::Swapped); // 2026-06-01 is inside 240 h of 06-10
+    assert_eq!(d.verdict, Verdict::Block);
+    let reasons: Vec<_> = d
+        .reasons
+        .iter()
+        .map(|r| (r.code, r.event_kind, r.occurred_at))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (
+                ReasonCode::OwnerChanged,
+                Some(EventKind::Disconnect),
+                Some(ts(5, 10, 0))
+            ),
+            (
+                ReasonCode::OwnerChanged,
+                Some(EventKind::Reassign),
+                Some(ts(6, 1, 0))
+            ),
+        ]
+    );
+}
+
+#[test]
+fn arrival_order_does_not_matter() {
+    let events = vec![
+        port(ts(1, 5, 0), "NTT Docomo", "KDDI"),
+        ev(EventKind::SimSwap, ts(6, 5, 0)),
+        port(ts(4, 5, 0), "KDDI", "Softbank"),
+        ev(EventKind::Disconnect, ts(2, 1, 0)),
+        ev(EventKind::Reassign, ts(2, 3, 0)),
+    ];
+    let mut reversed = events.clone();
+    reversed.reverse();
+    let mut rotated = events.clone();
+    rotated.rotate_left(2);
+    let baseline = {
+        let mut i = input(&events);
+        i.owner_since = Some(OwnerSince::At(ts(1, 1, 0)));
+        run(i)
+    };
+    for order in [&reversed, &rotated] {
+        let mut i = input(order);
+        i.owner_since = Some(OwnerSince::At(ts(1, 1, 0)));
+        assert_eq!(run(i), baseline);
+    }
+    assert_eq!(baseline.current_carrier.as_deref(), Some("Softbank"));
+    assert_eq!(baseline.latest_sim_change, Some(ts(6, 5, 0)));
+}
+
+#[test]
+fn several_ports() {
+    let h = [
+        port(ts(4, 1, 0), "KDDI", "Softbank"),
+        port(ts(1, 1, 0), "NTT Docomo", "KDDI"),
+        port(ts(5, 1, 0), "Softbank", "Rakuten Communications"),
+    ];
+    let mut i = input(&h);
+    i.owner_since = Some(OwnerSince::At(ts(4, 15, 0)));
+    let d = run(i);
+    assert_eq!(d.port_count, 3);
+    assert_eq!(d.last_port_at, Some(ts(5, 1, 0)));
+    assert_eq!(d.original_carrier.as_deref(), Some("NTT Docomo"));
+    assert_eq!(d.current_carrier.as_deref(), Some("Rakuten Communications"));
+    assert!(d.ported_since_owner);
+    assert_eq!(d.ownership, Ownership::Unchanged);
+    // The newest port is outside the window: nothing to step up for.
+    assert_eq!(d.verdict, Verdict::Allow);
+
+    let mut i = input(&h);
+    i.owner_since = Some(OwnerSince::At(ts(5, 2, 0)));
+    assert!(!run(i).ported_since_owner);
+    assert!(!run(input(&h)).ported_since_owner);
+}
+
+#[test]
+fn port_inside_the_window_steps_up_with_both_reasons() {
+    let h = [port(now() - Duration::hours(2), "NTT Docomo", "KDDI")];
+    let d = run(input(&h));
+    assert_eq!(d.verdict, Verdict::StepUp);
+    assert_eq!(d.sim_swap, SimSwap::Swapped);
+    assert_eq!(codes(&d), vec![ReasonCode::SimSwapped, ReasonCode::Ported]);
+    assert_eq!(
+        d.reasons[1].detail,
+        "ported from NTT Docomo to KDDI inside the window"
+    );
+    assert_eq!(d.current_carrier.as_deref(), Some("KDDI"));
+}
+
+#[test]
+fn reassign_counts_as_a_sim_change() {
+    let h = [ev(EventKind::Reassign, now() - Duration::hours(3))];
+    let d = run(input(&h));
+    assert_eq!(d.sim_swap, SimSwap::Swapped);
+    assert_eq!(d.reasons[0].event_kind, Some(EventKind::Reassign));
+}
+
+#[test]
+fn disconnect_alone_is_not_a_sim_change() {
+    let h = [ev(EventKind::Disconnect, now() - Duration::hours(3))];
+    let d = run(input(&h));
+    assert_eq!(d.sim_swap, SimSwap::NotSwapped);
+    assert_eq!(d.latest_sim_change, None);
+    assert_eq!(d.verdict, Verdict::Allow);
+}
+
+#[test]
+fn device_swap_alone_is_not_a_sim_swap() {
+    let h = [ev(EventKind::DeviceSwap, now() - Duration::hours(1))];
+    let d = run(input(&h));
+    assert_eq!(d.sim_swap, SimSwap::NotSwapped);
+    assert_eq!(d.latest_sim_change, None);
+    assert_eq!(d.verdict, Verdict::Allow);
+
+    let mut uncovered = input(&h);
+    uncovered.covered_since = None;
+    assert_eq!(run(uncovered).sim_swap, SimSwap::Unknown);
+}
+
+#[test]
+fn ownership_change_outranks_a_swap() {
+    let h = [
+        ev(EventKind::SimSwap, now() - Duration::hours(1)),
+        ev(EventKind::Disconnect, now() - Duration::hours(2)),
+    ];
+    let mut i = input(&h);
+    i.owner_since = Some(OwnerSince::At(ts(1, 1, 0)));
+    let d = run(i);
+    assert_eq!(d.verdict, Verdict::Block);
+    assert_eq!(d.sim_swap, SimSwap::Swapped);
+    assert_eq!(codes(&d), vec![ReasonCode::OwnerChanged]);
+}
+
+#[test]
+fn a_swap_outranks_unknown_even_when_unknown_blocks() {
+    let h = [ev(EventKind::SimSwap, now() - Duration::hours(1))];
+    let mut i = input(&h);
+    i.covered_since = None;
+    i.owner_since = Some(OwnerSince::At(ts(1, 1, 0)));
+    let d = decide(
+        &i,
+        Policy {
+            on_unknown: Verdict::Block,
+        },
+    );
+    assert_eq!(d.ownership, Ownership::Unknown);
+    assert_eq!(d.verdict, Verdict::StepUp);
+    assert_eq!(codes(&d), vec![ReasonCode::SimSwapped]);
+}
+
+#[test]
+fn number_with_no_range_and_no_source_is_not_covered() {
+    let mut i = input(&[]);
+    i.covered_since = None;
+    i.original_carrier = None;
+    let d = run(i);
+    assert_eq!(d.sim_swap, SimSwap::Unknown);
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(codes(&d), vec![ReasonCode::NotCovered]);
+    assert_eq!(d.original_carrier, None);
+    assert_eq!(d.current_carrier, None);
+    assert_eq!(d.covered_since, None);
+}
+
+#[test]
+fn a_range_without_a_source_is_no_data_not_not_covered() {
+    let mut i = input(&[]);
+    i.covered_since = None;
+    i.owner_since = Some(OwnerSince::At(ts(1, 1, 0)));
+    let d = run(i);
+    assert_eq!(codes(&d), vec![ReasonCode::NoData, ReasonCode::NoData]);
+}
+
+#[test]
+fn non_mobile_numbers_carry_not_mobile() {
+    let mut i = input(&[]);
+    i.mobile = false;
+    i.original_carrier = None;
+    let d = run(i);
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(codes(&d), vec![ReasonCode::NotMobile]);
+
+    let mut uncovered = i;
+    uncovered.covered_since = None;
+    assert_eq!(
+        codes(&run(uncovered)),
+        vec![ReasonCode::NotCovered, ReasonCode::NotMobile]
+    );
+}
+
+#[test]
+fn events_newer_than_now_still_count_as_inside_the_window() {
+    // Ingest accepts up to five minutes of clock skew.
+    let h = [ev(EventKind::SimSwap, now() + Duration::minutes(4))];
+    assert_eq!(run(input(&h)).sim_swap, SimSwap::Swapped);
+}

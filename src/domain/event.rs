@@ -1,0 +1,301 @@
+//! Events fed in by carriers and brokers, and their validation.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
+
+use super::FieldError;
+use super::number::{E164, Region};
+use super::source::SourceName;
+
+/// How far in the future an `occurred_at` may lie: feeds' clocks drift a little, not more.
+pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+/// Longest accepted `source_event_id`.
+pub const MAX_EVENT_ID_LEN: usize = 200;
+/// Longest accepted carrier name.
+pub const MAX_CARRIER_LEN: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    SimSwap,
+    Port,
+    Disconnect,
+    Reassign,
+    DeviceSwap,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::SimSwap,
+        EventKind::Port,
+        EventKind::Disconnect,
+        EventKind::Reassign,
+        EventKind::DeviceSwap,
+    ];
+
+    /// Puts the number on a new SIM, as CAMARA SIM Swap counts it: a port or a new
+    /// subscription does too.
+    pub fn changes_sim(self) -> bool {
+        matches!(
+            self,
+            EventKind::SimSwap | EventKind::Port | EventKind::Reassign
+        )
+    }
+
+    /// Ends the registered owner's hold on the number.
+    pub fn ends_ownership(self) -> bool {
+        matches!(self, EventKind::Disconnect | EventKind::Reassign)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SimSwap => "SIM_SWAP",
+            EventKind::Port => "PORT",
+            EventKind::Disconnect => "DISCONNECT",
+            EventKind::Reassign => "REASSIGN",
+            EventKind::DeviceSwap => "DEVICE_SWAP",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not one of SIM_SWAP, PORT, DISCONNECT, REASSIGN, DEVICE_SWAP")]
+pub struct UnknownKind(pub String);
+
+impl FromStr for EventKind {
+    type Err = UnknownKind;
+
+    /// Accepts `PORT`, `port` and the proto spelling `EVENT_KIND_PORT`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let upper = s.trim().to_ascii_uppercase();
+        let bare = upper.strip_prefix("EVENT_KIND_").unwrap_or(&upper);
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == bare)
+            .ok_or_else(|| UnknownKind(s.to_string()))
+    }
+}
+
+/// What the decision rules need to know of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFact {
+    pub kind: EventKind,
+    pub occurred_at: DateTime<Utc>,
+    pub from_carrier: Option<String>,
+    pub to_carrier: Option<String>,
+}
+
+/// An event as received, before validation. Empty strings mean "not given".
+#[derive(Debug, Clone, Default)]
+pub struct RawEvent {
+    pub source: String,
+    pub source_event_id: String,
+    pub phone_number: String,
+    /// `None` when the sender gave no kind or one this server does not know.
+    pub kind: Option<EventKind>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub from_carrier: String,
+    pub to_carrier: String,
+}
+
+/// A validated event, ready to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub source: SourceName,
+    pub source_event_id: String,
+    pub number: E164,
+    pub fact: EventFact,
+}
+
+/// An event read back from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub event: NewEvent,
+    pub ingested_at: DateTime<Utc>,
+}
+
+impl NewEvent {
+    /// Checks everything that does not need the store. Whether the source exists is the
+    /// caller's question, since the set of sources lives elsewhere.
+    pub fn validate(
+        raw: RawEvent,
+        default_region: Option<Region>,
+        now: DateTime<Utc>,
+    ) -> Result<NewEvent, FieldError> {
+        let source: SourceName = raw
+            .source
+            .parse()
+            .map_err(|e| FieldError::new("source", format!("{e}")))?;
+        let source_event_id = raw.source_event_id.trim().to_string();
+        if source_event_id.is_empty() {
+            return Err(FieldError::new("source_event_id", "is empty"));
+        }
+        if source_event_id.len() > MAX_EVENT_ID_LEN {
+            return Err(FieldError::new(
+                "source_event_id",
+                format!("is longer than {MAX_EVENT_ID_LEN} bytes"),
+            ));
+        }
+        let number = E164::parse(&raw.phone_number, default_region)
+            .map_err(|e| FieldError::new("phone_number", e.to_string()))?;
+        let kind = raw.kind.ok_or_else(|| {
+            FieldError::new(
+                "kind",
+                "is missing or unknown; use SIM_SWAP, PORT, DISCONNECT, REASSIGN or DEVICE_SWAP",
+            )
+        })?;
+        let occurred_at = raw
+            .occurred_at
+            .ok_or_else(|| FieldError::new("occurred_at", "is missing"))?;
+        if occurred_at > now + MAX_CLOCK_SKEW {
+            return Err(FieldError::new(
+                "occurred_at",
+                format!(
+                    "is more than {} minutes in the future",
+                    MAX_CLOCK_SKEW.num_minutes()
+                ),
+            ));
+        }
+        let from_carrier = carrier_field("from_carrier", raw.from_carrier)?;
+        let to_carrier = carrier_field("to_carrier", raw.to_carrier)?;
+        if kind == EventKind::Port && to_carrier.is_none() {
+            return Err(FieldError::new(
+                "to_carrier",
+                "is required for a PORT event",
+            ));
+        }
+        Ok(NewEvent {
+            source,
+            source_event_id,
+            number,
+            fact: EventFact {
+                kind,
+                occurred_at: to_storage_precision(occurred_at),
+                from_carrier,
+                to_carrier,
+            },
+        })
+    }
+}
+
+fn carrier_field(field: &'static str, value: String) -> Result<Option<String>, FieldError> {
+    let value = value.trim();
+    if value.len() > MAX_CARRIER_LEN {
+        return Err(FieldError::new(
+            field,
+            format!("is longer than {MAX_CARRIER_LEN} bytes"),
+        ));
+    }
+    Ok((!value.is_empty()).then(|| value.to_string()))
+}
+
+/// Times are stored with microsecond precision (both backends hold that much), so values
+/// are cut to it on the way in and a read-back equals what was validated.
+pub fn to_storage_precision(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
+    }
+
+    fn raw(kind: EventKind) -> RawEvent {
+        RawEvent {
+            source: "docomo-feed".into(),
+            source_event_id: "e-1".into(),
+            phone_number: "+819012345678".into(),
+            kind: Some(kind),
+            occurred_at: Some(now() - Duration::hours(1)),
+            from_carrier: String::new(),
+            to_carrier: String::new(),
+        }
+    }
+
+    fn field_of(r: RawEvent) -> &'static str {
+        NewEvent::validate(r, None, now()).unwrap_err().field
+    }
+
+    #[test]
+    fn a_good_event_validates() {
+        let e = NewEvent::validate(raw(EventKind::SimSwap), None, now()).unwrap();
+        assert_eq!(e.number.as_str(), "+819012345678");
+        assert_eq!(e.fact.kind, EventKind::SimSwap);
+        assert_eq!(e.fact.from_carrier, None);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let mut r = raw(EventKind::SimSwap);
+        r.source = String::new();
+        assert_eq!(field_of(r), "source");
+
+        let mut r = raw(EventKind::SimSwap);
+        r.source_event_id = " ".into();
+        assert_eq!(field_of(r), "source_event_id");
+
+        let mut r = raw(EventKind::SimSwap);
+        r.phone_number = "garbage".into();
+        assert_eq!(field_of(r), "phone_number");
+
+        let mut r = raw(EventKind::SimSwap);
+        r.kind = None;
+        assert_eq!(field_of(r), "kind");
+
+        let mut r = raw(EventKind::SimSwap);
+        r.occurred_at = None;
+        assert_eq!(field_of(r), "occurred_at");
+
+        let mut r = raw(EventKind::SimSwap);
+        r.to_carrier = "x".repeat(MAX_CARRIER_LEN + 1);
+        assert_eq!(field_of(r), "to_carrier");
+
+        assert_eq!(field_of(raw(EventKind::Port)), "to_carrier");
+    }
+
+    #[test]
+    fn future_events_are_allowed_only_within_clock_skew() {
+        let mut r = raw(EventKind::SimSwap);
+        r.occurred_at = Some(now() + MAX_CLOCK_SKEW);
+        assert!(NewEvent::validate(r, None, now()).is_ok());
+        let mut r = raw(EventKind::SimSwap);
+        r.occurred_at = Some(now() + MAX_CLOCK_SKEW + Duration::seconds(1));
+        let err = NewEvent::validate(r, None, now()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "occurred_at is more than 5 minutes in the future"
+        );
+    }
+
+    #[test]
+    fn kinds_parse_in_every_spelling() {
+        assert_eq!("PORT".parse::<EventKind>().unwrap(), EventKind::Port);
+        assert_eq!("sim_swap".parse::<EventKind>().unwrap(), EventKind::SimSwap);
+        assert_eq!(
+            "EVENT_KIND_DEVICE_SWAP".parse::<EventKind>().unwrap(),
+            EventKind::DeviceSwap
+        );
+        assert!("UNSPECIFIED".parse::<EventKind>().is_err());
+    }
+
+    #[test]
+    fn times_are_cut_to_microseconds() {
+        let mut r = raw(EventKind::SimSwap);
+        let t = now() - Duration::nanoseconds(1_234_567);
+        r.occurred_at = Some(t);
+        let e = NewEvent::validate(r, None, now()).unwrap();
+        assert_eq!(e.fact.occurred_at, now() - Duration::microseconds(1_235));
+    }
+}

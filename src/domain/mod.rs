@@ -1,0 +1,27 @@
+//! The domain: phone numbers, events, sources and the decision rules. Plain data and pure
+//! functions; no I/O happens here.
+
+pub mod decision;
+pub mod event;
+pub mod number;
+pub mod owner_since;
+pub mod prefix;
+pub mod source;
+
+/// A rejected input field. The message reads after the field name, so `Display` gives e.g.
+/// "max_age_hours must be in 1..=2400, got 2401".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {message}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        FieldError {
+            field,
+            message: message.into(),
+        }
+    }
+}

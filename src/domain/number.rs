@@ -1,0 +1,215 @@
+//! Phone numbers: parsed once at the edge into an [`E164`], the only form that is stored,
+//! cached or used as a key.
+
+use std::fmt;
+use std::str::FromStr;
+
+use phonenumber::metadata::DATABASE;
+use phonenumber::{Mode, Type, country};
+
+/// Longest input accepted before parsing; E.164 itself is at most 16 characters, so anything
+/// much longer is garbage and is refused without touching the parser.
+pub const MAX_INPUT_LEN: usize = 64;
+
+/// Why an input is not a usable phone number. The messages read after the field name,
+/// e.g. "phone_number is empty".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    #[error("is empty")]
+    Empty,
+    #[error("is longer than {MAX_INPUT_LEN} characters")]
+    TooLong,
+    #[error("is not in E.164 form (+ and country code) and no region was given")]
+    NoRegion,
+    #[error("is not a phone number: {0}")]
+    Unparseable(String),
+    #[error("is not a valid phone number for its country")]
+    Invalid,
+    #[error("has an extension; give the number alone")]
+    Extension,
+}
+
+/// An ISO 3166 region used to read national-format numbers (`090-1234-5678` + `JP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Region(country::Id);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an ISO 3166 region code known to the phone number metadata")]
+pub struct RegionError(String);
+
+impl FromStr for Region {
+    type Err = RegionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let upper = s.trim().to_ascii_uppercase();
+        country::Id::from_str(&upper)
+            .map(Region)
+            .map_err(|_| RegionError(s.to_string()))
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_ref())
+    }
+}
+
+/// A valid phone number in E.164 form (`+819012345678`). It can only be built by parsing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct E164(String);
+
+/// What parsing learned about a number beyond its E.164 form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedNumber {
+    pub e164: E164,
+    /// Mobile, or mobile-capable where the plan cannot tell (NANP's fixed-line-or-mobile).
+    pub mobile: bool,
+}
+
+impl ParsedNumber {
+    /// Parses `input` as E.164 or, given a `region`, as a national number. Validity is checked
+    /// against libphonenumber's metadata; nothing is guessed.
+    pub fn parse(input: &str, region: Option<Region>) -> Result<Self, NumberError> {
+        let input = input.trim();
+        if input.is_empty() {
+            return Err(NumberError::Empty);
+        }
+        if input.len() > MAX_INPUT_LEN {
+            return Err(NumberError::TooLong);
+        }
+        if region.is_none() && !input.starts_with('+') {
+            return Err(NumberError::NoRegion);
+        }
+        let number = phonenumber::parse(region.map(|r| r.0), input)
+            .map_err(|e| NumberError::Unparseable(e.to_string()))?;
+        if number.extension().is_some() {
+            return Err(NumberError::Extension);
+        }
+        // number_type is what validity is defined by, so one call answers both questions.
+        let mobile = match number.number_type(&DATABASE) {
+            Type::Unknown => return Err(NumberError::Invalid),
+            Type::Mobile | Type::FixedLineOrMobile | Type::Pager => true,
+            _ => false,
+        };
+        let e164 = E164(number.format().mode(Mode::E164).to_string());
+        Ok(ParsedNumber { e164, mobile })
+    }
+}
+
+impl E164 {
+    pub fn parse(input: &str, region: Option<Region>) -> Result<Self, NumberError> {
+        ParsedNumber::parse(input, region).map(|p| p.e164)
+    }
+
+    /// Rebuilds a value that was stored after an earlier successful parse. Only the store
+    /// uses this: what it reads back was validated when it was written.
+    pub(crate) fn from_trusted(e164: String) -> Self {
+        E164(e164)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The digits without `+`: what carrier-range and source prefixes are matched against.
+    pub fn digits(&self) -> &str {
+        &self.0[1..]
+    }
+
+    /// A form safe for logs: country code area and the last two digits only.
+    pub fn masked(&self) -> Masked<'_> {
+        Masked(self)
+    }
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for E164 {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Display adapter that never shows a full number (phone numbers are personal data).
+pub struct Masked<'a>(&'a E164);
+
+impl fmt::Display for Masked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.0.digits();
+        let keep_head = 2.min(digits.len());
+        let keep_tail = 2.min(digits.len() - keep_head);
+        let hidden = digits.len() - keep_head - keep_tail;
+        write!(
+            f,
+            "+{}{}{}",
+            &digits[..keep_head],
+            "*".repeat(hidden),
+            &digits[digits.len() - keep_tail..]
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jp() -> Option<Region> {
+        Some("JP".parse().unwrap())
+    }
+
+    #[test]
+    fn e164_and_national_forms_agree() {
+        let a = ParsedNumber::parse("+819012345678", None).unwrap();
+        let b = ParsedNumber::parse("090-1234-5678", jp()).unwrap();
+        let c = ParsedNumber::parse(" +81 90 1234 5678 ", jp()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a.e164.as_str(), "+819012345678");
+        assert_eq!(a.e164.digits(), "819012345678");
+        assert!(a.mobile);
+    }
+
+    #[test]
+    fn fixed_line_is_valid_but_not_mobile() {
+        let tokyo = ParsedNumber::parse("03-1234-5678", jp()).unwrap();
+        assert_eq!(tokyo.e164.as_str(), "+81312345678");
+        assert!(!tokyo.mobile);
+    }
+
+    #[test]
+    fn bad_inputs_are_refused_with_their_reason() {
+        assert_eq!(E164::parse("", None), Err(NumberError::Empty));
+        assert_eq!(E164::parse("   ", jp()), Err(NumberError::Empty));
+        assert_eq!(
+            E164::parse(&"9".repeat(65), jp()),
+            Err(NumberError::TooLong)
+        );
+        assert_eq!(E164::parse("09012345678", None), Err(NumberError::NoRegion));
+        assert!(matches!(
+            E164::parse("hello", jp()),
+            Err(NumberError::Unparseable(_))
+        ));
+        assert_eq!(E164::parse("+81901234", None), Err(NumberError::Invalid));
+        assert_eq!(
+            E164::parse("+81 90 1234 5678 ext. 12", None),
+            Err(NumberError::Extension)
+        );
+    }
+
+    #[test]
+    fn region_codes_parse_case_insensitively() {
+        assert_eq!("jp".parse::<Region>().unwrap().to_string(), "JP");
+        assert!("XX".parse::<Region>().is_err());
+        assert!("".parse::<Region>().is_err());
+    }
+
+    #[test]
+    fn masking_hides_the_subscriber_digits() {
+        let n = E164::parse("+819012345678", None).unwrap();
+        assert_eq!(n.masked().to_string(), "+81********78");
+    }
+}

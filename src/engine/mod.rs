@@ -1,0 +1,284 @@
+//! The application core: joins the store, the caches and the in-memory catalog, and runs
+//! the pure decision rules. The API layers translate to and from it.
+
+mod catalog;
+pub mod history_cache;
+pub mod ingest;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Offset, Utc};
+
+use crate::domain::FieldError;
+use crate::domain::decision::{
+    CheckInput, DEFAULT_MAX_LOOKBACK_HOURS, Decision, MaxAge, Policy, decide,
+};
+use crate::domain::event::StoredEvent;
+use crate::domain::number::{ParsedNumber, Region};
+use crate::domain::owner_since::OwnerSince;
+use crate::domain::source::{Source, SourceSet};
+use crate::error::ErrorKind;
+use crate::ranges::shipped::shipped_ranges;
+use crate::ranges::{CarrierTable, RangeEntry};
+use crate::store::{EventCursor, EventQuery, Store, StoreError};
+use catalog::Catalog;
+use history_cache::HistoryCache;
+pub use ingest::{IngestSession, IngestSummary, MAX_REPORTED_ERRORS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EngineError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Invalid(_) => ErrorKind::InvalidArgument,
+            EngineError::Store(e) => e.kind(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Region for national-format numbers that come without one.
+    pub default_region: Option<Region>,
+    /// Upper bound for `max_age_hours`.
+    pub max_lookback_hours: u32,
+    pub policy: Policy,
+    /// Numbers whose history is cached; 0 disables the cache.
+    pub cache_capacity: u64,
+    /// Events per ingest transaction.
+    pub ingest_batch_size: usize,
+    /// The zone in which date-only `owner_since` values are read.
+    pub date_zone: FixedOffset,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            default_region: None,
+            max_lookback_hours: DEFAULT_MAX_LOOKBACK_HOURS,
+            policy: Policy::default(),
+            cache_capacity: 1_000_000,
+            ingest_batch_size: 5_000,
+            date_zone: Utc.fix(),
+        }
+    }
+}
+
+/// A page of events and where the next one starts.
+#[derive(Debug)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    pub next: Option<EventCursor>,
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+    histories: HistoryCache,
+    catalog: Catalog,
+}
+
+impl Engine {
+    /// Loads sources and carrier ranges; on first start (no ranges stored) imports the
+    /// shipped range files.
+    pub async fn start(store: Arc<dyn Store>, config: EngineConfig) -> Result<Engine, StoreError> {
+        let engine = Engine {
+            histories: HistoryCache::new(config.cache_capacity),
+            catalog: Catalog::default(),
+            store,
+            config,
+        };
+        let mut ranges = engine.store.load_ranges().await?;
+        if ranges.is_empty() {
+            let shipped = dedup_keep_last(shipped_ranges());
+            engine.store.upsert_ranges(&shipped).await?;
+            tracing::info!(ranges = shipped.len(), "loaded the shipped carrier ranges");
+            ranges = shipped;
+        }
+        engine.catalog.set_ranges(CarrierTable::new(&ranges));
+        engine.reload_sources().await?;
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Reads a number given as E.164 or national format; `region` may be empty.
+    pub fn parse_number(
+        &self,
+        field: &'static str,
+        input: &str,
+        region: &str,
+    ) -> Result<ParsedNumber, FieldError> {
+        let region = if region.trim().is_empty() {
+            self.config.default_region
+        } else {
+            Some(
+                region
+                    .parse()
+                    .map_err(|e| FieldError::new("region", format!("{e}")))?,
+            )
+        };
+        ParsedNumber::parse(input, region).map_err(|e| FieldError::new(field, e.to_string()))
+    }
+
+    pub fn max_age(&self, hours: u32) -> Result<MaxAge, FieldError> {
+        MaxAge::new(hours, self.config.max_lookback_hours)
+    }
+
+    /// `owner_since` as an instant, or as a date (`YYYY-MM-DD`) in the server's zone; at
+    /// most one of the two.
+    pub fn owner_since(
+        &self,
+        at: Option<DateTime<Utc>>,
+        date: &str,
+    ) -> Result<Option<OwnerSince>, FieldError> {
+        let date = date.trim();
+        match (at, date.is_empty()) {
+            (Some(_), false) => Err(FieldError::new(
+                "owner_since_date",
+                "cannot be given together with owner_since",
+            )),
+            (Some(at), true) => Ok(Some(OwnerSince::At(at))),
+            (None, true) => Ok(None),
+            (None, false) => {
+                let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
+                    FieldError::new(
+                        "owner_since_date",
+                        format!("{date:?} is not a YYYY-MM-DD date"),
+                    )
+                })?;
+                OwnerSince::on_date(day, &self.config.date_zone)
+                    .map(Some)
+                    .ok_or_else(|| FieldError::new("owner_since_date", "is out of range"))
+            }
+        }
+    }
+
+    /// `CheckNumber`: the decision for one number as of now.
+    pub async fn check(
+        &self,
+        number: &ParsedNumber,
+        max_age: MaxAge,
+        owner_since: Option<OwnerSince>,
+    ) -> Result<Decision, EngineError> {
+        let e164 = &number.e164;
+        let history = self
+            .histories
+            .get_or_load(e164, || self.store.history(e164))
+            .await?;
+        let ranges = self.catalog.ranges();
+        let sources = self.catalog.sources();
+        let input = CheckInput {
+            now: Utc::now(),
+            max_age,
+            owner_since,
+            mobile: number.mobile,
+            original_carrier: ranges.lookup(e164.digits()).map(|m| m.carrier),
+            covered_since: sources.covered_since(e164),
+            history: &history,
+        };
+        Ok(decide(&input, self.config.policy))
+    }
+
+    /// Starts an ingest stream; see [`IngestSession`].
+    pub fn ingest(&self) -> IngestSession<'_> {
+        IngestSession::new(self)
+    }
+
+    pub async fn list_events(&self, mut query: EventQuery) -> Result<EventPage, EngineError> {
+        let limit = query.limit as usize;
+        // One more row than asked tells whether another page exists.
+        query.limit = query.limit.saturating_add(1);
+        let mut events = self.store.list_events(&query).await?;
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| EventCursor {
+                occurred_at: e.event.fact.occurred_at,
+                id: e.id,
+            })
+        } else {
+            None
+        };
+        Ok(EventPage { events, next })
+    }
+
+    pub async fn upsert_source(&self, source: &Source) -> Result<(), EngineError> {
+        self.store.upsert_source(source).await?;
+        self.reload_sources().await?;
+        Ok(())
+    }
+
+    pub fn sources(&self) -> Arc<SourceSet> {
+        self.catalog.sources()
+    }
+
+    pub(crate) async fn reload_sources(&self) -> Result<(), StoreError> {
+        let sources = self.store.list_sources().await?;
+        self.catalog.set_sources(SourceSet::new(sources));
+        Ok(())
+    }
+
+    /// Upserts ranges (a later entry wins over an earlier one with the same prefix) and
+    /// rebuilds the lookup table. Returns (written, total).
+    pub async fn import_ranges(&self, ranges: Vec<RangeEntry>) -> Result<(u64, u64), EngineError> {
+        let ranges = dedup_keep_last(ranges);
+        let written = self.store.upsert_ranges(&ranges).await?;
+        let table = CarrierTable::new(&self.store.load_ranges().await?);
+        let total = table.len() as u64;
+        self.catalog.set_ranges(table);
+        Ok((written, total))
+    }
+
+    pub fn ranges(&self) -> Arc<CarrierTable> {
+        self.catalog.ranges()
+    }
+
+    /// Whether the database answers; for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+}
+
+/// Keeps the last entry per prefix, in first-seen order, so a batch never touches one
+/// prefix twice (PostgreSQL refuses that in one upsert).
+fn dedup_keep_last(ranges: Vec<RangeEntry>) -> Vec<RangeEntry> {
+    let mut index = std::collections::HashMap::with_capacity(ranges.len());
+    let mut out: Vec<RangeEntry> = Vec::with_capacity(ranges.len());
+    for entry in ranges {
+        match index.get(&entry.prefix) {
+            Some(&i) => out[i] = entry,
+            None => {
+                index.insert(entry.prefix.clone(), out.len());
+                out.push(entry);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keeps_the_last_entry_per_prefix() {
+        let e = |p: &str, c: &str| RangeEntry {
+            prefix: p.parse().unwrap(),
+            carrier: c.into(),
+        };
+        let out = dedup_keep_last(vec![e("8190", "A"), e("8180", "B"), e("8190", "C")]);
+        assert_eq!(out, vec![e("8190", "C"), e("8180", "B")]);
+    }
+}

@@ -1,0 +1,111 @@
+//! Storage: one trait, one implementation per backend. Stores store; they do not decide.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
+use crate::domain::number::E164;
+use crate::domain::source::Source;
+use crate::error::ErrorKind;
+use crate::ranges::RangeEntry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or used right now; retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database URL names no supported backend.
+    #[error("unsupported database URL {0:?}; use sqlite://FILE")]
+    UnsupportedUrl(String),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored row does not read back as a valid value (edited by hand, or a bug).
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            other => StoreError::Other(other),
+        }
+    }
+}
+
+impl StoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::UnsupportedUrl(_) => ErrorKind::InvalidArgument,
+            StoreError::Migration(_) | StoreError::Corrupt(_) | StoreError::Other(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+/// What a batch insert did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    pub inserted: u64,
+    /// Events whose `(source, source_event_id)` was already stored (or repeated in the batch).
+    pub duplicates: u64,
+}
+
+/// Keyset position for paging events newest-first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCursor {
+    pub occurred_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub number: Option<E164>,
+    /// Empty means every kind.
+    pub kinds: Vec<EventKind>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only events strictly after this position in newest-first order.
+    pub after: Option<EventCursor>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates or replaces a source by name.
+    async fn upsert_source(&self, source: &Source) -> Result<(), StoreError>;
+    async fn list_sources(&self) -> Result<Vec<Source>, StoreError>;
+    /// Inserts a batch in one transaction; returns after the commit.
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome, StoreError>;
+    /// Every event of one number, in no particular order.
+    async fn history(&self, number: &E164) -> Result<Vec<EventFact>, StoreError>;
+    /// Events newest `occurred_at` first (ties by id), filtered and paged.
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Upserts by prefix (a later import wins); returns how many were written.
+    async fn upsert_ranges(&self, ranges: &[RangeEntry]) -> Result<u64, StoreError>;
+    /// Every range, in no particular order (prefixes are unique).
+    async fn load_ranges(&self) -> Result<Vec<RangeEntry>, StoreError>;
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens (creating and migrating as needed) the store a URL names.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
