@@ -1,0 +1,261 @@
+//! The real `numguard` binary: `serve` in a child process and the client commands
+//! against it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_numguard");
+
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Served {
+    /// Starts `numguard serve` on an ephemeral port and reads the bound address from its log.
+    fn start(dir: &Path) -> Served {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env(
+                "NUMGUARD_DATABASE_URL",
+                format!("sqlite://{}", dir.join("ng.db").display()),
+            )
+            .env("NUMGUARD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("serve exited before listening")
+                .expect("read log");
+            if let Some(rest) = line.split("addr=").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        };
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Served {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("NUMGUARD_SERVER", &self.url)
+            .output()
+            .expect("run numguard")
+    }
+
+    /// SIGTERM, and the server exits cleanly.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "serve exited with {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("serve did not stop on SIGTERM");
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "failed: {}\n{}", stdout(&o), stderr(&o));
+    o
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["check", "--help"],
+        vec!["import", "--help"],
+        vec!["import", "ranges", "--help"],
+        vec!["import", "events", "--help"],
+        vec!["sources", "--help"],
+        vec!["sources", "add", "--help"],
+        vec!["sources", "list", "--help"],
+    ] {
+        let o = ok(Command::new(BIN).args(&args).output().unwrap());
+        assert!(stdout(&o).contains("Usage"), "{args:?}");
+    }
+    let serve = stdout(&ok(Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap()));
+    assert!(
+        serve.contains("NUMGUARD_DATABASE_URL"),
+        "env vars are documented"
+    );
+}
+
+#[test]
+fn a_tour_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path());
+
+    ok(served.run(&[
+        "sources",
+        "add",
+        "jp-feed",
+        "--tracking-since",
+        "2025-01-01",
+        "--covers",
+        "81",
+    ]));
+    let list = ok(served.run(&["sources", "list", "--json"]));
+    let list: Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(list[0]["name"], "jp-feed");
+    assert_eq!(list[0]["covers"][0], "81");
+
+    let recent =
+        (Utc::now() - chrono::Duration::hours(5)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let csv = dir.path().join("events.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "source_event_id,phone_number,kind,occurred_at,from_carrier,to_carrier\n\
+             e1,+819012345678,PORT,2026-01-05T00:00:00Z,KDDI,NTT Docomo\n\
+             e2,+819012345678,SIM_SWAP,{recent},,\n\
+             e3,+819012345678,TELEPORT,2026-01-05T00:00:00Z,,\n\
+             e4,+819012345678,SIM_SWAP,yesterday,,\n\
+             e5,garbage,SIM_SWAP,2026-01-05T00:00:00Z,,\n\
+             e6,+819012345678,PORT,2026-01-06T00:00:00Z,,\n"
+        ),
+    )
+    .unwrap();
+    let import = ok(served.run(&[
+        "import",
+        "events",
+        csv.to_str().unwrap(),
+        "--source",
+        "jp-feed",
+    ]));
+    let (out, err) = (stdout(&import), stderr(&import));
+    assert!(
+        out.contains("6 events read; 2 accepted, 0 duplicates, 4 rejected"),
+        "{out}"
+    );
+    for line in [
+        "line 4:",
+        "line 5:",
+        "line 6: phone_number",
+        "line 7: to_carrier",
+    ] {
+        assert!(err.contains(line), "missing {line:?} in {err}");
+    }
+    // Re-importing the same file adds nothing.
+    let again = ok(served.run(&[
+        "import",
+        "events",
+        csv.to_str().unwrap(),
+        "--source",
+        "jp-feed",
+    ]));
+    assert!(
+        stdout(&again).contains("0 accepted, 2 duplicates"),
+        "{}",
+        stdout(&again)
+    );
+
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"source_event_id\":\"j1\",\"phone_number\":\"+818012345678\",\"kind\":\"DISCONNECT\",\"occurred_at\":\"2026-02-01T00:00:00Z\"}\n\
+         \n\
+         {not json}\n",
+    )
+    .unwrap();
+    let import = ok(served.run(&[
+        "import",
+        "events",
+        jsonl.to_str().unwrap(),
+        "--source",
+        "jp-feed",
+    ]));
+    assert!(
+        stdout(&import).contains("2 events read; 1 accepted"),
+        "{}",
+        stdout(&import)
+    );
+    assert!(stderr(&import).contains("line 3:"));
+
+    let check = ok(served.run(&["check", "090-1234-5678", "--region", "JP", "--json"]));
+    let r: Value = serde_json::from_str(&stdout(&check)).unwrap();
+    assert_eq!(r["phone_number"], "+819012345678");
+    assert_eq!(r["verdict"], "VERDICT_STEP_UP");
+    assert_eq!(r["sim_swap"], "SIM_SWAP_STATUS_SWAPPED");
+    assert_eq!(r["current_carrier"], "NTT Docomo");
+    assert_eq!(r["port_count"], 1);
+    assert_eq!(r["reasons"][0]["code"], "REASON_CODE_SIM_SWAPPED");
+
+    let check = ok(served.run(&["check", "+818012345678", "--owner-since", "2026-01-01"]));
+    let text = stdout(&check);
+    assert!(text.starts_with("+818012345678  BLOCK"), "{text}");
+    assert!(text.contains("OWNER_CHANGED"), "{text}");
+
+    let bad = served.run(&["check", "+81901234", "--json"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("phone_number"), "{}", stderr(&bad));
+
+    let ranges = dir.path().join("ranges.txt");
+    std::fs::write(
+        &ranges,
+        "# test ranges\n8190123|Example Mobile\nnot a range\n",
+    )
+    .unwrap();
+    let import = ok(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
+    assert!(
+        stdout(&import).contains("1 ranges imported, 1 bad lines"),
+        "{}",
+        stdout(&import)
+    );
+    assert!(stderr(&import).contains("line 3:"));
+    let check = ok(served.run(&["check", "+819012345678", "--json"]));
+    let r: Value = serde_json::from_str(&stdout(&check)).unwrap();
+    assert_eq!(r["original_carrier"], "Example Mobile");
+
+    served.stop();
+}
+
+#[test]
+fn client_commands_fail_clearly_without_a_server() {
+    let o = Command::new(BIN)
+        .args(["check", "+819012345678", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot reach numguard"),
+        "{}",
+        stderr(&o)
+    );
+}

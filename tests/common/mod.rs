@@ -1,0 +1,214 @@
+//! Test helpers: a real server on an ephemeral port over a fresh SQLite file, and real
+//! gRPC clients.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use numguard::api::convert::timestamp;
+use numguard::api::pb;
+use numguard::api::pb::admin_client::AdminClient;
+use numguard::api::pb::events_client::EventsClient;
+use numguard::api::pb::number_check_client::NumberCheckClient;
+use numguard::engine::EngineConfig;
+use numguard::server::{ServerConfig, run};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: Arc<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// A server on a new, empty database.
+    pub async fn start() -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        TestServer::start_in(dir, EngineConfig::default()).await
+    }
+
+    /// A server on the database file in `dir` (kept across restarts).
+    pub async fn start_in(dir: Arc<TempDir>, engine: EngineConfig) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = ServerConfig {
+            database_url: format!("sqlite://{}", db_path(&dir).display()),
+            engine,
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(run(config, listener, async {
+            let _ = rx.await;
+        }));
+        let server = TestServer {
+            addr,
+            dir,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        };
+        server.wait_until_serving().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    pub async fn check(&self) -> NumberCheckClient<Channel> {
+        NumberCheckClient::new(self.channel().await)
+    }
+
+    pub async fn events(&self) -> EventsClient<Channel> {
+        EventsClient::new(self.channel().await)
+    }
+
+    pub async fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.channel().await)
+    }
+
+    pub async fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel().await)
+    }
+
+    async fn wait_until_serving(&self) {
+        for _ in 0..200 {
+            if let Ok(channel) = Channel::from_shared(self.url())
+                .expect("url")
+                .connect()
+                .await
+            {
+                if HealthClient::new(channel)
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server did not start");
+    }
+
+    /// Graceful stop; returns the directory so a new server can reopen the same file.
+    pub async fn stop(mut self) -> Arc<TempDir> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("join").expect("server ran cleanly");
+        }
+        self.dir.clone()
+    }
+}
+
+pub fn db_path(dir: &TempDir) -> PathBuf {
+    dir.path().join("numguard.db")
+}
+
+pub fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("test time")
+        .with_timezone(&Utc)
+}
+
+pub fn event(
+    source: &str,
+    id: &str,
+    number: &str,
+    kind: pb::EventKind,
+    occurred_at: DateTime<Utc>,
+) -> pb::Event {
+    pb::Event {
+        source: source.into(),
+        source_event_id: id.into(),
+        phone_number: number.into(),
+        kind: kind.into(),
+        occurred_at: Some(timestamp(occurred_at)),
+        ..Default::default()
+    }
+}
+
+pub fn port(
+    source: &str,
+    id: &str,
+    number: &str,
+    occurred_at: DateTime<Utc>,
+    from: &str,
+    to: &str,
+) -> pb::Event {
+    pb::Event {
+        from_carrier: from.into(),
+        to_carrier: to.into(),
+        ..event(source, id, number, pb::EventKind::Port, occurred_at)
+    }
+}
+
+pub async fn add_source(server: &TestServer, name: &str, since: DateTime<Utc>, covers: &[&str]) {
+    server
+        .admin()
+        .await
+        .upsert_source(pb::Source {
+            name: name.into(),
+            tracking_since: Some(timestamp(since)),
+            covers: covers.iter().map(|c| c.to_string()).collect(),
+        })
+        .await
+        .expect("upsert source");
+}
+
+pub async fn ingest(server: &TestServer, events: Vec<pb::Event>) -> pb::IngestSummary {
+    server
+        .events()
+        .await
+        .ingest_events(tokio_stream::iter(events))
+        .await
+        .expect("ingest")
+        .into_inner()
+}
+
+pub async fn check_number(server: &TestServer, number: &str) -> pb::CheckNumberResponse {
+    check_with(
+        server,
+        pb::CheckNumberRequest {
+            phone_number: number.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("check")
+}
+
+pub async fn check_with(
+    server: &TestServer,
+    request: pb::CheckNumberRequest,
+) -> Result<pb::CheckNumberResponse, tonic::Status> {
+    server
+        .check()
+        .await
+        .check_number(request)
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub fn reason_codes(r: &pb::CheckNumberResponse) -> Vec<pb::ReasonCode> {
+    r.reasons.iter().map(|r| r.code()).collect()
+}

@@ -1,0 +1,626 @@
+//! The gRPC services end to end: a real tonic client against a real server on an
+//! ephemeral port with a temporary SQLite file.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::*;
+use numguard::api::convert::timestamp;
+use numguard::api::pb::{self, EventKind, OwnershipStatus, ReasonCode, SimSwapStatus, Verdict};
+use numguard::engine::EngineConfig;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+const N1: &str = "+819012345678";
+const N2: &str = "+818012345678";
+
+#[tokio::test]
+async fn health_reports_serving_for_the_server_and_each_service() {
+    let server = TestServer::start().await;
+    let mut health = server.health().await;
+    for service in [
+        "",
+        "numguard.v1.NumberCheck",
+        "numguard.v1.Events",
+        "numguard.v1.Admin",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "service {service:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ingest_then_check_sees_the_swap_immediately() {
+    let server = TestServer::start().await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+
+    // A first check caches the quiet history.
+    let before = check_number(&server, N1).await;
+    assert_eq!(before.sim_swap(), SimSwapStatus::NotSwapped);
+    assert_eq!(before.verdict(), Verdict::Allow);
+
+    let swapped_at = Utc::now() - Duration::hours(2);
+    let summary = ingest(
+        &server,
+        vec![event("feed", "e1", N1, EventKind::SimSwap, swapped_at)],
+    )
+    .await;
+    assert_eq!(
+        (summary.accepted, summary.duplicates, summary.rejected),
+        (1, 0, 0)
+    );
+
+    let after = check_number(&server, N1).await;
+    assert_eq!(after.phone_number, N1);
+    assert_eq!(after.sim_swap(), SimSwapStatus::Swapped);
+    assert_eq!(after.verdict(), Verdict::StepUp);
+    assert_eq!(reason_codes(&after), vec![ReasonCode::SimSwapped]);
+    let expected = numguard::domain::event::to_storage_precision(swapped_at);
+    assert_eq!(after.latest_sim_change, Some(timestamp(expected)));
+    assert_eq!(
+        after.covered_since,
+        Some(timestamp(at("2025-01-01T00:00:00Z")))
+    );
+    assert!(after.window_start.is_some() && after.window_end.is_some());
+    assert!(after.evaluated_at.is_some());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_worked_example_blocks_with_both_owner_changes() {
+    let server = TestServer::start().await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["8190"]).await;
+    let disconnect = Utc::now() - Duration::days(30);
+    let reassign = Utc::now() - Duration::days(5);
+    // Sent newest first: decisions use occurred_at, not arrival order.
+    ingest(
+        &server,
+        vec![
+            event("feed", "r", N1, EventKind::Reassign, reassign),
+            event("feed", "d", N1, EventKind::Disconnect, disconnect),
+        ],
+    )
+    .await;
+    let r = check_with(
+        &server,
+        pb::CheckNumberRequest {
+            phone_number: "090-1234-5678".into(),
+            region: "JP".into(),
+            owner_since: Some(timestamp(Utc::now() - Duration::days(60))),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.phone_number, N1);
+    assert_eq!(r.ownership(), OwnershipStatus::Changed);
+    assert_eq!(r.sim_swap(), SimSwapStatus::Swapped);
+    assert_eq!(r.verdict(), Verdict::Block);
+    let reasons: Vec<_> = r
+        .reasons
+        .iter()
+        .map(|x| (x.code(), x.event_kind()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (ReasonCode::OwnerChanged, EventKind::Disconnect),
+            (ReasonCode::OwnerChanged, EventKind::Reassign),
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn date_only_owner_since_over_grpc() {
+    let server = TestServer::start().await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    ingest(
+        &server,
+        vec![
+            event(
+                "feed",
+                "r",
+                N1,
+                EventKind::Reassign,
+                at("2026-03-01T18:00:00Z"),
+            ),
+            event(
+                "feed",
+                "d",
+                N2,
+                EventKind::Disconnect,
+                at("2026-03-01T18:00:00Z"),
+            ),
+        ],
+    )
+    .await;
+    let by_date = |number: &str| pb::CheckNumberRequest {
+        phone_number: number.into(),
+        owner_since_date: "2026-03-01".into(),
+        ..Default::default()
+    };
+    let reassigned = check_with(&server, by_date(N1)).await.unwrap();
+    assert_eq!(reassigned.ownership(), OwnershipStatus::Unchanged);
+    let disconnected = check_with(&server, by_date(N2)).await.unwrap();
+    assert_eq!(disconnected.ownership(), OwnershipStatus::Changed);
+
+    let both = pb::CheckNumberRequest {
+        owner_since: Some(timestamp(Utc::now())),
+        ..by_date(N1)
+    };
+    let err = check_with(&server, both).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("owner_since_date"),
+        "{}",
+        err.message()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resending_events_counts_duplicates_not_new_events() {
+    let server = TestServer::start().await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let t = at("2026-01-10T00:00:00Z");
+    let batch = vec![
+        port("feed", "p1", N1, t, "NTT Docomo", "KDDI"),
+        port("feed", "p2", N1, t + Duration::days(1), "KDDI", "Softbank"),
+    ];
+    let first = ingest(&server, batch.clone()).await;
+    assert_eq!((first.accepted, first.duplicates), (2, 0));
+    // The same two again, plus a repeat inside one stream.
+    let mut again = batch.clone();
+    again.push(port(
+        "feed",
+        "p3",
+        N1,
+        t + Duration::days(2),
+        "Softbank",
+        "KDDI",
+    ));
+    again.push(port(
+        "feed",
+        "p3",
+        N1,
+        t + Duration::days(2),
+        "Softbank",
+        "KDDI",
+    ));
+    let second = ingest(&server, again).await;
+    assert_eq!(
+        (second.accepted, second.duplicates, second.rejected),
+        (1, 3, 0)
+    );
+
+    let r = check_number(&server, N1).await;
+    assert_eq!(r.port_count, 3);
+    assert_eq!(r.current_carrier, "KDDI");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_mixing_good_and_bad_events_keeps_the_good_ones() {
+    let server = TestServer::start().await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let t = Utc::now() - Duration::hours(1);
+    let future = Utc::now() + Duration::minutes(30);
+    let mut no_time = event("feed", "x5", N1, EventKind::SimSwap, t);
+    no_time.occurred_at = None;
+    let mut no_kind = event("feed", "x6", N1, EventKind::SimSwap, t);
+    no_kind.kind = 0;
+    let events = vec![
+        event("feed", "ok1", N1, EventKind::DeviceSwap, t),
+        event("feed", "x1", "", EventKind::SimSwap, t),
+        event("feed", "x2", "not a number", EventKind::SimSwap, t),
+        event("nope", "x3", N1, EventKind::SimSwap, t),
+        event("feed", "x4", N1, EventKind::SimSwap, future),
+        no_time,
+        no_kind,
+        event("feed", "x7", N1, EventKind::Port, t),
+        event("feed", "x8", &"9".repeat(80), EventKind::SimSwap, t),
+        event("feed", "", N1, EventKind::SimSwap, t),
+        event("feed", "ok2", N2, EventKind::SimSwap, t),
+    ];
+    let summary = ingest(&server, events).await;
+    assert_eq!((summary.accepted, summary.rejected), (2, 9));
+    let errors: Vec<(u64, &str)> = summary
+        .errors
+        .iter()
+        .map(|e| (e.index, e.reason.split(' ').next().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (1, "phone_number"),
+            (2, "phone_number"),
+            (3, "source"),
+            (4, "occurred_at"),
+            (5, "occurred_at"),
+            (6, "kind"),
+            (7, "to_carrier"),
+            (8, "phone_number"),
+            (9, "source_event_id"),
+        ]
+    );
+    assert!(summary.errors[2].reason.contains("not registered"));
+    assert!(summary.errors[3].reason.contains("future"));
+
+    let listed = server
+        .events()
+        .await
+        .list_events(pb::ListEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = listed
+        .events
+        .iter()
+        .map(|e| e.source_event_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&"ok1") && ids.contains(&"ok2"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_check_requests_are_invalid_argument_naming_the_field() {
+    let server = TestServer::start().await;
+    let cases = [
+        (pb::CheckNumberRequest::default(), "phone_number"),
+        (
+            pb::CheckNumberRequest {
+                phone_number: "garbage".into(),
+                region: "JP".into(),
+                ..Default::default()
+            },
+            "phone_number",
+        ),
+        (
+            pb::CheckNumberRequest {
+                phone_number: "+8190".repeat(20),
+                ..Default::default()
+            },
+            "phone_number",
+        ),
+        (
+            pb::CheckNumberRequest {
+                phone_number: "+81901234".into(),
+                ..Default::default()
+            },
+            "phone_number",
+        ),
+        (
+            pb::CheckNumberRequest {
+                phone_number: "09012345678".into(),
+                ..Default::default()
+            },
+            "phone_number",
+        ),
+        (
+            pb::CheckNumberRequest {
+                phone_number: "09012345678".into(),
+                region: "ZZ".into(),
+                ..Default::default()
+            },
+            "region",
+        ),
+        (
+            pb::CheckNumberRequest {
+                phone_number: N1.into(),
+                max_age_hours: 2401,
+                ..Default::default()
+            },
+            "max_age_hours",
+        ),
+        (
+            pb::CheckNumberRequest {
+                phone_number: N1.into(),
+                owner_since_date: "2026-13-01".into(),
+                ..Default::default()
+            },
+            "owner_since_date",
+        ),
+    ];
+    for (request, field) in cases {
+        let err = check_with(&server, request.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{request:?}");
+        assert!(
+            err.message().starts_with(field),
+            "{field}: got {:?}",
+            err.message()
+        );
+    }
+    let err = check_with(
+        &server,
+        pb::CheckNumberRequest {
+            phone_number: N1.into(),
+            max_age_hours: 2401,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.message(), "max_age_hours must be in 1..=2400, got 2401");
+
+    // The edges of the range are fine.
+    for hours in [1, 2400] {
+        let ok = check_with(
+            &server,
+            pb::CheckNumberRequest {
+                phone_number: N1.into(),
+                max_age_hours: hours,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let start = ok.window_start.unwrap().seconds;
+        let end = ok.window_end.unwrap().seconds;
+        assert_eq!(end - start, i64::from(hours) * 3600);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_admin_and_list_requests_are_invalid_argument() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let err = admin
+        .upsert_source(pb::Source {
+            name: "feed".into(),
+            tracking_since: None,
+            covers: vec!["81".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("tracking_since"));
+    let err = admin
+        .upsert_source(pb::Source {
+            name: "feed".into(),
+            tracking_since: Some(timestamp(Utc::now())),
+            covers: vec!["+81".into()],
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("covers"), "{}", err.message());
+
+    let mut events = server.events().await;
+    let err = events
+        .list_events(pb::ListEventsRequest {
+            page_token: "bogus".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("page_token"));
+    let err = events
+        .list_events(pb::ListEventsRequest {
+            page_size: 1001,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("page_size"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn list_events_filters_and_pages_newest_first() {
+    let server = TestServer::start().await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let base = at("2026-01-01T00:00:00Z");
+    let mut events = Vec::new();
+    for i in 0..25 {
+        let kind = if i % 5 == 0 {
+            EventKind::Disconnect
+        } else {
+            EventKind::SimSwap
+        };
+        events.push(event(
+            "feed",
+            &format!("a{i}"),
+            N1,
+            kind,
+            base + Duration::hours(i),
+        ));
+    }
+    // Same instant twice: ties are broken by id, and paging must not lose either.
+    events.push(event(
+        "feed",
+        "tie",
+        N1,
+        EventKind::SimSwap,
+        base + Duration::hours(24),
+    ));
+    events.push(event("feed", "other", N2, EventKind::SimSwap, base));
+    ingest(&server, events).await;
+
+    let mut client = server.events().await;
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_events(pb::ListEventsRequest {
+                phone_number: N1.into(),
+                page_size: 7,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.events.len() <= 7);
+        seen.extend(page.events);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen.len(), 26);
+    let times: Vec<i64> = seen
+        .iter()
+        .map(|e| e.occurred_at.unwrap().seconds)
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    assert!(
+        seen.iter()
+            .all(|e| e.phone_number == N1 && e.ingested_at.is_some())
+    );
+
+    let disconnects = client
+        .list_events(pb::ListEventsRequest {
+            kinds: vec![EventKind::Disconnect.into()],
+            since: Some(timestamp(base + Duration::hours(5))),
+            until: Some(timestamp(base + Duration::hours(20))),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = disconnects
+        .events
+        .iter()
+        .map(|e| e.source_event_id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["a15", "a10", "a5"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn restart_on_the_same_file_keeps_everything() {
+    let server = TestServer::start().await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let swapped_at = Utc::now() - Duration::hours(3);
+    ingest(
+        &server,
+        vec![event("feed", "e1", N1, EventKind::SimSwap, swapped_at)],
+    )
+    .await;
+    let mut admin = server.admin().await;
+    admin
+        .import_ranges(pb::ImportRangesRequest {
+            ranges: vec![pb::CarrierRange {
+                prefix: "8190123".into(),
+                carrier: "Test Carrier".into(),
+            }],
+        })
+        .await
+        .unwrap();
+    let before = check_number(&server, N1).await;
+    let dir = server.stop().await;
+
+    let server = TestServer::start_in(dir, EngineConfig::default()).await;
+    let after = check_number(&server, N1).await;
+    assert_eq!(after.sim_swap(), SimSwapStatus::Swapped);
+    assert_eq!(after.latest_sim_change, before.latest_sim_change);
+    assert_eq!(after.covered_since, before.covered_since);
+    assert_eq!(after.original_carrier, "Test Carrier");
+    let sources = server
+        .admin()
+        .await
+        .list_sources(pb::ListSourcesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .sources;
+    assert_eq!(sources.len(), 1);
+    let resent = ingest(
+        &server,
+        vec![event("feed", "e1", N1, EventKind::SimSwap, swapped_at)],
+    )
+    .await;
+    assert_eq!((resent.accepted, resent.duplicates), (0, 1));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shipped_japanese_data_resolves_mobile_numbers_to_the_mic_carrier() {
+    let server = TestServer::start().await;
+    // The expected carrier comes from the shipped file itself: block 090123 (+81 90-123x).
+    let csv = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/jp-number-blocks/mic_mobile_blocks.csv"
+    ))
+    .unwrap();
+    let in_file = |block: &str| {
+        csv.lines()
+            .find_map(|l| l.strip_prefix(&format!("{block},")))
+            .map(fold_width)
+            .unwrap()
+    };
+    let mut admin = server.admin().await;
+    for (input, region, block) in [
+        ("+81 90-1234-5678", "", "090123"),
+        ("090-1234-5678", "JP", "090123"),
+        ("080-6001-2345", "JP", "080600"),
+        ("070-1001-2345", "JP", "070100"),
+    ] {
+        let found = admin
+            .lookup_range(pb::LookupRangeRequest {
+                phone_number: input.into(),
+                region: region.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(found.carrier, in_file(block), "{input}");
+        assert_eq!(found.prefix, format!("81{}", &block[1..]));
+        assert!(found.mobile);
+    }
+    let r = check_number(&server, N1).await;
+    assert_eq!(r.original_carrier, in_file("090123"));
+    assert_eq!(r.current_carrier, r.original_carrier);
+    // Covered by a range but by no source: the data cannot say, so NO_DATA, not NOT_COVERED.
+    assert_eq!(r.sim_swap(), SimSwapStatus::Unknown);
+    assert_eq!(reason_codes(&r), vec![ReasonCode::NoData]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn uncovered_and_non_mobile_numbers_get_a_row_not_an_error() {
+    let server = TestServer::start().await;
+    // +1 201 (New Jersey): no shipped range (1.txt has no US mainland) and no source.
+    let r = check_number(&server, "+12015550123").await;
+    assert_eq!(r.verdict(), Verdict::Allow);
+    assert_eq!(r.sim_swap(), SimSwapStatus::Unknown);
+    assert_eq!(reason_codes(&r), vec![ReasonCode::NotCovered]);
+    // A Tokyo fixed line.
+    let r = check_number(&server, "+81312345678").await;
+    assert!(reason_codes(&r).contains(&ReasonCode::NotMobile));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn on_unknown_policy_applies_to_no_data_answers() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = EngineConfig::default();
+    config.policy.on_unknown = numguard::domain::decision::Verdict::Block;
+    let server = TestServer::start_in(dir, config).await;
+    let r = check_number(&server, N1).await;
+    assert_eq!(r.verdict(), Verdict::Block);
+    assert_eq!(reason_codes(&r), vec![ReasonCode::NoData]);
+    server.stop().await;
+}
+
+/// Full-width ASCII to ASCII, as the importer folds MIC names.
+fn fold_width(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap(),
+            _ => c,
+        })
+        .collect()
+}
