@@ -94,14 +94,12 @@ impl TestServer {
                 .expect("url")
                 .connect()
                 .await
-            {
-                if HealthClient::new(channel)
+                && HealthClient::new(channel)
                     .check(HealthCheckRequest::default())
                     .await
                     .is_ok()
-                {
-                    return;
-                }
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
