@@ -11,8 +11,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::engine::Engine;
 use admin::AdminApi;
@@ -53,6 +53,9 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    // Responses span several small writes (headers, data, trailers); without NODELAY,
+    // Nagle's algorithm and delayed ACKs stall them for tens of milliseconds.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
         .add_service(health_service)
         .add_service(reflection)
@@ -67,7 +70,7 @@ pub async fn serve(
         .add_service(
             AdminServer::new(AdminApi::new(engine)).max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }

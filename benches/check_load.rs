@@ -1,0 +1,299 @@
+//! Load benchmark for `CheckNumber`, against `grpc.health.v1.Health/Check` on the same
+//! server in the same run as the baseline.
+//!
+//! `cargo bench --bench check_load` starts `numguard serve` (release build) on a fresh
+//! SQLite file, ingests the events through `IngestEvents`, warms the cache with one check
+//! per number, then drives each RPC with a fixed number of requests in flight.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use clap::Parser;
+use numguard::api::convert::timestamp;
+use numguard::api::pb;
+use numguard::api::pb::admin_client::AdminClient;
+use numguard::api::pb::events_client::EventsClient;
+use numguard::api::pb::number_check_client::NumberCheckClient;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Events stored before the checks.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Distinct numbers the events and checks spread over.
+    #[arg(long, default_value_t = 100_000)]
+    numbers: u64,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// HTTP/2 connections the in-flight requests share.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Seconds each measured phase runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Server history cache capacity; 0 measures cold checks (every check reads the store).
+    #[arg(long, default_value_t = 1_000_000)]
+    cache_capacity: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn number(i: u64) -> String {
+    // +81 90-1xxx-xxxx: valid Japanese mobile numbers.
+    format!("+81901{i:07}")
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(cache_capacity: u64) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_numguard"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--database-url")
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("bench.db").display()
+        ))
+        .arg("--cache-capacity")
+        .arg(cache_capacity.to_string())
+        .env("NUMGUARD_LOG", "warn,numguard::server=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start numguard serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited").expect("log line");
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        url: format!("http://{addr}"),
+        _dir: dir,
+    }
+}
+
+async fn seed(channel: Channel, args: &Args) -> (u64, Duration) {
+    AdminClient::new(channel.clone())
+        .upsert_source(pb::Source {
+            name: "bench".into(),
+            tracking_since: Some(timestamp(
+                Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+            )),
+            covers: vec!["81".into()],
+        })
+        .await
+        .expect("source");
+    let numbers = args.numbers;
+    let total = args.events;
+    let now = Utc::now();
+    let events = futures::stream::iter((0..total).map(move |i| {
+        let mut rng = SmallRng::seed_from_u64(i);
+        let kind = match i % 10 {
+            0 => pb::EventKind::Port,
+            1 => pb::EventKind::Disconnect,
+            2 => pb::EventKind::Reassign,
+            3 | 4 => pb::EventKind::DeviceSwap,
+            _ => pb::EventKind::SimSwap,
+        };
+        let age = chrono::Duration::minutes(rng.random_range(0..300 * 24 * 60));
+        pb::Event {
+            source: "bench".into(),
+            source_event_id: format!("ev-{i}"),
+            phone_number: number(i % numbers),
+            kind: kind.into(),
+            occurred_at: Some(timestamp(now - age)),
+            from_carrier: String::new(),
+            to_carrier: if kind == pb::EventKind::Port {
+                "KDDI".into()
+            } else {
+                String::new()
+            },
+            ingested_at: None,
+        }
+    }));
+    let started = Instant::now();
+    let summary = EventsClient::new(channel)
+        .max_encoding_message_size(64 << 20)
+        .ingest_events(events)
+        .await
+        .expect("ingest")
+        .into_inner();
+    assert_eq!(summary.rejected, 0, "{:?}", summary.errors.first());
+    (summary.accepted, started.elapsed())
+}
+
+#[derive(Debug)]
+struct Phase {
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Phase {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    Health,
+    Check,
+}
+
+async fn drive(channels: &[Channel], rpc: Rpc, args: &Args) -> Phase {
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let numbers = args.numbers;
+    let owner_since = timestamp(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    let mut tasks = Vec::new();
+    for worker in 0..args.concurrency {
+        let channel = channels[worker % channels.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut health = HealthClient::new(channel.clone());
+            let mut check = NumberCheckClient::new(channel);
+            let mut rng = SmallRng::seed_from_u64(worker as u64);
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let ok = match rpc {
+                    Rpc::Health => health.check(HealthCheckRequest::default()).await.is_ok(),
+                    Rpc::Check => check
+                        .check_number(pb::CheckNumberRequest {
+                            phone_number: number(rng.random_range(0..numbers)),
+                            owner_since: Some(owner_since),
+                            ..Default::default()
+                        })
+                        .await
+                        .is_ok(),
+                };
+                latencies.push(t.elapsed());
+                errors += u64::from(!ok);
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await.expect("worker");
+        all.extend(latencies);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Phase {
+        requests: all.len() as u64,
+        errors,
+        elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
+}
+
+async fn connect(url: &str) -> Channel {
+    Channel::from_shared(url.to_string())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let server = start_server(args.cache_capacity);
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(connect(&server.url).await);
+    }
+
+    let (accepted, took) = seed(channels[0].clone(), &args).await;
+    println!(
+        "ingest: {accepted} events over {} numbers in {:.2} s = {:.0} events/s (one IngestEvents stream)",
+        args.numbers,
+        took.as_secs_f64(),
+        accepted as f64 / took.as_secs_f64()
+    );
+
+    // Warm-up: every number checked once (fills the cache when it is on).
+    let mut check = NumberCheckClient::new(channels[0].clone());
+    let t = Instant::now();
+    for i in 0..args.numbers {
+        check
+            .check_number(pb::CheckNumberRequest {
+                phone_number: number(i),
+                ..Default::default()
+            })
+            .await
+            .expect("warm-up check");
+    }
+    println!(
+        "warm-up: {} sequential checks in {:.2} s",
+        args.numbers,
+        t.elapsed().as_secs_f64()
+    );
+
+    let health_a = drive(&channels, Rpc::Health, &args).await;
+    let checks = drive(&channels, Rpc::Check, &args).await;
+    let health_b = drive(&channels, Rpc::Health, &args).await;
+    let health_rps = (health_a.rps() + health_b.rps()) / 2.0;
+
+    println!(
+        "\n{} in flight over {} connections, {} s per phase, cache capacity {}",
+        args.concurrency, args.connections, args.seconds, args.cache_capacity
+    );
+    println!("| phase | requests | errors | req/s | p50 | p99 |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, p) in [
+        ("Health/Check (before)", &health_a),
+        ("CheckNumber", &checks),
+        ("Health/Check (after)", &health_b),
+    ] {
+        println!(
+            "| {name} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
+            p.requests,
+            p.errors,
+            p.rps(),
+            p.p50.as_secs_f64() * 1e3,
+            p.p99.as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "\nCheckNumber / Health throughput ratio: {:.2}",
+        checks.rps() / health_rps
+    );
+    drop(server);
+}
