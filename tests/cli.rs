@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
@@ -14,6 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_numguard");
 struct Served {
     child: Child,
     url: String,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Served {
@@ -25,18 +27,20 @@ impl Served {
                 "NUMGUARD_DATABASE_URL",
                 format!("sqlite://{}", dir.join("ng.db").display()),
             )
-            .env("NUMGUARD_LOG", "info")
+            .env("NUMGUARD_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn serve");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
+        let log = Arc::new(Mutex::new(Vec::new()));
         let addr = loop {
             let line = lines
                 .next()
                 .expect("serve exited before listening")
                 .expect("read log");
+            log.lock().unwrap().push(line.clone());
             if let Some(rest) = line.split("addr=").nth(1) {
                 break rest
                     .split_whitespace()
@@ -45,11 +49,17 @@ impl Served {
                     .to_string();
             }
         };
-        // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep reading the log so the child never blocks on a full pipe.
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
         Served {
             child,
             url: format!("http://{addr}"),
+            log,
         }
     }
 
@@ -61,15 +71,16 @@ impl Served {
             .expect("run numguard")
     }
 
-    /// SIGTERM, and the server exits cleanly.
-    fn stop(mut self) {
+    /// SIGTERM, and the server exits cleanly; returns its whole log.
+    fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "serve exited with {status}");
-                return;
+                std::thread::sleep(Duration::from_millis(100)); // the reader drains the pipe
+                return self.log.lock().unwrap().join("\n");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -243,7 +254,13 @@ fn a_tour_through_the_cli() {
     let r: Value = serde_json::from_str(&stdout(&check)).unwrap();
     assert_eq!(r["original_carrier"], "Example Mobile");
 
-    served.stop();
+    // Phone numbers are personal data: the server's debug log never shows one in full.
+    let log = served.stop();
+    assert!(log.contains("ingest stream done"), "the log was captured: {log}");
+    assert!(log.contains("shutdown requested"));
+    for number in ["819012345678", "818012345678", "09012345678", "8190123"] {
+        assert!(!log.contains(number), "{number} appears in the log:\n{log}");
+    }
 }
 
 #[test]

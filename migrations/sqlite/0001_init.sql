@@ -12,7 +12,7 @@ CREATE TABLE events (
     id              INTEGER PRIMARY KEY,
     source          TEXT NOT NULL REFERENCES sources (name),
     source_event_id TEXT NOT NULL,
-    -- E.164, e.g. '+819012345678'.
+    -- E.164: '+', country code, national number.
     number          TEXT NOT NULL,
     kind            TEXT NOT NULL
         CHECK (kind IN ('SIM_SWAP', 'PORT', 'DISCONNECT', 'REASSIGN', 'DEVICE_SWAP')),
