@@ -2,7 +2,6 @@
 //! the shutdown future completes.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -24,11 +23,9 @@ pub async fn run(
     let store = crate::store::open(&config.database_url)
         .await
         .context("cannot open the database")?;
-    let engine = Arc::new(
-        Engine::start(store, config.engine)
-            .await
-            .context("cannot start the engine")?,
-    );
+    let engine = Engine::start(store, config.engine)
+        .await
+        .context("cannot start the engine")?;
     tracing::info!(
         addr = %listener.local_addr()?,
         ranges = engine.ranges().len(),

@@ -256,7 +256,10 @@ fn a_tour_through_the_cli() {
 
     // Phone numbers are personal data: the server's debug log never shows one in full.
     let log = served.stop();
-    assert!(log.contains("ingest stream done"), "the log was captured: {log}");
+    assert!(
+        log.contains("ingest stream done"),
+        "the log was captured: {log}"
+    );
     assert!(log.contains("shutdown requested"));
     for number in ["819012345678", "818012345678", "09012345678", "8190123"] {
         assert!(!log.contains(number), "{number} appears in the log:\n{log}");

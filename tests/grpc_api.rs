@@ -12,12 +12,27 @@ use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
+on_both_backends!(
+    health_reports_serving_for_the_server_and_each_service,
+    ingest_then_check_sees_the_swap_immediately,
+    the_worked_example_blocks_with_both_owner_changes,
+    date_only_owner_since_over_grpc,
+    resending_events_counts_duplicates_not_new_events,
+    a_stream_mixing_good_and_bad_events_keeps_the_good_ones,
+    bad_check_requests_are_invalid_argument_naming_the_field,
+    bad_admin_and_list_requests_are_invalid_argument,
+    list_events_filters_and_pages_newest_first,
+    restart_on_the_same_file_keeps_everything,
+    shipped_japanese_data_resolves_mobile_numbers_to_the_mic_carrier,
+    uncovered_and_non_mobile_numbers_get_a_row_not_an_error,
+    on_unknown_policy_applies_to_no_data_answers,
+);
+
 const N1: &str = "+819012345678";
 const N2: &str = "+818012345678";
 
-#[tokio::test]
-async fn health_reports_serving_for_the_server_and_each_service() {
-    let server = TestServer::start().await;
+async fn health_reports_serving_for_the_server_and_each_service(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut health = server.health().await;
     for service in [
         "",
@@ -38,9 +53,8 @@ async fn health_reports_serving_for_the_server_and_each_service() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn ingest_then_check_sees_the_swap_immediately() {
-    let server = TestServer::start().await;
+async fn ingest_then_check_sees_the_swap_immediately(backend: Backend) {
+    let server = TestServer::start(backend).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
 
     // A first check caches the quiet history.
@@ -75,9 +89,8 @@ async fn ingest_then_check_sees_the_swap_immediately() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn the_worked_example_blocks_with_both_owner_changes() {
-    let server = TestServer::start().await;
+async fn the_worked_example_blocks_with_both_owner_changes(backend: Backend) {
+    let server = TestServer::start(backend).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["8190"]).await;
     let disconnect = Utc::now() - Duration::days(30);
     let reassign = Utc::now() - Duration::days(5);
@@ -120,9 +133,8 @@ async fn the_worked_example_blocks_with_both_owner_changes() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn date_only_owner_since_over_grpc() {
-    let server = TestServer::start().await;
+async fn date_only_owner_since_over_grpc(backend: Backend) {
+    let server = TestServer::start(backend).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
     ingest(
         &server,
@@ -168,9 +180,8 @@ async fn date_only_owner_since_over_grpc() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn resending_events_counts_duplicates_not_new_events() {
-    let server = TestServer::start().await;
+async fn resending_events_counts_duplicates_not_new_events(backend: Backend) {
+    let server = TestServer::start(backend).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
     let t = at("2026-01-10T00:00:00Z");
     let batch = vec![
@@ -209,9 +220,8 @@ async fn resending_events_counts_duplicates_not_new_events() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_stream_mixing_good_and_bad_events_keeps_the_good_ones() {
-    let server = TestServer::start().await;
+async fn a_stream_mixing_good_and_bad_events_keeps_the_good_ones(backend: Backend) {
+    let server = TestServer::start(backend).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
     let t = Utc::now() - Duration::hours(1);
     let future = Utc::now() + Duration::minutes(30);
@@ -273,9 +283,8 @@ async fn a_stream_mixing_good_and_bad_events_keeps_the_good_ones() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn bad_check_requests_are_invalid_argument_naming_the_field() {
-    let server = TestServer::start().await;
+async fn bad_check_requests_are_invalid_argument_naming_the_field(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let cases = [
         (pb::CheckNumberRequest::default(), "phone_number"),
         (
@@ -372,9 +381,8 @@ async fn bad_check_requests_are_invalid_argument_naming_the_field() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn bad_admin_and_list_requests_are_invalid_argument() {
-    let server = TestServer::start().await;
+async fn bad_admin_and_list_requests_are_invalid_argument(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut admin = server.admin().await;
     let err = admin
         .upsert_source(pb::Source {
@@ -417,9 +425,8 @@ async fn bad_admin_and_list_requests_are_invalid_argument() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn list_events_filters_and_pages_newest_first() {
-    let server = TestServer::start().await;
+async fn list_events_filters_and_pages_newest_first(backend: Backend) {
+    let server = TestServer::start(backend).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
     let base = at("2026-01-01T00:00:00Z");
     let mut events = Vec::new();
@@ -499,9 +506,8 @@ async fn list_events_filters_and_pages_newest_first() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn restart_on_the_same_file_keeps_everything() {
-    let server = TestServer::start().await;
+async fn restart_on_the_same_file_keeps_everything(backend: Backend) {
+    let server = TestServer::start(backend).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
     let swapped_at = Utc::now() - Duration::hours(3);
     ingest(
@@ -520,9 +526,9 @@ async fn restart_on_the_same_file_keeps_everything() {
         .await
         .unwrap();
     let before = check_number(&server, N1).await;
-    let dir = server.stop().await;
+    let db = server.stop().await;
 
-    let server = TestServer::start_in(dir, EngineConfig::default()).await;
+    let server = TestServer::start_in(db, EngineConfig::default()).await;
     let after = check_number(&server, N1).await;
     assert_eq!(after.sim_swap(), SimSwapStatus::Swapped);
     assert_eq!(after.latest_sim_change, before.latest_sim_change);
@@ -546,9 +552,8 @@ async fn restart_on_the_same_file_keeps_everything() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn shipped_japanese_data_resolves_mobile_numbers_to_the_mic_carrier() {
-    let server = TestServer::start().await;
+async fn shipped_japanese_data_resolves_mobile_numbers_to_the_mic_carrier(backend: Backend) {
+    let server = TestServer::start(backend).await;
     // The expected carrier comes from the shipped file itself: block 090123 (+81 90-123x).
     let csv = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -589,9 +594,8 @@ async fn shipped_japanese_data_resolves_mobile_numbers_to_the_mic_carrier() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn uncovered_and_non_mobile_numbers_get_a_row_not_an_error() {
-    let server = TestServer::start().await;
+async fn uncovered_and_non_mobile_numbers_get_a_row_not_an_error(backend: Backend) {
+    let server = TestServer::start(backend).await;
     // +1 201 (New Jersey): no shipped range (1.txt has no US mainland) and no source.
     let r = check_number(&server, "+12015550123").await;
     assert_eq!(r.verdict(), Verdict::Allow);
@@ -603,12 +607,11 @@ async fn uncovered_and_non_mobile_numbers_get_a_row_not_an_error() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn on_unknown_policy_applies_to_no_data_answers() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+async fn on_unknown_policy_applies_to_no_data_answers(backend: Backend) {
+    let db = std::sync::Arc::new(TestDb::new(backend).await);
     let mut config = EngineConfig::default();
     config.policy.on_unknown = numguard::domain::decision::Verdict::Block;
-    let server = TestServer::start_in(dir, config).await;
+    let server = TestServer::start_in(db, config).await;
     let r = check_number(&server, N1).await;
     assert_eq!(r.verdict(), Verdict::Block);
     assert_eq!(reason_codes(&r), vec![ReasonCode::NoData]);

@@ -11,8 +11,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::server::NamedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::engine::Engine;
 use admin::AdminApi;
@@ -25,6 +30,29 @@ use pb::number_check_server::NumberCheckServer;
 /// Largest message accepted: range imports are the big ones (India's file is ~3,300
 /// ranges, far below this).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Mirrors the engine's availability into `grpc.health.v1`: the server ("") and every
+/// numguard service are SERVING while the database is, NOT_SERVING otherwise.
+async fn report_health(health: HealthReporter, mut available: watch::Receiver<bool>) {
+    loop {
+        let status = if *available.borrow_and_update() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for service in [
+            "",
+            <NumberCheckServer<NumberCheckApi> as NamedService>::NAME,
+            <EventsServer<EventsApi> as NamedService>::NAME,
+            <AdminServer<AdminApi> as NamedService>::NAME,
+        ] {
+            health.set_service_status(service, status).await;
+        }
+        if available.changed().await.is_err() {
+            return;
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -42,11 +70,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<NumberCheckServer<NumberCheckApi>>()
-        .await;
-    health.set_serving::<EventsServer<EventsApi>>().await;
-    health.set_serving::<AdminServer<AdminApi>>().await;
+    tokio::spawn(report_health(health, engine.availability()));
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)

@@ -65,6 +65,20 @@ impl HistoryCache {
         Ok(history)
     }
 
+    /// Drops every cached history (after missed change notifications). Bumping every
+    /// stripe first keeps loads that are in flight from re-inserting what they read.
+    pub fn clear(&self) {
+        for stripe in self.epochs.iter() {
+            let mut epoch = stripe
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            *epoch = epoch.wrapping_add(1);
+        }
+        if let Some(cache) = &self.cache {
+            cache.invalidate_all();
+        }
+    }
+
     /// Drops the cached histories of these numbers; call after the commit and before the
     /// write is acknowledged.
     pub fn invalidate<'a>(&self, numbers: impl IntoIterator<Item = &'a E164>) {

@@ -93,7 +93,12 @@ impl<'a> IngestSession<'a> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let outcome = self.engine.store.insert_events(&self.batch).await?;
+        let outcome = self
+            .engine
+            .store
+            .insert_events(&self.batch)
+            .await
+            .map_err(|e| self.engine.store_failed(e))?;
         self.engine
             .histories
             .invalidate(self.batch.iter().map(|e| &e.number));

@@ -1,11 +1,13 @@
 //! The application core: joins the store, the caches and the in-memory catalog, and runs
 //! the pure decision rules. The API layers translate to and from it.
 
+mod availability;
 mod catalog;
 pub mod history_cache;
 pub mod ingest;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Offset, Utc};
 
@@ -20,7 +22,8 @@ use crate::domain::source::{Source, SourceSet};
 use crate::error::ErrorKind;
 use crate::ranges::shipped::shipped_ranges;
 use crate::ranges::{CarrierTable, RangeEntry};
-use crate::store::{EventCursor, EventQuery, Store, StoreError};
+use crate::store::{Change, EventCursor, EventQuery, Store, StoreError};
+use availability::Availability;
 use catalog::Catalog;
 use history_cache::HistoryCache;
 pub use ingest::{IngestSession, IngestSummary, MAX_REPORTED_ERRORS};
@@ -31,6 +34,8 @@ pub enum EngineError {
     Invalid(#[from] FieldError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the database is unavailable; numguard does not answer from partial data, retry later")]
+    Unavailable,
 }
 
 impl EngineError {
@@ -38,6 +43,7 @@ impl EngineError {
         match self {
             EngineError::Invalid(_) => ErrorKind::InvalidArgument,
             EngineError::Store(e) => e.kind(),
+            EngineError::Unavailable => ErrorKind::Unavailable,
         }
     }
 }
@@ -55,6 +61,8 @@ pub struct EngineConfig {
     pub ingest_batch_size: usize,
     /// The zone in which date-only `owner_since` values are read.
     pub date_zone: FixedOffset,
+    /// How often the database is pinged to tell whether it is up.
+    pub health_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +74,7 @@ impl Default for EngineConfig {
             cache_capacity: 1_000_000,
             ingest_batch_size: 5_000,
             date_zone: Utc.fix(),
+            health_interval: Duration::from_secs(1),
         }
     }
 }
@@ -82,28 +91,55 @@ pub struct Engine {
     config: EngineConfig,
     histories: HistoryCache,
     catalog: Catalog,
+    availability: Availability,
 }
 
 impl Engine {
-    /// Loads sources and carrier ranges; on first start (no ranges stored) imports the
-    /// shipped range files.
-    pub async fn start(store: Arc<dyn Store>, config: EngineConfig) -> Result<Engine, StoreError> {
-        let engine = Engine {
+    /// Loads sources and carrier ranges (on first start, with no ranges stored, imports
+    /// the shipped range files), then follows the database's change feed, if it has one,
+    /// and watches the database's health in the background.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+    ) -> Result<Arc<Engine>, StoreError> {
+        let changes = store.take_changes();
+        let engine = Arc::new(Engine {
             histories: HistoryCache::new(config.cache_capacity),
             catalog: Catalog::default(),
+            availability: Availability::new(changes.is_some()),
             store,
             config,
-        };
-        let mut ranges = engine.store.load_ranges().await?;
-        if ranges.is_empty() {
+        });
+        if engine.store.load_ranges().await?.is_empty() {
             let shipped = dedup_keep_last(shipped_ranges());
             engine.store.upsert_ranges(&shipped).await?;
             tracing::info!(ranges = shipped.len(), "loaded the shipped carrier ranges");
-            ranges = shipped;
         }
-        engine.catalog.set_ranges(CarrierTable::new(&ranges));
+        engine.reload_ranges().await?;
         engine.reload_sources().await?;
+        tokio::spawn(watch_database(Arc::downgrade(&engine)));
+        if let Some(changes) = changes {
+            let mut up = engine.availability.subscribe();
+            tokio::spawn(follow_changes(Arc::downgrade(&engine), changes));
+            // Answer nothing until the feed listens; a replica starts in milliseconds.
+            let _ = tokio::time::timeout(Duration::from_secs(5), up.wait_for(|up| *up)).await;
+        }
         Ok(engine)
+    }
+
+    /// Follows availability: `true` while checks may be answered.
+    pub fn availability(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.availability.subscribe()
+    }
+
+    /// Turns a store failure into the engine's error, noting an unreachable database so
+    /// later requests fail fast until the health watch sees it back.
+    fn store_failed(&self, e: StoreError) -> EngineError {
+        if matches!(e, StoreError::Unavailable(_)) {
+            self.availability.set_database(false);
+            return EngineError::Unavailable;
+        }
+        EngineError::Store(e)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -173,11 +209,15 @@ impl Engine {
         max_age: MaxAge,
         owner_since: Option<OwnerSince>,
     ) -> Result<Decision, EngineError> {
+        if !self.availability.is_up() {
+            return Err(EngineError::Unavailable);
+        }
         let e164 = &number.e164;
         let history = self
             .histories
             .get_or_load(e164, || self.store.history(e164))
-            .await?;
+            .await
+            .map_err(|e| self.store_failed(e))?;
         let ranges = self.catalog.ranges();
         let sources = self.catalog.sources();
         let input = CheckInput {
@@ -235,10 +275,43 @@ impl Engine {
     pub async fn import_ranges(&self, ranges: Vec<RangeEntry>) -> Result<(u64, u64), EngineError> {
         let ranges = dedup_keep_last(ranges);
         let written = self.store.upsert_ranges(&ranges).await?;
+        self.reload_ranges().await?;
+        Ok((written, self.catalog.ranges().len() as u64))
+    }
+
+    async fn reload_ranges(&self) -> Result<(), StoreError> {
         let table = CarrierTable::new(&self.store.load_ranges().await?);
-        let total = table.len() as u64;
         self.catalog.set_ranges(table);
-        Ok((written, total))
+        Ok(())
+    }
+
+    /// Applies a change announced through the database (possibly by another replica).
+    async fn apply(&self, change: Change) {
+        let reloaded = match change {
+            Change::Numbers(numbers) => {
+                self.histories.invalidate(&numbers);
+                Ok(())
+            }
+            Change::Sources => self.reload_sources().await,
+            Change::Ranges => self.reload_ranges().await,
+            Change::Connected => {
+                tracing::info!("listening for changes; dropped every cached history");
+                self.histories.clear();
+                self.availability.set_feed(true);
+                match self.reload_sources().await {
+                    Ok(()) => self.reload_ranges().await,
+                    Err(e) => Err(e),
+                }
+            }
+            Change::Down => {
+                self.histories.clear();
+                self.availability.set_feed(false);
+                Ok(())
+            }
+        };
+        if let Err(e) = reloaded {
+            tracing::warn!(error = %e, "could not reload after a change");
+        }
     }
 
     pub fn ranges(&self) -> Arc<CarrierTable> {
@@ -248,6 +321,41 @@ impl Engine {
     /// Whether the database answers; for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
+    }
+}
+
+async fn follow_changes(
+    engine: Weak<Engine>,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<Change>,
+) {
+    while let Some(change) = changes.recv().await {
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        engine.apply(change).await;
+    }
+}
+
+/// Pings the database on an interval for as long as the engine lives.
+async fn watch_database(engine: Weak<Engine>) {
+    loop {
+        let Some(interval) = engine.upgrade().map(|e| e.config.health_interval) else {
+            return;
+        };
+        tokio::time::sleep(interval).await;
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        let up = match engine.store.ping().await {
+            Ok(()) => true,
+            Err(e) => {
+                if engine.availability.is_up() {
+                    tracing::warn!(error = %e, "database ping failed");
+                }
+                false
+            }
+        };
+        engine.availability.set_database(up);
     }
 }
 

@@ -1,5 +1,7 @@
 //! Storage: one trait, one implementation per backend. Stores store; they do not decide.
 
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -19,7 +21,7 @@ pub enum StoreError {
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     /// The database URL names no supported backend.
-    #[error("unsupported database URL {0:?}; use sqlite://FILE")]
+    #[error("unsupported database URL {0:?}; use sqlite://FILE or postgres://...")]
     UnsupportedUrl(String),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -32,14 +34,40 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
+        let unavailable = match &e {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
-            other => StoreError::Other(other),
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => unavailable_database_error(db.as_ref()),
+            _ => false,
+        };
+        if unavailable {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Other(e)
         }
+    }
+}
+
+/// Database errors that mean "not now" rather than "wrong": PostgreSQL connection
+/// exceptions (08xxx) and operator intervention such as a shutdown (57Pxx); SQLite busy,
+/// locked and read-only (primary codes 5, 6, 8, under any extended code).
+fn unavailable_database_error(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        code.starts_with("08") || code.starts_with("57P")
+    } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        code.parse::<i32>()
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8))
+    } else {
+        false
     }
 }
 
@@ -53,6 +81,22 @@ impl StoreError {
             }
         }
     }
+}
+
+/// A change made through the shared database, possibly by another replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Events were committed for these numbers.
+    Numbers(Vec<E164>),
+    /// Sources were created or changed.
+    Sources,
+    /// Carrier ranges were imported.
+    Ranges,
+    /// The feed is (again) listening. Anything before this may have been missed, so
+    /// every cache must be dropped.
+    Connected,
+    /// The change feed is down, and most likely the database with it.
+    Down,
 }
 
 /// What a batch insert did.
@@ -99,12 +143,19 @@ pub trait Store: Send + Sync + 'static {
     async fn load_ranges(&self) -> Result<Vec<RangeEntry>, StoreError>;
     /// A cheap round trip, for health checks.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The feed of changes made through the database by any process, for backends that
+    /// several replicas share; `None` where this process is the only writer (SQLite).
+    /// It can be taken once.
+    fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>>;
 }
 
 /// Opens (creating and migrating as needed) the store a URL names.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

@@ -11,10 +11,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{EventQuery, InsertOutcome, Store, StoreError};
-use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
+use super::{Change, EventQuery, InsertOutcome, Store, StoreError, sql};
+use crate::domain::event::{EventFact, NewEvent, StoredEvent};
 use crate::domain::number::E164;
-use crate::domain::source::{Source, SourceName};
+use crate::domain::source::Source;
 use crate::ranges::RangeEntry;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -55,35 +55,10 @@ fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn from_micros(v: i64) -> Result<DateTime<Utc>, StoreError> {
+fn time_at(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    let v: i64 = row.try_get(column)?;
     DateTime::from_timestamp_micros(v)
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {v} is out of range")))
-}
-
-fn kind_from(text: &str) -> Result<EventKind, StoreError> {
-    text.parse()
-        .map_err(|_| StoreError::Corrupt(format!("unknown event kind {text:?}")))
-}
-
-fn fact_from(row: &SqliteRow) -> Result<EventFact, StoreError> {
-    Ok(EventFact {
-        kind: kind_from(row.try_get("kind")?)?,
-        occurred_at: from_micros(row.try_get("occurred_at")?)?,
-        from_carrier: row.try_get("from_carrier")?,
-        to_carrier: row.try_get("to_carrier")?,
-    })
-}
-
-fn source_from(row: &SqliteRow) -> Result<Source, StoreError> {
-    let name: String = row.try_get("name")?;
-    let covers: String = row.try_get("covers")?;
-    let covers: Vec<String> = covers.split_whitespace().map(str::to_string).collect();
-    Source::new(
-        &name,
-        Some(from_micros(row.try_get("tracking_since")?)?),
-        &covers,
-    )
-    .map_err(|e| StoreError::Corrupt(format!("source {name:?}: {e}")))
+        .ok_or_else(|| StoreError::Corrupt(format!("{column} {v} is out of range")))
 }
 
 #[async_trait]
@@ -109,7 +84,15 @@ impl Store for SqliteStore {
             .fetch_all(&self.read)
             .await?
             .iter()
-            .map(source_from)
+            .map(|row| {
+                let covers: String = row.try_get("covers")?;
+                let covers: Vec<String> = covers.split_whitespace().map(str::to_string).collect();
+                sql::source_from(
+                    row.try_get("name")?,
+                    time_at(row, "tracking_since")?,
+                    &covers,
+                )
+            })
             .collect()
     }
 
@@ -150,65 +133,19 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await?
         .iter()
-        .map(fact_from)
+        .map(|row| sql::fact_from(row, time_at))
         .collect()
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "SELECT id, source, source_event_id, number, kind, occurred_at, from_carrier, \
-             to_carrier, ingested_at FROM events WHERE 1 = 1",
-        );
-        if let Some(number) = &query.number {
-            sql.push(" AND number = ")
-                .push_bind(number.as_str().to_string());
-        }
-        if !query.kinds.is_empty() {
-            sql.push(" AND kind IN (");
-            let mut kinds = sql.separated(", ");
-            for kind in &query.kinds {
-                kinds.push_bind(kind.as_str());
-            }
-            sql.push(")");
-        }
-        if let Some(since) = query.since {
-            sql.push(" AND occurred_at >= ").push_bind(micros(since));
-        }
-        if let Some(until) = query.until {
-            sql.push(" AND occurred_at < ").push_bind(micros(until));
-        }
-        if let Some(after) = query.after {
-            let at = micros(after.occurred_at);
-            sql.push(" AND (occurred_at < ")
-                .push_bind(at)
-                .push(" OR (occurred_at = ")
-                .push_bind(at)
-                .push(" AND id < ")
-                .push_bind(after.id)
-                .push("))");
-        }
-        sql.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(query.limit));
-        sql.build()
+        let mut select = QueryBuilder::<Sqlite>::new(sql::SELECT_EVENTS);
+        sql::push_event_filters(&mut select, query, micros);
+        select
+            .build()
             .fetch_all(&self.read)
             .await?
             .iter()
-            .map(|row| {
-                let source: String = row.try_get("source")?;
-                let source: SourceName = source
-                    .parse()
-                    .map_err(|e| StoreError::Corrupt(format!("source name: {e}")))?;
-                Ok(StoredEvent {
-                    id: row.try_get("id")?,
-                    event: NewEvent {
-                        source,
-                        source_event_id: row.try_get("source_event_id")?,
-                        number: E164::from_trusted(row.try_get("number")?),
-                        fact: fact_from(row)?,
-                    },
-                    ingested_at: from_micros(row.try_get("ingested_at")?)?,
-                })
-            })
+            .map(|row| sql::stored_event_from(row, time_at))
             .collect()
     }
 
@@ -240,20 +177,16 @@ impl Store for SqliteStore {
             .fetch_all(&self.read)
             .await?
             .iter()
-            .map(|row| {
-                let prefix: String = row.try_get("prefix")?;
-                Ok(RangeEntry {
-                    prefix: prefix
-                        .parse()
-                        .map_err(|e| StoreError::Corrupt(format!("range prefix: {e}")))?,
-                    carrier: row.try_get("carrier")?,
-                })
-            })
+            .map(|row| sql::range_from(row.try_get("prefix")?, row.try_get("carrier")?))
             .collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
+    }
+
+    fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+        None
     }
 }

@@ -1,10 +1,15 @@
-//! Test helpers: a real server on an ephemeral port over a fresh SQLite file, and real
-//! gRPC clients.
+//! Test helpers: a real server on an ephemeral port over a fresh database (a SQLite file,
+//! or a PostgreSQL database created for the test and dropped after it), and real gRPC
+//! clients.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod db;
+pub mod proxy;
+
+pub use db::{Backend, TestDb};
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +21,6 @@ use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::engine::EngineConfig;
 use numguard::server::{ServerConfig, run};
-use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -26,24 +30,30 @@ use tonic_health::pb::health_client::HealthClient;
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub dir: Arc<TempDir>,
+    pub db: Arc<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl TestServer {
     /// A server on a new, empty database.
-    pub async fn start() -> TestServer {
-        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        TestServer::start_in(dir, EngineConfig::default()).await
+    pub async fn start(backend: Backend) -> TestServer {
+        let db = Arc::new(TestDb::new(backend).await);
+        TestServer::start_in(db, EngineConfig::default()).await
     }
 
-    /// A server on the database file in `dir` (kept across restarts).
-    pub async fn start_in(dir: Arc<TempDir>, engine: EngineConfig) -> TestServer {
+    /// A server on an existing test database (kept across restarts).
+    pub async fn start_in(db: Arc<TestDb>, engine: EngineConfig) -> TestServer {
+        let url = db.url.clone();
+        TestServer::start_with_url(db, &url, engine).await
+    }
+
+    /// A server reaching the test database through `url` (e.g. through a proxy).
+    pub async fn start_with_url(db: Arc<TestDb>, url: &str, engine: EngineConfig) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let config = ServerConfig {
-            database_url: format!("sqlite://{}", db_path(&dir).display()),
+            database_url: url.to_string(),
             engine,
         };
         let (tx, rx) = oneshot::channel::<()>();
@@ -52,7 +62,7 @@ impl TestServer {
         }));
         let server = TestServer {
             addr,
-            dir,
+            db,
             shutdown: Some(tx),
             handle: Some(handle),
         };
@@ -106,20 +116,37 @@ impl TestServer {
         panic!("server did not start");
     }
 
-    /// Graceful stop; returns the directory so a new server can reopen the same file.
-    pub async fn stop(mut self) -> Arc<TempDir> {
+    /// Graceful stop; returns the database so a new server can reopen it.
+    pub async fn stop(mut self) -> Arc<TestDb> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(handle) = self.handle.take() {
             handle.await.expect("join").expect("server ran cleanly");
         }
-        self.dir.clone()
+        self.db.clone()
     }
 }
 
-pub fn db_path(dir: &TempDir) -> PathBuf {
-    dir.path().join("numguard.db")
+/// Runs an async test body once per backend: `on_both_backends!(name, ...)` expects an
+/// `async fn name(backend: Backend)` and makes tests `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            }
+        )*
+    };
 }
 
 pub fn at(s: &str) -> DateTime<Utc> {

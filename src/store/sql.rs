@@ -1,0 +1,129 @@
+//! SQL shared by the backends: the event-listing filters and row decoding. Only times
+//! differ between them (SQLite: integer microseconds, PostgreSQL: `timestamptz`), so
+//! those come in as functions.
+
+use chrono::{DateTime, Utc};
+use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
+
+use super::{EventQuery, StoreError};
+use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
+use crate::domain::number::E164;
+use crate::domain::source::{Source, SourceName};
+use crate::ranges::RangeEntry;
+
+pub const SELECT_EVENTS: &str = "SELECT id, source, source_event_id, number, kind, occurred_at, \
+     from_carrier, to_carrier, ingested_at FROM events WHERE 1 = 1";
+
+/// Appends the WHERE conditions, newest-first order and limit of a listing.
+pub fn push_event_filters<DB, T>(
+    sql: &mut QueryBuilder<DB>,
+    query: &EventQuery,
+    time: impl Fn(DateTime<Utc>) -> T,
+) where
+    DB: Database,
+    T: for<'t> Encode<'t, DB> + Type<DB>,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    if let Some(number) = &query.number {
+        sql.push(" AND number = ")
+            .push_bind(number.as_str().to_string());
+    }
+    if !query.kinds.is_empty() {
+        sql.push(" AND kind IN (");
+        let mut kinds = sql.separated(", ");
+        for kind in &query.kinds {
+            kinds.push_bind(kind.as_str().to_string());
+        }
+        sql.push(")");
+    }
+    if let Some(since) = query.since {
+        sql.push(" AND occurred_at >= ").push_bind(time(since));
+    }
+    if let Some(until) = query.until {
+        sql.push(" AND occurred_at < ").push_bind(time(until));
+    }
+    if let Some(after) = query.after {
+        sql.push(" AND (occurred_at < ")
+            .push_bind(time(after.occurred_at))
+            .push(" OR (occurred_at = ")
+            .push_bind(time(after.occurred_at))
+            .push(" AND id < ")
+            .push_bind(after.id)
+            .push("))");
+    }
+    sql.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(query.limit));
+}
+
+fn kind_from(text: &str) -> Result<EventKind, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown event kind {text:?}")))
+}
+
+/// Reads `kind, occurred_at, from_carrier, to_carrier`.
+pub fn fact_from<R>(
+    row: &R,
+    time: impl Fn(&R, &str) -> Result<DateTime<Utc>, StoreError>,
+) -> Result<EventFact, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let kind: String = row.try_get("kind")?;
+    Ok(EventFact {
+        kind: kind_from(&kind)?,
+        occurred_at: time(row, "occurred_at")?,
+        from_carrier: row.try_get("from_carrier")?,
+        to_carrier: row.try_get("to_carrier")?,
+    })
+}
+
+/// Reads a whole row of [`SELECT_EVENTS`].
+pub fn stored_event_from<R>(
+    row: &R,
+    time: impl Fn(&R, &str) -> Result<DateTime<Utc>, StoreError>,
+) -> Result<StoredEvent, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let source: String = row.try_get("source")?;
+    let source: SourceName = source
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("source name: {e}")))?;
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        event: NewEvent {
+            source,
+            source_event_id: row.try_get("source_event_id")?,
+            number: E164::from_trusted(row.try_get("number")?),
+            fact: fact_from(row, &time)?,
+        },
+        ingested_at: time(row, "ingested_at")?,
+    })
+}
+
+/// A source as stored: its covers come back as a list of prefix strings.
+pub fn source_from(
+    name: String,
+    tracking_since: DateTime<Utc>,
+    covers: &[String],
+) -> Result<Source, StoreError> {
+    Source::new(&name, Some(tracking_since), covers)
+        .map_err(|e| StoreError::Corrupt(format!("source {name:?}: {e}")))
+}
+
+pub fn range_from(prefix: String, carrier: String) -> Result<RangeEntry, StoreError> {
+    Ok(RangeEntry {
+        prefix: prefix
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("range prefix: {e}")))?,
+        carrier,
+    })
+}
