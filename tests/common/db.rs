@@ -26,18 +26,32 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
+/// Splits `scheme://[user@]host[:port]/db?query` into (`scheme://[user@]`, `host[:port]`,
+/// `/db?query`).
+fn split_url(url: &str) -> (&str, &str, &str) {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |j| start + j);
+    let host_start = url[start..end].rfind('@').map_or(start, |k| start + k + 1);
+    (&url[..host_start], &url[host_start..end], &url[end..])
+}
+
+pub fn host_port(url: &str) -> String {
+    split_url(url).1.to_string()
+}
+
+/// The same URL pointing at another host:port.
+pub fn with_host(url: &str, host_port: &str) -> String {
+    let (head, _, tail) = split_url(url);
+    format!("{head}{host_port}{tail}")
+}
+
 /// The same server and credentials, another database.
 pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let authority_end = base
-        .find("://")
-        .map(|i| i + 3)
-        .and_then(|start| base[start..].find('/').map(|j| start + j))
-        .unwrap_or(base.len());
-    format!("{}/{database}{query}", &base[..authority_end])
+    let (head, host, tail) = split_url(url);
+    let query = tail.find('?').map_or("", |i| &tail[i..]);
+    format!("{head}{host}/{database}{query}")
 }
 
 impl TestDb {

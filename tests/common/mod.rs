@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod binary;
 pub mod db;
 pub mod proxy;
 

@@ -1,0 +1,170 @@
+//! The database goes away under a running server (a proxy between them is cut) and comes
+//! back: checks answer UNAVAILABLE, never a verdict from partial data; health says
+//! NOT_SERVING; and the server recovers by itself.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::proxy::Proxy;
+use common::*;
+use numguard::api::pb::{self, EventKind, SimSwapStatus};
+use numguard::engine::EngineConfig;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+const N: &str = "+819012345678";
+
+/// The test PostgreSQL server's address.
+fn postgres_addr() -> SocketAddr {
+    let url = db::postgres_admin_url();
+    let host_port = db::host_port(&url).replace("localhost", "127.0.0.1");
+    let host_port = if host_port.contains(':') {
+        host_port
+    } else {
+        format!("{host_port}:5432")
+    };
+    host_port
+        .parse()
+        .expect("NUMGUARD_TEST_POSTGRES_URL names host:port")
+}
+
+async fn health_status(server: &TestServer) -> ServingStatus {
+    server
+        .health()
+        .await
+        .check(HealthCheckRequest {
+            service: "numguard.v1.NumberCheck".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner()
+        .status()
+}
+
+/// Polls until `f` returns true, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn postgres_outage_gives_unavailable_and_recovers_without_restart() {
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let proxy = Proxy::start(postgres_addr()).await;
+    let via_proxy = db::with_host(&db.url, &proxy.addr.to_string());
+    let config = EngineConfig {
+        health_interval: Duration::from_millis(200),
+        ..EngineConfig::default()
+    };
+    let server = TestServer::start_with_url(db.clone(), &via_proxy, config).await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    ingest(
+        &server,
+        vec![event(
+            "feed",
+            "e1",
+            N,
+            EventKind::SimSwap,
+            Utc::now() - chrono::Duration::hours(1),
+        )],
+    )
+    .await;
+    // Cached now: an outage must not be papered over with this.
+    assert_eq!(
+        check_number(&server, N).await.sim_swap(),
+        SimSwapStatus::Swapped
+    );
+    assert_eq!(health_status(&server).await, ServingStatus::Serving);
+
+    proxy.cut();
+    eventually(
+        Duration::from_secs(10),
+        "checks answer UNAVAILABLE",
+        || async {
+            let r = check_with(
+                &server,
+                pb::CheckNumberRequest {
+                    phone_number: N.into(),
+                    ..Default::default()
+                },
+            )
+            .await;
+            matches!(r, Err(ref s) if s.code() == Code::Unavailable)
+        },
+    )
+    .await;
+    let err = check_with(
+        &server,
+        pb::CheckNumberRequest {
+            phone_number: N.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.message().contains("database is unavailable"),
+        "{}",
+        err.message()
+    );
+    eventually(
+        Duration::from_secs(10),
+        "health says NOT_SERVING",
+        || async { health_status(&server).await == ServingStatus::NotServing },
+    )
+    .await;
+    let err = server
+        .events()
+        .await
+        .ingest_events(tokio_stream::iter(vec![event(
+            "feed",
+            "e2",
+            N,
+            EventKind::SimSwap,
+            Utc::now(),
+        )]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+
+    proxy.restore();
+    eventually(Duration::from_secs(20), "checks answer again", || async {
+        check_with(
+            &server,
+            pb::CheckNumberRequest {
+                phone_number: N.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .is_ok()
+    })
+    .await;
+    assert_eq!(health_status(&server).await, ServingStatus::Serving);
+    assert_eq!(
+        check_number(&server, N).await.sim_swap(),
+        SimSwapStatus::Swapped
+    );
+    let resent = ingest(
+        &server,
+        vec![event("feed", "e3", N, EventKind::SimSwap, Utc::now())],
+    )
+    .await;
+    assert_eq!(resent.accepted, 1);
+    server.stop().await;
+}

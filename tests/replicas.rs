@@ -1,0 +1,161 @@
+//! Two `numguard serve` processes on one PostgreSQL database: what one replica
+//! acknowledges, the other reflects at once, with no stale cache entry; and a replica
+//! whose notification connection drops reconnects, drops its cache and says so.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::binary::Served;
+use common::{Backend, TestDb, at, event};
+use numguard::api::convert::timestamp;
+use numguard::api::pb::admin_client::AdminClient;
+use numguard::api::pb::events_client::EventsClient;
+use numguard::api::pb::number_check_client::NumberCheckClient;
+use numguard::api::pb::{self, EventKind, SimSwapStatus};
+use sqlx::{Connection, PgConnection};
+use tonic::transport::Channel;
+
+async fn channel(served: &Served) -> Channel {
+    Channel::from_shared(served.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn check(served: &Served, number: &str) -> pb::CheckNumberResponse {
+    NumberCheckClient::new(channel(served).await)
+        .check_number(pb::CheckNumberRequest {
+            phone_number: number.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn ingest(served: &Served, events: Vec<pb::Event>) -> pb::IngestSummary {
+    EventsClient::new(channel(served).await)
+        .ingest_events(tokio_stream::iter(events))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn number(i: u32) -> String {
+    format!("+81901{i:07}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_acknowledged_by_one_replica_is_seen_by_the_other_at_once() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = Served::start(&db.url);
+    let b = Served::start(&db.url);
+
+    // A source registered through A covers numbers on B.
+    AdminClient::new(channel(&a).await)
+        .upsert_source(pb::Source {
+            name: "feed".into(),
+            tracking_since: Some(timestamp(at("2025-01-01T00:00:00Z"))),
+            covers: vec!["81".into()],
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while check(&b, &number(0)).await.covered_since.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "B never saw the source added on A"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    for i in 0..20 {
+        let n = number(i);
+        // B caches a quiet history...
+        assert_eq!(check(&b, &n).await.sim_swap(), SimSwapStatus::NotSwapped);
+        // ...A acknowledges a swap...
+        let summary = ingest(
+            &a,
+            vec![event(
+                "feed",
+                &format!("swap-{i}"),
+                &n,
+                EventKind::SimSwap,
+                Utc::now() - chrono::Duration::minutes(5),
+            )],
+        )
+        .await;
+        assert_eq!(summary.accepted, 1);
+        // ...and B's very next check sees it.
+        assert_eq!(
+            check(&b, &n).await.sim_swap(),
+            SimSwapStatus::Swapped,
+            "replica B served a stale answer for number {i}"
+        );
+    }
+    a.stop();
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_loses_its_notifications_drops_its_cache_and_says_so() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = Served::start(&db.url);
+    let b = Served::start(&db.url);
+    AdminClient::new(channel(&a).await)
+        .upsert_source(pb::Source {
+            name: "feed".into(),
+            tracking_since: Some(timestamp(at("2025-01-01T00:00:00Z"))),
+            covers: vec!["81".into()],
+        })
+        .await
+        .unwrap();
+    let n = number(42);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(check(&b, &n).await.sim_swap(), SimSwapStatus::NotSwapped);
+    let connects_before = b.log().matches("listening for changes").count();
+
+    // Cut every replica's LISTEN connection, as a network blip or a failover would, and
+    // write while they are gone: these notifications are lost.
+    let mut admin = PgConnection::connect(&db.url).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = $1 AND datname = current_database()",
+    )
+    .bind(numguard::store::postgres::LISTENER_APPLICATION_NAME)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, 2, "one listener per replica");
+    ingest(
+        &a,
+        vec![event("feed", "lost", &n, EventKind::SimSwap, Utc::now())],
+    )
+    .await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.log().matches("listening for changes").count() <= connects_before {
+        assert!(
+            Instant::now() < deadline,
+            "B did not reconnect:\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = b.log();
+    assert!(log.contains("dropped every cached history"), "{log}");
+    assert!(
+        log.contains("change-notification connection"),
+        "the drop is logged: {log}"
+    );
+    assert_eq!(
+        check(&b, &n).await.sim_swap(),
+        SimSwapStatus::Swapped,
+        "B must not answer from the history it cached before the lost notification"
+    );
+    a.stop();
+    b.stop();
+}
