@@ -1,9 +1,11 @@
 //! Load benchmark for `CheckNumber`, against `grpc.health.v1.Health/Check` on the same
 //! server in the same run as the baseline.
 //!
-//! `cargo bench --bench check_load` starts `numguard serve` (release build) on a fresh
-//! SQLite file, ingests the events through `IngestEvents`, warms the cache with one check
-//! per number, then drives each RPC with a fixed number of requests in flight.
+//! `cargo bench --bench check_load [-- --backend postgres]` starts `numguard serve`
+//! (release build) on a fresh database, ingests the events through `IngestEvents`, warms
+//! the cache with one check per number, then drives each RPC with a fixed number of
+//! requests in flight; then restarts the server with its cache disabled on the same data
+//! and measures cold checks the same way.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +20,7 @@ use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use sqlx::{Connection, PgConnection};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -39,9 +42,14 @@ struct Args {
     /// Seconds each measured phase runs.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Server history cache capacity; 0 measures cold checks (every check reads the store).
-    #[arg(long, default_value_t = 1_000_000)]
-    cache_capacity: u64,
+    /// Database: `sqlite` (a fresh temporary file) or `postgres` (a fresh database on
+    /// NUMGUARD_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres,
+    /// dropped afterwards).
+    #[arg(long, default_value = "sqlite")]
+    backend: String,
+    /// Stop after the ingest measurement.
+    #[arg(long)]
+    ingest_only: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -55,7 +63,6 @@ fn number(i: u64) -> String {
 struct Server {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -65,15 +72,59 @@ impl Drop for Server {
     }
 }
 
-fn start_server(cache_capacity: u64) -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// A fresh database for one run; a PostgreSQL one is dropped at the end.
+struct BenchDb {
+    url: String,
+    _dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+}
+
+impl BenchDb {
+    async fn create(backend: &str) -> BenchDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            "sqlite" => BenchDb {
+                url: format!("sqlite://{}", dir.path().join("bench.db").display()),
+                _dir: dir,
+                postgres: None,
+            },
+            "postgres" => {
+                let admin = std::env::var("NUMGUARD_BENCH_POSTGRES_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+                let name = format!("numguard_bench_{:08x}", rand::random::<u32>());
+                let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                BenchDb {
+                    url: format!("{base}/{name}"),
+                    _dir: dir,
+                    postgres: Some((admin, name)),
+                }
+            }
+            other => panic!("unknown backend {other:?}; use sqlite or postgres"),
+        }
+    }
+
+    async fn drop_database(&mut self) {
+        if let Some((admin, name)) = self.postgres.take() {
+            let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+fn start_server(database_url: &str, cache_capacity: u64) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_numguard"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--database-url")
-        .arg(format!(
-            "sqlite://{}",
-            dir.path().join("bench.db").display()
-        ))
+        .arg(database_url)
         .arg("--cache-capacity")
         .arg(cache_capacity.to_string())
         .env("NUMGUARD_LOG", "warn,numguard::server=info")
@@ -96,7 +147,6 @@ fn start_server(cache_capacity: u64) -> Server {
     Server {
         child,
         url: format!("http://{addr}"),
-        _dir: dir,
     }
 }
 
@@ -231,24 +281,58 @@ async fn connect(url: &str) -> Channel {
         .expect("connect")
 }
 
+async fn connect_all(server: &Server, connections: usize) -> Vec<Channel> {
+    let mut channels = Vec::new();
+    for _ in 0..connections.max(1) {
+        channels.push(connect(&server.url).await);
+    }
+    channels
+}
+
+fn print_row(name: &str, p: &Phase) {
+    println!(
+        "| {name} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
+        p.requests,
+        p.errors,
+        p.rps(),
+        p.p50.as_secs_f64() * 1e3,
+        p.p99.as_secs_f64() * 1e3
+    );
+}
+
+/// Health, CheckNumber, health on one server; returns (check req/s, mean health req/s).
+async fn measure(channels: &[Channel], args: &Args, label: &str) -> (f64, f64) {
+    let health_a = drive(channels, Rpc::Health, args).await;
+    let checks = drive(channels, Rpc::Check, args).await;
+    let health_b = drive(channels, Rpc::Health, args).await;
+    print_row(&format!("Health/Check (before {label})"), &health_a);
+    print_row(&format!("CheckNumber, {label}"), &checks);
+    print_row(&format!("Health/Check (after {label})"), &health_b);
+    (checks.rps(), (health_a.rps() + health_b.rps()) / 2.0)
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let server = start_server(args.cache_capacity);
-    let mut channels = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        channels.push(connect(&server.url).await);
-    }
+    let mut db = BenchDb::create(&args.backend).await;
+    let server = start_server(&db.url, 1_000_000);
+    let channels = connect_all(&server, args.connections).await;
 
     let (accepted, took) = seed(channels[0].clone(), &args).await;
     println!(
-        "ingest: {accepted} events over {} numbers in {:.2} s = {:.0} events/s (one IngestEvents stream)",
+        "backend {}: ingest {accepted} events over {} numbers in {:.2} s = {:.0} events/s (one IngestEvents stream)",
+        args.backend,
         args.numbers,
         took.as_secs_f64(),
         accepted as f64 / took.as_secs_f64()
     );
+    if args.ingest_only {
+        drop(server);
+        db.drop_database().await;
+        return;
+    }
 
-    // Warm-up: every number checked once (fills the cache when it is on).
+    // Warm-up: every number checked once, which fills the cache.
     let mut check = NumberCheckClient::new(channels[0].clone());
     let t = Instant::now();
     for i in 0..args.numbers {
@@ -265,35 +349,28 @@ async fn main() {
         args.numbers,
         t.elapsed().as_secs_f64()
     );
-
-    let health_a = drive(&channels, Rpc::Health, &args).await;
-    let checks = drive(&channels, Rpc::Check, &args).await;
-    let health_b = drive(&channels, Rpc::Health, &args).await;
-    let health_rps = (health_a.rps() + health_b.rps()) / 2.0;
-
     println!(
-        "\n{} in flight over {} connections, {} s per phase, cache capacity {}",
-        args.concurrency, args.connections, args.seconds, args.cache_capacity
+        "\n{} in flight over {} connections, {} s per phase",
+        args.concurrency, args.connections, args.seconds
     );
     println!("| phase | requests | errors | req/s | p50 | p99 |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for (name, p) in [
-        ("Health/Check (before)", &health_a),
-        ("CheckNumber", &checks),
-        ("Health/Check (after)", &health_b),
-    ] {
-        println!(
-            "| {name} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
-            p.requests,
-            p.errors,
-            p.rps(),
-            p.p50.as_secs_f64() * 1e3,
-            p.p99.as_secs_f64() * 1e3
-        );
-    }
-    println!(
-        "\nCheckNumber / Health throughput ratio: {:.2}",
-        checks.rps() / health_rps
-    );
+    let (warm, warm_health) = measure(&channels, &args, "warm cache").await;
+    drop(channels);
     drop(server);
+
+    // The same data through a server with its cache disabled: every check reads the store.
+    let cold_server = start_server(&db.url, 0);
+    let channels = connect_all(&cold_server, args.connections).await;
+    let (cold, cold_health) = measure(&channels, &args, "cache disabled").await;
+    drop(channels);
+    drop(cold_server);
+    db.drop_database().await;
+
+    println!("\nwarm CheckNumber / Health: {:.2}", warm / warm_health);
+    println!("cold CheckNumber / Health: {:.2}", cold / cold_health);
+    println!(
+        "cold / warm CheckNumber (each against its own server's health): {:.2}",
+        (cold / cold_health) / (warm / warm_health)
+    );
 }

@@ -26,6 +26,7 @@ on_both_backends!(
     shipped_japanese_data_resolves_mobile_numbers_to_the_mic_carrier,
     uncovered_and_non_mobile_numbers_get_a_row_not_an_error,
     on_unknown_policy_applies_to_no_data_answers,
+    a_stream_spanning_many_batches_commits_them_all,
 );
 
 const N1: &str = "+819012345678";
@@ -626,4 +627,48 @@ fn fold_width(s: &str) -> String {
             _ => c,
         })
         .collect()
+}
+
+async fn a_stream_spanning_many_batches_commits_them_all(backend: Backend) {
+    let db = std::sync::Arc::new(TestDb::new(backend).await);
+    let config = EngineConfig {
+        ingest_batch_size: 3,
+        ..EngineConfig::default()
+    };
+    let server = TestServer::start_in(db, config).await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let t = Utc::now() - Duration::hours(1);
+    let mut events = Vec::new();
+    for i in 0..20 {
+        let number = format!("+81901000{i:04}");
+        events.push(event(
+            "feed",
+            &format!("e{i}"),
+            &number,
+            EventKind::SimSwap,
+            t,
+        ));
+        if i % 4 == 0 {
+            events.push(event(
+                "feed",
+                &format!("e{i}"),
+                &number,
+                EventKind::SimSwap,
+                t,
+            ));
+        }
+        if i % 5 == 0 {
+            events.push(event("feed", "bad", "nope", EventKind::SimSwap, t));
+        }
+    }
+    let summary = ingest(&server, events).await;
+    assert_eq!(
+        (summary.accepted, summary.duplicates, summary.rejected),
+        (20, 5, 4)
+    );
+    for i in [0, 7, 19] {
+        let r = check_number(&server, &format!("+81901000{i:04}")).await;
+        assert_eq!(r.sim_swap(), SimSwapStatus::Swapped, "number {i}");
+    }
+    server.stop().await;
 }

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use super::demo;
 use crate::domain::decision::{DEFAULT_MAX_LOOKBACK_HOURS, Policy, Verdict};
 use crate::domain::number::Region;
-use crate::engine::EngineConfig;
+use crate::engine::{DEFAULT_INGEST_BATCH_SIZE, EngineConfig};
 use crate::server::{ServerConfig, run as run_server};
 
 #[derive(Debug, Args)]
@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Numbers whose event history is kept in memory; 0 disables the cache.
     #[arg(long, env = "NUMGUARD_CACHE_CAPACITY", default_value_t = 1_000_000)]
     cache_capacity: u64,
+    /// Events per ingest transaction. Larger batches write fewer pages per event (SQLite
+    /// rewrites each index page an insert touches) at the cost of memory.
+    #[arg(long, env = "NUMGUARD_INGEST_BATCH_SIZE", default_value_t = DEFAULT_INGEST_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    ingest_batch_size: u64,
     /// UTC offset in which date-only `owner_since` values are read, e.g. +09:00.
     #[arg(long, env = "NUMGUARD_DATE_ZONE", default_value = "+00:00", value_parser = parse_offset)]
     date_zone: FixedOffset,
@@ -77,6 +81,7 @@ impl ServeArgs {
                 policy: Policy { on_unknown },
                 cache_capacity: self.cache_capacity,
                 date_zone: self.date_zone,
+                ingest_batch_size: usize::try_from(self.ingest_batch_size).unwrap_or(usize::MAX),
                 ..EngineConfig::default()
             },
         }

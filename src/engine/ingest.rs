@@ -1,11 +1,23 @@
 //! One `IngestEvents` stream: validate each event, commit accepted ones in batches, and
 //! invalidate cached histories before anything is acknowledged.
+//!
+//! Validation and writing overlap: a writer task commits batch *k* while the stream's own
+//! task validates batch *k+1* (on two cores that is the difference between one busy core
+//! and two). At most one batch waits for the writer, so memory stays bounded.
+
+use std::sync::Arc;
 
 use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::{Engine, EngineError};
 use crate::domain::event::{NewEvent, RawEvent};
 use crate::domain::source::SourceName;
+use crate::store::InsertOutcome;
+
+/// Events per transaction unless configured otherwise.
+pub const DEFAULT_INGEST_BATCH_SIZE: u64 = 50_000;
 
 /// Rejections reported one by one; the rest are only counted.
 pub const MAX_REPORTED_ERRORS: usize = 1_000;
@@ -19,22 +31,30 @@ pub struct IngestSummary {
     pub errors: Vec<(u64, String)>,
 }
 
-pub struct IngestSession<'a> {
-    engine: &'a Engine,
+pub struct IngestSession {
+    engine: Arc<Engine>,
     batch: Vec<NewEvent>,
-    summary: IngestSummary,
+    rejected: u64,
+    errors: Vec<(u64, String)>,
     /// Sources are re-read from the store at most once per stream when an unknown name
     /// shows up (it may have been added through another replica).
     sources_reloaded: bool,
+    batches: Option<mpsc::Sender<Vec<NewEvent>>>,
+    writer: JoinHandle<Result<InsertOutcome, EngineError>>,
 }
 
-impl<'a> IngestSession<'a> {
-    pub(super) fn new(engine: &'a Engine) -> Self {
+impl IngestSession {
+    pub(super) fn new(engine: Arc<Engine>) -> Self {
+        let (batches, queue) = mpsc::channel(1);
+        let writer = tokio::spawn(write_batches(engine.clone(), queue));
         IngestSession {
-            engine,
             batch: Vec::with_capacity(engine.config.ingest_batch_size),
-            summary: IngestSummary::default(),
+            engine,
+            rejected: 0,
+            errors: Vec::new(),
             sources_reloaded: false,
+            batches: Some(batches),
+            writer,
         }
     }
 
@@ -58,15 +78,32 @@ impl<'a> IngestSession<'a> {
         }
         self.batch.push(event);
         if self.batch.len() >= self.engine.config.ingest_batch_size {
-            self.flush().await?;
+            self.hand_over().await?;
         }
         Ok(())
     }
 
-    /// Commits what is left and returns the summary.
+    /// Records the event at `index` as rejected (e.g. malformed before validation).
+    pub fn reject(&mut self, index: u64, reason: String) {
+        self.rejected += 1;
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push((index, reason));
+        }
+    }
+
+    /// Commits what is left, waits for every commit, and returns the summary.
     pub async fn finish(mut self) -> Result<IngestSummary, EngineError> {
-        self.flush().await?;
-        Ok(self.summary)
+        self.hand_over().await?;
+        self.batches = None; // closing the queue lets the writer finish
+        let written = (&mut self.writer)
+            .await
+            .map_err(|_| EngineError::WriterFailed)??;
+        Ok(IngestSummary {
+            accepted: written.inserted,
+            duplicates: written.duplicates,
+            rejected: self.rejected,
+            errors: std::mem::take(&mut self.errors),
+        })
     }
 
     async fn source_exists(&mut self, name: &SourceName) -> Result<bool, EngineError> {
@@ -81,35 +118,59 @@ impl<'a> IngestSession<'a> {
         Ok(false)
     }
 
-    /// Records the event at `index` as rejected (e.g. malformed before validation).
-    pub fn reject(&mut self, index: u64, reason: String) {
-        self.summary.rejected += 1;
-        if self.summary.errors.len() < MAX_REPORTED_ERRORS {
-            self.summary.errors.push((index, reason));
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), EngineError> {
+    /// Passes the current batch to the writer, waiting while it is still busy with the one
+    /// before. If the writer has stopped, its error is the answer.
+    async fn hand_over(&mut self) -> Result<(), EngineError> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let outcome = self
-            .engine
+        let batch = std::mem::replace(
+            &mut self.batch,
+            Vec::with_capacity(self.engine.config.ingest_batch_size),
+        );
+        let Some(batches) = &self.batches else {
+            return Ok(());
+        };
+        if batches.send(batch).await.is_err() {
+            self.batches = None;
+            return match (&mut self.writer).await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(EngineError::WriterFailed),
+            };
+        }
+        Ok(())
+    }
+}
+
+impl Drop for IngestSession {
+    fn drop(&mut self) {
+        // A stream that ends early (client gone) still has its queued batches committed,
+        // none acknowledged; re-sending them is deduplicated.
+        self.batches = None;
+    }
+}
+
+/// Commits batches in order; each one's cached histories are dropped right after its
+/// commit, so they are gone before the stream is acknowledged.
+async fn write_batches(
+    engine: Arc<Engine>,
+    mut queue: mpsc::Receiver<Vec<NewEvent>>,
+) -> Result<InsertOutcome, EngineError> {
+    let mut total = InsertOutcome::default();
+    while let Some(batch) = queue.recv().await {
+        let outcome = engine
             .store
-            .insert_events(&self.batch)
+            .insert_events(&batch)
             .await
-            .map_err(|e| self.engine.store_failed(e))?;
-        self.engine
-            .histories
-            .invalidate(self.batch.iter().map(|e| &e.number));
-        self.summary.accepted += outcome.inserted;
-        self.summary.duplicates += outcome.duplicates;
+            .map_err(|e| engine.store_failed(e))?;
+        engine.histories.invalidate(batch.iter().map(|e| &e.number));
+        total.inserted += outcome.inserted;
+        total.duplicates += outcome.duplicates;
         tracing::debug!(
             inserted = outcome.inserted,
             duplicates = outcome.duplicates,
             "committed an ingest batch"
         );
-        self.batch.clear();
-        Ok(())
     }
+    Ok(total)
 }

@@ -26,7 +26,7 @@ use crate::store::{Change, EventCursor, EventQuery, Store, StoreError};
 use availability::Availability;
 use catalog::Catalog;
 use history_cache::HistoryCache;
-pub use ingest::{IngestSession, IngestSummary, MAX_REPORTED_ERRORS};
+pub use ingest::{DEFAULT_INGEST_BATCH_SIZE, IngestSession, IngestSummary, MAX_REPORTED_ERRORS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -36,6 +36,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("the database is unavailable; numguard does not answer from partial data, retry later")]
     Unavailable,
+    /// The ingest writer task ended without a result (it panicked).
+    #[error("the ingest writer stopped unexpectedly")]
+    WriterFailed,
 }
 
 impl EngineError {
@@ -44,6 +47,7 @@ impl EngineError {
             EngineError::Invalid(_) => ErrorKind::InvalidArgument,
             EngineError::Store(e) => e.kind(),
             EngineError::Unavailable => ErrorKind::Unavailable,
+            EngineError::WriterFailed => ErrorKind::Internal,
         }
     }
 }
@@ -72,7 +76,7 @@ impl Default for EngineConfig {
             max_lookback_hours: DEFAULT_MAX_LOOKBACK_HOURS,
             policy: Policy::default(),
             cache_capacity: 1_000_000,
-            ingest_batch_size: 5_000,
+            ingest_batch_size: DEFAULT_INGEST_BATCH_SIZE as usize,
             date_zone: Utc.fix(),
             health_interval: Duration::from_secs(1),
         }
@@ -233,8 +237,8 @@ impl Engine {
     }
 
     /// Starts an ingest stream; see [`IngestSession`].
-    pub fn ingest(&self) -> IngestSession<'_> {
-        IngestSession::new(self)
+    pub fn ingest(self: &Arc<Self>) -> IngestSession {
+        IngestSession::new(self.clone())
     }
 
     pub async fn list_events(&self, mut query: EventQuery) -> Result<EventPage, EngineError> {
