@@ -159,3 +159,32 @@ async fn a_replica_that_loses_its_notifications_drops_its_cache_and_says_so() {
     a.stop();
     b.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_on_a_fresh_database_both_come_up() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let config = numguard::engine::EngineConfig::default;
+    // Both migrate and both seed the shipped ranges at the same moment.
+    let (a, b) = tokio::join!(
+        async {
+            let store = numguard::store::open(&db.url).await.expect("open A");
+            numguard::engine::Engine::start(store, config())
+                .await
+                .expect("start A")
+        },
+        async {
+            let store = numguard::store::open(&db.url).await.expect("open B");
+            numguard::engine::Engine::start(store, config())
+                .await
+                .expect("start B")
+        },
+    );
+    assert!(a.ranges().len() > 7_000);
+    assert_eq!(a.ranges().len(), b.ranges().len());
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    let migrations: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(migrations, 1, "the schema was migrated once");
+}
