@@ -27,6 +27,7 @@ on_both_backends!(
     uncovered_and_non_mobile_numbers_get_a_row_not_an_error,
     on_unknown_policy_applies_to_no_data_answers,
     a_stream_spanning_many_batches_commits_them_all,
+    a_cached_number_answers_exactly_like_a_parsed_one,
 );
 
 const N1: &str = "+819012345678";
@@ -669,6 +670,48 @@ async fn a_stream_spanning_many_batches_commits_them_all(backend: Backend) {
     for i in [0, 7, 19] {
         let r = check_number(&server, &format!("+81901000{i:04}")).await;
         assert_eq!(r.sim_swap(), SimSwapStatus::Swapped, "number {i}");
+    }
+    server.stop().await;
+}
+
+async fn a_cached_number_answers_exactly_like_a_parsed_one(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let first = check_number(&server, N1).await; // parsed, then cached
+    let cached = check_number(&server, N1).await; // answered from the cache by its text
+    let national = check_with(
+        &server,
+        pb::CheckNumberRequest {
+            phone_number: "090-1234-5678".into(),
+            region: "jp".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for r in [&cached, &national] {
+        assert_eq!(r.phone_number, first.phone_number);
+        assert_eq!(r.sim_swap, first.sim_swap);
+        assert_eq!(r.original_carrier, first.original_carrier);
+        assert_eq!(r.covered_since, first.covered_since);
+    }
+    // A bad region is refused on the cached path too.
+    let err = check_with(
+        &server,
+        pb::CheckNumberRequest {
+            phone_number: N1.into(),
+            region: "ZZ".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("region"), "{}", err.message());
+    // A non-mobile number keeps its NOT_MOBILE reason when answered from the cache.
+    for _ in 0..2 {
+        let fixed = check_number(&server, "+81312345678").await;
+        assert!(reason_codes(&fixed).contains(&ReasonCode::NotMobile));
     }
     server.stop().await;
 }

@@ -25,15 +25,15 @@ impl pb::number_check_server::NumberCheck for NumberCheckApi {
         request: Request<pb::CheckNumberRequest>,
     ) -> Result<Response<pb::CheckNumberResponse>, Status> {
         let req = request.into_inner();
-        let number = self
-            .engine
-            .parse_number("phone_number", &req.phone_number, &req.region)?;
         let max_age = self.engine.max_age(req.max_age_hours)?;
         let owner_since = self.engine.owner_since(
             optional_datetime("owner_since", req.owner_since.as_ref())?,
             &req.owner_since_date,
         )?;
-        let decision = self.engine.check(&number, max_age, owner_since).await?;
-        Ok(Response::new(check_response(&number.e164, decision)))
+        let (number, decision) = self
+            .engine
+            .check_input(&req.phone_number, &req.region, max_age, owner_since)
+            .await?;
+        Ok(Response::new(check_response(&number, decision)))
     }
 }

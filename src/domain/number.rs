@@ -128,6 +128,14 @@ impl fmt::Display for E164 {
     }
 }
 
+/// Lets caches keyed by `E164` be probed with a `&str`; `Hash` and `Eq` agree because both
+/// come from the inner string.
+impl std::borrow::Borrow<str> for E164 {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for E164 {
     fn as_ref(&self) -> &str {
         &self.0

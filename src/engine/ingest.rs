@@ -163,7 +163,7 @@ async fn write_batches(
             .insert_events(&batch)
             .await
             .map_err(|e| engine.store_failed(e))?;
-        engine.histories.invalidate(batch.iter().map(|e| &e.number));
+        engine.numbers.invalidate(batch.iter().map(|e| &e.number));
         total.inserted += outcome.inserted;
         total.duplicates += outcome.duplicates;
         tracing::debug!(

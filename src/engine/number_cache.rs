@@ -1,4 +1,7 @@
-//! Per-number event histories, cached by E.164 (negative entries too, as empty histories).
+//! Per-number state — the event history (empty for numbers with none) and whether the
+//! number is mobile — cached by E.164. A check of a number given in canonical E.164 form
+//! that is cached skips parsing too: the entry exists only because that exact string
+//! parsed and validated before.
 //!
 //! Invalidation must beat a concurrent load: a check that read the store just before an
 //! ingest committed must not put its stale history into the cache after the ingest has
@@ -13,23 +16,29 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use moka::sync::Cache;
 
 use crate::domain::event::EventFact;
-use crate::domain::number::E164;
+use crate::domain::number::{E164, ParsedNumber};
 use crate::store::StoreError;
 
 pub type History = Arc<[EventFact]>;
 
+#[derive(Debug, Clone)]
+pub struct NumberState {
+    pub mobile: bool,
+    pub history: History,
+}
+
 const STRIPES: usize = 1024;
 
-pub struct HistoryCache {
+pub struct NumberCache {
     /// `None` when caching is disabled (capacity 0): every check reads the store.
-    cache: Option<Cache<E164, History>>,
+    cache: Option<Cache<E164, NumberState>>,
     epochs: Box<[Mutex<u64>]>,
     hasher: RandomState,
 }
 
-impl HistoryCache {
+impl NumberCache {
     pub fn new(capacity: u64) -> Self {
-        HistoryCache {
+        NumberCache {
             cache: (capacity > 0).then(|| Cache::new(capacity)),
             epochs: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
             hasher: RandomState::new(),
@@ -45,24 +54,43 @@ impl HistoryCache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub async fn get_or_load<F, Fut>(&self, number: &E164, load: F) -> Result<History, StoreError>
+    /// The cached state of a number given exactly as its E.164 string, if any.
+    pub fn get_canonical(&self, input: &str) -> Option<NumberState> {
+        let cache = self.cache.as_ref()?;
+        // Only `+` and up to 15 digits can be a key; anything else would miss anyway.
+        if input.len() > 16 || !input.starts_with('+') {
+            return None;
+        }
+        cache.get(input)
+    }
+
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        number: &ParsedNumber,
+        load: F,
+    ) -> Result<NumberState, StoreError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<EventFact>, StoreError>>,
     {
-        let Some(cache) = &self.cache else {
-            return Ok(load().await?.into());
+        let key = &number.e164;
+        let state = |history: Vec<EventFact>| NumberState {
+            mobile: number.mobile,
+            history: history.into(),
         };
-        if let Some(history) = cache.get(number) {
-            return Ok(history);
+        let Some(cache) = &self.cache else {
+            return Ok(state(load().await?));
+        };
+        if let Some(cached) = cache.get(key) {
+            return Ok(cached);
         }
-        let seen = *self.epoch(number);
-        let history: History = load().await?.into();
-        let epoch = self.epoch(number);
+        let seen = *self.epoch(key);
+        let loaded = state(load().await?);
+        let epoch = self.epoch(key);
         if *epoch == seen {
-            cache.insert(number.clone(), history.clone());
+            cache.insert(key.clone(), loaded.clone());
         }
-        Ok(history)
+        Ok(loaded)
     }
 
     /// Drops every cached history (after missed change notifications). Bumping every
@@ -98,8 +126,8 @@ mod tests {
     use crate::domain::event::EventKind;
     use chrono::Utc;
 
-    fn number() -> E164 {
-        E164::parse("+819012345678", None).unwrap()
+    fn number() -> ParsedNumber {
+        ParsedNumber::parse("+819012345678", None).unwrap()
     }
 
     fn fact() -> EventFact {
@@ -113,50 +141,58 @@ mod tests {
 
     #[tokio::test]
     async fn hits_skip_the_loader_and_invalidation_forces_a_reload() {
-        let cache = HistoryCache::new(100);
+        let cache = NumberCache::new(100);
         let n = number();
         let first = cache
             .get_or_load(&n, || async { Ok(vec![]) })
             .await
             .unwrap();
-        assert!(first.is_empty());
+        assert!(first.history.is_empty() && first.mobile);
+        let by_text = cache.get_canonical("+819012345678").expect("canonical hit");
+        assert!(by_text.history.is_empty());
+        assert!(cache.get_canonical("090-1234-5678").is_none());
         let hit = cache
             .get_or_load(&n, || async { panic!("should be cached") })
             .await
             .unwrap();
-        assert!(hit.is_empty());
-        cache.invalidate([&n]);
+        assert!(hit.history.is_empty());
+        cache.invalidate([&n.e164]);
+        assert!(cache.get_canonical("+819012345678").is_none());
         let reloaded = cache
             .get_or_load(&n, || async { Ok(vec![fact()]) })
             .await
             .unwrap();
-        assert_eq!(reloaded.len(), 1);
+        assert_eq!(reloaded.history.len(), 1);
     }
 
     #[tokio::test]
     async fn a_load_racing_an_invalidation_is_not_cached() {
-        let cache = HistoryCache::new(100);
+        let cache = NumberCache::new(100);
         let n = number();
         // The store is read (stale: empty), then an ingest commits and invalidates before
         // the load finishes.
         let stale = cache
             .get_or_load(&n, || async {
-                cache.invalidate([&n]);
+                cache.invalidate([&n.e164]);
                 Ok(vec![])
             })
             .await
             .unwrap();
-        assert!(stale.is_empty());
+        assert!(stale.history.is_empty());
         let fresh = cache
             .get_or_load(&n, || async { Ok(vec![fact()]) })
             .await
             .unwrap();
-        assert_eq!(fresh.len(), 1, "the stale load must not have been cached");
+        assert_eq!(
+            fresh.history.len(),
+            1,
+            "the stale load must not have been cached"
+        );
     }
 
     #[tokio::test]
     async fn capacity_zero_disables_caching() {
-        let cache = HistoryCache::new(0);
+        let cache = NumberCache::new(0);
         let n = number();
         cache
             .get_or_load(&n, || async { Ok(vec![]) })
@@ -166,6 +202,7 @@ mod tests {
             .get_or_load(&n, || async { Ok(vec![fact()]) })
             .await
             .unwrap();
-        assert_eq!(again.len(), 1);
+        assert_eq!(again.history.len(), 1);
+        assert!(cache.get_canonical("+819012345678").is_none());
     }
 }
