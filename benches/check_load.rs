@@ -122,7 +122,7 @@ impl BenchDb {
 
 fn start_server(database_url: &str, cache_capacity: u64) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_numguard"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .arg("--database-url")
         .arg(database_url)
         .arg("--cache-capacity")

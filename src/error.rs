@@ -6,6 +6,10 @@ pub enum ErrorKind {
     /// Bad input; the message names the field and the rule.
     InvalidArgument,
     NotFound,
+    /// No credentials, or unknown ones.
+    Unauthenticated,
+    /// Valid credentials without the needed scope.
+    PermissionDenied,
     ResourceExhausted,
     /// A dependency (the database) is down; never answered with a made-up result.
     Unavailable,

@@ -6,13 +6,23 @@ use std::future::Future;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::engine::auth::AuthMode;
+use crate::engine::keys::create_first_key_if_none;
 use crate::engine::{Engine, EngineConfig};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// `sqlite://FILE` (created on first start).
+    /// `sqlite://FILE` (created on first start) or `postgres://...`.
     pub database_url: String,
     pub engine: EngineConfig,
+    /// PEM certificate chain and private key; plain HTTP/2 when `None`.
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 pub async fn run(
@@ -23,6 +33,26 @@ pub async fn run(
     let store = crate::store::open(&config.database_url)
         .await
         .context("cannot open the database")?;
+    let tls = match &config.tls {
+        Some(files) => Some(crate::api::TlsIdentity {
+            cert: std::fs::read(&files.cert)
+                .with_context(|| format!("cannot read {}", files.cert.display()))?,
+            key: std::fs::read(&files.key)
+                .with_context(|| format!("cannot read {}", files.key.display()))?,
+        }),
+        None => None,
+    };
+    if config.engine.auth == AuthMode::Keys
+        && let Some(key) = create_first_key_if_none(store.as_ref()).await?
+    {
+        // The only copy of the secret: on stdout, never in the log.
+        println!(
+            "First start: created an API key for tenant \"default\" with every scope. It is \
+             shown only this once:\n{}",
+            key.secret_text
+        );
+        tracing::warn!(key_id = %key.id, "created the first API key (printed once on stdout)");
+    }
     let engine = Engine::start(store, config.engine)
         .await
         .context("cannot start the engine")?;
@@ -32,7 +62,7 @@ pub async fn run(
         sources = engine.sources().iter().count(),
         "numguard serving"
     );
-    crate::api::serve(listener, engine, shutdown).await?;
+    crate::api::serve(listener, engine, tls, shutdown).await?;
     tracing::info!("numguard stopped");
     Ok(())
 }

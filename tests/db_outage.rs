@@ -69,7 +69,7 @@ async fn postgres_outage_gives_unavailable_and_recovers_without_restart() {
     let via_proxy = db::with_host(&db.url, &proxy.addr.to_string());
     let config = EngineConfig {
         health_interval: Duration::from_millis(200),
-        ..EngineConfig::default()
+        ..dev_config()
     };
     let server = TestServer::start_with_url(db.clone(), &via_proxy, config).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;

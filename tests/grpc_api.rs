@@ -530,7 +530,7 @@ async fn restart_on_the_same_file_keeps_everything(backend: Backend) {
     let before = check_number(&server, N1).await;
     let db = server.stop().await;
 
-    let server = TestServer::start_in(db, EngineConfig::default()).await;
+    let server = TestServer::start_in(db, dev_config()).await;
     let after = check_number(&server, N1).await;
     assert_eq!(after.sim_swap(), SimSwapStatus::Swapped);
     assert_eq!(after.latest_sim_change, before.latest_sim_change);
@@ -611,7 +611,7 @@ async fn uncovered_and_non_mobile_numbers_get_a_row_not_an_error(backend: Backen
 
 async fn on_unknown_policy_applies_to_no_data_answers(backend: Backend) {
     let db = std::sync::Arc::new(TestDb::new(backend).await);
-    let mut config = EngineConfig::default();
+    let mut config = dev_config();
     config.policy.on_unknown = numguard::domain::decision::Verdict::Block;
     let server = TestServer::start_in(db, config).await;
     let r = check_number(&server, N1).await;
@@ -634,7 +634,7 @@ async fn a_stream_spanning_many_batches_commits_them_all(backend: Backend) {
     let db = std::sync::Arc::new(TestDb::new(backend).await);
     let config = EngineConfig {
         ingest_batch_size: 3,
-        ..EngineConfig::default()
+        ..dev_config()
     };
     let server = TestServer::start_in(db, config).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;

@@ -163,7 +163,7 @@ async fn a_replica_that_loses_its_notifications_drops_its_cache_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_on_a_fresh_database_both_come_up() {
     let db = TestDb::new(Backend::Postgres).await;
-    let config = numguard::engine::EngineConfig::default;
+    let config = common::dev_config;
     // Both migrate and both seed the shipped ranges at the same moment.
     let (a, b) = tokio::join!(
         async {

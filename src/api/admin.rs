@@ -4,9 +4,12 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::auth::admit;
 use super::convert::{source_from_pb, source_to_pb};
 use super::pb;
+use super::within;
 use crate::domain::FieldError;
+use crate::domain::auth::Scope;
 use crate::engine::Engine;
 use crate::ranges::RangeEntry;
 
@@ -26,26 +29,63 @@ impl pb::admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::Source>,
     ) -> Result<Response<pb::Source>, Status> {
-        let source = source_from_pb(request.get_ref())?;
-        self.engine.upsert_source(&source).await?;
-        tracing::info!(source = %source.name, "source upserted");
-        Ok(Response::new(source_to_pb(&source)))
+        within(self.limit(), self.do_upsert_source(request)).await
     }
 
     async fn list_sources(
         &self,
-        _request: Request<pb::ListSourcesRequest>,
+        request: Request<pb::ListSourcesRequest>,
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
-        let sources = self.engine.sources();
-        Ok(Response::new(pb::ListSourcesResponse {
-            sources: sources.iter().map(source_to_pb).collect(),
-        }))
+        within(self.limit(), self.do_list_sources(request)).await
     }
 
     async fn import_ranges(
         &self,
         request: Request<pb::ImportRangesRequest>,
     ) -> Result<Response<pb::ImportRangesResponse>, Status> {
+        within(self.limit(), self.do_import_ranges(request)).await
+    }
+
+    async fn lookup_range(
+        &self,
+        request: Request<pb::LookupRangeRequest>,
+    ) -> Result<Response<pb::LookupRangeResponse>, Status> {
+        within(self.limit(), self.do_lookup_range(request)).await
+    }
+}
+
+impl AdminApi {
+    fn limit(&self) -> std::time::Duration {
+        self.engine.config().request_timeout
+    }
+
+    async fn do_upsert_source(
+        &self,
+        request: Request<pb::Source>,
+    ) -> Result<Response<pb::Source>, Status> {
+        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
+        let source = source_from_pb(request.get_ref())?;
+        self.engine.upsert_source(&source).await?;
+        tracing::info!(source = %source.name, "source upserted");
+        Ok(Response::new(source_to_pb(&source)))
+    }
+
+    async fn do_list_sources(
+        &self,
+        request: Request<pb::ListSourcesRequest>,
+    ) -> Result<Response<pb::ListSourcesResponse>, Status> {
+        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
+        let sources = self.engine.sources();
+        Ok(Response::new(pb::ListSourcesResponse {
+            sources: sources.iter().map(source_to_pb).collect(),
+        }))
+    }
+
+    async fn do_import_ranges(
+        &self,
+        request: Request<pb::ImportRangesRequest>,
+    ) -> Result<Response<pb::ImportRangesResponse>, Status> {
+        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
         let ranges = request
             .into_inner()
             .ranges
@@ -68,10 +108,12 @@ impl pb::admin_server::Admin for AdminApi {
         Ok(Response::new(pb::ImportRangesResponse { upserted, total }))
     }
 
-    async fn lookup_range(
+    /// Range data is public carrier information: any key that may check may look it up.
+    async fn do_lookup_range(
         &self,
         request: Request<pb::LookupRangeRequest>,
     ) -> Result<Response<pb::LookupRangeResponse>, Status> {
+        let _admission = admit(&self.engine, &request, Scope::Check).await?;
         let req = request.into_inner();
         let number = self
             .engine

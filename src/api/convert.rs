@@ -5,6 +5,7 @@ use prost_types::Timestamp;
 
 use super::pb;
 use crate::domain::FieldError;
+use crate::domain::auth::TimePrecision;
 use crate::domain::decision::{Decision, Ownership, Reason, ReasonCode, SimSwap, Verdict};
 use crate::domain::event::{EventKind, RawEvent, StoredEvent};
 use crate::domain::number::E164;
@@ -131,31 +132,45 @@ fn reason_code(c: ReasonCode) -> pb::ReasonCode {
     }
 }
 
-fn reason(r: Reason) -> pb::Reason {
+fn reason(r: Reason, precision: TimePrecision) -> pb::Reason {
     pb::Reason {
         code: reason_code(r.code).into(),
         event_kind: r
             .event_kind
             .map_or(pb::EventKind::Unspecified, kind_to_pb)
             .into(),
-        occurred_at: r.occurred_at.map(timestamp),
+        occurred_at: r
+            .occurred_at
+            .and_then(|t| precision.apply(t))
+            .map(timestamp),
         detail: r.detail,
     }
 }
 
-pub fn check_response(number: &E164, d: Decision) -> pb::CheckNumberResponse {
+/// The response for one decision; event times are cut to the caller's `precision`
+/// (`latest_sim_change`, `last_port_at` and the reasons' times).
+pub fn check_response(
+    number: &E164,
+    d: Decision,
+    precision: TimePrecision,
+) -> pb::CheckNumberResponse {
+    let event_time = |t: Option<DateTime<Utc>>| t.and_then(|t| precision.apply(t)).map(timestamp);
     pb::CheckNumberResponse {
         phone_number: number.to_string(),
         verdict: verdict(d.verdict).into(),
         sim_swap: sim_swap(d.sim_swap).into(),
-        latest_sim_change: d.latest_sim_change.map(timestamp),
+        latest_sim_change: event_time(d.latest_sim_change),
         ownership: ownership(d.ownership).into(),
         original_carrier: d.original_carrier.unwrap_or_default(),
         current_carrier: d.current_carrier.unwrap_or_default(),
-        last_port_at: d.last_port_at.map(timestamp),
+        last_port_at: event_time(d.last_port_at),
         port_count: d.port_count,
         ported_since_owner: d.ported_since_owner,
-        reasons: d.reasons.into_iter().map(reason).collect(),
+        reasons: d
+            .reasons
+            .into_iter()
+            .map(|r| reason(r, precision))
+            .collect(),
         window_start: Some(timestamp(d.window_start)),
         window_end: Some(timestamp(d.window_end)),
         covered_since: d.covered_since.map(timestamp),

@@ -4,6 +4,7 @@ use tonic::{Code, Status};
 
 use crate::domain::FieldError;
 use crate::engine::EngineError;
+use crate::engine::auth::AuthError;
 use crate::error::ErrorKind;
 use crate::store::StoreError;
 
@@ -11,6 +12,8 @@ fn code(kind: ErrorKind) -> Code {
     match kind {
         ErrorKind::InvalidArgument => Code::InvalidArgument,
         ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
         ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::Internal => Code::Internal,
@@ -27,6 +30,12 @@ pub fn status(kind: ErrorKind, message: impl Into<String>) -> Status {
 
 impl From<EngineError> for Status {
     fn from(e: EngineError) -> Self {
+        status(e.kind(), e.to_string())
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(e: AuthError) -> Self {
         status(e.kind(), e.to_string())
     }
 }

@@ -5,9 +5,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::admit;
 use super::convert::{kind_from_pb, optional_datetime, raw_event, stored_event};
 use super::pb;
+use super::within;
 use crate::domain::FieldError;
+use crate::domain::auth::Scope;
 use crate::engine::Engine;
 use crate::store::{EventCursor, EventQuery};
 
@@ -30,6 +33,7 @@ impl pb::events_server::Events for EventsApi {
         &self,
         request: Request<Streaming<pb::Event>>,
     ) -> Result<Response<pb::IngestSummary>, Status> {
+        let _admission = admit(&self.engine, &request, Scope::Ingest).await?;
         let mut stream = request.into_inner();
         let mut session = self.engine.ingest();
         let mut index = 0u64;
@@ -65,6 +69,17 @@ impl pb::events_server::Events for EventsApi {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        within(self.engine.config().request_timeout, self.list(request)).await
+    }
+}
+
+impl EventsApi {
+    async fn list(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        // Raw event histories are operator data, not a tenant's.
+        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
         let req = request.into_inner();
         let number = if req.phone_number.trim().is_empty() {
             None

@@ -1,6 +1,7 @@
 //! The gRPC surface: translates wire messages to engine calls and errors to status codes.
 
 mod admin;
+mod auth;
 mod check;
 pub mod convert;
 pub mod error;
@@ -13,8 +14,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::server::NamedService;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -26,10 +27,6 @@ use events::EventsApi;
 use pb::admin_server::AdminServer;
 use pb::events_server::EventsServer;
 use pb::number_check_server::NumberCheckServer;
-
-/// Largest message accepted: range imports are the big ones (India's file is ~3,300
-/// ranges, far below this).
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Mirrors the engine's availability into `grpc.health.v1`: the server ("") and every
 /// numguard service are SERVING while the database is, NOT_SERVING otherwise.
@@ -54,6 +51,26 @@ async fn report_health(health: HealthReporter, mut available: watch::Receiver<bo
     }
 }
 
+/// PEM certificate chain and key for TLS.
+pub struct TlsIdentity {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+/// Runs `work` within the server's deadline for one request (clients' own `grpc-timeout`
+/// deadlines are enforced by tonic as well).
+pub(crate) async fn within<T>(
+    limit: std::time::Duration,
+    work: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(tonic::Status::deadline_exceeded(format!(
+            "the request took longer than the server's limit of {} ms",
+            limit.as_millis()
+        )))
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("gRPC reflection setup failed: {0}")]
@@ -67,8 +84,10 @@ pub enum ServeError {
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
+    tls: Option<TlsIdentity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let max_message = engine.config().max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(report_health(health, engine.availability()));
 
@@ -80,20 +99,24 @@ pub async fn serve(
     // Responses span several small writes (headers, data, trailers); without NODELAY,
     // Nagle's algorithm and delayed ACKs stall them for tens of milliseconds.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
+    let mut server = Server::builder();
+    if let Some(identity) = tls {
+        server = server.tls_config(
+            ServerTlsConfig::new().identity(Identity::from_pem(identity.cert, identity.key)),
+        )?;
+    }
+    server
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
             NumberCheckServer::new(NumberCheckApi::new(engine.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(max_message),
         )
         .add_service(
             EventsServer::new(EventsApi::new(engine.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(max_message),
         )
-        .add_service(
-            AdminServer::new(AdminApi::new(engine)).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
+        .add_service(AdminServer::new(AdminApi::new(engine)).max_decoding_message_size(max_message))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

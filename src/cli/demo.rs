@@ -13,16 +13,14 @@ use crate::api::pb;
 /// A Japanese mobile number; MIC designated its block 090-123 to KDDI.
 const SAMPLE: &str = "+819012345678";
 
-pub async fn tour(addr: SocketAddr) {
-    if let Err(e) = try_tour(addr).await {
+pub async fn tour(addr: SocketAddr, api_key: Option<String>) {
+    if let Err(e) = try_tour(addr, api_key).await {
         tracing::warn!(error = %e, "demo tour failed; the server keeps running");
     }
 }
 
-async fn try_tour(addr: SocketAddr) -> anyhow::Result<()> {
-    let server = ServerArgs {
-        server: format!("http://{addr}"),
-    };
+async fn try_tour(addr: SocketAddr, api_key: Option<String>) -> anyhow::Result<()> {
+    let server = ServerArgs::local(addr, api_key);
     // The engine loads its data before it serves; wait for the health service.
     let mut health = HealthClient::new(server.channel().await?);
     let mut status = None;

@@ -4,6 +4,7 @@ mod check;
 mod client;
 mod demo;
 mod import;
+mod keys;
 mod progress;
 mod serve;
 mod sources;
@@ -41,6 +42,10 @@ enum Command {
     Import(import::ImportArgs),
     /// Manage event sources on a running server.
     Sources(sources::SourcesArgs),
+    /// Manage API keys and tenants, directly on the database.
+    Keys(keys::KeysArgs),
+    /// Show which tenants checked a number, and when (directly on the database).
+    AccessLog(keys::AccessLogArgs),
 }
 
 impl Cli {
@@ -51,6 +56,8 @@ impl Cli {
             Command::Check(args) => check::run(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Sources(args) => sources::run(args).await,
+            Command::Keys(args) => keys::run(args).await,
+            Command::AccessLog(args) => keys::access_log(args).await,
         }
     }
 }

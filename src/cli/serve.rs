@@ -1,7 +1,9 @@
 //! `numguard serve`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{FixedOffset, Offset, Utc};
@@ -11,8 +13,9 @@ use tokio::net::TcpListener;
 use super::demo;
 use crate::domain::decision::{DEFAULT_MAX_LOOKBACK_HOURS, Policy, Verdict};
 use crate::domain::number::Region;
+use crate::engine::auth::{AuthMode, Limits};
 use crate::engine::{DEFAULT_INGEST_BATCH_SIZE, EngineConfig};
-use crate::server::{ServerConfig, run as run_server};
+use crate::server::{ServerConfig, TlsFiles, run as run_server};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -46,9 +49,44 @@ pub struct ServeArgs {
     #[arg(long, env = "NUMGUARD_DATE_ZONE", default_value = "+00:00", value_parser = parse_offset)]
     date_zone: FixedOffset,
     /// After starting, show the server answering: a health check, a carrier look-up and a
-    /// CheckNumber through a real gRPC client. The server keeps running.
+    /// CheckNumber through a real gRPC client. The server keeps running. Needs --dev or
+    /// --api-key.
     #[arg(long, env = "NUMGUARD_DEMO")]
     demo: bool,
+    /// Development mode: no API keys (every caller is tenant `dev` with every scope).
+    /// Refused unless --listen is a loopback address.
+    #[arg(long, env = "NUMGUARD_DEV")]
+    dev: bool,
+    /// Key the --demo tour uses when not in --dev mode.
+    #[arg(long, env = "NUMGUARD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Requests per second allowed per API key (token bucket); 0 disables the limit.
+    #[arg(long, env = "NUMGUARD_RATE_LIMIT", default_value_t = Limits::default().rate_per_second)]
+    rate_limit: f64,
+    /// Requests a key may burst to after being idle.
+    #[arg(long, env = "NUMGUARD_RATE_BURST", default_value_t = Limits::default().burst)]
+    rate_burst: f64,
+    /// Requests in flight before new ones are shed with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "NUMGUARD_MAX_IN_FLIGHT", default_value_t = Limits::default().max_in_flight)]
+    max_in_flight: usize,
+    /// Largest gRPC message accepted, in bytes.
+    #[arg(long, env = "NUMGUARD_MAX_MESSAGE_BYTES", default_value_t = EngineConfig::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// Longest a unary request may run on the server, in milliseconds.
+    #[arg(long, env = "NUMGUARD_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    request_timeout_ms: u64,
+    /// Purge events that occurred more than this many days ago (0 keeps them forever).
+    #[arg(long, env = "NUMGUARD_RETENTION_DAYS", default_value_t = 0)]
+    retention_days: u32,
+    /// Do not record which tenant checked which (hashed) number.
+    #[arg(long, env = "NUMGUARD_NO_ACCESS_LOG")]
+    no_access_log: bool,
+    /// PEM certificate chain for TLS on the gRPC port (with --tls-key).
+    #[arg(long, env = "NUMGUARD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, env = "NUMGUARD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -82,7 +120,29 @@ impl ServeArgs {
                 cache_capacity: self.cache_capacity,
                 date_zone: self.date_zone,
                 ingest_batch_size: usize::try_from(self.ingest_batch_size).unwrap_or(usize::MAX),
+                auth: if self.dev {
+                    AuthMode::Disabled
+                } else {
+                    AuthMode::Keys
+                },
+                limits: Limits {
+                    rate_per_second: self.rate_limit,
+                    burst: self.rate_burst.max(1.0),
+                    max_in_flight: self.max_in_flight.max(1),
+                },
+                access_log: !self.no_access_log,
+                retention: (self.retention_days > 0)
+                    .then(|| chrono::Duration::days(i64::from(self.retention_days))),
+                max_message_bytes: self.max_message_bytes,
+                request_timeout: Duration::from_millis(self.request_timeout_ms),
                 ..EngineConfig::default()
+            },
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
             },
         }
     }
@@ -93,8 +153,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    if args.dev && !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "--dev turns authentication off, so it only listens on loopback; {addr} is not"
+        );
+    }
     if args.demo {
-        tokio::spawn(demo::tour(addr));
+        let key = if args.dev { None } else { args.api_key.clone() };
+        if args.tls_cert.is_some() {
+            eprintln!("--demo does not run over TLS; serving without the tour");
+        } else if args.dev || key.is_some() {
+            tokio::spawn(demo::tour(addr, key));
+        } else {
+            eprintln!("--demo needs --dev (no keys) or --api-key; serving without the tour");
+        }
     }
     run_server(args.config(), listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

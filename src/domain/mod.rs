@@ -1,6 +1,7 @@
 //! The domain: phone numbers, events, sources and the decision rules. Plain data and pure
 //! functions; no I/O happens here.
 
+pub mod auth;
 pub mod decision;
 pub mod event;
 pub mod number;

@@ -1,9 +1,12 @@
 //! The application core: joins the store, the caches and the in-memory catalog, and runs
 //! the pure decision rules. The API layers translate to and from it.
 
+pub mod access_log;
+pub mod auth;
 mod availability;
 mod catalog;
 pub mod ingest;
+pub mod keys;
 pub mod number_cache;
 
 use std::sync::{Arc, Weak};
@@ -12,6 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset, NaiveDate, Offset, Utc};
 
 use crate::domain::FieldError;
+use crate::domain::auth::{Scope, TenantName};
 use crate::domain::decision::{
     CheckInput, DEFAULT_MAX_LOOKBACK_HOURS, Decision, MaxAge, Policy, decide,
 };
@@ -23,6 +27,8 @@ use crate::error::ErrorKind;
 use crate::ranges::shipped::shipped_ranges;
 use crate::ranges::{CarrierTable, RangeEntry};
 use crate::store::{Change, EventCursor, EventQuery, Store, StoreError};
+use access_log::AccessLog;
+use auth::{Admission, AuthError, AuthMode, Authenticator, Limits};
 use availability::Availability;
 use catalog::Catalog;
 pub use ingest::{DEFAULT_INGEST_BATCH_SIZE, IngestSession, IngestSummary, MAX_REPORTED_ERRORS};
@@ -67,6 +73,18 @@ pub struct EngineConfig {
     pub date_zone: FixedOffset,
     /// How often the database is pinged to tell whether it is up.
     pub health_interval: Duration,
+    pub auth: AuthMode,
+    pub limits: Limits,
+    /// Record which tenant checked which (hashed) number.
+    pub access_log: bool,
+    /// Events older than this (by `occurred_at`) are purged; `None` keeps them forever.
+    pub retention: Option<chrono::Duration>,
+    /// How often the retention purge runs.
+    pub retention_interval: Duration,
+    /// Largest gRPC message accepted.
+    pub max_message_bytes: usize,
+    /// Longest a unary request may take on the server.
+    pub request_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +97,14 @@ impl Default for EngineConfig {
             ingest_batch_size: DEFAULT_INGEST_BATCH_SIZE as usize,
             date_zone: Utc.fix(),
             health_interval: Duration::from_secs(1),
+            auth: AuthMode::Keys,
+            limits: Limits::default(),
+            access_log: true,
+            retention: None,
+            retention_interval: Duration::from_secs(3600),
+            // Range imports are the big messages: 10,000 ranges per request are ~0.4 MiB.
+            max_message_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -96,6 +122,8 @@ pub struct Engine {
     numbers: NumberCache,
     catalog: Catalog,
     availability: Availability,
+    auth: Authenticator,
+    access: Option<AccessLog>,
 }
 
 impl Engine {
@@ -107,10 +135,17 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Arc<Engine>, StoreError> {
         let changes = store.take_changes();
+        let access = if config.access_log {
+            Some(AccessLog::start(store.clone()).await?)
+        } else {
+            None
+        };
         let engine = Arc::new(Engine {
             numbers: NumberCache::new(config.cache_capacity),
             catalog: Catalog::default(),
             availability: Availability::new(changes.is_some()),
+            auth: Authenticator::new(config.auth, config.limits),
+            access,
             store,
             config,
         });
@@ -122,6 +157,9 @@ impl Engine {
         engine.reload_ranges().await?;
         engine.reload_sources().await?;
         tokio::spawn(watch_database(Arc::downgrade(&engine)));
+        if engine.config.retention.is_some() {
+            tokio::spawn(purge_periodically(Arc::downgrade(&engine)));
+        }
         if let Some(changes) = changes {
             let mut up = engine.availability.subscribe();
             tokio::spawn(follow_changes(Arc::downgrade(&engine), changes));
@@ -129,6 +167,35 @@ impl Engine {
             let _ = tokio::time::timeout(Duration::from_secs(5), up.wait_for(|up| *up)).await;
         }
         Ok(engine)
+    }
+
+    /// Admits a request that needs `scope`; `authorization` is the metadata value.
+    pub async fn admit(
+        &self,
+        authorization: Option<&str>,
+        scope: Scope,
+    ) -> Result<Admission, AuthError> {
+        self.auth
+            .admit(self.store.as_ref(), authorization, scope)
+            .await
+    }
+
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth.mode()
+    }
+
+    /// Deletes events older than the retention period, if one is set; returns how many.
+    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let Some(retention) = self.config.retention else {
+            return Ok(0);
+        };
+        let purged = self.store.purge_events(Utc::now() - retention).await?;
+        if purged > 0 {
+            // Which numbers lost events is not worth a query: start the cache afresh.
+            self.numbers.clear();
+            tracing::info!(purged, "purged events past the retention period");
+        }
+        Ok(purged)
     }
 
     /// Follows availability: `true` while checks may be answered.
@@ -230,8 +297,10 @@ impl Engine {
     /// `CheckNumber` from the request's own text: a number already cached under exactly
     /// this E.164 string is answered without parsing it again (about 7 µs of
     /// libphonenumber work saved per warm check).
+    /// Each answered check is recorded in the access log under the caller's tenant.
     pub async fn check_input(
         &self,
+        caller: &TenantName,
         phone_number: &str,
         region: &str,
         max_age: MaxAge,
@@ -240,17 +309,25 @@ impl Engine {
         if !self.availability.is_up() {
             return Err(EngineError::Unavailable);
         }
-        if let Some(state) = self.numbers.get_canonical(phone_number) {
-            if !region.trim().is_empty() {
-                self.region(region)?; // a bad region is refused on either path
+        let (e164, decision) = match self.numbers.get_canonical(phone_number) {
+            Some(state) => {
+                if !region.trim().is_empty() {
+                    self.region(region)?; // a bad region is refused on either path
+                }
+                let e164 = E164::from_trusted(phone_number.to_string());
+                let decision = self.decide(&e164, &state, max_age, owner_since);
+                (e164, decision)
             }
-            let e164 = E164::from_trusted(phone_number.to_string());
-            let decision = self.decide(&e164, &state, max_age, owner_since);
-            return Ok((e164, decision));
+            None => {
+                let number = self.parse_number("phone_number", phone_number, region)?;
+                let decision = self.check(&number, max_age, owner_since).await?;
+                (number.e164, decision)
+            }
+        };
+        if let Some(log) = &self.access {
+            log.record(caller, &e164).await;
         }
-        let number = self.parse_number("phone_number", phone_number, region)?;
-        let decision = self.check(&number, max_age, owner_since).await?;
-        Ok((number.e164, decision))
+        Ok((e164, decision))
     }
 
     fn decide(
@@ -336,6 +413,10 @@ impl Engine {
             }
             Change::Sources => self.reload_sources().await,
             Change::Ranges => self.reload_ranges().await,
+            Change::Keys => {
+                self.auth.forget_cached();
+                Ok(())
+            }
             Change::Connected => {
                 tracing::info!("listening for changes; dropped every cached history");
                 self.numbers.clear();
@@ -398,6 +479,21 @@ async fn watch_database(engine: Weak<Engine>) {
             }
         };
         engine.availability.set_database(up);
+    }
+}
+
+async fn purge_periodically(engine: Weak<Engine>) {
+    loop {
+        let Some(interval) = engine.upgrade().map(|e| e.config.retention_interval) else {
+            return;
+        };
+        tokio::time::sleep(interval).await;
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        if let Err(e) = engine.purge_expired().await {
+            tracing::warn!(error = %e, "retention purge failed; will retry");
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::domain::auth::{Scopes, TenantName, TimePrecision};
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::source::Source;
@@ -92,11 +93,34 @@ pub enum Change {
     Sources,
     /// Carrier ranges were imported.
     Ranges,
+    /// An API key was revoked or a tenant's settings changed.
+    Keys,
     /// The feed is (again) listening. Anything before this may have been missed, so
     /// every cache must be dropped.
     Connected,
     /// The change feed is down, and most likely the database with it.
     Down,
+}
+
+/// An API key as stored: never the key itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub tenant: TenantName,
+    pub scopes: Scopes,
+    pub hash: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Checks of one (hashed) number by one tenant within a span of time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRecord {
+    pub tenant: TenantName,
+    pub number_hash: String,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    pub checks: u64,
 }
 
 /// What a batch insert did.
@@ -143,6 +167,27 @@ pub trait Store: Send + Sync + 'static {
     async fn load_ranges(&self) -> Result<Vec<RangeEntry>, StoreError>;
     /// A cheap round trip, for health checks.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stores a new key, creating its tenant if needed.
+    async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    async fn find_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Marks a key revoked; `false` if there is no such (unrevoked) key.
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError>;
+    /// `false` if the tenant does not exist.
+    async fn set_time_precision(
+        &self,
+        tenant: &TenantName,
+        precision: TimePrecision,
+    ) -> Result<bool, StoreError>;
+    async fn time_precision(&self, tenant: &TenantName) -> Result<TimePrecision, StoreError>;
+    /// The value of a setting, storing `initial` first if it has none (first writer wins).
+    async fn setting_or_init(&self, name: &str, initial: &str) -> Result<String, StoreError>;
+    async fn record_access(&self, records: &[AccessRecord]) -> Result<(), StoreError>;
+    /// Access records of one hashed number, oldest first.
+    async fn access_log(&self, number_hash: &str) -> Result<Vec<AccessRecord>, StoreError>;
+    /// Deletes events that occurred before `before`; returns how many.
+    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// The feed of changes made through the database by any process, for backends that
     /// several replicas share; `None` where this process is the only writer (SQLite).

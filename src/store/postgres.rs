@@ -12,7 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::{mpsc, watch};
 
-use super::{Change, EventQuery, InsertOutcome, Store, StoreError, sql};
+use super::{AccessRecord, Change, EventQuery, InsertOutcome, KeyRecord, Store, StoreError, sql};
+use crate::domain::auth::{TenantName, TimePrecision};
 use crate::domain::event::{EventFact, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::source::Source;
@@ -118,8 +119,11 @@ async fn listen(
                 Ok(Some(notification)) => {
                     let change = match notification.channel() {
                         EVENTS_CHANNEL => numbers_change(notification.payload(), &origin, &echo),
-                        _ if notification.payload() == "sources" => Some(Change::Sources),
-                        _ => Some(Change::Ranges),
+                        _ => match notification.payload() {
+                            "sources" => Some(Change::Sources),
+                            "keys" => Some(Change::Keys),
+                            _ => Some(Change::Ranges),
+                        },
                     };
                     if let Some(change) = change
                         && changes.send(change).is_err()
@@ -329,12 +333,168 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO tenants (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(key.tenant.as_str().to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant, scopes, hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(key.id.clone())
+        .bind(key.tenant.as_str().to_string())
+        .bind(key.scopes.to_string())
+        .bind(key.hash.clone())
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        sqlx::query(
+            "SELECT id, tenant, scopes, hash, created_at, revoked_at FROM api_keys WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(key_from)
+        .transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        sqlx::query(
+            "SELECT id, tenant, scopes, hash, created_at, revoked_at FROM api_keys \
+             ORDER BY tenant, created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from)
+        .collect()
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        self.notify_catalog("keys").await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_time_precision(
+        &self,
+        tenant: &TenantName,
+        precision: TimePrecision,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE tenants SET time_precision = $1 WHERE name = $2")
+            .bind(precision.as_str())
+            .bind(tenant.as_str().to_string())
+            .execute(&self.pool)
+            .await?;
+        self.notify_catalog("keys").await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn time_precision(&self, tenant: &TenantName) -> Result<TimePrecision, StoreError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT time_precision FROM tenants WHERE name = $1")
+                .bind(tenant.as_str().to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        text.map_or(Ok(TimePrecision::default()), |t| sql::precision_from(&t))
+    }
+
+    async fn setting_or_init(&self, name: &str, initial: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(name.to_string())
+            .bind(initial.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name.to_string())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn record_access(&self, records: &[AccessRecord]) -> Result<(), StoreError> {
+        let tenants: Vec<String> = records.iter().map(|r| r.tenant.to_string()).collect();
+        let hashes: Vec<String> = records.iter().map(|r| r.number_hash.clone()).collect();
+        let firsts: Vec<DateTime<Utc>> = records.iter().map(|r| r.first_at).collect();
+        let lasts: Vec<DateTime<Utc>> = records.iter().map(|r| r.last_at).collect();
+        let checks: Vec<i64> = records
+            .iter()
+            .map(|r| i64::try_from(r.checks).unwrap_or(i64::MAX))
+            .collect();
+        sqlx::query(
+            "INSERT INTO access_log (tenant, number_hash, first_at, last_at, checks)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], \
+                 $4::timestamptz[], $5::bigint[])",
+        )
+        .bind(tenants)
+        .bind(hashes)
+        .bind(firsts)
+        .bind(lasts)
+        .bind(checks)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn access_log(&self, number_hash: &str) -> Result<Vec<AccessRecord>, StoreError> {
+        sqlx::query(
+            "SELECT tenant, number_hash, first_at, last_at, checks FROM access_log \
+             WHERE number_hash = $1 ORDER BY first_at",
+        )
+        .bind(number_hash.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            sql::access_from(
+                row.try_get("tenant")?,
+                row.try_get("number_hash")?,
+                row.try_get("first_at")?,
+                row.try_get("last_at")?,
+                row.try_get("checks")?,
+            )
+        })
+        .collect()
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM events WHERE occurred_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     fn take_changes(&self) -> Option<mpsc::UnboundedReceiver<Change>> {
         self.changes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
     }
+}
+
+fn key_from(row: &PgRow) -> Result<KeyRecord, StoreError> {
+    sql::key_from(
+        row.try_get("id")?,
+        row.try_get("tenant")?,
+        row.try_get("scopes")?,
+        row.try_get("hash")?,
+        row.try_get("created_at")?,
+        row.try_get("revoked_at")?,
+    )
 }
 
 /// Splits a batch's numbers into NOTIFY payloads; the last one is flagged so the origin

@@ -127,3 +127,48 @@ pub fn range_from(prefix: String, carrier: String) -> Result<RangeEntry, StoreEr
         carrier,
     })
 }
+
+pub fn key_from(
+    id: String,
+    tenant: String,
+    scopes: String,
+    hash: Vec<u8>,
+    created_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+) -> Result<super::KeyRecord, StoreError> {
+    Ok(super::KeyRecord {
+        tenant: tenant
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("key {id}: {e}")))?,
+        scopes: scopes
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("key {id}: {e}")))?,
+        id,
+        hash,
+        created_at,
+        revoked_at,
+    })
+}
+
+pub fn precision_from(text: &str) -> Result<crate::domain::auth::TimePrecision, StoreError> {
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("time precision: {e}")))
+}
+
+pub fn access_from(
+    tenant: String,
+    number_hash: String,
+    first_at: DateTime<Utc>,
+    last_at: DateTime<Utc>,
+    checks: i64,
+) -> Result<super::AccessRecord, StoreError> {
+    Ok(super::AccessRecord {
+        tenant: tenant
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("access log: {e}")))?,
+        number_hash,
+        first_at,
+        last_at,
+        checks: u64::try_from(checks).unwrap_or(0),
+    })
+}

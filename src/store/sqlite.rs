@@ -11,7 +11,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{Change, EventQuery, InsertOutcome, Store, StoreError, sql};
+use super::{AccessRecord, Change, EventQuery, InsertOutcome, KeyRecord, Store, StoreError, sql};
+use crate::domain::auth::{TenantName, TimePrecision};
 use crate::domain::event::{EventFact, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::source::Source;
@@ -193,4 +194,157 @@ impl Store for SqliteStore {
     fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
         None
     }
+
+    async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO tenants (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(key.tenant.as_str().to_string())
+        .bind(micros(key.created_at))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant, scopes, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(key.id.clone())
+        .bind(key.tenant.as_str().to_string())
+        .bind(key.scopes.to_string())
+        .bind(key.hash.clone())
+        .bind(micros(key.created_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        sqlx::query(
+            "SELECT id, tenant, scopes, hash, created_at, revoked_at FROM api_keys WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.read)
+        .await?
+        .as_ref()
+        .map(key_from)
+        .transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        sqlx::query(
+            "SELECT id, tenant, scopes, hash, created_at, revoked_at FROM api_keys \
+             ORDER BY tenant, created_at",
+        )
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(key_from)
+        .collect()
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(micros(Utc::now()))
+                .bind(id.to_string())
+                .execute(&self.write)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_time_precision(
+        &self,
+        tenant: &TenantName,
+        precision: TimePrecision,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE tenants SET time_precision = ? WHERE name = ?")
+            .bind(precision.as_str())
+            .bind(tenant.as_str().to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn time_precision(&self, tenant: &TenantName) -> Result<TimePrecision, StoreError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT time_precision FROM tenants WHERE name = ?")
+                .bind(tenant.as_str().to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        text.map_or(Ok(TimePrecision::default()), |t| sql::precision_from(&t))
+    }
+
+    async fn setting_or_init(&self, name: &str, initial: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(name.to_string())
+            .bind(initial.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+                .bind(name.to_string())
+                .fetch_one(&self.write)
+                .await?,
+        )
+    }
+
+    async fn record_access(&self, records: &[AccessRecord]) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO access_log (tenant, number_hash, first_at, last_at, checks) ",
+            );
+            insert.push_values(chunk, |mut row, r| {
+                row.push_bind(r.tenant.as_str().to_string())
+                    .push_bind(r.number_hash.clone())
+                    .push_bind(micros(r.first_at))
+                    .push_bind(micros(r.last_at))
+                    .push_bind(i64::try_from(r.checks).unwrap_or(i64::MAX));
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn access_log(&self, number_hash: &str) -> Result<Vec<AccessRecord>, StoreError> {
+        sqlx::query(
+            "SELECT tenant, number_hash, first_at, last_at, checks FROM access_log \
+             WHERE number_hash = ? ORDER BY first_at",
+        )
+        .bind(number_hash.to_string())
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| {
+            sql::access_from(
+                row.try_get("tenant")?,
+                row.try_get("number_hash")?,
+                time_at(row, "first_at")?,
+                time_at(row, "last_at")?,
+                row.try_get("checks")?,
+            )
+        })
+        .collect()
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM events WHERE occurred_at < ?")
+            .bind(micros(before))
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn key_from(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
+    let revoked: Option<i64> = row.try_get("revoked_at")?;
+    sql::key_from(
+        row.try_get("id")?,
+        row.try_get("tenant")?,
+        row.try_get("scopes")?,
+        row.try_get("hash")?,
+        time_at(row, "created_at")?,
+        revoked.and_then(DateTime::from_timestamp_micros),
+    )
 }

@@ -18,7 +18,7 @@ impl Served {
     /// address from its log.
     pub fn start(database_url: &str) -> Served {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
             .env("NUMGUARD_DATABASE_URL", database_url)
             .env("NUMGUARD_LOG", "debug")
             .stdout(Stdio::null())

@@ -21,6 +21,7 @@ use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::engine::EngineConfig;
+use numguard::engine::auth::AuthMode;
 use numguard::server::{ServerConfig, run};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -40,7 +41,7 @@ impl TestServer {
     /// A server on a new, empty database.
     pub async fn start(backend: Backend) -> TestServer {
         let db = Arc::new(TestDb::new(backend).await);
-        TestServer::start_in(db, EngineConfig::default()).await
+        TestServer::start_in(db, dev_config()).await
     }
 
     /// A server on an existing test database (kept across restarts).
@@ -56,6 +57,7 @@ impl TestServer {
         let config = ServerConfig {
             database_url: url.to_string(),
             engine,
+            tls: None,
         };
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(run(config, listener, async {
@@ -148,6 +150,14 @@ macro_rules! on_both_backends {
             }
         )*
     };
+}
+
+/// The engine as `serve --dev` runs it (no API keys): most tests are about other things.
+pub fn dev_config() -> EngineConfig {
+    EngineConfig {
+        auth: AuthMode::Disabled,
+        ..EngineConfig::default()
+    }
 }
 
 pub fn at(s: &str) -> DateTime<Utc> {

@@ -1,0 +1,110 @@
+//! The access log: which tenant checked which number, and when, so an operator can answer
+//! "who looked up this customer?". Numbers are stored only as SHA-256 keyed with a secret
+//! pepper kept in the database (shared by replicas), so the log alone reveals no number.
+//!
+//! Checks only hand an entry to a background task (a channel send); the task folds
+//! repeats of one (tenant, number) together and writes once a second. The channel is
+//! bounded: if the database falls behind, checks wait rather than go unlogged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::domain::auth::{TenantName, hex};
+use crate::domain::number::E164;
+use crate::store::{AccessRecord, Store, StoreError};
+
+const PEPPER_SETTING: &str = "access_pepper";
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+const QUEUE: usize = 65_536;
+
+pub struct AccessLog {
+    pepper: String,
+    queue: mpsc::Sender<(TenantName, String, DateTime<Utc>)>,
+}
+
+/// The pepper of this database, created on first use.
+pub async fn pepper(store: &dyn Store) -> Result<String, StoreError> {
+    let fresh = hex(&rand::random::<[u8; 32]>());
+    store.setting_or_init(PEPPER_SETTING, &fresh).await
+}
+
+/// The keyed hash under which a number appears in the access log.
+pub fn number_hash(pepper: &str, number: &E164) -> String {
+    let mut h = Sha256::new();
+    h.update(pepper.as_bytes());
+    h.update(b":");
+    h.update(number.as_str().as_bytes());
+    hex(&h.finalize())
+}
+
+impl AccessLog {
+    pub async fn start(store: Arc<dyn Store>) -> Result<AccessLog, StoreError> {
+        let pepper = pepper(store.as_ref()).await?;
+        let (queue, entries) = mpsc::channel(QUEUE);
+        tokio::spawn(write_entries(store, entries));
+        Ok(AccessLog { pepper, queue })
+    }
+
+    pub async fn record(&self, tenant: &TenantName, number: &E164) {
+        let entry = (
+            tenant.clone(),
+            number_hash(&self.pepper, number),
+            Utc::now(),
+        );
+        // Fails only once the writer is gone, i.e. at shutdown.
+        let _ = self.queue.send(entry).await;
+    }
+}
+
+async fn write_entries(
+    store: Arc<dyn Store>,
+    mut entries: mpsc::Receiver<(TenantName, String, DateTime<Utc>)>,
+) {
+    let mut pending: HashMap<(TenantName, String), AccessRecord> = HashMap::new();
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        tokio::select! {
+            entry = entries.recv() => match entry {
+                Some((tenant, hash, at)) => {
+                    pending
+                        .entry((tenant.clone(), hash.clone()))
+                        .and_modify(|r| {
+                            r.last_at = at;
+                            r.checks += 1;
+                        })
+                        .or_insert(AccessRecord {
+                            tenant,
+                            number_hash: hash,
+                            first_at: at,
+                            last_at: at,
+                            checks: 1,
+                        });
+                }
+                None => {
+                    flush(store.as_ref(), &mut pending).await;
+                    return;
+                }
+            },
+            _ = tick.tick() => flush(store.as_ref(), &mut pending).await,
+        }
+    }
+}
+
+async fn flush(store: &dyn Store, pending: &mut HashMap<(TenantName, String), AccessRecord>) {
+    if pending.is_empty() {
+        return;
+    }
+    let records: Vec<AccessRecord> = pending.values().cloned().collect();
+    match store.record_access(&records).await {
+        Ok(()) => pending.clear(),
+        // Kept and retried on the next tick; the bounded queue pushes back meanwhile.
+        Err(e) => {
+            tracing::warn!(error = %e, entries = records.len(), "could not write the access log; retrying")
+        }
+    }
+}

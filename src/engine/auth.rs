@@ -1,0 +1,276 @@
+//! Who may call: API keys and their scopes, per-key rate limits and the global in-flight
+//! limit. Every admitted request holds an in-flight permit until it is answered.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::domain::auth::{Scope, Scopes, TenantName, TimePrecision, key_id, key_matches};
+use crate::error::ErrorKind;
+use crate::store::{KeyRecord, Store, StoreError};
+
+/// Keys and tenant settings are re-read this often, so a revocation made directly in the
+/// database (`numguard keys revoke`) takes effect within this time even without a change
+/// notification.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every RPC needs `authorization: Bearer <key>` with the right scope.
+    Keys,
+    /// No keys (`serve --dev`, loopback only): every caller is tenant `dev` with all scopes.
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Requests per second per key; 0 disables the rate limit.
+    pub rate_per_second: f64,
+    /// Requests a key may make at once after being idle.
+    pub burst: f64,
+    /// Requests in flight across the server before new ones are shed.
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rate_per_second: 1_000.0,
+            burst: 2_000.0,
+            max_in_flight: 1_024,
+        }
+    }
+}
+
+/// The caller, once admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: TenantName,
+    pub scopes: Scopes,
+    pub precision: TimePrecision,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing API key: send the metadata `authorization: Bearer <key>`")]
+    Missing,
+    #[error("unknown, malformed or revoked API key")]
+    Invalid,
+    #[error("this API key lacks the `{0}` scope")]
+    Forbidden(Scope),
+    #[error("rate limit of {limit} requests/s for this key exceeded; retry in {retry_ms} ms")]
+    RateLimited { limit: f64, retry_ms: u64 },
+    #[error("the server is at its limit of {0} requests in flight; retry shortly")]
+    Overloaded(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AuthError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AuthError::Missing | AuthError::Invalid => ErrorKind::Unauthenticated,
+            AuthError::Forbidden(_) => ErrorKind::PermissionDenied,
+            AuthError::RateLimited { .. } | AuthError::Overloaded(_) => {
+                ErrorKind::ResourceExhausted
+            }
+            AuthError::Store(e) => e.kind(),
+        }
+    }
+}
+
+/// An admitted request: who it is, and its place among the requests in flight.
+#[derive(Debug)]
+pub struct Admission {
+    pub principal: Principal,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+pub struct Authenticator {
+    mode: AuthMode,
+    limits: Limits,
+    in_flight: Arc<Semaphore>,
+    keys: Cache<String, Option<KeyRecord>>,
+    precisions: Cache<TenantName, TimePrecision>,
+    buckets: Cache<String, Arc<Mutex<Bucket>>>,
+}
+
+impl Authenticator {
+    pub fn new(mode: AuthMode, limits: Limits) -> Self {
+        Authenticator {
+            mode,
+            limits,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            keys: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+            precisions: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+            buckets: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+        }
+    }
+
+    pub fn mode(&self) -> AuthMode {
+        self.mode
+    }
+
+    /// Admits a request needing `scope`, given the `authorization` metadata value.
+    pub async fn admit(
+        &self,
+        store: &dyn Store,
+        authorization: Option<&str>,
+        scope: Scope,
+    ) -> Result<Admission, AuthError> {
+        // Shed load before spending anything on the request.
+        let permit = self
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AuthError::Overloaded(self.limits.max_in_flight))?;
+        let principal = match self.mode {
+            AuthMode::Disabled => Principal {
+                tenant: TenantName::dev(),
+                scopes: Scopes::all(),
+                precision: TimePrecision::Exact,
+            },
+            AuthMode::Keys => self.authenticate(store, authorization, scope).await?,
+        };
+        Ok(Admission {
+            principal,
+            _permit: permit,
+        })
+    }
+
+    async fn authenticate(
+        &self,
+        store: &dyn Store,
+        authorization: Option<&str>,
+        scope: Scope,
+    ) -> Result<Principal, AuthError> {
+        let presented = authorization.and_then(bearer).ok_or(AuthError::Missing)?;
+        let id = key_id(presented).ok_or(AuthError::Invalid)?;
+        let record = match self.keys.get(id) {
+            Some(record) => record,
+            None => {
+                let record = store.find_key(id).await?;
+                self.keys.insert(id.to_string(), record.clone());
+                record
+            }
+        };
+        let record = record
+            .filter(|r| r.revoked_at.is_none() && key_matches(presented, &r.hash))
+            .ok_or(AuthError::Invalid)?;
+        if !record.scopes.contains(scope) {
+            return Err(AuthError::Forbidden(scope));
+        }
+        self.take_token(&record.id)?;
+        let precision = match self.precisions.get(&record.tenant) {
+            Some(p) => p,
+            None => {
+                let p = store.time_precision(&record.tenant).await?;
+                self.precisions.insert(record.tenant.clone(), p);
+                p
+            }
+        };
+        Ok(Principal {
+            tenant: record.tenant,
+            scopes: record.scopes,
+            precision,
+        })
+    }
+
+    /// Token bucket per key.
+    fn take_token(&self, key: &str) -> Result<(), AuthError> {
+        let Limits {
+            rate_per_second: rate,
+            burst,
+            ..
+        } = self.limits;
+        if rate <= 0.0 {
+            return Ok(());
+        }
+        let bucket = self.buckets.get_with_by_ref(key, || {
+            Arc::new(Mutex::new(Bucket {
+                tokens: burst,
+                at: Instant::now(),
+            }))
+        });
+        let mut b = bucket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            let retry_ms = ((1.0 - b.tokens) / rate * 1_000.0).ceil() as u64;
+            Err(AuthError::RateLimited {
+                limit: rate,
+                retry_ms,
+            })
+        }
+    }
+
+    /// Forgets cached keys and tenant settings (after a revocation or settings change).
+    pub fn forget_cached(&self) {
+        self.keys.invalidate_all();
+        self.precisions.invalidate_all();
+    }
+}
+
+/// The key in `Bearer <key>` (scheme case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, key) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_values() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("abc"), None);
+    }
+
+    #[test]
+    fn the_bucket_allows_its_burst_then_the_rate() {
+        let auth = Authenticator::new(
+            AuthMode::Keys,
+            Limits {
+                rate_per_second: 10.0,
+                burst: 3.0,
+                max_in_flight: 10,
+            },
+        );
+        for _ in 0..3 {
+            auth.take_token("k").unwrap();
+        }
+        match auth.take_token("k") {
+            Err(AuthError::RateLimited { retry_ms, .. }) => assert!((1..=100).contains(&retry_ms)),
+            other => panic!("{other:?}"),
+        }
+        // Another key has its own bucket.
+        auth.take_token("other").unwrap();
+        std::thread::sleep(Duration::from_millis(120));
+        auth.take_token("k").unwrap();
+    }
+}
