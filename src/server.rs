@@ -62,7 +62,8 @@ pub async fn run(
         sources = engine.sources().iter().count(),
         "numguard serving"
     );
-    crate::api::serve(listener, engine, tls, shutdown).await?;
+    crate::api::serve(listener, engine.clone(), tls, shutdown).await?;
+    engine.shutdown().await;
     tracing::info!("numguard stopped");
     Ok(())
 }

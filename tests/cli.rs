@@ -200,3 +200,123 @@ fn client_commands_fail_clearly_without_a_server() {
         stderr(&o)
     );
 }
+
+#[test]
+fn first_start_prints_one_key_and_keys_are_managed_on_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("ng.db").display());
+    let served = Served::start_with(&db, &[]);
+    // The key is printed right before the server listens; give the reader a moment.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let printed = served.stdout();
+    assert!(
+        printed[0].starts_with("First start: created an API key"),
+        "{printed:?}"
+    );
+    let first_key = printed[1].clone();
+    assert!(first_key.starts_with("ng_"));
+
+    let anonymous = served.run(&["check", "+819012345678"]);
+    assert!(!anonymous.status.success());
+    assert!(
+        stderr(&anonymous).contains("Unauthenticated") || stderr(&anonymous).contains("API key"),
+        "{}",
+        stderr(&anonymous)
+    );
+    ok(served.run(&["check", "+819012345678", "--api-key", &first_key]));
+
+    // An operator makes a check-only key for a tenant, directly on the database.
+    let created = ok(Command::new(BIN)
+        .args([
+            "keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "check",
+            "--json",
+            "--database-url",
+            &db,
+        ])
+        .output()
+        .unwrap());
+    let created: Value = serde_json::from_str(stdout(&created).trim()).unwrap();
+    let acme_key = created["key"].as_str().unwrap().to_string();
+    ok(served.run(&["check", "+819012345678", "--api-key", &acme_key]));
+    let denied = served.run(&["sources", "list", "--api-key", &acme_key]);
+    assert!(
+        stderr(&denied).contains("PermissionDenied") || stderr(&denied).contains("scope"),
+        "{}",
+        stderr(&denied)
+    );
+
+    let listed = ok(Command::new(BIN)
+        .args(["keys", "list", "--json", "--database-url", &db])
+        .output()
+        .unwrap());
+    let listed: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    let tenants: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants, vec!["acme", "default"]);
+    assert!(
+        !stdout(&ok(Command::new(BIN)
+            .args(["keys", "list", "--database-url", &db])
+            .output()
+            .unwrap()))
+        .contains(&acme_key[20..]),
+        "list never shows secrets"
+    );
+
+    // Who checked the number: both tenants.
+    let log = served.stop();
+    assert!(
+        !log.contains(&first_key) && !log.contains(&acme_key),
+        "keys never reach the log"
+    );
+    let who = ok(Command::new(BIN)
+        .args([
+            "access-log",
+            "090-1234-5678",
+            "--region",
+            "JP",
+            "--json",
+            "--database-url",
+            &db,
+        ])
+        .output()
+        .unwrap());
+    let who: Value = serde_json::from_str(&stdout(&who)).unwrap();
+    let mut tenants: Vec<&str> = who
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tenant"].as_str().unwrap())
+        .collect();
+    tenants.sort();
+    assert_eq!(tenants, vec!["acme", "default"]);
+
+    // A second start prints no key.
+    let again = Served::start_with(&db, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(again.stdout().is_empty());
+    again.stop();
+}
+
+#[test]
+fn dev_mode_only_listens_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args(["serve", "--dev", "--listen", "0.0.0.0:0"])
+        .env(
+            "NUMGUARD_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("ng.db").display()),
+        )
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("loopback"), "{}", stderr(&o));
+}

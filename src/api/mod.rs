@@ -121,3 +121,25 @@ pub async fn serve(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn requests_past_the_deadline_end_with_deadline_exceeded() {
+        let slow = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok::<_, tonic::Status>(())
+        };
+        let err = within(Duration::from_millis(10), slow).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::DeadlineExceeded);
+        assert!(err.message().contains("10 ms"));
+        assert!(
+            within(Duration::from_secs(1), async { Ok::<_, tonic::Status>(()) })
+                .await
+                .is_ok()
+        );
+    }
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::auth::{TenantName, hex};
 use crate::domain::number::E164;
@@ -22,9 +22,15 @@ const PEPPER_SETTING: &str = "access_pepper";
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const QUEUE: usize = 65_536;
 
+enum Message {
+    Entry(TenantName, String, DateTime<Utc>),
+    /// Write everything pending now, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
 pub struct AccessLog {
     pepper: String,
-    queue: mpsc::Sender<(TenantName, String, DateTime<Utc>)>,
+    queue: mpsc::Sender<Message>,
 }
 
 /// The pepper of this database, created on first use.
@@ -51,7 +57,7 @@ impl AccessLog {
     }
 
     pub async fn record(&self, tenant: &TenantName, number: &E164) {
-        let entry = (
+        let entry = Message::Entry(
             tenant.clone(),
             number_hash(&self.pepper, number),
             Utc::now(),
@@ -59,18 +65,27 @@ impl AccessLog {
         // Fails only once the writer is gone, i.e. at shutdown.
         let _ = self.queue.send(entry).await;
     }
+
+    /// Writes every entry recorded so far (at shutdown, so none is lost).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.queue.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
 }
 
-async fn write_entries(
-    store: Arc<dyn Store>,
-    mut entries: mpsc::Receiver<(TenantName, String, DateTime<Utc>)>,
-) {
+async fn write_entries(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Message>) {
     let mut pending: HashMap<(TenantName, String), AccessRecord> = HashMap::new();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     loop {
         tokio::select! {
             entry = entries.recv() => match entry {
-                Some((tenant, hash, at)) => {
+                Some(Message::Flush(done)) => {
+                    flush(store.as_ref(), &mut pending).await;
+                    let _ = done.send(());
+                }
+                Some(Message::Entry(tenant, hash, at)) => {
                     pending
                         .entry((tenant.clone(), hash.clone()))
                         .and_modify(|r| {

@@ -184,6 +184,13 @@ impl Engine {
         self.auth.mode()
     }
 
+    /// Finishes background writes (the access log) before the process exits.
+    pub async fn shutdown(&self) {
+        if let Some(log) = &self.access {
+            log.flush().await;
+        }
+    }
+
     /// Deletes events older than the retention period, if one is set; returns how many.
     pub async fn purge_expired(&self) -> Result<u64, StoreError> {
         let Some(retention) = self.config.retention else {

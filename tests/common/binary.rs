@@ -11,20 +11,35 @@ pub struct Served {
     child: Child,
     pub url: String,
     log: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Served {
-    /// Starts `numguard serve` on an ephemeral port over `database_url` and reads the bound
-    /// address from its log.
+    /// Starts `numguard serve --dev` on an ephemeral port over `database_url`.
     pub fn start(database_url: &str) -> Served {
+        Served::start_with(database_url, &["--dev"])
+    }
+
+    /// Starts `numguard serve <args>` on an ephemeral port over `database_url` and reads the
+    /// bound address from its log.
+    pub fn start_with(database_url: &str, args: &[&str]) -> Served {
         let mut child = Command::new(BIN)
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .env("NUMGUARD_DATABASE_URL", database_url)
             .env("NUMGUARD_LOG", "debug")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn serve");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let out_lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let out_sink = stdout.clone();
+        std::thread::spawn(move || {
+            for line in out_lines.map_while(Result::ok) {
+                out_sink.lock().unwrap().push(line);
+            }
+        });
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -53,7 +68,13 @@ impl Served {
             child,
             url: format!("http://{addr}"),
             log,
+            stdout,
         }
+    }
+
+    /// What the server printed on stdout so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
     }
 
     pub fn run(&self, args: &[&str]) -> Output {

@@ -1,0 +1,456 @@
+//! Keys, scopes, limits, privacy settings and TLS, through a real server and client, on
+//! both backends.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::*;
+use numguard::api::pb::admin_client::AdminClient;
+use numguard::api::pb::events_client::EventsClient;
+use numguard::api::pb::number_check_client::NumberCheckClient;
+use numguard::api::pb::{self, EventKind};
+use numguard::domain::auth::{Scopes, TenantName, TimePrecision};
+use numguard::engine::EngineConfig;
+use numguard::engine::auth::{AuthMode, Limits};
+use numguard::engine::keys::create_key;
+use numguard::store::Store;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+
+on_both_backends!(
+    keys_and_scopes_decide_who_may_call_what,
+    rate_limit_and_load_shedding_answer_resource_exhausted,
+    a_tenant_sees_times_only_as_precisely_as_allowed,
+    the_access_log_says_who_checked_a_number,
+    retention_purges_old_events,
+    oversized_messages_are_refused_cleanly,
+);
+
+const N: &str = "+819012345678";
+
+fn keys_config() -> EngineConfig {
+    EngineConfig {
+        auth: AuthMode::Keys,
+        ..EngineConfig::default()
+    }
+}
+
+type Intercepted = InterceptedService<Channel, Bearer>;
+
+#[derive(Clone)]
+struct Bearer(Option<String>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(key) = &self.0 {
+            let value: MetadataValue<_> = format!("Bearer {key}").parse().unwrap();
+            r.metadata_mut().insert("authorization", value);
+        }
+        Ok(r)
+    }
+}
+
+async fn checker(server: &TestServer, key: Option<&str>) -> NumberCheckClient<Intercepted> {
+    NumberCheckClient::with_interceptor(server.channel().await, Bearer(key.map(str::to_string)))
+}
+
+async fn admin(server: &TestServer, key: Option<&str>) -> AdminClient<Intercepted> {
+    AdminClient::with_interceptor(server.channel().await, Bearer(key.map(str::to_string)))
+}
+
+async fn events(server: &TestServer, key: Option<&str>) -> EventsClient<Intercepted> {
+    EventsClient::with_interceptor(server.channel().await, Bearer(key.map(str::to_string)))
+}
+
+fn request(number: &str) -> pb::CheckNumberRequest {
+    pb::CheckNumberRequest {
+        phone_number: number.into(),
+        ..Default::default()
+    }
+}
+
+/// Opens the test database's store directly, as `numguard keys` does.
+async fn store(db: &TestDb) -> Arc<dyn Store> {
+    numguard::store::open(&db.url).await.expect("open store")
+}
+
+async fn new_key(db: &TestDb, tenant: &str, scopes: &str) -> String {
+    let tenant: TenantName = tenant.parse().unwrap();
+    let scopes: Scopes = scopes.parse().unwrap();
+    create_key(store(db).await.as_ref(), &tenant, scopes)
+        .await
+        .expect("create key")
+        .0
+        .secret_text
+}
+
+async fn keys_and_scopes_decide_who_may_call_what(backend: Backend) {
+    let db = Arc::new(TestDb::new(backend).await);
+    let admin_key = new_key(&db, "acme", "check,admin,ingest").await;
+    let check_key = new_key(&db, "acme", "check").await;
+    let server = TestServer::start_in(db.clone(), keys_config()).await;
+
+    // Health and reflection stay open.
+    server
+        .health()
+        .await
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("health needs no key");
+
+    let no_key = checker(&server, None).await.check_number(request(N)).await;
+    assert_eq!(no_key.unwrap_err().code(), Code::Unauthenticated);
+    for bad in [
+        "nonsense",
+        "ng_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000",
+        &check_key[..check_key.len() - 1],
+    ] {
+        let err = checker(&server, Some(bad))
+            .await
+            .check_number(request(N))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{bad}");
+    }
+
+    checker(&server, Some(&check_key))
+        .await
+        .check_number(request(N))
+        .await
+        .expect("a check key may check");
+    let err = admin(&server, Some(&check_key))
+        .await
+        .list_sources(pb::ListSourcesRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("`admin`"), "{}", err.message());
+    let err = events(&server, Some(&check_key))
+        .await
+        .ingest_events(tokio_stream::iter(Vec::<pb::Event>::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    admin(&server, Some(&admin_key))
+        .await
+        .upsert_source(pb::Source {
+            name: "feed".into(),
+            tracking_since: Some(numguard::api::convert::timestamp(at(
+                "2025-01-01T00:00:00Z",
+            ))),
+            covers: vec!["81".into()],
+        })
+        .await
+        .expect("an admin key may add sources");
+
+    // Revocation (straight in the database, as `numguard keys revoke` does) takes effect
+    // within the key cache's 5 s.
+    let id = numguard::domain::auth::key_id(&check_key)
+        .unwrap()
+        .to_string();
+    assert!(store(&db).await.revoke_key(&id).await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let r = checker(&server, Some(&check_key))
+            .await
+            .check_number(request(N))
+            .await;
+        match r {
+            Err(e) if e.code() == Code::Unauthenticated => break,
+            _ if Instant::now() > deadline => panic!("a revoked key still works"),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    server.stop().await;
+}
+
+async fn rate_limit_and_load_shedding_answer_resource_exhausted(backend: Backend) {
+    let db = Arc::new(TestDb::new(backend).await);
+    let key = new_key(&db, "acme", "check,ingest").await;
+    let other = new_key(&db, "other", "check").await;
+    let streamer = new_key(&db, "feeds", "ingest").await;
+    let config = EngineConfig {
+        limits: Limits {
+            rate_per_second: 2.0,
+            burst: 5.0,
+            max_in_flight: 1,
+        },
+        ..keys_config()
+    };
+    let server = TestServer::start_in(db, config).await;
+    let mut client = checker(&server, Some(&key)).await;
+    for _ in 0..5 {
+        client
+            .check_number(request(N))
+            .await
+            .expect("within the burst");
+    }
+    let err = client.check_number(request(N)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("retry in"), "{}", err.message());
+    // Other keys have their own bucket.
+    checker(&server, Some(&other))
+        .await
+        .check_number(request(N))
+        .await
+        .expect("another key is not limited by this one");
+
+    // One request in flight at most: an open ingest stream holds the only place.
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::Event>(1);
+    let mut ingest_client = events(&server, Some(&streamer)).await;
+    let open_stream = tokio::spawn(async move {
+        ingest_client
+            .ingest_events(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let shed = loop {
+        match checker(&server, Some(&other))
+            .await
+            .check_number(request(N))
+            .await
+        {
+            Err(e) if e.code() == Code::ResourceExhausted => break e,
+            _ if Instant::now() > deadline => panic!("the server never shed load"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    assert!(shed.message().contains("in flight"), "{}", shed.message());
+    drop(tx);
+    open_stream.await.unwrap().expect("the stream completes");
+    checker(&server, Some(&other))
+        .await
+        .check_number(request(N))
+        .await
+        .expect("the place is free again");
+    server.stop().await;
+}
+
+async fn a_tenant_sees_times_only_as_precisely_as_allowed(backend: Backend) {
+    let db = Arc::new(TestDb::new(backend).await);
+    let exact = new_key(&db, "exact-co", "check").await;
+    let daily = new_key(&db, "daily-co", "check").await;
+    let blind = new_key(&db, "blind-co", "check").await;
+    let s = store(&db).await;
+    s.set_time_precision(&"daily-co".parse().unwrap(), TimePrecision::Day)
+        .await
+        .unwrap();
+    s.set_time_precision(&"blind-co".parse().unwrap(), TimePrecision::None)
+        .await
+        .unwrap();
+    let server = TestServer::start_in(db.clone(), keys_config()).await;
+    let dev = TestServer::start_in(db.clone(), dev_config()).await;
+    add_source(&dev, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let swapped = Utc::now() - chrono::Duration::hours(30);
+    ingest(
+        &dev,
+        vec![port("feed", "p", N, swapped, "KDDI", "Softbank")],
+    )
+    .await;
+    dev.stop().await;
+
+    let ask = |key: String| {
+        let server = &server;
+        async move {
+            checker(server, Some(&key))
+                .await
+                .check_number(request(N))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let e = ask(exact).await;
+    let d = ask(daily).await;
+    let b = ask(blind).await;
+    let secs = |t: Option<prost_types::Timestamp>| t.map(|t| t.seconds);
+    assert_eq!(secs(e.latest_sim_change), Some(swapped.timestamp()));
+    let midnight = swapped.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    for t in [
+        d.latest_sim_change,
+        d.last_port_at,
+        d.reasons[0].occurred_at,
+    ] {
+        assert_eq!(secs(t), Some(midnight.timestamp()));
+    }
+    assert_eq!(b.latest_sim_change, None);
+    assert_eq!(b.last_port_at, None);
+    assert!(b.reasons.iter().all(|r| r.occurred_at.is_none()));
+    // The verdict itself does not change with precision.
+    assert_eq!(e.verdict, b.verdict);
+    assert_eq!(e.sim_swap, d.sim_swap);
+    server.stop().await;
+}
+
+async fn the_access_log_says_who_checked_a_number(backend: Backend) {
+    let db = Arc::new(TestDb::new(backend).await);
+    let a = new_key(&db, "bank-a", "check").await;
+    let b = new_key(&db, "bank-b", "check").await;
+    let server = TestServer::start_in(db.clone(), keys_config()).await;
+    for key in [&a, &a, &b] {
+        checker(&server, Some(key))
+            .await
+            .check_number(request(N))
+            .await
+            .unwrap();
+    }
+    checker(&server, Some(&b))
+        .await
+        .check_number(request("+818012345678"))
+        .await
+        .unwrap();
+    server.stop().await; // flushes the log
+
+    let s = store(&db).await;
+    let pepper = numguard::engine::access_log::pepper(s.as_ref())
+        .await
+        .unwrap();
+    let number = numguard::domain::number::E164::parse(N, None).unwrap();
+    let hash = numguard::engine::access_log::number_hash(&pepper, &number);
+    assert!(!hash.contains("9012345678"), "the log holds no number");
+    let mut who: Vec<(String, u64)> = s
+        .access_log(&hash)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.tenant.to_string(), r.checks))
+        .collect();
+    who.sort();
+    assert_eq!(
+        who,
+        vec![("bank-a".to_string(), 2), ("bank-b".to_string(), 1)]
+    );
+}
+
+async fn retention_purges_old_events(backend: Backend) {
+    let db = Arc::new(TestDb::new(backend).await);
+    let config = EngineConfig {
+        retention: Some(chrono::Duration::days(30)),
+        retention_interval: Duration::from_millis(100),
+        ..dev_config()
+    };
+    let server = TestServer::start_in(db, config).await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let old = Utc::now() - chrono::Duration::days(40);
+    let recent = Utc::now() - chrono::Duration::days(3);
+    ingest(
+        &server,
+        vec![
+            event("feed", "old", N, EventKind::Disconnect, old),
+            event("feed", "new", N, EventKind::DeviceSwap, recent),
+        ],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let listed = server
+            .events()
+            .await
+            .list_events(pb::ListEventsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let ids: Vec<_> = listed.iter().map(|e| e.source_event_id.clone()).collect();
+        if ids == vec!["new".to_string()] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "old event not purged: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
+async fn oversized_messages_are_refused_cleanly(backend: Backend) {
+    let db = Arc::new(TestDb::new(backend).await);
+    let config = EngineConfig {
+        max_message_bytes: 64 * 1024,
+        ..dev_config()
+    };
+    let server = TestServer::start_in(db, config).await;
+    let huge = pb::ImportRangesRequest {
+        ranges: (0..20_000)
+            .map(|i| pb::CarrierRange {
+                prefix: format!("8190{i:05}"),
+                carrier: "Carrier".into(),
+            })
+            .collect(),
+    };
+    let err = server.admin().await.import_ranges(huge).await.unwrap_err();
+    assert!(
+        matches!(err.code(), Code::ResourceExhausted | Code::OutOfRange),
+        "{:?}: {}",
+        err.code(),
+        err.message()
+    );
+    // The server is fine afterwards.
+    check_number(&server, N).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = generated.cert.pem();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, &cert_pem).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = numguard::server::ServerConfig {
+        database_url: format!("sqlite://{}", dir.path().join("ng.db").display()),
+        engine: dev_config(),
+        tls: Some(numguard::server::TlsFiles { cert, key }),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(numguard::server::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&cert_pem))
+        .domain_name("localhost");
+    let endpoint = Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap();
+    let mut answered = None;
+    for _ in 0..100 {
+        if let Ok(channel) = endpoint.connect().await
+            && let Ok(r) = NumberCheckClient::new(channel)
+                .check_number(request(N))
+                .await
+        {
+            answered = Some(r.into_inner());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answered.expect("a TLS client is answered").phone_number, N);
+
+    // A plaintext client gets no answer from the TLS port.
+    let plain = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            NumberCheckClient::new(channel).check_number(request(N)),
+        )
+        .await;
+        assert!(!matches!(r, Ok(Ok(_))), "plaintext must not be answered");
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
