@@ -19,6 +19,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
 }
 
+/// How long in-flight requests may run on after a shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub cert: std::path::PathBuf,
@@ -62,7 +65,30 @@ pub async fn run(
         sources = engine.sources().iter().count(),
         "numguard serving"
     );
-    crate::api::serve(listener, engine.clone(), tls, shutdown).await?;
+    // Once shutdown is asked for, in-flight requests get a grace period; clients that keep
+    // connections open past it do not keep the process alive.
+    let (asked_tx, asked) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = asked_tx.send(());
+    };
+    let serving = crate::api::serve(listener, engine.clone(), tls, shutdown);
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => served?,
+        _ = async {
+            if asked.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(
+                "connections still open {} s after shutdown was asked for; stopping anyway",
+                SHUTDOWN_GRACE.as_secs()
+            );
+        }
+    }
     engine.shutdown().await;
     tracing::info!("numguard stopped");
     Ok(())

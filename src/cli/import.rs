@@ -2,23 +2,18 @@
 //! to a running server, and print a summary.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Subcommand, ValueEnum};
-use indicatif::ProgressBar;
-use serde::Deserialize;
+use clap::{Args, Subcommand};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::client::{ServerArgs, status_message};
+use super::event_file::{EventFileFormat, read_events};
 use super::progress;
-use super::sources::parse_time;
-use crate::api::convert::{kind_to_pb, timestamp};
 use crate::api::pb;
-use crate::domain::event::EventKind;
 use crate::ranges::{LineError, RangeFormat, parse_ranges};
 
 /// Ranges per ImportRanges request.
@@ -56,25 +51,6 @@ enum ImportCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EventFileFormat {
-    Csv,
-    Jsonl,
-}
-
-impl EventFileFormat {
-    fn from_path(path: &Path) -> Self {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some(ext)
-                if ext.eq_ignore_ascii_case("jsonl") || ext.eq_ignore_ascii_case("ndjson") =>
-            {
-                EventFileFormat::Jsonl
-            }
-            _ => EventFileFormat::Csv,
-        }
-    }
 }
 
 pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -148,150 +124,6 @@ async fn import_ranges(
     Ok(ExitCode::SUCCESS)
 }
 
-/// One event line as written in the file.
-#[derive(Debug, Deserialize)]
-struct EventLine {
-    source_event_id: String,
-    phone_number: String,
-    kind: String,
-    occurred_at: String,
-    #[serde(default)]
-    from_carrier: Option<String>,
-    #[serde(default)]
-    to_carrier: Option<String>,
-}
-
-impl EventLine {
-    /// Kind and time are read here so their errors point at the line; everything else
-    /// is validated by the server.
-    fn into_event(self, source: &str) -> Result<pb::Event, String> {
-        let kind: EventKind = self.kind.parse().map_err(|e| format!("kind {e}"))?;
-        let occurred_at = parse_time(&self.occurred_at).map_err(|e| format!("occurred_at {e}"))?;
-        Ok(pb::Event {
-            source: source.to_string(),
-            source_event_id: self.source_event_id,
-            phone_number: self.phone_number,
-            kind: kind_to_pb(kind).into(),
-            occurred_at: Some(timestamp(occurred_at)),
-            from_carrier: self.from_carrier.unwrap_or_default(),
-            to_carrier: self.to_carrier.unwrap_or_default(),
-            ingested_at: None,
-        })
-    }
-}
-
-/// What the reader thread saw.
-#[derive(Default)]
-struct ReadReport {
-    lines: u64,
-    /// The file line of each event sent, by stream index, to place server rejections.
-    sent_lines: Vec<u64>,
-    errors: Vec<LineError>,
-}
-
-impl ReadReport {
-    fn bad_line(&mut self, line: u64, reason: String) {
-        self.errors.push(LineError {
-            line: line as usize,
-            reason,
-        });
-    }
-}
-
-/// Reads the file on a blocking thread and feeds events into `tx`; stops early if the
-/// server side of the stream has gone away.
-fn read_events(
-    file: File,
-    format: EventFileFormat,
-    source: &str,
-    tx: &mpsc::Sender<pb::Event>,
-    bar: &ProgressBar,
-) -> anyhow::Result<ReadReport> {
-    let mut report = ReadReport::default();
-    let send = |report: &mut ReadReport, line: u64, parsed: Result<EventLine, String>| match parsed
-        .and_then(|l| l.into_event(source))
-    {
-        Ok(event) => {
-            report.sent_lines.push(line);
-            tx.blocking_send(event).is_ok()
-        }
-        Err(reason) => {
-            report.bad_line(line, reason);
-            true
-        }
-    };
-    match format {
-        EventFileFormat::Csv => {
-            let mut reader = csv::ReaderBuilder::new()
-                .flexible(true)
-                .trim(csv::Trim::All)
-                .from_reader(file);
-            let headers = reader
-                .headers()
-                .context("cannot read the CSV header")?
-                .clone();
-            for required in ["source_event_id", "phone_number", "kind", "occurred_at"] {
-                if !headers.iter().any(|h| h == required) {
-                    anyhow::bail!("the CSV header has no {required:?} column");
-                }
-            }
-            let mut record = csv::StringRecord::new();
-            loop {
-                let line = reader.position().line();
-                match reader.read_record(&mut record) {
-                    Ok(false) => break,
-                    Ok(true) => {
-                        let line = record.position().map_or(line, |p| p.line());
-                        report.lines += 1;
-                        let parsed = record
-                            .deserialize::<EventLine>(Some(&headers))
-                            .map_err(|e| csv_reason(&e));
-                        if !send(&mut report, line, parsed) {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        report.lines += 1;
-                        report.bad_line(line, csv_reason(&e));
-                    }
-                }
-                bar.set_position(reader.position().byte());
-            }
-        }
-        EventFileFormat::Jsonl => {
-            let mut reader = BufReader::new(file);
-            let mut text = String::new();
-            let (mut line, mut bytes) = (0u64, 0u64);
-            loop {
-                text.clear();
-                let n = reader.read_line(&mut text)?;
-                if n == 0 {
-                    break;
-                }
-                line += 1;
-                bytes += n as u64;
-                bar.set_position(bytes);
-                if text.trim().is_empty() {
-                    continue;
-                }
-                report.lines += 1;
-                let parsed = serde_json::from_str::<EventLine>(&text).map_err(|e| e.to_string());
-                if !send(&mut report, line, parsed) {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(report)
-}
-
-fn csv_reason(e: &csv::Error) -> String {
-    match e.kind() {
-        csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
-        _ => e.to_string(),
-    }
-}
-
 async fn import_events(
     file: PathBuf,
     source: String,
@@ -308,7 +140,13 @@ async fn import_events(
     let bar = progress::bar(size, "events", true);
     let reader_bar = bar.clone();
     let report = tokio::task::spawn_blocking(move || {
-        let report = read_events(handle, format, &source, &tx, &reader_bar);
+        let report = read_events(
+            handle,
+            format,
+            &source,
+            |event| tx.blocking_send(event).is_ok(),
+            |bytes| reader_bar.set_position(bytes),
+        );
         drop(tx); // ends the stream: the server commits the rest and answers
         report
     })

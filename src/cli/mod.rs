@@ -3,6 +3,7 @@
 mod check;
 mod client;
 mod demo;
+pub mod event_file;
 mod import;
 mod keys;
 mod progress;

@@ -215,6 +215,28 @@ mod tests {
         assert!("".parse::<Region>().is_err());
     }
 
+    proptest::proptest! {
+        /// Any text, any region: an answer, never a panic; what parses is canonical and
+        /// parses again to itself.
+        #[test]
+        fn parsing_never_panics_and_is_stable(
+            input in proptest::prop_oneof![".{0,80}", "[+]?[0-9 ()-]{0,24}"],
+            region in proptest::option::of(proptest::sample::select(vec!["JP", "US", "GB", "DE", "IN"])),
+        ) {
+            let region = region.map(|r| r.parse::<Region>().unwrap());
+            match ParsedNumber::parse(&input, region) {
+                Ok(p) => {
+                    let text = p.e164.as_str();
+                    proptest::prop_assert!(text.starts_with('+'));
+                    proptest::prop_assert!(text.len() <= 16);
+                    proptest::prop_assert!(text[1..].bytes().all(|b| b.is_ascii_digit()));
+                    proptest::prop_assert_eq!(ParsedNumber::parse(text, None).unwrap(), p);
+                }
+                Err(e) => proptest::prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
+
     #[test]
     fn masking_hides_the_subscriber_digits() {
         let n = E164::parse("+819012345678", None).unwrap();

@@ -155,6 +155,32 @@ mod tests {
         assert_eq!(parsed.errors[0].line, 5);
     }
 
+    proptest::proptest! {
+        /// Any file: no panic; every error names a real line and says what is wrong; every
+        /// entry is a well-formed prefix.
+        #[test]
+        fn any_text_is_read_without_panic(
+            text in proptest::prop_oneof![
+                ".{0,400}",
+                "([0-9|,#a-zＡ-Ｚ ]{0,20}\n){0,20}",
+            ],
+            mic in proptest::bool::ANY,
+        ) {
+            let format = if mic { RangeFormat::MicCsv } else { RangeFormat::Libphonenumber };
+            let parsed = parse_ranges(&text, format);
+            let lines = text.lines().count();
+            for e in &parsed.errors {
+                proptest::prop_assert!(e.line >= 1 && e.line <= lines);
+                proptest::prop_assert!(!e.reason.is_empty());
+            }
+            for entry in &parsed.entries {
+                proptest::prop_assert!(entry.prefix.as_str().bytes().all(|b| b.is_ascii_digit()));
+                proptest::prop_assert!(!entry.carrier.is_empty());
+            }
+            proptest::prop_assert!(parsed.entries.len() + parsed.errors.len() <= lines);
+        }
+    }
+
     #[test]
     fn format_from_file_name() {
         assert_eq!(

@@ -26,6 +26,12 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database refuses writes (read-only); reads still work.
+    #[error("database is read-only: {0}")]
+    ReadOnly(#[source] sqlx::Error),
+    /// The database is out of space (disk or configured size).
+    #[error("database full: {0}")]
+    Full(#[source] sqlx::Error),
     /// A stored row does not read back as a valid value (edited by hand, or a bug).
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
@@ -35,40 +41,56 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        let unavailable = match &e {
+        let class = match &e {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(db) => unavailable_database_error(db.as_ref()),
-            _ => false,
+            | sqlx::Error::WorkerCrashed => Some(Class::Unavailable),
+            sqlx::Error::Database(db) => classify(db.as_ref()),
+            _ => None,
         };
-        if unavailable {
-            StoreError::Unavailable(e)
-        } else {
-            StoreError::Other(e)
+        match class {
+            Some(Class::Unavailable) => StoreError::Unavailable(e),
+            Some(Class::Full) => StoreError::Full(e),
+            Some(Class::ReadOnly) => StoreError::ReadOnly(e),
+            None => StoreError::Other(e),
         }
     }
 }
 
+enum Class {
+    Unavailable,
+    ReadOnly,
+    Full,
+}
+
 /// Database errors that mean "not now" rather than "wrong": PostgreSQL connection
-/// exceptions (08xxx) and operator intervention such as a shutdown (57Pxx); SQLite busy,
-/// locked and read-only (primary codes 5, 6, 8, under any extended code).
-fn unavailable_database_error(db: &dyn sqlx::error::DatabaseError) -> bool {
-    let Some(code) = db.code() else {
-        return false;
-    };
+/// exceptions (08xxx), operator intervention such as a shutdown (57Pxx) and a read-only
+/// transaction (25006); SQLite busy, locked and read-only (primary codes 5, 6, 8, under
+/// any extended code). And those that mean "out of space": PostgreSQL disk full (53100),
+/// SQLite full (13).
+fn classify(db: &dyn sqlx::error::DatabaseError) -> Option<Class> {
+    let code = db.code()?;
     if db
         .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
         .is_some()
     {
-        code.starts_with("08") || code.starts_with("57P")
+        match code.as_ref() {
+            "53100" => Some(Class::Full),
+            "25006" => Some(Class::ReadOnly),
+            c if c.starts_with("08") || c.starts_with("57P") => Some(Class::Unavailable),
+            _ => None,
+        }
     } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-        code.parse::<i32>()
-            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8))
+        match code.parse::<i32>().ok()? & 0xff {
+            5 | 6 => Some(Class::Unavailable),
+            8 => Some(Class::ReadOnly),
+            13 => Some(Class::Full),
+            _ => None,
+        }
     } else {
-        false
+        None
     }
 }
 
@@ -76,6 +98,8 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Full(_) => ErrorKind::ResourceExhausted,
+            StoreError::ReadOnly(_) => ErrorKind::Unavailable,
             StoreError::UnsupportedUrl(_) => ErrorKind::InvalidArgument,
             StoreError::Migration(_) | StoreError::Corrupt(_) | StoreError::Other(_) => {
                 ErrorKind::Internal

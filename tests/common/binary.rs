@@ -23,9 +23,14 @@ impl Served {
     /// Starts `numguard serve <args>` on an ephemeral port over `database_url` and reads the
     /// bound address from its log.
     pub fn start_with(database_url: &str, args: &[&str]) -> Served {
+        Served::start_with_env(database_url, args, &[])
+    }
+
+    pub fn start_with_env(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Served {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .env("NUMGUARD_DATABASE_URL", database_url)
             .env("NUMGUARD_LOG", "debug")
             .stdout(Stdio::piped())
@@ -85,6 +90,12 @@ impl Served {
             .expect("run numguard")
     }
 
+    /// SIGKILL: no graceful anything.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The log so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
@@ -95,7 +106,7 @@ impl Served {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
-        for _ in 0..100 {
+        for _ in 0..200 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "serve exited with {status}");
                 std::thread::sleep(Duration::from_millis(100)); // the reader drains the pipe
