@@ -454,3 +454,36 @@ async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// A message whose field 1 is a number where CheckNumberRequest has a string.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Malformed {
+    #[prost(int64, tag = "1")]
+    phone_number: i64,
+}
+
+#[tokio::test]
+async fn malformed_protobuf_gets_a_grpc_error_and_the_server_carries_on() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/numguard.v1.NumberCheck/CheckNumber",
+    );
+    let err = grpc
+        .unary::<Malformed, pb::CheckNumberResponse, _>(
+            tonic::Request::new(Malformed { phone_number: 42 }),
+            path,
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::Internal | Code::InvalidArgument),
+        "{:?}: {}",
+        err.code(),
+        err.message()
+    );
+    check_number(&server, N).await;
+    server.stop().await;
+}

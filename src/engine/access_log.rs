@@ -23,13 +23,16 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const QUEUE: usize = 65_536;
 
 enum Message {
-    Entry(TenantName, String, DateTime<Utc>),
+    Entry(TenantName, NumberHash, DateTime<Utc>),
     /// Write everything pending now, then answer.
     Flush(oneshot::Sender<()>),
 }
 
+type NumberHash = [u8; 32];
+
 pub struct AccessLog {
-    pepper: String,
+    /// A hasher that has already taken in the pepper: each entry only adds its number.
+    peppered: Sha256,
     queue: mpsc::Sender<Message>,
 }
 
@@ -39,13 +42,22 @@ pub async fn pepper(store: &dyn Store) -> Result<String, StoreError> {
     store.setting_or_init(PEPPER_SETTING, &fresh).await
 }
 
-/// The keyed hash under which a number appears in the access log.
-pub fn number_hash(pepper: &str, number: &E164) -> String {
+fn peppered(pepper: &str) -> Sha256 {
     let mut h = Sha256::new();
     h.update(pepper.as_bytes());
     h.update(b":");
+    h
+}
+
+fn hash_with(peppered: &Sha256, number: &E164) -> NumberHash {
+    let mut h = peppered.clone();
     h.update(number.as_str().as_bytes());
-    hex(&h.finalize())
+    h.finalize().into()
+}
+
+/// The keyed hash under which a number appears in the access log.
+pub fn number_hash(pepper: &str, number: &E164) -> String {
+    hex(&hash_with(&peppered(pepper), number))
 }
 
 impl AccessLog {
@@ -53,13 +65,16 @@ impl AccessLog {
         let pepper = pepper(store.as_ref()).await?;
         let (queue, entries) = mpsc::channel(QUEUE);
         tokio::spawn(write_entries(store, entries));
-        Ok(AccessLog { pepper, queue })
+        Ok(AccessLog {
+            peppered: peppered(&pepper),
+            queue,
+        })
     }
 
     pub async fn record(&self, tenant: &TenantName, number: &E164) {
         let entry = Message::Entry(
             tenant.clone(),
-            number_hash(&self.pepper, number),
+            hash_with(&self.peppered, number),
             Utc::now(),
         );
         // Fails only once the writer is gone, i.e. at shutdown.
@@ -76,7 +91,7 @@ impl AccessLog {
 }
 
 async fn write_entries(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Message>) {
-    let mut pending: HashMap<(TenantName, String), AccessRecord> = HashMap::new();
+    let mut pending: HashMap<(TenantName, NumberHash), AccessRecord> = HashMap::new();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     loop {
         tokio::select! {
@@ -87,14 +102,14 @@ async fn write_entries(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Messag
                 }
                 Some(Message::Entry(tenant, hash, at)) => {
                     pending
-                        .entry((tenant.clone(), hash.clone()))
+                        .entry((tenant, hash))
                         .and_modify(|r| {
                             r.last_at = at;
                             r.checks += 1;
                         })
-                        .or_insert(AccessRecord {
-                            tenant,
-                            number_hash: hash,
+                        .or_insert_with_key(|(tenant, hash)| AccessRecord {
+                            tenant: tenant.clone(),
+                            number_hash: hex(hash),
                             first_at: at,
                             last_at: at,
                             checks: 1,
@@ -110,7 +125,7 @@ async fn write_entries(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Messag
     }
 }
 
-async fn flush(store: &dyn Store, pending: &mut HashMap<(TenantName, String), AccessRecord>) {
+async fn flush(store: &dyn Store, pending: &mut HashMap<(TenantName, NumberHash), AccessRecord>) {
     if pending.is_empty() {
         return;
     }
