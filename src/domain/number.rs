@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use phonenumber::metadata::DATABASE;
-use phonenumber::{Mode, Type, country};
+use phonenumber::{Mode, country};
 
 /// Longest input accepted before parsing; E.164 itself is at most 16 characters, so anything
 /// much longer is garbage and is refused without touching the parser.
@@ -70,6 +70,19 @@ impl ParsedNumber {
     /// Parses `input` as E.164 or, given a `region`, as a national number. Validity is checked
     /// against libphonenumber's metadata; nothing is guessed.
     pub fn parse(input: &str, region: Option<Region>) -> Result<Self, NumberError> {
+        let (parsed, national_starts_with_zero) = ParsedNumber::parse_once(input, region)?;
+        // libphonenumber can keep a national trunk `0` after the country code
+        // (`+49 0819...` read as `+490819...`) that it drops when it reads its own output,
+        // so such a result is not yet canonical: one more pass settles it. Numbers whose
+        // national part really starts with 0 (Italy) come back unchanged.
+        if national_starts_with_zero && input.trim() != parsed.e164.as_str() {
+            return ParsedNumber::parse_once(parsed.e164.as_str(), None).map(|(p, _)| p);
+        }
+        Ok(parsed)
+    }
+
+    /// One pass of the parser; also says whether the national part starts with `0`.
+    fn parse_once(input: &str, region: Option<Region>) -> Result<(Self, bool), NumberError> {
         let input = input.trim();
         if input.is_empty() {
             return Err(NumberError::Empty);
@@ -85,14 +98,27 @@ impl ParsedNumber {
         if number.extension().is_some() {
             return Err(NumberError::Extension);
         }
-        // number_type is what validity is defined by, so one call answers both questions.
-        let mobile = match number.number_type(&DATABASE) {
-            Type::Unknown => return Err(NumberError::Invalid),
-            Type::Mobile | Type::FixedLineOrMobile | Type::Pager => true,
-            _ => false,
-        };
+        if !number.is_valid() {
+            return Err(NumberError::Invalid);
+        }
+        // Not `number_type()`: it drops the national part's leading zeros (Italian fixed
+        // lines come out Unknown). The metadata's own patterns, on the national digits with
+        // their zeros, say whether the number is mobile (or mobile-capable, as NANP's
+        // fixed-line-or-mobile numbers also match the mobile pattern) or a pager.
+        let national = number.national().to_string();
+        let mobile = number.metadata(&DATABASE).is_some_and(|meta| {
+            let d = meta.descriptors();
+            [d.mobile(), d.pager()]
+                .into_iter()
+                .flatten()
+                .any(|desc| desc.is_match(&national))
+        });
         let e164 = E164(number.format().mode(Mode::E164).to_string());
-        Ok(ParsedNumber { e164, mobile })
+        let national_starts_with_zero = e164
+            .digits()
+            .strip_prefix(number.code().value().to_string().as_str())
+            .is_some_and(|national| national.starts_with('0'));
+        Ok((ParsedNumber { e164, mobile }, national_starts_with_zero))
     }
 }
 
@@ -205,6 +231,30 @@ mod tests {
         assert_eq!(
             E164::parse("+81 90 1234 5678 ext. 12", None),
             Err(NumberError::Extension)
+        );
+    }
+
+    #[test]
+    fn a_trunk_zero_after_the_country_code_settles_to_one_canonical_form() {
+        // Found by the parse_number fuzz target: keypad letters, German code, trunk 0.
+        for input in ["+49081zSeY", "+49 0819739"] {
+            if let Ok(first) = ParsedNumber::parse(input, None) {
+                let again = ParsedNumber::parse(first.e164.as_str(), None);
+                assert_eq!(again.as_ref(), Ok(&first), "{input}");
+            }
+        }
+        // Italian numbers keep their leading zero.
+        let milan = ParsedNumber::parse("+39 02 1234 5678", None).unwrap();
+        assert_eq!(milan.e164.as_str(), "+390212345678");
+        assert!(!milan.mobile);
+        assert!(
+            ParsedNumber::parse("+39 312 345 6789", None)
+                .unwrap()
+                .mobile
+        );
+        assert_eq!(
+            ParsedNumber::parse(milan.e164.as_str(), None).unwrap(),
+            milan
         );
     }
 
