@@ -17,6 +17,7 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// PEM certificate chain and private key; plain HTTP/2 when `None`.
     pub tls: Option<TlsFiles>,
+    pub store: crate::store::StoreOptions,
 }
 
 /// How long in-flight requests may run on after a shutdown signal.
@@ -33,7 +34,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = crate::store::open(&config.database_url)
+    let store = crate::store::open_with(&config.database_url, config.store)
         .await
         .context("cannot open the database")?;
     let tls = match &config.tls {

@@ -41,6 +41,20 @@ fn stream_events(stream: usize, count: usize) -> Vec<pb::Event> {
         .collect()
 }
 
+/// Registers source `feed` (all of +81) through the CLI.
+fn add_feed(server: &Served) {
+    let added = server.run(&[
+        "sources",
+        "add",
+        "feed",
+        "--tracking-since",
+        "2025-01-01",
+        "--covers",
+        "81",
+    ]);
+    assert!(added.status.success());
+}
+
 async fn count_events(db: &TestDb) -> i64 {
     let store = numguard::store::open(&db.url).await.unwrap();
     let mut total = 0;
@@ -72,15 +86,7 @@ async fn sigkill_during_a_large_ingest_loses_no_acknowledged_event(backend: Back
     // Small batches, so the killed stream has committed some of its events.
     let env = [("NUMGUARD_INGEST_BATCH_SIZE", "500")];
     let server = Served::start_with_env(&db.url, &["--dev"], &env);
-    server.run(&[
-        "sources",
-        "add",
-        "feed",
-        "--tracking-since",
-        "2025-01-01",
-        "--covers",
-        "81",
-    ]);
+    add_feed(&server);
     let mut client = EventsClient::new(channel(&server.url).await);
 
     // Three streams acknowledged...
@@ -144,15 +150,7 @@ async fn sigkill_during_a_large_ingest_loses_no_acknowledged_event(backend: Back
 async fn a_read_only_database_refuses_writes_clearly_and_still_answers_checks() {
     let db = TestDb::new(Backend::Postgres).await;
     let server = Served::start(&db.url);
-    server.run(&[
-        "sources",
-        "add",
-        "feed",
-        "--tracking-since",
-        "2025-01-01",
-        "--covers",
-        "81",
-    ]);
+    add_feed(&server);
     let n = "+819012345678";
     let mut events = EventsClient::new(channel(&server.url).await);
     events
@@ -229,5 +227,39 @@ async fn a_read_only_database_refuses_writes_clearly_and_still_answers_checks() 
     .await
     .unwrap();
     drop((events, checks));
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_full_database_refuses_writes_with_resource_exhausted_and_still_answers_checks() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let env = [("NUMGUARD_INGEST_BATCH_SIZE", "1000")];
+    let server = Served::start_with_env(&db.url, &["--dev", "--sqlite-max-size-mb", "2"], &env);
+    add_feed(&server);
+    let mut client = EventsClient::new(channel(&server.url).await);
+    let first = stream_events(0, 1_000);
+    let n = first[0].phone_number.clone();
+    client
+        .ingest_events(tokio_stream::iter(first))
+        .await
+        .expect("room for the first thousand");
+
+    let err = client
+        .ingest_events(tokio_stream::iter(stream_events(1, 60_000)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(err.message().contains("full"), "{}", err.message());
+
+    let answer = NumberCheckClient::new(channel(&server.url).await)
+        .check_number(pb::CheckNumberRequest {
+            phone_number: n,
+            ..Default::default()
+        })
+        .await
+        .expect("checks go on when the database is full")
+        .into_inner();
+    assert_eq!(answer.sim_swap(), SimSwapStatus::Swapped);
+    drop(client);
     server.stop();
 }

@@ -44,6 +44,18 @@ async fn ingest(served: &Served, events: Vec<pb::Event>) -> pb::IngestSummary {
         .into_inner()
 }
 
+/// Registers source `feed` (all of +81) through one replica.
+async fn add_feed(replica: &Served) {
+    AdminClient::new(channel(replica).await)
+        .upsert_source(pb::Source {
+            name: "feed".into(),
+            tracking_since: Some(timestamp(at("2025-01-01T00:00:00Z"))),
+            covers: vec!["81".into()],
+        })
+        .await
+        .unwrap();
+}
+
 fn number(i: u32) -> String {
     format!("+81901{i:07}")
 }
@@ -55,14 +67,7 @@ async fn an_event_acknowledged_by_one_replica_is_seen_by_the_other_at_once() {
     let b = Served::start(&db.url);
 
     // A source registered through A covers numbers on B.
-    AdminClient::new(channel(&a).await)
-        .upsert_source(pb::Source {
-            name: "feed".into(),
-            tracking_since: Some(timestamp(at("2025-01-01T00:00:00Z"))),
-            covers: vec!["81".into()],
-        })
-        .await
-        .unwrap();
+    add_feed(&a).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while check(&b, &number(0)).await.covered_since.is_none() {
         assert!(
@@ -105,14 +110,7 @@ async fn a_replica_that_loses_its_notifications_drops_its_cache_and_says_so() {
     let db = TestDb::new(Backend::Postgres).await;
     let a = Served::start(&db.url);
     let b = Served::start(&db.url);
-    AdminClient::new(channel(&a).await)
-        .upsert_source(pb::Source {
-            name: "feed".into(),
-            tracking_since: Some(timestamp(at("2025-01-01T00:00:00Z"))),
-            covers: vec!["81".into()],
-        })
-        .await
-        .unwrap();
+    add_feed(&a).await;
     let n = number(42);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(check(&b, &n).await.sim_swap(), SimSwapStatus::NotSwapped);

@@ -411,6 +411,7 @@ async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
         database_url: format!("sqlite://{}", dir.path().join("ng.db").display()),
         engine: dev_config(),
         tls: Some(numguard::server::TlsFiles { cert, key }),
+        store: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(numguard::server::run(config, listener, async {

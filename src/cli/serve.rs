@@ -16,6 +16,7 @@ use crate::domain::number::Region;
 use crate::engine::auth::{AuthMode, Limits};
 use crate::engine::{DEFAULT_INGEST_BATCH_SIZE, EngineConfig};
 use crate::server::{ServerConfig, TlsFiles, run as run_server};
+use crate::store::StoreOptions;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -81,6 +82,10 @@ pub struct ServeArgs {
     /// Do not record which tenant checked which (hashed) number.
     #[arg(long, env = "NUMGUARD_NO_ACCESS_LOG")]
     no_access_log: bool,
+    /// SQLite only: the largest the database file may grow to, in MiB; past it ingests
+    /// answer RESOURCE_EXHAUSTED while checks go on.
+    #[arg(long, env = "NUMGUARD_SQLITE_MAX_SIZE_MB")]
+    sqlite_max_size_mb: Option<u64>,
     /// PEM certificate chain for TLS on the gRPC port (with --tls-key).
     #[arg(long, env = "NUMGUARD_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -136,6 +141,9 @@ impl ServeArgs {
                 max_message_bytes: self.max_message_bytes,
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
                 ..EngineConfig::default()
+            },
+            store: StoreOptions {
+                sqlite_max_bytes: self.sqlite_max_size_mb.map(|mb| mb.saturating_mul(1 << 20)),
             },
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {

@@ -219,10 +219,23 @@ pub trait Store: Send + Sync + 'static {
     fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>>;
 }
 
+/// Settings that are not part of a database URL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreOptions {
+    /// SQLite only: the most the database file may grow to; past it writes fail as full.
+    pub sqlite_max_bytes: Option<u64>,
+}
+
 /// Opens (creating and migrating as needed) the store a URL names.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, StoreOptions::default()).await
+}
+
+pub async fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+        Ok(Arc::new(
+            sqlite::SqliteStore::open(url, options.sqlite_max_bytes).await?,
+        ))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else {

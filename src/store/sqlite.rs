@@ -31,8 +31,9 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
+    /// `max_bytes` caps the file (SQLite's `max_page_count`); writes past it fail as full.
+    pub async fn open(url: &str, max_bytes: Option<u64>) -> Result<SqliteStore, StoreError> {
+        let mut options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: an acknowledged ingest survives power loss, not only a crash.
@@ -43,6 +44,10 @@ impl SqliteStore {
             // 2 MiB page cache nearly every insert reads and rewrites pages through the
             // kernel. 64 MiB per connection keeps the hot index pages in memory.
             .pragma("cache_size", "-65536");
+        if let Some(bytes) = max_bytes {
+            // The default page size is 4 KiB.
+            options = options.pragma("max_page_count", (bytes / 4096).max(1).to_string());
+        }
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())

@@ -58,6 +58,7 @@ impl TestServer {
             database_url: url.to_string(),
             engine,
             tls: None,
+            store: Default::default(),
         };
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(run(config, listener, async {
