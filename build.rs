@@ -6,6 +6,7 @@ const PROTOS: &[&str] = &[
     "proto/numguard/v1/check.proto",
     "proto/numguard/v1/events.proto",
     "proto/numguard/v1/admin.proto",
+    "proto/numguard/v1/alerts.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -30,6 +30,7 @@ on_both_backends!(
     the_access_log_says_who_checked_a_number,
     retention_purges_old_events,
     oversized_messages_are_refused_cleanly,
+    tenants_never_see_each_others_watchlists_or_alerts,
 );
 
 const N: &str = "+819012345678";
@@ -486,5 +487,102 @@ async fn malformed_protobuf_gets_a_grpc_error_and_the_server_carries_on() {
         err.message()
     );
     check_number(&server, N).await;
+    server.stop().await;
+}
+
+async fn tenants_never_see_each_others_watchlists_or_alerts(backend: Backend) {
+    use numguard::api::pb::alerts_client::AlertsClient;
+    let db = Arc::new(TestDb::new(backend).await);
+    let a = new_key(&db, "bank-a", "watch").await;
+    let b = new_key(&db, "bank-b", "watch").await;
+    let server = TestServer::start_in(db.clone(), keys_config()).await;
+    let alerts = |key: String| {
+        let server = &server;
+        async move { AlertsClient::with_interceptor(server.channel().await, Bearer(Some(key))) }
+    };
+    let entry = |r: &str, n: &str| pb::WatchEntry {
+        customer_ref: r.into(),
+        phone_number: n.into(),
+        owner_since: Some(numguard::api::convert::timestamp(at(
+            "2026-01-01T00:00:00Z",
+        ))),
+        ..Default::default()
+    };
+    alerts(a.clone())
+        .await
+        .upsert_watch(pb::UpsertWatchRequest {
+            entries: vec![entry("shared-ref", N)],
+        })
+        .await
+        .unwrap();
+    alerts(b.clone())
+        .await
+        .upsert_watch(pb::UpsertWatchRequest {
+            entries: vec![entry("b-only", "+818012345678")],
+        })
+        .await
+        .unwrap();
+
+    // B can neither list, read nor delete A's entry.
+    let listed = alerts(b.clone())
+        .await
+        .list_watch(pb::ListWatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let refs: Vec<_> = listed
+        .entries
+        .iter()
+        .map(|e| e.customer_ref.as_str())
+        .collect();
+    assert_eq!(refs, vec!["b-only"]);
+    let removed = alerts(b.clone())
+        .await
+        .remove_watch(pb::RemoveWatchRequest {
+            customer_refs: vec!["shared-ref".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(removed.removed, 0);
+
+    // Nor receive A's alerts.
+    let mut stream_a = alerts(a.clone())
+        .await
+        .watch_alerts(pb::WatchAlertsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut stream_b = alerts(b.clone())
+        .await
+        .watch_alerts(pb::WatchAlertsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let dev = TestServer::start_in(db.clone(), dev_config()).await;
+    add_source(&dev, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    ingest(
+        &dev,
+        vec![event("feed", "e1", N, EventKind::SimSwap, Utc::now())],
+    )
+    .await;
+    dev.stop().await;
+    let got = tokio::time::timeout(Duration::from_secs(10), stream_a.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.customer_refs, vec!["shared-ref"]);
+    let leaked = tokio::time::timeout(Duration::from_millis(2500), stream_b.message()).await;
+    assert!(leaked.is_err(), "tenant B received {leaked:?}");
+
+    // A key without the watch scope gets nothing at all.
+    let checker_key = new_key(&db, "bank-a", "check").await;
+    let err = alerts(checker_key)
+        .await
+        .list_watch(pb::ListWatchRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
     server.stop().await;
 }

@@ -1,6 +1,7 @@
 //! The gRPC surface: translates wire messages to engine calls and errors to status codes.
 
 mod admin;
+mod alerts;
 mod auth;
 mod check;
 pub mod convert;
@@ -22,9 +23,11 @@ use tonic_health::server::HealthReporter;
 
 use crate::engine::Engine;
 use admin::AdminApi;
+use alerts::AlertsApi;
 use check::NumberCheckApi;
 use events::EventsApi;
 use pb::admin_server::AdminServer;
+use pb::alerts_server::AlertsServer;
 use pb::events_server::EventsServer;
 use pb::number_check_server::NumberCheckServer;
 
@@ -42,6 +45,7 @@ async fn report_health(health: HealthReporter, mut available: watch::Receiver<bo
             <NumberCheckServer<NumberCheckApi> as NamedService>::NAME,
             <EventsServer<EventsApi> as NamedService>::NAME,
             <AdminServer<AdminApi> as NamedService>::NAME,
+            <AlertsServer<AlertsApi> as NamedService>::NAME,
         ] {
             health.set_service_status(service, status).await;
         }
@@ -114,6 +118,10 @@ pub async fn serve(
         )
         .add_service(
             EventsServer::new(EventsApi::new(engine.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            AlertsServer::new(AlertsApi::new(engine.clone()))
                 .max_decoding_message_size(max_message),
         )
         .add_service(AdminServer::new(AdminApi::new(engine)).max_decoding_message_size(max_message))

@@ -164,6 +164,7 @@ async fn write_batches(
             .await
             .map_err(|e| engine.store_failed(e))?;
         engine.numbers.invalidate(batch.iter().map(|e| &e.number));
+        engine.events_committed();
         total.inserted += outcome.inserted;
         total.duplicates += outcome.duplicates;
         tracing::debug!(

@@ -2,6 +2,7 @@
 //! the pure decision rules. The API layers translate to and from it.
 
 pub mod access_log;
+pub mod alerts;
 pub mod auth;
 mod availability;
 mod catalog;
@@ -124,6 +125,9 @@ pub struct Engine {
     availability: Availability,
     auth: Authenticator,
     access: Option<AccessLog>,
+    /// Counts commits of events, here or (through the change feed) on other replicas;
+    /// live alert streams wait on it.
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 impl Engine {
@@ -146,6 +150,7 @@ impl Engine {
             availability: Availability::new(changes.is_some()),
             auth: Authenticator::new(config.auth, config.limits),
             access,
+            commits: tokio::sync::watch::channel(0).0,
             store,
             config,
         });
@@ -416,6 +421,7 @@ impl Engine {
         let reloaded = match change {
             Change::Numbers(numbers) => {
                 self.numbers.invalidate(&numbers);
+                self.events_committed();
                 Ok(())
             }
             Change::Sources => self.reload_sources().await,
@@ -427,6 +433,7 @@ impl Engine {
             Change::Connected => {
                 tracing::info!("listening for changes; dropped every cached history");
                 self.numbers.clear();
+                self.events_committed();
                 self.availability.set_feed(true);
                 match self.reload_sources().await {
                     Ok(()) => self.reload_ranges().await,

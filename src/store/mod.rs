@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::auth::{Scopes, TenantName, TimePrecision};
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
+use crate::domain::owner_since::OwnerSince;
 use crate::domain::source::Source;
 use crate::error::ErrorKind;
 use crate::ranges::RangeEntry;
@@ -147,6 +148,23 @@ pub struct AccessRecord {
     pub checks: u64,
 }
 
+/// One watched number of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchRecord {
+    pub customer_ref: String,
+    pub number: E164,
+    pub owner_since: OwnerSince,
+}
+
+/// A stored event on a watched number, with the watching entries it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRow {
+    pub event: StoredEvent,
+    pub customer_refs: Vec<String>,
+    /// The earliest owner_since among those entries.
+    pub owner_since: OwnerSince,
+}
+
 /// What a batch insert did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InsertOutcome {
@@ -212,6 +230,32 @@ pub trait Store: Send + Sync + 'static {
     async fn access_log(&self, number_hash: &str) -> Result<Vec<AccessRecord>, StoreError>;
     /// Deletes events that occurred before `before`; returns how many.
     async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Adds or replaces entries by customer_ref.
+    async fn upsert_watch(
+        &self,
+        tenant: &TenantName,
+        entries: &[WatchRecord],
+    ) -> Result<u64, StoreError>;
+    async fn remove_watch(&self, tenant: &TenantName, refs: &[String]) -> Result<u64, StoreError>;
+    /// Entries ordered by customer_ref, after `after`.
+    async fn list_watch(
+        &self,
+        tenant: &TenantName,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WatchRecord>, StoreError>;
+    /// The tenant's alerts with event id above `after`, in id order: events on watched
+    /// numbers after the watching entries' owner_since. At most `limit` events.
+    async fn alerts_after(
+        &self,
+        tenant: &TenantName,
+        after: i64,
+        kinds: &[EventKind],
+        limit: u32,
+    ) -> Result<Vec<AlertRow>, StoreError>;
+    /// The highest event id stored (0 if none).
+    async fn last_event_id(&self) -> Result<i64, StoreError>;
 
     /// The feed of changes made through the database by any process, for backends that
     /// several replicas share; `None` where this process is the only writer (SQLite).

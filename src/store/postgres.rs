@@ -12,9 +12,12 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::{mpsc, watch};
 
-use super::{AccessRecord, Change, EventQuery, InsertOutcome, KeyRecord, Store, StoreError, sql};
+use super::{
+    AccessRecord, AlertRow, Change, EventQuery, InsertOutcome, KeyRecord, Store, StoreError,
+    WatchRecord, sql,
+};
 use crate::domain::auth::{TenantName, TimePrecision};
-use crate::domain::event::{EventFact, NewEvent, StoredEvent};
+use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::source::Source;
 use crate::ranges::RangeEntry;
@@ -22,6 +25,8 @@ use crate::ranges::RangeEntry;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 const EVENTS_CHANNEL: &str = "numguard_events";
+/// Advisory lock key serialising ingest transactions.
+const INGEST_LOCK: i64 = 0x6e67_6576; // "ngev"
 const CATALOG_CHANNEL: &str = "numguard_catalog";
 /// NOTIFY payloads must stay under 8,000 bytes; an E.164 number is at most 16.
 const NUMBERS_PER_NOTIFY: usize = 400;
@@ -238,6 +243,12 @@ impl Store for PgStore {
         let payloads = notify_payloads(&self.origin, seq, &numbers);
 
         let mut tx = self.pool.begin().await?;
+        // Ingests commit one at a time, so event ids (the alert cursors) grow in commit
+        // order: a stream that has seen id N never later finds a smaller id appear.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(INGEST_LOCK)
+            .execute(&mut *tx)
+            .await?;
         let inserted = sqlx::query(
             "INSERT INTO events (source, source_event_id, number, kind, occurred_at, \
                  from_carrier, to_carrier)
@@ -476,6 +487,113 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn upsert_watch(
+        &self,
+        tenant: &TenantName,
+        entries: &[WatchRecord],
+    ) -> Result<u64, StoreError> {
+        let refs: Vec<String> = entries.iter().map(|w| w.customer_ref.clone()).collect();
+        let numbers: Vec<String> = entries.iter().map(|w| w.number.to_string()).collect();
+        let (starts, ends): (Vec<DateTime<Utc>>, Vec<Option<DateTime<Utc>>>) = entries
+            .iter()
+            .map(|w| sql::owner_since_columns(&w.owner_since))
+            .unzip();
+        let written = sqlx::query(
+            "INSERT INTO watchlist (tenant, customer_ref, number, owner_since_start, owner_since_end)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])
+             ON CONFLICT (tenant, customer_ref) DO UPDATE SET number = excluded.number,
+                 owner_since_start = excluded.owner_since_start,
+                 owner_since_end = excluded.owner_since_end, updated_at = now()",
+        )
+        .bind(tenant.as_str().to_string())
+        .bind(refs)
+        .bind(numbers)
+        .bind(starts)
+        .bind(ends)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(written)
+    }
+
+    async fn remove_watch(&self, tenant: &TenantName, refs: &[String]) -> Result<u64, StoreError> {
+        let removed = sqlx::query(
+            "DELETE FROM watchlist WHERE tenant = $1 AND customer_ref = ANY($2::text[])",
+        )
+        .bind(tenant.as_str().to_string())
+        .bind(refs.to_vec())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(removed)
+    }
+
+    async fn list_watch(
+        &self,
+        tenant: &TenantName,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WatchRecord>, StoreError> {
+        sqlx::query(
+            "SELECT customer_ref, number, owner_since_start, owner_since_end FROM watchlist \
+             WHERE tenant = $1 AND customer_ref > $2 ORDER BY customer_ref LIMIT $3",
+        )
+        .bind(tenant.as_str().to_string())
+        .bind(after.unwrap_or("").to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(WatchRecord {
+                customer_ref: row.try_get("customer_ref")?,
+                number: E164::from_trusted(row.try_get("number")?),
+                owner_since: sql::owner_since_from(
+                    row.try_get("owner_since_start")?,
+                    row.try_get("owner_since_end")?,
+                ),
+            })
+        })
+        .collect()
+    }
+
+    async fn alerts_after(
+        &self,
+        tenant: &TenantName,
+        after: i64,
+        kinds: &[EventKind],
+        limit: u32,
+    ) -> Result<Vec<AlertRow>, StoreError> {
+        let mut select = QueryBuilder::new(sql::SELECT_ALERTS);
+        sql::push_alert_filters(&mut select, tenant, after, kinds, limit);
+        let rows = select
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    sql::stored_event_from(row, time_at)?,
+                    row.try_get("customer_ref")?,
+                    sql::owner_since_from(
+                        row.try_get("owner_since_start")?,
+                        row.try_get("owner_since_end")?,
+                    ),
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let hit_limit = rows.len() as u64 >= u64::from(limit);
+        Ok(sql::group_alerts(rows, hit_limit))
+    }
+
+    async fn last_event_id(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::bigint FROM events")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     fn take_changes(&self) -> Option<mpsc::UnboundedReceiver<Change>> {

@@ -8,6 +8,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
 use super::{EventQuery, StoreError};
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
+use crate::domain::owner_since::OwnerSince;
 use crate::domain::source::{Source, SourceName};
 use crate::ranges::RangeEntry;
 
@@ -171,4 +172,89 @@ pub fn access_from(
         last_at,
         checks: u64::try_from(checks).unwrap_or(0),
     })
+}
+
+/// `SELECT` of alert rows; the caller appends the tenant, cursor, kinds and order.
+pub const SELECT_ALERTS: &str = "SELECT e.id, e.source, e.source_event_id, e.number, e.kind, \
+     e.occurred_at, e.from_carrier, e.to_carrier, e.ingested_at, w.customer_ref, \
+     w.owner_since_start, w.owner_since_end FROM events e JOIN watchlist w \
+     ON w.number = e.number AND w.tenant = ";
+
+/// The alert condition: the event follows the entry's owner_since (for a date, an event
+/// on that day counts).
+pub const ALERT_CONDITION: &str = " AND ((w.owner_since_end IS NULL AND e.occurred_at > \
+     w.owner_since_start) OR (w.owner_since_end IS NOT NULL AND e.occurred_at >= \
+     w.owner_since_start))";
+
+/// Appends the tenant's alerts query after `SELECT_ALERTS`: one row per (event, entry),
+/// in event order; `limit` rows at most.
+pub fn push_alert_filters<DB>(
+    sql: &mut QueryBuilder<DB>,
+    tenant: &crate::domain::auth::TenantName,
+    after: i64,
+    kinds: &[EventKind],
+    limit: u32,
+) where
+    DB: Database,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    sql.push_bind(tenant.as_str().to_string());
+    sql.push(" WHERE e.id > ").push_bind(after);
+    if !kinds.is_empty() {
+        sql.push(" AND e.kind IN (");
+        let mut list = sql.separated(", ");
+        for kind in kinds {
+            list.push_bind(kind.as_str().to_string());
+        }
+        sql.push(")");
+    }
+    sql.push(ALERT_CONDITION);
+    sql.push(" ORDER BY e.id, w.customer_ref LIMIT ")
+        .push_bind(i64::from(limit));
+}
+
+/// An owner_since as stored: a day when it has an end.
+pub fn owner_since_from(start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> OwnerSince {
+    match end {
+        Some(end) => OwnerSince::Day { start, end },
+        None => OwnerSince::At(start),
+    }
+}
+
+/// Start and optional end for storage.
+pub fn owner_since_columns(o: &OwnerSince) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
+    match *o {
+        OwnerSince::At(at) => (at, None),
+        OwnerSince::Day { start, end } => (start, Some(end)),
+    }
+}
+
+/// Folds (event, entry) rows into one alert per event, earliest owner_since first. When
+/// the query hit its row limit, the last event may be missing entries: it is left for
+/// the next page (unless it is the only one).
+pub fn group_alerts(
+    rows: Vec<(StoredEvent, String, OwnerSince)>,
+    hit_limit: bool,
+) -> Vec<super::AlertRow> {
+    let mut alerts: Vec<super::AlertRow> = Vec::new();
+    for (event, customer_ref, owner_since) in rows {
+        match alerts.last_mut() {
+            Some(last) if last.event.id == event.id => {
+                last.customer_refs.push(customer_ref);
+                if owner_since.coverage_needed_from() < last.owner_since.coverage_needed_from() {
+                    last.owner_since = owner_since;
+                }
+            }
+            _ => alerts.push(super::AlertRow {
+                event,
+                customer_refs: vec![customer_ref],
+                owner_since,
+            }),
+        }
+    }
+    if hit_limit && alerts.len() > 1 {
+        alerts.pop();
+    }
+    alerts
 }

@@ -11,9 +11,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{AccessRecord, Change, EventQuery, InsertOutcome, KeyRecord, Store, StoreError, sql};
+use super::{
+    AccessRecord, AlertRow, Change, EventQuery, InsertOutcome, KeyRecord, Store, StoreError,
+    WatchRecord, sql,
+};
 use crate::domain::auth::{TenantName, TimePrecision};
-use crate::domain::event::{EventFact, NewEvent, StoredEvent};
+use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::source::Source;
 use crate::ranges::RangeEntry;
@@ -339,6 +342,125 @@ impl Store for SqliteStore {
             .execute(&self.write)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn upsert_watch(
+        &self,
+        tenant: &TenantName,
+        entries: &[WatchRecord],
+    ) -> Result<u64, StoreError> {
+        let now = micros(Utc::now());
+        let mut tx = self.write.begin().await?;
+        let mut written = 0;
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
+            let mut upsert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO watchlist (tenant, customer_ref, number, owner_since_start, \
+                 owner_since_end, updated_at) ",
+            );
+            upsert.push_values(chunk, |mut row, w| {
+                let (start, end) = sql::owner_since_columns(&w.owner_since);
+                row.push_bind(tenant.as_str().to_string())
+                    .push_bind(w.customer_ref.clone())
+                    .push_bind(w.number.as_str().to_string())
+                    .push_bind(micros(start))
+                    .push_bind(end.map(micros))
+                    .push_bind(now);
+            });
+            upsert.push(
+                " ON CONFLICT (tenant, customer_ref) DO UPDATE SET number = excluded.number, \
+                 owner_since_start = excluded.owner_since_start, \
+                 owner_since_end = excluded.owner_since_end, updated_at = excluded.updated_at",
+            );
+            written += upsert.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn remove_watch(&self, tenant: &TenantName, refs: &[String]) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        let mut tx = self.write.begin().await?;
+        for chunk in refs.chunks(ROWS_PER_INSERT) {
+            let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM watchlist WHERE tenant = ");
+            delete.push_bind(tenant.as_str().to_string());
+            delete.push(" AND customer_ref IN (");
+            let mut list = delete.separated(", ");
+            for r in chunk {
+                list.push_bind(r.clone());
+            }
+            delete.push(")");
+            removed += delete.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn list_watch(
+        &self,
+        tenant: &TenantName,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WatchRecord>, StoreError> {
+        sqlx::query(
+            "SELECT customer_ref, number, owner_since_start, owner_since_end FROM watchlist \
+             WHERE tenant = ? AND customer_ref > ? ORDER BY customer_ref LIMIT ?",
+        )
+        .bind(tenant.as_str().to_string())
+        .bind(after.unwrap_or("").to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| {
+            let end: Option<i64> = row.try_get("owner_since_end")?;
+            Ok(WatchRecord {
+                customer_ref: row.try_get("customer_ref")?,
+                number: E164::from_trusted(row.try_get("number")?),
+                owner_since: sql::owner_since_from(
+                    time_at(row, "owner_since_start")?,
+                    end.and_then(DateTime::from_timestamp_micros),
+                ),
+            })
+        })
+        .collect()
+    }
+
+    async fn alerts_after(
+        &self,
+        tenant: &TenantName,
+        after: i64,
+        kinds: &[EventKind],
+        limit: u32,
+    ) -> Result<Vec<AlertRow>, StoreError> {
+        let mut select = QueryBuilder::<Sqlite>::new(sql::SELECT_ALERTS);
+        sql::push_alert_filters(&mut select, tenant, after, kinds, limit);
+        let rows = select
+            .build()
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|row| {
+                let end: Option<i64> = row.try_get("owner_since_end")?;
+                Ok((
+                    sql::stored_event_from(row, time_at)?,
+                    row.try_get("customer_ref")?,
+                    sql::owner_since_from(
+                        time_at(row, "owner_since_start")?,
+                        end.and_then(DateTime::from_timestamp_micros),
+                    ),
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let hit_limit = rows.len() as u64 >= u64::from(limit);
+        Ok(sql::group_alerts(rows, hit_limit))
+    }
+
+    async fn last_event_id(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 }
 

@@ -1,0 +1,251 @@
+//! Watchlists and alert streams. An alert is a stored event on a watched number after the
+//! watching entry's owner_since; its cursor is the event's id, which grows in commit
+//! order. A stream reads its tenant's alerts from the store page by page after its cursor
+//! and waits for the next commit when it has caught up, so replay and live delivery are
+//! one loop: no gap and no repeat at the switch, and a slow reader only falls behind in
+//! the store, never in memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use super::{Engine, EngineError};
+use crate::domain::FieldError;
+use crate::domain::auth::TenantName;
+use crate::domain::decision::{CheckInput, Decision, MaxAge, decide};
+use crate::domain::event::{EventKind, StoredEvent};
+use crate::domain::number::ParsedNumber;
+use crate::store::{AlertRow, WatchRecord};
+
+/// Alerts read from the store per query.
+const PAGE: u32 = 500;
+/// Alerts buffered per stream before the reader must catch up.
+const STREAM_BUFFER: usize = 64;
+/// A stream re-reads the store at least this often, even without a commit signal.
+const POLL_FALLBACK: Duration = Duration::from_secs(1);
+pub const MAX_CUSTOMER_REF_LEN: usize = 200;
+
+/// A watchlist entry as received.
+#[derive(Debug, Clone, Default)]
+pub struct RawWatch {
+    pub customer_ref: String,
+    pub phone_number: String,
+    pub region: String,
+    pub owner_since: Option<DateTime<Utc>>,
+    pub owner_since_date: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub cursor: u64,
+    pub customer_refs: Vec<String>,
+    pub event: StoredEvent,
+    pub decision: Decision,
+}
+
+impl Engine {
+    /// Stores the valid entries (the last one wins for a repeated customer_ref) and
+    /// returns how many, with `(index, reason)` for each refused entry.
+    pub async fn upsert_watch(
+        &self,
+        tenant: &TenantName,
+        entries: Vec<RawWatch>,
+    ) -> Result<(u64, Vec<(u32, String)>), EngineError> {
+        let mut valid: Vec<WatchRecord> = Vec::with_capacity(entries.len());
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let mut errors = Vec::new();
+        for (index, raw) in entries.into_iter().enumerate() {
+            match self.watch_record(raw) {
+                Ok(record) => match position.get(&record.customer_ref) {
+                    Some(&i) => valid[i] = record,
+                    None => {
+                        position.insert(record.customer_ref.clone(), valid.len());
+                        valid.push(record);
+                    }
+                },
+                Err(e) => errors.push((u32::try_from(index).unwrap_or(u32::MAX), e.to_string())),
+            }
+        }
+        let upserted = if valid.is_empty() {
+            0
+        } else {
+            self.store
+                .upsert_watch(tenant, &valid)
+                .await
+                .map_err(|e| self.store_failed(e))?
+        };
+        Ok((upserted, errors))
+    }
+
+    fn watch_record(&self, raw: RawWatch) -> Result<WatchRecord, FieldError> {
+        let customer_ref = raw.customer_ref.trim().to_string();
+        if customer_ref.is_empty() {
+            return Err(FieldError::new("customer_ref", "is empty"));
+        }
+        if customer_ref.len() > MAX_CUSTOMER_REF_LEN {
+            return Err(FieldError::new(
+                "customer_ref",
+                format!("is longer than {MAX_CUSTOMER_REF_LEN} bytes"),
+            ));
+        }
+        let number = self
+            .parse_number("phone_number", &raw.phone_number, &raw.region)?
+            .e164;
+        let owner_since = self
+            .owner_since(raw.owner_since, &raw.owner_since_date)?
+            .ok_or_else(|| {
+                FieldError::new(
+                    "owner_since",
+                    "is missing (give owner_since or owner_since_date)",
+                )
+            })?;
+        Ok(WatchRecord {
+            customer_ref,
+            number,
+            owner_since,
+        })
+    }
+
+    pub async fn remove_watch(
+        &self,
+        tenant: &TenantName,
+        refs: &[String],
+    ) -> Result<u64, EngineError> {
+        self.store
+            .remove_watch(tenant, refs)
+            .await
+            .map_err(|e| self.store_failed(e))
+    }
+
+    /// A page of the tenant's entries by customer_ref, and the ref to continue after.
+    pub async fn list_watch(
+        &self,
+        tenant: &TenantName,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<WatchRecord>, Option<String>), EngineError> {
+        let mut page = self
+            .store
+            .list_watch(tenant, after, limit.saturating_add(1))
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        let next = if page.len() > limit as usize {
+            page.truncate(limit as usize);
+            page.last().map(|w| w.customer_ref.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// The tenant's alerts after `resume_after` (0: from now on), optionally only some
+    /// kinds, as a channel that ends with an error if the store fails.
+    pub async fn alerts(
+        self: &Arc<Self>,
+        tenant: TenantName,
+        resume_after: u64,
+        kinds: Vec<EventKind>,
+    ) -> Result<mpsc::Receiver<Result<Alert, EngineError>>, EngineError> {
+        let cursor = match resume_after {
+            0 => self
+                .store
+                .last_event_id()
+                .await
+                .map_err(|e| self.store_failed(e))?,
+            n => i64::try_from(n).unwrap_or(i64::MAX),
+        };
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(stream_alerts(self.clone(), tenant, cursor, kinds, tx));
+        Ok(rx)
+    }
+
+    /// Bumps the commit signal that live alert streams wait on.
+    pub(super) fn events_committed(&self) {
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The check of the alert's number as of its event, for the earliest watching entry.
+    async fn alert_decision(&self, row: &AlertRow) -> Result<Decision, EngineError> {
+        let e164 = &row.event.event.number;
+        let number = ParsedNumber::parse(e164.as_str(), None)
+            .map_err(|e| EngineError::Invalid(FieldError::new("phone_number", e.to_string())))?;
+        let state = self
+            .numbers
+            .get_or_load(&number, || self.store.history(e164))
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        let at = row.event.event.fact.occurred_at;
+        let history: Vec<_> = state
+            .history
+            .iter()
+            .filter(|f| f.occurred_at <= at)
+            .cloned()
+            .collect();
+        let ranges = self.catalog.ranges();
+        let sources = self.catalog.sources();
+        let input = CheckInput {
+            now: at,
+            max_age: MaxAge::new(0, self.config.max_lookback_hours)?,
+            owner_since: Some(row.owner_since),
+            mobile: number.mobile,
+            original_carrier: ranges.lookup(e164.digits()).map(|m| m.carrier),
+            covered_since: sources.covered_since(e164),
+            history: &history,
+        };
+        Ok(decide(&input, self.config.policy))
+    }
+}
+
+async fn stream_alerts(
+    engine: Arc<Engine>,
+    tenant: TenantName,
+    mut cursor: i64,
+    kinds: Vec<EventKind>,
+    tx: mpsc::Sender<Result<Alert, EngineError>>,
+) {
+    let mut commits = engine.commits.subscribe();
+    loop {
+        // Seen before reading, so a commit during the read triggers another round.
+        commits.borrow_and_update();
+        let rows = match engine
+            .store
+            .alerts_after(&tenant, cursor, &kinds, PAGE)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = tx.send(Err(engine.store_failed(e))).await;
+                return;
+            }
+        };
+        let caught_up = rows.is_empty();
+        for row in rows {
+            let alert = match engine.alert_decision(&row).await {
+                Ok(decision) => Alert {
+                    cursor: u64::try_from(row.event.id).unwrap_or(0),
+                    customer_refs: row.customer_refs,
+                    event: row.event,
+                    decision,
+                },
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            cursor = i64::try_from(alert.cursor).unwrap_or(cursor);
+            if tx.send(Ok(alert)).await.is_err() {
+                return; // the client went away
+            }
+        }
+        if caught_up {
+            tokio::select! {
+                _ = commits.changed() => {}
+                _ = tokio::time::sleep(POLL_FALLBACK) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    }
+}
