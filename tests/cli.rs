@@ -320,3 +320,92 @@ fn dev_mode_only_listens_on_loopback() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("loopback"), "{}", stderr(&o));
 }
+
+#[test]
+fn watching_numbers_and_tailing_alerts_from_the_cli() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(&format!("sqlite://{}", dir.path().join("ng.db").display()));
+    ok(served.run(&[
+        "sources",
+        "add",
+        "feed",
+        "--tracking-since",
+        "2025-01-01",
+        "--covers",
+        "81",
+    ]));
+    let csv = dir.path().join("customers.csv");
+    std::fs::write(
+        &csv,
+        "customer_ref,phone_number,owner_since,region\n\
+         c-1,+819012345678,2026-01-01,\n\
+         c-2,080-1234-5678,2026-01-01T09:00:00+09:00,JP\n\
+         c-3,+819011112222,last year,\n\
+         c-4,garbage,2026-01-01,\n\
+         c-5\n",
+    )
+    .unwrap();
+    let import = ok(served.run(&["watch", "import", csv.to_str().unwrap()]));
+    assert!(
+        stdout(&import).contains("2 entries watched, 3 bad lines"),
+        "{}",
+        stdout(&import)
+    );
+    let err = stderr(&import);
+    for line in ["line 4: owner_since", "line 5: phone_number", "line 6:"] {
+        assert!(err.contains(line), "missing {line:?} in {err}");
+    }
+    let listed = ok(served.run(&["watch", "list", "--json"]));
+    let listed: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(listed[1]["phone_number"], "+818012345678");
+    assert_eq!(listed[0]["owner_since_date"], "2026-01-01");
+
+    let mut tail = Command::new(BIN)
+        .args(["alerts", "tail", "--json", "--server", &served.url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500)); // the stream is open
+    let events = dir.path().join("events.csv");
+    let recent =
+        (Utc::now() - chrono::Duration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    std::fs::write(
+        &events,
+        format!(
+            "source_event_id,phone_number,kind,occurred_at,from_carrier,to_carrier\n\
+             e1,+818012345678,PORT,{recent},KDDI,Softbank\n\
+             e2,+817012345678,SIM_SWAP,{recent},,\n"
+        ),
+    )
+    .unwrap();
+    ok(served.run(&[
+        "import",
+        "events",
+        events.to_str().unwrap(),
+        "--source",
+        "feed",
+    ]));
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("an alert line");
+    let alert: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(alert["customer_refs"][0], "c-2");
+    assert_eq!(alert["kind"], "PORT");
+    assert_eq!(alert["verdict"], "STEP_UP");
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(1500))
+            .is_err(),
+        "the unwatched number made no alert"
+    );
+    let _ = tail.kill();
+    let _ = tail.wait();
+    served.stop();
+}

@@ -10,6 +10,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::api::pb::admin_client::AdminClient;
+use crate::api::pb::alerts_client::AlertsClient;
 use crate::api::pb::events_client::EventsClient;
 use crate::api::pb::number_check_client::NumberCheckClient;
 
@@ -104,6 +105,13 @@ impl ServerArgs {
 
     pub async fn events(&self) -> anyhow::Result<EventsClient<Authed>> {
         Ok(EventsClient::with_interceptor(
+            self.channel().await?,
+            self.bearer()?,
+        ))
+    }
+
+    pub async fn alerts(&self) -> anyhow::Result<AlertsClient<Authed>> {
+        Ok(AlertsClient::with_interceptor(
             self.channel().await?,
             self.bearer()?,
         ))

@@ -9,6 +9,7 @@ mod keys;
 mod progress;
 mod serve;
 mod sources;
+mod watch;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -43,6 +44,10 @@ enum Command {
     Import(import::ImportArgs),
     /// Manage event sources on a running server.
     Sources(sources::SourcesArgs),
+    /// Manage this tenant's watched numbers on a running server.
+    Watch(watch::WatchArgs),
+    /// Receive alerts for watched numbers.
+    Alerts(watch::AlertsArgs),
     /// Manage API keys and tenants, directly on the database.
     Keys(keys::KeysArgs),
     /// Show which tenants checked a number, and when (directly on the database).
@@ -57,6 +62,8 @@ impl Cli {
             Command::Check(args) => check::run(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Sources(args) => sources::run(args).await,
+            Command::Watch(args) => watch::run(args).await,
+            Command::Alerts(args) => watch::alerts(args).await,
             Command::Keys(args) => keys::run(args).await,
             Command::AccessLog(args) => keys::access_log(args).await,
         }

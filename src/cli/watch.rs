@@ -1,0 +1,301 @@
+//! `numguard watch import|list` and `numguard alerts tail`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::client::{ServerArgs, status_message};
+use super::progress;
+use crate::api::convert::{datetime, kind_to_pb, timestamp};
+use crate::api::pb;
+use crate::domain::event::EventKind;
+use crate::ranges::LineError;
+
+/// Entries per UpsertWatch request.
+const ENTRIES_PER_REQUEST: usize = 1_000;
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(subcommand)]
+    command: WatchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum WatchCommand {
+    /// Add or replace watched numbers from a CSV with header
+    /// customer_ref,phone_number,owner_since (and optionally region); owner_since is a
+    /// date (YYYY-MM-DD) or an RFC 3339 time.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the watched numbers of this key's tenant.
+    List {
+        #[arg(long, env = "NUMGUARD_JSON")]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct WatchLine {
+    customer_ref: String,
+    phone_number: String,
+    owner_since: String,
+    #[serde(default)]
+    region: Option<String>,
+}
+
+impl WatchLine {
+    fn into_entry(self) -> Result<pb::WatchEntry, String> {
+        let mut entry = pb::WatchEntry {
+            customer_ref: self.customer_ref,
+            phone_number: self.phone_number,
+            region: self.region.unwrap_or_default(),
+            ..Default::default()
+        };
+        let owner_since = self.owner_since.trim();
+        if let Ok(t) = DateTime::parse_from_rfc3339(owner_since) {
+            entry.owner_since = Some(timestamp(t.with_timezone(&Utc)));
+        } else if NaiveDate::parse_from_str(owner_since, "%Y-%m-%d").is_ok() {
+            entry.owner_since_date = owner_since.to_string();
+        } else {
+            return Err(format!(
+                "owner_since {owner_since:?} is neither a YYYY-MM-DD date nor an RFC 3339 time"
+            ));
+        }
+        Ok(entry)
+    }
+}
+
+pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        WatchCommand::Import { file, server } => import(file, &server).await,
+        WatchCommand::List { json, server } => list(json, &server).await,
+    }
+}
+
+async fn import(file: PathBuf, server: &ServerArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .context("cannot read the CSV header")?
+        .clone();
+    for required in ["customer_ref", "phone_number", "owner_since"] {
+        if !headers.iter().any(|h| h == required) {
+            anyhow::bail!("the CSV header has no {required:?} column");
+        }
+    }
+    let mut errors = Vec::new();
+    let mut entries: Vec<(u64, pb::WatchEntry)> = Vec::new();
+    for record in reader.records() {
+        match record {
+            Ok(record) => {
+                let line = record.position().map_or(0, |p| p.line());
+                let parsed = record
+                    .deserialize::<WatchLine>(Some(&headers))
+                    .map_err(|e| e.to_string())
+                    .and_then(WatchLine::into_entry);
+                match parsed {
+                    Ok(entry) => entries.push((line, entry)),
+                    Err(reason) => errors.push(LineError {
+                        line: line as usize,
+                        reason,
+                    }),
+                }
+            }
+            Err(e) => errors.push(LineError {
+                line: e.position().map_or(0, |p| p.line()) as usize,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    let mut client = server.alerts().await?;
+    let bar = progress::bar(entries.len() as u64, "watch", false);
+    let mut upserted = 0;
+    for chunk in entries.chunks(ENTRIES_PER_REQUEST) {
+        let response = client
+            .upsert_watch(pb::UpsertWatchRequest {
+                entries: chunk.iter().map(|(_, e)| e.clone()).collect(),
+            })
+            .await
+            .map_err(status_message)?
+            .into_inner();
+        upserted += response.upserted;
+        errors.extend(response.errors.into_iter().map(|e| LineError {
+            line: chunk.get(e.index as usize).map_or(0, |(line, _)| *line) as usize,
+            reason: e.reason,
+        }));
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    errors.sort_by_key(|e| e.line);
+    for e in &errors {
+        eprintln!("line {}: {}", e.line, e.reason);
+    }
+    println!(
+        "{}: {} entries watched, {} bad lines",
+        file.display(),
+        upserted,
+        errors.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn time_text(ts: Option<&prost_types::Timestamp>) -> Option<String> {
+    ts.and_then(|t| datetime("", t).ok())
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+async fn list(as_json: bool, server: &ServerArgs) -> anyhow::Result<ExitCode> {
+    let mut client = server.alerts().await?;
+    let mut token = String::new();
+    let mut all = Vec::new();
+    loop {
+        let page = client
+            .list_watch(pb::ListWatchRequest {
+                page_size: 1_000,
+                page_token: token,
+            })
+            .await
+            .map_err(status_message)?
+            .into_inner();
+        all.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    if as_json {
+        let list: Vec<_> = all
+            .iter()
+            .map(|e| {
+                json!({
+                    "customer_ref": e.customer_ref,
+                    "phone_number": e.phone_number,
+                    "owner_since": time_text(e.owner_since.as_ref()),
+                    "owner_since_date": (!e.owner_since_date.is_empty()).then_some(&e.owner_since_date),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if all.is_empty() {
+        println!("no watched numbers");
+    } else {
+        for e in &all {
+            let since = if e.owner_since_date.is_empty() {
+                time_text(e.owner_since.as_ref()).unwrap_or_default()
+            } else {
+                e.owner_since_date.clone()
+            };
+            println!(
+                "{}  {}  owner since {since}",
+                e.customer_ref, e.phone_number
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    command: AlertsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertsCommand {
+    /// Print alerts as they come, one per line.
+    Tail {
+        /// Start after this cursor (the last one you saw); 0 = only new alerts.
+        #[arg(long, env = "NUMGUARD_RESUME_AFTER", default_value_t = 0)]
+        resume_after: u64,
+        /// Only these kinds, comma-separated (e.g. PORT,REASSIGN).
+        #[arg(long, env = "NUMGUARD_KINDS", value_delimiter = ',')]
+        kinds: Vec<EventKind>,
+        /// One JSON object per line.
+        #[arg(long, env = "NUMGUARD_JSON")]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub async fn alerts(args: AlertsArgs) -> anyhow::Result<ExitCode> {
+    let AlertsCommand::Tail {
+        resume_after,
+        kinds,
+        json: as_json,
+        server,
+    } = args.command;
+    let mut stream = server
+        .alerts()
+        .await?
+        .watch_alerts(pb::WatchAlertsRequest {
+            resume_after,
+            kinds: kinds.into_iter().map(|k| kind_to_pb(k).into()).collect(),
+        })
+        .await
+        .map_err(status_message)?
+        .into_inner();
+    let mut last = resume_after;
+    loop {
+        let alert = match stream.message().await {
+            Ok(Some(alert)) => alert,
+            Ok(None) => return Ok(ExitCode::SUCCESS),
+            Err(status) => {
+                return Err(status_message(status).context(format!(
+                    "the stream ended; resume with --resume-after {last}"
+                )));
+            }
+        };
+        last = alert.cursor;
+        let event = alert.event.unwrap_or_default();
+        let check = alert.check.unwrap_or_default();
+        let kind = event
+            .kind()
+            .as_str_name()
+            .trim_start_matches("EVENT_KIND_")
+            .to_string();
+        let verdict = check
+            .verdict()
+            .as_str_name()
+            .trim_start_matches("VERDICT_")
+            .to_string();
+        if as_json {
+            println!(
+                "{}",
+                json!({
+                    "cursor": alert.cursor,
+                    "customer_refs": alert.customer_refs,
+                    "phone_number": alert.phone_number,
+                    "kind": kind,
+                    "occurred_at": time_text(event.occurred_at.as_ref()),
+                    "source": event.source,
+                    "source_event_id": event.source_event_id,
+                    "verdict": verdict,
+                })
+            );
+        } else {
+            println!(
+                "{}  {}  {kind} at {}  customers {}  verdict {verdict}",
+                alert.cursor,
+                alert.phone_number,
+                time_text(event.occurred_at.as_ref()).unwrap_or_default(),
+                alert.customer_refs.join(","),
+            );
+        }
+    }
+}
