@@ -20,8 +20,8 @@ use crate::domain::event::{EventKind, StoredEvent};
 use crate::domain::number::ParsedNumber;
 use crate::store::{AlertRow, WatchRecord};
 
-/// Alerts read from the store per query.
-const PAGE: u32 = 500;
+/// Events scanned per store query.
+const PAGE: u32 = 1_000;
 /// Alerts buffered per stream before the reader must catch up.
 const STREAM_BUFFER: usize = 64;
 /// A stream re-reads the store at least this often, even without a commit signal.
@@ -199,52 +199,104 @@ impl Engine {
     }
 }
 
+/// Alerts of one scan, with their checks, shared by every stream at the same position.
+#[derive(Debug)]
+pub(super) struct ScannedPage {
+    alerts: Vec<Alert>,
+    scanned_to: Option<i64>,
+}
+
+/// Streams of one tenant that have caught up sit at the same position; after a commit
+/// they would all scan the same events and compute the same checks. The first one does
+/// it; the others wait for and share its result. Only pages that found events are kept
+/// (an empty one may be outdated by the next commit at once), and only briefly.
+pub(super) type PageKey = (TenantName, i64, Vec<EventKind>);
+pub(super) type SharedPages =
+    moka::sync::Cache<PageKey, Arc<tokio::sync::OnceCell<Arc<ScannedPage>>>>;
+
+pub(super) fn shared_pages() -> SharedPages {
+    moka::sync::Cache::builder()
+        .max_capacity(10_000)
+        .time_to_live(Duration::from_secs(5))
+        .build()
+}
+
+impl Engine {
+    async fn scan(
+        &self,
+        tenant: &TenantName,
+        cursor: i64,
+        kinds: &[EventKind],
+    ) -> Result<Arc<ScannedPage>, EngineError> {
+        let key = (tenant.clone(), cursor, kinds.to_vec());
+        let cell = self
+            .alert_pages
+            .get_with(key.clone(), || Arc::new(tokio::sync::OnceCell::new()));
+        let page = cell
+            .get_or_try_init(|| async {
+                let page = self
+                    .store
+                    .alerts_after(tenant, cursor, kinds, PAGE)
+                    .await
+                    .map_err(|e| self.store_failed(e))?;
+                let mut alerts = Vec::with_capacity(page.alerts.len());
+                for row in page.alerts {
+                    let decision = self.alert_decision(&row).await?;
+                    alerts.push(Alert {
+                        cursor: u64::try_from(row.event.id).unwrap_or(0),
+                        customer_refs: row.customer_refs,
+                        event: row.event,
+                        decision,
+                    });
+                }
+                Ok::<_, EngineError>(Arc::new(ScannedPage {
+                    alerts,
+                    scanned_to: page.scanned_to,
+                }))
+            })
+            .await?
+            .clone();
+        if page.scanned_to.is_none() {
+            self.alert_pages.invalidate(&key);
+        }
+        Ok(page)
+    }
+}
+
 async fn stream_alerts(
     engine: Arc<Engine>,
     tenant: TenantName,
     mut cursor: i64,
-    kinds: Vec<EventKind>,
+    mut kinds: Vec<EventKind>,
     tx: mpsc::Sender<Result<Alert, EngineError>>,
 ) {
+    kinds.sort();
+    kinds.dedup();
     let mut commits = engine.commits.subscribe();
     loop {
         // Seen before reading, so a commit during the read triggers another round.
         commits.borrow_and_update();
-        let rows = match engine
-            .store
-            .alerts_after(&tenant, cursor, &kinds, PAGE)
-            .await
-        {
-            Ok(rows) => rows,
+        let page = match engine.scan(&tenant, cursor, &kinds).await {
+            Ok(page) => page,
             Err(e) => {
-                let _ = tx.send(Err(engine.store_failed(e))).await;
+                let _ = tx.send(Err(e)).await;
                 return;
             }
         };
-        let caught_up = rows.is_empty();
-        for row in rows {
-            let alert = match engine.alert_decision(&row).await {
-                Ok(decision) => Alert {
-                    cursor: u64::try_from(row.event.id).unwrap_or(0),
-                    customer_refs: row.customer_refs,
-                    event: row.event,
-                    decision,
-                },
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            };
-            cursor = i64::try_from(alert.cursor).unwrap_or(cursor);
-            if tx.send(Ok(alert)).await.is_err() {
+        for alert in &page.alerts {
+            if tx.send(Ok(alert.clone())).await.is_err() {
                 return; // the client went away
             }
         }
-        if caught_up {
-            tokio::select! {
-                _ = commits.changed() => {}
-                _ = tokio::time::sleep(POLL_FALLBACK) => {}
-                _ = tx.closed() => return,
+        match page.scanned_to {
+            // Past the whole window, watched or not.
+            Some(to) => cursor = to,
+            None => {
+                tokio::select! {
+                    _ = commits.changed() => {}
+                    _ = tokio::time::sleep(POLL_FALLBACK) => {}
+                    _ = tx.closed() => return,
+                }
             }
         }
     }

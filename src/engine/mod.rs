@@ -128,6 +128,7 @@ pub struct Engine {
     /// Counts commits of events, here or (through the change feed) on other replicas;
     /// live alert streams wait on it.
     commits: tokio::sync::watch::Sender<u64>,
+    alert_pages: alerts::SharedPages,
 }
 
 impl Engine {
@@ -151,6 +152,7 @@ impl Engine {
             auth: Authenticator::new(config.auth, config.limits),
             access,
             commits: tokio::sync::watch::channel(0).0,
+            alert_pages: alerts::shared_pages(),
             store,
             config,
         });

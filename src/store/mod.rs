@@ -165,6 +165,14 @@ pub struct AlertRow {
     pub owner_since: OwnerSince,
 }
 
+/// One scan of the events after a position: the alerts found, and how far it read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertPage {
+    pub alerts: Vec<AlertRow>,
+    /// The last event id the scan covered; `None` if there were no events to scan.
+    pub scanned_to: Option<i64>,
+}
+
 /// What a batch insert did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InsertOutcome {
@@ -245,15 +253,15 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<WatchRecord>, StoreError>;
-    /// The tenant's alerts with event id above `after`, in id order: events on watched
-    /// numbers after the watching entries' owner_since. At most `limit` events.
+    /// Scans the next `limit` events (of `kinds`) after id `after` for the tenant's
+    /// alerts: events on watched numbers after the watching entries' owner_since.
     async fn alerts_after(
         &self,
         tenant: &TenantName,
         after: i64,
         kinds: &[EventKind],
         limit: u32,
-    ) -> Result<Vec<AlertRow>, StoreError>;
+    ) -> Result<AlertPage, StoreError>;
     /// The highest event id stored (0 if none).
     async fn last_event_id(&self) -> Result<i64, StoreError>;
 

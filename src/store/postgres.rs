@@ -13,7 +13,7 @@ use sqlx::{QueryBuilder, Row};
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    AccessRecord, AlertRow, Change, EventQuery, InsertOutcome, KeyRecord, Store, StoreError,
+    AccessRecord, AlertPage, Change, EventQuery, InsertOutcome, KeyRecord, Store, StoreError,
     WatchRecord, sql,
 };
 use crate::domain::auth::{TenantName, TimePrecision};
@@ -565,27 +565,41 @@ impl Store for PgStore {
         after: i64,
         kinds: &[EventKind],
         limit: u32,
-    ) -> Result<Vec<AlertRow>, StoreError> {
-        let mut select = QueryBuilder::new(sql::SELECT_ALERTS);
-        sql::push_alert_filters(&mut select, tenant, after, kinds, limit);
+    ) -> Result<AlertPage, StoreError> {
+        // LATERAL makes each event of the window look its number up in the watchlist,
+        // rather than the planner hashing the whole watchlist for a handful of events.
+        let mut select = QueryBuilder::new(sql::ALERT_COLUMNS);
+        sql::push_event_window(&mut select, after, kinds, limit);
+        select
+            .push(
+                " LEFT JOIN LATERAL (SELECT customer_ref, owner_since_start, owner_since_end \
+                 FROM watchlist w WHERE w.tenant = ",
+            )
+            .push_bind(tenant.as_str().to_string())
+            .push(" AND w.number = e.number AND ")
+            .push(sql::ALERT_CONDITION)
+            .push(") w ON true ORDER BY e.id, w.customer_ref");
         let rows = select
             .build()
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|row| {
-                Ok((
-                    sql::stored_event_from(row, time_at)?,
-                    row.try_get("customer_ref")?,
-                    sql::owner_since_from(
-                        row.try_get("owner_since_start")?,
-                        row.try_get("owner_since_end")?,
-                    ),
-                ))
+                let customer_ref: Option<String> = row.try_get("customer_ref")?;
+                let entry = match customer_ref {
+                    Some(customer_ref) => Some((
+                        customer_ref,
+                        sql::owner_since_from(
+                            row.try_get("owner_since_start")?,
+                            row.try_get("owner_since_end")?,
+                        ),
+                    )),
+                    None => None,
+                };
+                Ok((sql::stored_event_from(row, time_at)?, entry))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let hit_limit = rows.len() as u64 >= u64::from(limit);
-        Ok(sql::group_alerts(rows, hit_limit))
+        Ok(sql::group_alerts(rows))
     }
 
     async fn last_event_id(&self) -> Result<i64, StoreError> {

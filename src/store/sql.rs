@@ -174,23 +174,11 @@ pub fn access_from(
     })
 }
 
-/// `SELECT` of alert rows; the caller appends the tenant, cursor, kinds and order.
-pub const SELECT_ALERTS: &str = "SELECT e.id, e.source, e.source_event_id, e.number, e.kind, \
-     e.occurred_at, e.from_carrier, e.to_carrier, e.ingested_at, w.customer_ref, \
-     w.owner_since_start, w.owner_since_end FROM events e JOIN watchlist w \
-     ON w.number = e.number AND w.tenant = ";
-
-/// The alert condition: the event follows the entry's owner_since (for a date, an event
-/// on that day counts).
-pub const ALERT_CONDITION: &str = " AND ((w.owner_since_end IS NULL AND e.occurred_at > \
-     w.owner_since_start) OR (w.owner_since_end IS NOT NULL AND e.occurred_at >= \
-     w.owner_since_start))";
-
-/// Appends the tenant's alerts query after `SELECT_ALERTS`: one row per (event, entry),
-/// in event order; `limit` rows at most.
-pub fn push_alert_filters<DB>(
+/// The window of events an alert query scans: the next `limit` events after `after`
+/// (of the wanted kinds), in id order. Scanning events first, then looking each one's
+/// number up in the watchlist, keeps a poll cheap however long the watchlist is.
+pub fn push_event_window<DB>(
     sql: &mut QueryBuilder<DB>,
-    tenant: &crate::domain::auth::TenantName,
     after: i64,
     kinds: &[EventKind],
     limit: u32,
@@ -199,20 +187,34 @@ pub fn push_alert_filters<DB>(
     String: for<'t> Encode<'t, DB> + Type<DB>,
     i64: for<'t> Encode<'t, DB> + Type<DB>,
 {
-    sql.push_bind(tenant.as_str().to_string());
-    sql.push(" WHERE e.id > ").push_bind(after);
+    sql.push(
+        "(SELECT id, source, source_event_id, number, kind, occurred_at, from_carrier, \
+         to_carrier, ingested_at FROM events WHERE id > ",
+    )
+    .push_bind(after);
     if !kinds.is_empty() {
-        sql.push(" AND e.kind IN (");
+        sql.push(" AND kind IN (");
         let mut list = sql.separated(", ");
         for kind in kinds {
             list.push_bind(kind.as_str().to_string());
         }
         sql.push(")");
     }
-    sql.push(ALERT_CONDITION);
-    sql.push(" ORDER BY e.id, w.customer_ref LIMIT ")
-        .push_bind(i64::from(limit));
+    sql.push(" ORDER BY id LIMIT ")
+        .push_bind(i64::from(limit))
+        .push(") AS e");
 }
+
+/// The columns of an alert query: the event, and the watching entry (NULL when none).
+pub const ALERT_COLUMNS: &str = "SELECT e.id, e.source, e.source_event_id, e.number, e.kind, \
+     e.occurred_at, e.from_carrier, e.to_carrier, e.ingested_at, w.customer_ref, \
+     w.owner_since_start, w.owner_since_end FROM ";
+
+/// The alert condition: the event follows the entry's owner_since (for a date, an event
+/// on that day counts).
+pub const ALERT_CONDITION: &str = "((w.owner_since_end IS NULL AND e.occurred_at > \
+     w.owner_since_start) OR (w.owner_since_end IS NOT NULL AND e.occurred_at >= \
+     w.owner_since_start))";
 
 /// An owner_since as stored: a day when it has an end.
 pub fn owner_since_from(start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> OwnerSince {
@@ -230,15 +232,16 @@ pub fn owner_since_columns(o: &OwnerSince) -> (DateTime<Utc>, Option<DateTime<Ut
     }
 }
 
-/// Folds (event, entry) rows into one alert per event, earliest owner_since first. When
-/// the query hit its row limit, the last event may be missing entries: it is left for
-/// the next page (unless it is the only one).
-pub fn group_alerts(
-    rows: Vec<(StoredEvent, String, OwnerSince)>,
-    hit_limit: bool,
-) -> Vec<super::AlertRow> {
+/// Folds (event, entry) rows into one alert per event, earliest owner_since first; rows
+/// without an entry only move the scan on. Returns the alerts and the last event id
+/// scanned.
+pub fn group_alerts(rows: Vec<(StoredEvent, Option<(String, OwnerSince)>)>) -> super::AlertPage {
+    let scanned_to = rows.iter().map(|(e, _)| e.id).max();
     let mut alerts: Vec<super::AlertRow> = Vec::new();
-    for (event, customer_ref, owner_since) in rows {
+    for (event, entry) in rows {
+        let Some((customer_ref, owner_since)) = entry else {
+            continue;
+        };
         match alerts.last_mut() {
             Some(last) if last.event.id == event.id => {
                 last.customer_refs.push(customer_ref);
@@ -253,8 +256,5 @@ pub fn group_alerts(
             }),
         }
     }
-    if hit_limit && alerts.len() > 1 {
-        alerts.pop();
-    }
-    alerts
+    super::AlertPage { alerts, scanned_to }
 }

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    AccessRecord, AlertRow, Change, EventQuery, InsertOutcome, KeyRecord, Store, StoreError,
+    AccessRecord, AlertPage, Change, EventQuery, InsertOutcome, KeyRecord, Store, StoreError,
     WatchRecord, sql,
 };
 use crate::domain::auth::{TenantName, TimePrecision};
@@ -431,28 +431,40 @@ impl Store for SqliteStore {
         after: i64,
         kinds: &[EventKind],
         limit: u32,
-    ) -> Result<Vec<AlertRow>, StoreError> {
-        let mut select = QueryBuilder::<Sqlite>::new(sql::SELECT_ALERTS);
-        sql::push_alert_filters(&mut select, tenant, after, kinds, limit);
+    ) -> Result<AlertPage, StoreError> {
+        // A LEFT JOIN keeps the event window as SQLite's outer loop.
+        let mut select = QueryBuilder::<Sqlite>::new(sql::ALERT_COLUMNS);
+        sql::push_event_window(&mut select, after, kinds, limit);
+        select
+            .push(" LEFT JOIN watchlist w ON w.tenant = ")
+            .push_bind(tenant.as_str().to_string())
+            .push(" AND w.number = e.number AND ")
+            .push(sql::ALERT_CONDITION)
+            .push(" ORDER BY e.id, w.customer_ref");
         let rows = select
             .build()
             .fetch_all(&self.read)
             .await?
             .iter()
             .map(|row| {
-                let end: Option<i64> = row.try_get("owner_since_end")?;
-                Ok((
-                    sql::stored_event_from(row, time_at)?,
-                    row.try_get("customer_ref")?,
-                    sql::owner_since_from(
-                        time_at(row, "owner_since_start")?,
-                        end.and_then(DateTime::from_timestamp_micros),
-                    ),
-                ))
+                let customer_ref: Option<String> = row.try_get("customer_ref")?;
+                let entry = match customer_ref {
+                    Some(customer_ref) => {
+                        let end: Option<i64> = row.try_get("owner_since_end")?;
+                        Some((
+                            customer_ref,
+                            sql::owner_since_from(
+                                time_at(row, "owner_since_start")?,
+                                end.and_then(DateTime::from_timestamp_micros),
+                            ),
+                        ))
+                    }
+                    None => None,
+                };
+                Ok((sql::stored_event_from(row, time_at)?, entry))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let hit_limit = rows.len() as u64 >= u64::from(limit);
-        Ok(sql::group_alerts(rows, hit_limit))
+        Ok(sql::group_alerts(rows))
     }
 
     async fn last_event_id(&self) -> Result<i64, StoreError> {

@@ -1,0 +1,252 @@
+//! Alert latency: with many `WatchAlerts` streams open on a large watchlist, the time from
+//! an `IngestEvents` acknowledgement to each stream's receipt of the alert.
+//!
+//! `cargo bench --bench alert_latency [-- --backend postgres]` starts `numguard serve --dev`
+//! (release build) on a fresh database, watches `--watched` numbers, opens `--streams`
+//! streams, then ingests one event at a time on a random watched number, `--rounds` times,
+//! and times every stream's copy of each alert.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use clap::Parser;
+use numguard::api::convert::timestamp;
+use numguard::api::pb;
+use numguard::api::pb::admin_client::AdminClient;
+use numguard::api::pb::alerts_client::AlertsClient;
+use numguard::api::pb::events_client::EventsClient;
+use rand::Rng;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, default_value_t = 1_000)]
+    streams: usize,
+    #[arg(long, default_value_t = 100_000)]
+    watched: u64,
+    #[arg(long, default_value_t = 30)]
+    rounds: usize,
+    /// HTTP/2 connections the streams share.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// sqlite or postgres (NUMGUARD_BENCH_POSTGRES_URL, default the local server).
+    #[arg(long, default_value = "sqlite")]
+    backend: String,
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn number(i: u64) -> String {
+    format!("+81901{i:07}")
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(database_url: &str) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_numguard"))
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit",
+            "0",
+        ])
+        .args(["--max-in-flight", "100000", "--database-url", database_url])
+        .env("NUMGUARD_LOG", "warn,numguard::server=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start numguard serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited").expect("log line");
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Server(child), format!("http://{addr}"))
+}
+
+async fn connect(url: &str) -> Channel {
+    Channel::from_shared(url.to_string())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let admin_url = std::env::var("NUMGUARD_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let pg_name = format!("numguard_bench_{:08x}", rand::random::<u32>());
+    let database_url = match args.backend.as_str() {
+        "sqlite" => format!("sqlite://{}", dir.path().join("bench.db").display()),
+        "postgres" => {
+            let mut conn = PgConnection::connect(&admin_url).await.expect("PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {pg_name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            let base = admin_url
+                .rsplit_once('/')
+                .map_or(admin_url.as_str(), |(b, _)| b);
+            format!("{base}/{pg_name}")
+        }
+        other => panic!("unknown backend {other}"),
+    };
+    let (server, url) = start_server(&database_url);
+    let channel = connect(&url).await;
+
+    AdminClient::new(channel.clone())
+        .upsert_source(pb::Source {
+            name: "bench".into(),
+            tracking_since: Some(timestamp(
+                Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+            )),
+            covers: vec!["81".into()],
+        })
+        .await
+        .expect("source");
+    let mut alerts = AlertsClient::new(channel.clone());
+    let owner_since = timestamp(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    for chunk in (0..args.watched).collect::<Vec<_>>().chunks(5_000) {
+        alerts
+            .upsert_watch(pb::UpsertWatchRequest {
+                entries: chunk
+                    .iter()
+                    .map(|i| pb::WatchEntry {
+                        customer_ref: format!("c{i}"),
+                        phone_number: number(*i),
+                        owner_since: Some(owner_since),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })
+            .await
+            .expect("watch");
+    }
+
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(connect(&url).await);
+    }
+    // Each stream reports (round, receipt time).
+    let receipts = Arc::new(Mutex::new(Vec::<(usize, Instant)>::new()));
+    let mut opened = Vec::new();
+    for s in 0..args.streams {
+        let mut client = AlertsClient::new(channels[s % channels.len()].clone());
+        let mut stream = client
+            .watch_alerts(pb::WatchAlertsRequest::default())
+            .await
+            .expect("stream")
+            .into_inner();
+        let receipts = receipts.clone();
+        opened.push(tokio::spawn(async move {
+            while let Ok(Some(alert)) = stream.message().await {
+                let at = Instant::now();
+                let round: usize = alert
+                    .event
+                    .map(|e| {
+                        e.source_event_id
+                            .trim_start_matches("r")
+                            .parse()
+                            .unwrap_or(0)
+                    })
+                    .unwrap_or(0);
+                receipts.lock().await.push((round, at));
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut events = EventsClient::new(channel.clone());
+    let mut acks = Vec::new();
+    for round in 0..args.rounds {
+        let i = rand::rng().random_range(0..args.watched);
+        let event = pb::Event {
+            source: "bench".into(),
+            source_event_id: format!("r{round}"),
+            phone_number: number(i),
+            kind: pb::EventKind::SimSwap.into(),
+            occurred_at: Some(timestamp(Utc::now())),
+            ..Default::default()
+        };
+        events
+            .ingest_events(tokio_stream::iter(vec![event]))
+            .await
+            .expect("ingest");
+        acks.push(Instant::now());
+        // Let every stream receive it before the next round.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = receipts
+                .lock()
+                .await
+                .iter()
+                .filter(|(r, _)| *r == round)
+                .count();
+            if got >= args.streams || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let receipts = receipts.lock().await.clone();
+    let mut latencies: Vec<Duration> = receipts
+        .iter()
+        .map(|(round, at)| at.saturating_duration_since(acks[*round]))
+        .collect();
+    latencies.sort_unstable();
+    let expected = args.streams * args.rounds;
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "backend {}: {} streams, {} watched numbers, {} rounds: {} of {} alerts received",
+        args.backend,
+        args.streams,
+        args.watched,
+        args.rounds,
+        latencies.len(),
+        expected
+    );
+    println!(
+        "ack -> alert receipt: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    for task in opened {
+        task.abort();
+    }
+    drop(server);
+    if args.backend == "postgres" {
+        let mut conn = PgConnection::connect(&admin_url).await.expect("PostgreSQL");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
