@@ -6,8 +6,6 @@
 //! streams, then ingests one event at a time on a random watched number, `--rounds` times,
 //! and times every stream's copy of each alert.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,9 +17,11 @@ use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::alerts_client::AlertsClient;
 use numguard::api::pb::events_client::EventsClient;
 use rand::Rng;
-use sqlx::{Connection, PgConnection};
+use support::{BenchDb, connect, number, start_server};
 use tokio::sync::Mutex;
-use tonic::transport::Channel;
+
+#[path = "support/mod.rs"]
+mod support;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -41,81 +41,12 @@ struct Args {
     bench: bool,
 }
 
-fn number(i: u64) -> String {
-    format!("+81901{i:07}")
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(database_url: &str) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_numguard"))
-        .args([
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "0",
-        ])
-        .args(["--max-in-flight", "100000", "--database-url", database_url])
-        .env("NUMGUARD_LOG", "warn,numguard::server=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start numguard serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines.next().expect("server exited").expect("log line");
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Server(child), format!("http://{addr}"))
-}
-
-async fn connect(url: &str) -> Channel {
-    Channel::from_shared(url.to_string())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect")
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let admin_url = std::env::var("NUMGUARD_BENCH_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let pg_name = format!("numguard_bench_{:08x}", rand::random::<u32>());
-    let database_url = match args.backend.as_str() {
-        "sqlite" => format!("sqlite://{}", dir.path().join("bench.db").display()),
-        "postgres" => {
-            let mut conn = PgConnection::connect(&admin_url).await.expect("PostgreSQL");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {pg_name}")))
-                .execute(&mut conn)
-                .await
-                .expect("create database");
-            let base = admin_url
-                .rsplit_once('/')
-                .map_or(admin_url.as_str(), |(b, _)| b);
-            format!("{base}/{pg_name}")
-        }
-        other => panic!("unknown backend {other}"),
-    };
-    let (server, url) = start_server(&database_url);
+    let mut db = BenchDb::create(&args.backend).await;
+    let server = start_server(&db.url, &["--rate-limit", "0", "--max-in-flight", "100000"]);
+    let url = server.url.clone();
     let channel = connect(&url).await;
 
     AdminClient::new(channel.clone())
@@ -241,12 +172,5 @@ async fn main() {
         task.abort();
     }
     drop(server);
-    if args.backend == "postgres" {
-        let mut conn = PgConnection::connect(&admin_url).await.expect("PostgreSQL");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await;
-    }
+    db.drop_database().await;
 }

@@ -7,8 +7,6 @@
 //! requests in flight; then restarts the server with its cache disabled on the same data
 //! and measures cold checks the same way.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
@@ -20,10 +18,13 @@ use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use sqlx::{Connection, PgConnection};
+use support::{BenchDb, Server, connect, number, start_server};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
+
+#[path = "support/mod.rs"]
+mod support;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -53,101 +54,6 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-fn number(i: u64) -> String {
-    // +81 90-1xxx-xxxx: valid Japanese mobile numbers.
-    format!("+81901{i:07}")
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A fresh database for one run; a PostgreSQL one is dropped at the end.
-struct BenchDb {
-    url: String,
-    _dir: tempfile::TempDir,
-    postgres: Option<(String, String)>,
-}
-
-impl BenchDb {
-    async fn create(backend: &str) -> BenchDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        match backend {
-            "sqlite" => BenchDb {
-                url: format!("sqlite://{}", dir.path().join("bench.db").display()),
-                _dir: dir,
-                postgres: None,
-            },
-            "postgres" => {
-                let admin = std::env::var("NUMGUARD_BENCH_POSTGRES_URL")
-                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-                let name = format!("numguard_bench_{:08x}", rand::random::<u32>());
-                let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create database");
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-                BenchDb {
-                    url: format!("{base}/{name}"),
-                    _dir: dir,
-                    postgres: Some((admin, name)),
-                }
-            }
-            other => panic!("unknown backend {other:?}; use sqlite or postgres"),
-        }
-    }
-
-    async fn drop_database(&mut self) {
-        if let Some((admin, name)) = self.postgres.take() {
-            let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL");
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut conn)
-            .await;
-        }
-    }
-}
-
-fn start_server(database_url: &str, cache_capacity: u64) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_numguard"))
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-        .arg("--database-url")
-        .arg(database_url)
-        .arg("--cache-capacity")
-        .arg(cache_capacity.to_string())
-        .env("NUMGUARD_LOG", "warn,numguard::server=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start numguard serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines.next().expect("server exited").expect("log line");
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        url: format!("http://{addr}"),
-    }
 }
 
 async fn seed(channel: Channel, args: &Args) -> (u64, Duration) {
@@ -273,14 +179,6 @@ async fn drive(channels: &[Channel], rpc: Rpc, args: &Args) -> Phase {
     }
 }
 
-async fn connect(url: &str) -> Channel {
-    Channel::from_shared(url.to_string())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect")
-}
-
 async fn connect_all(server: &Server, connections: usize) -> Vec<Channel> {
     let mut channels = Vec::new();
     for _ in 0..connections.max(1) {
@@ -315,7 +213,7 @@ async fn measure(channels: &[Channel], args: &Args, label: &str) -> (f64, f64) {
 async fn main() {
     let args = Args::parse();
     let mut db = BenchDb::create(&args.backend).await;
-    let server = start_server(&db.url, 1_000_000);
+    let server = start_server(&db.url, &[]);
     let channels = connect_all(&server, args.connections).await;
 
     let (accepted, took) = seed(channels[0].clone(), &args).await;
@@ -360,7 +258,7 @@ async fn main() {
     drop(server);
 
     // The same data through a server with its cache disabled: every check reads the store.
-    let cold_server = start_server(&db.url, 0);
+    let cold_server = start_server(&db.url, &["--cache-capacity", "0"]);
     let channels = connect_all(&cold_server, args.connections).await;
     let (cold, cold_health) = measure(&channels, &args, "cache disabled").await;
     drop(channels);

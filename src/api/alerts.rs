@@ -8,11 +8,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::auth::admit;
-use super::convert::{check_response, kind_from_pb, optional_datetime, stored_event, timestamp};
-use super::events::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::convert::{
+    check_response, kinds_from_pb, optional_datetime, page_size, stored_event, timestamp,
+};
 use super::pb;
 use super::within;
-use crate::domain::FieldError;
 use crate::domain::auth::Scope;
 use crate::domain::owner_since::OwnerSince;
 use crate::engine::Engine;
@@ -112,17 +112,7 @@ impl AlertsApi {
     ) -> Result<Response<pb::ListWatchResponse>, Status> {
         let admission = admit(&self.engine, &request, Scope::Watch).await?;
         let req = request.into_inner();
-        let limit = match req.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n <= MAX_PAGE_SIZE => n,
-            n => {
-                return Err(FieldError::new(
-                    "page_size",
-                    format!("must be in 0..={MAX_PAGE_SIZE}, got {n}"),
-                )
-                .into());
-            }
-        };
+        let limit = page_size(req.page_size)?;
         let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
         let (page, next) = self
             .engine
@@ -170,14 +160,7 @@ impl pb::alerts_server::Alerts for AlertsApi {
         // the in-flight places meant for requests.
         let principal = admit(&self.engine, &request, Scope::Watch).await?.principal;
         let req = request.into_inner();
-        let kinds = req
-            .kinds
-            .iter()
-            .map(|k| {
-                kind_from_pb(*k)
-                    .ok_or_else(|| FieldError::new("kinds", format!("has an unknown kind {k}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let kinds = kinds_from_pb(&req.kinds)?;
         let alerts = self
             .engine
             .alerts(principal.tenant.clone(), req.resume_after, kinds)

@@ -11,6 +11,21 @@ use crate::domain::event::{EventKind, RawEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::source::Source;
 
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1_000;
+
+/// A request's `page_size`: 0 means the default.
+pub fn page_size(n: u32) -> Result<u32, FieldError> {
+    match n {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n <= MAX_PAGE_SIZE => Ok(n),
+        n => Err(FieldError::new(
+            "page_size",
+            format!("must be in 0..={MAX_PAGE_SIZE}, got {n}"),
+        )),
+    }
+}
+
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
     Timestamp {
         seconds: t.timestamp(),
@@ -43,6 +58,17 @@ pub fn kind_from_pb(value: i32) -> Option<EventKind> {
         pb::EventKind::Reassign => Some(EventKind::Reassign),
         pb::EventKind::DeviceSwap => Some(EventKind::DeviceSwap),
     }
+}
+
+/// A request's `kinds` filter; an unknown value is refused, not ignored.
+pub fn kinds_from_pb(kinds: &[i32]) -> Result<Vec<EventKind>, FieldError> {
+    kinds
+        .iter()
+        .map(|k| {
+            kind_from_pb(*k)
+                .ok_or_else(|| FieldError::new("kinds", format!("has an unknown kind {k}")))
+        })
+        .collect()
 }
 
 pub fn kind_to_pb(kind: EventKind) -> pb::EventKind {

@@ -6,16 +6,13 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::admit;
-use super::convert::{kind_from_pb, optional_datetime, raw_event, stored_event};
+use super::convert::{kinds_from_pb, optional_datetime, page_size, raw_event, stored_event};
 use super::pb;
 use super::within;
 use crate::domain::FieldError;
 use crate::domain::auth::Scope;
 use crate::engine::Engine;
 use crate::store::{EventCursor, EventQuery};
-
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-pub const MAX_PAGE_SIZE: u32 = 1_000;
 
 pub struct EventsApi {
     engine: Arc<Engine>,
@@ -90,25 +87,8 @@ impl EventsApi {
                     .e164,
             )
         };
-        let kinds = req
-            .kinds
-            .iter()
-            .map(|k| {
-                kind_from_pb(*k)
-                    .ok_or_else(|| FieldError::new("kinds", format!("has an unknown kind {k}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let limit = match req.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n <= MAX_PAGE_SIZE => n,
-            n => {
-                return Err(FieldError::new(
-                    "page_size",
-                    format!("must be in 0..={MAX_PAGE_SIZE}, got {n}"),
-                )
-                .into());
-            }
-        };
+        let kinds = kinds_from_pb(&req.kinds)?;
+        let limit = page_size(req.page_size)?;
         let query = EventQuery {
             number,
             kinds,
