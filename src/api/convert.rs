@@ -81,8 +81,8 @@ pub fn kind_to_pb(kind: EventKind) -> pb::EventKind {
     }
 }
 
-/// An incoming event, unvalidated; a bad timestamp becomes "missing" only if absent, so
-/// a malformed one is reported by its own message.
+/// An incoming event, not yet validated. Only a malformed timestamp fails here (with its
+/// own message, rather than passing for a missing one); the rest is checked by the domain.
 pub fn raw_event(e: pb::Event) -> Result<RawEvent, FieldError> {
     Ok(RawEvent {
         occurred_at: optional_datetime("occurred_at", e.occurred_at.as_ref())?,
