@@ -35,6 +35,15 @@ fn every_command_has_help() {
         vec!["sources", "--help"],
         vec!["sources", "add", "--help"],
         vec!["sources", "list", "--help"],
+        vec!["keys", "--help"],
+        vec!["keys", "create", "--help"],
+        vec!["keys", "list", "--help"],
+        vec!["keys", "revoke", "--help"],
+        vec!["keys", "tenant", "--help"],
+        vec!["access-log", "--help"],
+        vec!["watch", "import", "--help"],
+        vec!["watch", "list", "--help"],
+        vec!["alerts", "tail", "--help"],
     ] {
         let o = ok(Command::new(BIN).args(&args).output().unwrap());
         assert!(stdout(&o).contains("Usage"), "{args:?}");
@@ -206,8 +215,11 @@ fn first_start_prints_one_key_and_keys_are_managed_on_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("ng.db").display());
     let served = Served::start_with(&db, &[]);
-    // The key is printed right before the server listens; give the reader a moment.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The key is printed right before the server listens; the reader thread may lag.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while served.stdout().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let printed = served.stdout();
     assert!(
         printed[0].starts_with("First start: created an API key"),
