@@ -130,6 +130,16 @@ impl NewEvent {
         default_region: Option<Region>,
         now: DateTime<Utc>,
     ) -> Result<NewEvent, FieldError> {
+        NewEvent::validate_with(raw, now, |input| E164::parse(input, default_region))
+    }
+
+    /// [`NewEvent::validate`] with the number read by `parse_number`, for callers that can
+    /// answer numbers they have already parsed.
+    pub fn validate_with(
+        raw: RawEvent,
+        now: DateTime<Utc>,
+        parse_number: impl FnOnce(&str) -> Result<E164, super::number::NumberError>,
+    ) -> Result<NewEvent, FieldError> {
         let source: SourceName = raw
             .source
             .parse()
@@ -144,7 +154,7 @@ impl NewEvent {
                 format!("is longer than {MAX_EVENT_ID_LEN} bytes"),
             ));
         }
-        let number = E164::parse(&raw.phone_number, default_region)
+        let number = parse_number(&raw.phone_number)
             .map_err(|e| FieldError::new("phone_number", e.to_string()))?;
         let kind = raw.kind.ok_or_else(|| {
             FieldError::new(

@@ -5,6 +5,7 @@
 //! task validates batch *k+1* (on two cores that is the difference between one busy core
 //! and two). At most one batch waits for the writer, so memory stays bounded.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::{Engine, EngineError};
 use crate::domain::event::{NewEvent, RawEvent};
+use crate::domain::number::E164;
 use crate::domain::source::SourceName;
 use crate::store::InsertOutcome;
 
@@ -31,8 +33,14 @@ pub struct IngestSummary {
     pub errors: Vec<(u64, String)>,
 }
 
+/// Canonical numbers a stream remembers having validated (feeds repeat numbers: a port
+/// and the SIM change that follows it, re-sent files); past this many it starts afresh.
+const REMEMBERED_NUMBERS: usize = 100_000;
+
 pub struct IngestSession {
     engine: Arc<Engine>,
+    /// Inputs that were already exactly their own valid E.164 form in this stream.
+    valid_numbers: HashSet<String>,
     batch: Vec<NewEvent>,
     rejected: u64,
     errors: Vec<(u64, String)>,
@@ -48,6 +56,7 @@ impl IngestSession {
         let (batches, queue) = mpsc::channel(1);
         let writer = tokio::spawn(write_batches(engine.clone(), queue));
         IngestSession {
+            valid_numbers: HashSet::new(),
             batch: Vec::with_capacity(engine.config.ingest_batch_size),
             engine,
             rejected: 0,
@@ -61,7 +70,16 @@ impl IngestSession {
     /// Takes the event at `index`. A bad event is recorded as rejected; only a store
     /// failure is an error.
     pub async fn push(&mut self, index: u64, raw: RawEvent) -> Result<(), EngineError> {
-        let validated = NewEvent::validate(raw, self.engine.config.default_region, Utc::now());
+        let region = self.engine.config.default_region;
+        let known = &self.valid_numbers;
+        let validated = NewEvent::validate_with(raw, Utc::now(), |input| {
+            // A number seen before in exactly its E.164 form needs no second parse
+            // (libphonenumber costs ~7 us a number).
+            if known.contains(input) {
+                return Ok(E164::from_trusted(input.to_string()));
+            }
+            E164::parse(input, region)
+        });
         let event = match validated {
             Ok(event) => event,
             Err(e) => {
@@ -75,6 +93,12 @@ impl IngestSession {
                 format!("source {:?} is not registered", event.source.as_str()),
             );
             return Ok(());
+        }
+        if !self.valid_numbers.contains(event.number.as_str()) {
+            if self.valid_numbers.len() >= REMEMBERED_NUMBERS {
+                self.valid_numbers.clear();
+            }
+            self.valid_numbers.insert(event.number.as_str().to_string());
         }
         self.batch.push(event);
         if self.batch.len() >= self.engine.config.ingest_batch_size {
