@@ -189,3 +189,45 @@ async fn replicas_starting_together_on_a_fresh_database_both_come_up() {
         .count() as i64;
     assert_eq!(migrations, files, "every migration applied, once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_stream_on_one_replica_hears_events_ingested_on_another() {
+    use numguard::api::pb::alerts_client::AlertsClient;
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = Served::start(&db.url);
+    let b = Served::start(&db.url);
+    add_feed(&a).await;
+    let n = number(7);
+    AlertsClient::new(channel(&a).await)
+        .upsert_watch(pb::UpsertWatchRequest {
+            entries: vec![pb::WatchEntry {
+                customer_ref: "cust-7".into(),
+                phone_number: n.clone(),
+                owner_since: Some(timestamp(at("2026-01-01T00:00:00Z"))),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
+    let mut stream = AlertsClient::new(channel(&b).await)
+        .watch_alerts(pb::WatchAlertsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ingest(
+        &a,
+        vec![event("feed", "on-a", &n, EventKind::SimSwap, Utc::now())],
+    )
+    .await;
+    let alert = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("B's stream hears A's event")
+        .unwrap()
+        .unwrap();
+    assert_eq!(alert.customer_refs, vec!["cust-7"]);
+    assert_eq!(alert.event.unwrap().source_event_id, "on-a");
+    drop(stream);
+    a.stop();
+    b.stop();
+}
