@@ -104,6 +104,27 @@ async fn keys_and_scopes_decide_who_may_call_what(backend: Backend) {
         .check(HealthCheckRequest::default())
         .await
         .expect("health needs no key");
+    {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let ask = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new(server.channel().await)
+            .server_reflection_info(tokio_stream::iter(vec![ask]))
+            .await
+            .expect("reflection needs no key")
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("unexpected reflection answer");
+        };
+        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"numguard.v1.NumberCheck"), "{names:?}");
+    }
 
     let no_key = checker(&server, None).await.check_number(request(N)).await;
     assert_eq!(no_key.unwrap_err().code(), Code::Unauthenticated);
