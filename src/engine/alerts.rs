@@ -77,6 +77,8 @@ impl Engine {
                 .await
                 .map_err(|e| self.store_failed(e))?
         };
+        // Shared scans were made with the old watchlist.
+        self.alert_pages.invalidate_all();
         Ok((upserted, errors))
     }
 
@@ -114,10 +116,13 @@ impl Engine {
         tenant: &TenantName,
         refs: &[String],
     ) -> Result<u64, EngineError> {
-        self.store
+        let removed = self
+            .store
             .remove_watch(tenant, refs)
             .await
-            .map_err(|e| self.store_failed(e))
+            .map_err(|e| self.store_failed(e))?;
+        self.alert_pages.invalidate_all();
+        Ok(removed)
     }
 
     /// A page of the tenant's entries by customer_ref, and the ref to continue after.
