@@ -258,3 +258,55 @@ pub fn group_alerts(rows: Vec<(StoredEvent, Option<(String, OwnerSince)>)>) -> s
     }
     super::AlertPage { alerts, scanned_to }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::{EventFact, NewEvent, StoredEvent};
+    use crate::domain::number::E164;
+    use chrono::TimeZone;
+
+    fn stored(id: i64) -> StoredEvent {
+        let at = Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap();
+        StoredEvent {
+            id,
+            event: NewEvent {
+                source: "feed".parse().unwrap(),
+                source_event_id: format!("e{id}"),
+                number: E164::parse("+819012345678", None).unwrap(),
+                fact: EventFact {
+                    kind: EventKind::SimSwap,
+                    occurred_at: at,
+                    from_carrier: None,
+                    to_carrier: None,
+                },
+            },
+            ingested_at: at,
+        }
+    }
+
+    fn since(day: u32) -> OwnerSince {
+        OwnerSince::At(Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).unwrap())
+    }
+
+    #[test]
+    fn rows_fold_into_one_alert_per_event_and_unwatched_events_only_move_the_scan() {
+        let page = group_alerts(vec![
+            (stored(3), Some(("a".into(), since(5)))),
+            (stored(3), Some(("b".into(), since(2)))),
+            (stored(4), None),
+            (stored(7), Some(("a".into(), since(5)))),
+            (stored(9), None),
+        ]);
+        assert_eq!(page.scanned_to, Some(9));
+        assert_eq!(page.alerts.len(), 2);
+        assert_eq!(page.alerts[0].customer_refs, vec!["a", "b"]);
+        assert_eq!(
+            page.alerts[0].owner_since,
+            since(2),
+            "the earliest owner_since"
+        );
+        assert_eq!(page.alerts[1].event.id, 7);
+        assert_eq!(group_alerts(vec![]).scanned_to, None);
+    }
+}
