@@ -600,6 +600,37 @@ async fn tenants_never_see_each_others_watchlists_or_alerts(backend: Backend) {
     let leaked = tokio::time::timeout(Duration::from_millis(2500), stream_b.message()).await;
     assert!(leaked.is_err(), "tenant B received {leaked:?}");
 
+    // Nor list or delete A's webhook subscriptions.
+    let sub = alerts(a.clone())
+        .await
+        .create_subscription(pb::CreateSubscriptionRequest {
+            sink: "https://hooks.example.com/a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let theirs = alerts(b.clone())
+        .await
+        .list_subscriptions(pb::ListSubscriptionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(theirs.subscriptions.is_empty());
+    let err = alerts(b.clone())
+        .await
+        .delete_subscription(pb::DeleteSubscriptionRequest { id: sub.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let mine = alerts(a.clone())
+        .await
+        .list_subscriptions(pb::ListSubscriptionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(mine.subscriptions[0].active, "B's attempt left it alone");
+
     // A key without the watch scope gets nothing at all.
     let checker_key = new_key(&db, "bank-a", "check").await;
     let err = alerts(checker_key)

@@ -9,7 +9,8 @@ use tonic::{Request, Response, Status};
 
 use super::auth::admit;
 use super::convert::{
-    check_response, kinds_from_pb, optional_datetime, page_size, stored_event, timestamp,
+    check_response, kind_to_pb, kinds_from_pb, optional_datetime, page_size, stored_event,
+    timestamp,
 };
 use super::pb;
 use super::within;
@@ -17,7 +18,8 @@ use crate::domain::auth::Scope;
 use crate::domain::owner_since::OwnerSince;
 use crate::engine::Engine;
 use crate::engine::alerts::RawWatch;
-use crate::store::WatchRecord;
+use crate::engine::webhooks::NewSubscription;
+use crate::store::{SubscriptionRecord, WatchRecord};
 
 pub struct AlertsApi {
     engine: Arc<Engine>,
@@ -125,6 +127,67 @@ impl AlertsApi {
     }
 }
 
+fn subscription_to_pb(s: SubscriptionRecord) -> pb::Subscription {
+    pb::Subscription {
+        id: s.id,
+        sink: s.sink,
+        kinds: s.kinds.into_iter().map(|k| kind_to_pb(k).into()).collect(),
+        expire_time: s.expire_at.map(timestamp),
+        max_events: s.max_events.unwrap_or(0),
+        sent: s.sent,
+        active: s.ended_reason.is_none(),
+        ended_reason: s.ended_reason.unwrap_or_default(),
+    }
+}
+
+impl AlertsApi {
+    async fn create(
+        &self,
+        request: Request<pb::CreateSubscriptionRequest>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        let admission = admit(&self.engine, &request, Scope::Watch).await?;
+        let req = request.into_inner();
+        let new = NewSubscription {
+            sink: req.sink,
+            kinds: kinds_from_pb(&req.kinds)?,
+            expire_at: optional_datetime("expire_time", req.expire_time.as_ref())?,
+            max_events: Some(req.max_events),
+            token: Some(req.sink_token),
+        };
+        let created = self
+            .engine
+            .create_subscription(&admission.principal.tenant, new)
+            .await?;
+        Ok(Response::new(subscription_to_pb(created)))
+    }
+
+    async fn list_subs(
+        &self,
+        request: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
+        let admission = admit(&self.engine, &request, Scope::Watch).await?;
+        let subscriptions = self
+            .engine
+            .list_subscriptions(&admission.principal.tenant)
+            .await?;
+        Ok(Response::new(pb::ListSubscriptionsResponse {
+            subscriptions: subscriptions.into_iter().map(subscription_to_pb).collect(),
+        }))
+    }
+
+    async fn delete_sub(
+        &self,
+        request: Request<pb::DeleteSubscriptionRequest>,
+    ) -> Result<Response<pb::DeleteSubscriptionResponse>, Status> {
+        let admission = admit(&self.engine, &request, Scope::Watch).await?;
+        let id = request.into_inner().id;
+        self.engine
+            .delete_subscription(&admission.principal.tenant, &id)
+            .await?;
+        Ok(Response::new(pb::DeleteSubscriptionResponse {}))
+    }
+}
+
 type AlertStream = Pin<Box<dyn Stream<Item = Result<pb::Alert, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -148,6 +211,27 @@ impl pb::alerts_server::Alerts for AlertsApi {
         request: Request<pb::ListWatchRequest>,
     ) -> Result<Response<pb::ListWatchResponse>, Status> {
         within(self.limit(), self.list(request)).await
+    }
+
+    async fn create_subscription(
+        &self,
+        request: Request<pb::CreateSubscriptionRequest>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        within(self.limit(), self.create(request)).await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        request: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
+        within(self.limit(), self.list_subs(request)).await
+    }
+
+    async fn delete_subscription(
+        &self,
+        request: Request<pb::DeleteSubscriptionRequest>,
+    ) -> Result<Response<pb::DeleteSubscriptionResponse>, Status> {
+        within(self.limit(), self.delete_sub(request)).await
     }
 
     type WatchAlertsStream = AlertStream;

@@ -207,8 +207,8 @@ impl Engine {
 /// Alerts of one scan, with their checks, shared by every stream at the same position.
 #[derive(Debug)]
 pub(super) struct ScannedPage {
-    alerts: Vec<Alert>,
-    scanned_to: Option<i64>,
+    pub(super) alerts: Vec<Alert>,
+    pub(super) scanned_to: Option<i64>,
 }
 
 /// Streams of one tenant that have caught up sit at the same position; after a commit
@@ -227,7 +227,7 @@ pub(super) fn shared_pages() -> SharedPages {
 }
 
 impl Engine {
-    async fn scan(
+    pub(super) async fn scan(
         &self,
         tenant: &TenantName,
         cursor: i64,

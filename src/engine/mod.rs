@@ -9,6 +9,7 @@ mod catalog;
 pub mod ingest;
 pub mod keys;
 pub mod number_cache;
+pub mod webhooks;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -43,6 +44,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("the database is unavailable; numguard does not answer from partial data, retry later")]
     Unavailable,
+    #[error("{0}")]
+    NotFound(String),
     /// The ingest writer task ended without a result (it panicked).
     #[error("the ingest writer stopped unexpectedly")]
     WriterFailed,
@@ -55,6 +58,7 @@ impl EngineError {
             EngineError::Store(e) => e.kind(),
             EngineError::Unavailable => ErrorKind::Unavailable,
             EngineError::WriterFailed => ErrorKind::Internal,
+            EngineError::NotFound(_) => ErrorKind::NotFound,
         }
     }
 }
@@ -164,6 +168,7 @@ impl Engine {
         engine.reload_ranges().await?;
         engine.reload_sources().await?;
         tokio::spawn(watch_database(Arc::downgrade(&engine)));
+        tokio::spawn(webhooks::dispatch(Arc::downgrade(&engine)));
         if engine.config.retention.is_some() {
             tokio::spawn(purge_periodically(Arc::downgrade(&engine)));
         }

@@ -165,6 +165,33 @@ pub struct AlertRow {
     pub owner_since: OwnerSince,
 }
 
+/// A webhook subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    pub id: String,
+    pub tenant: TenantName,
+    pub sink: String,
+    pub kinds: Vec<EventKind>,
+    pub token: Option<String>,
+    pub expire_at: Option<DateTime<Utc>>,
+    pub max_events: Option<u64>,
+    pub sent: u64,
+    /// The last event id scanned for it.
+    pub cursor: i64,
+    pub ended_reason: Option<String>,
+}
+
+/// A queued CloudEvent and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub subscription_id: String,
+    pub body: String,
+    pub attempts: u32,
+    pub sink: String,
+    pub token: Option<String>,
+}
+
 /// One scan of the events after a position: the alerts found, and how far it read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertPage {
@@ -264,6 +291,35 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<AlertPage, StoreError>;
     /// The highest event id stored (0 if none).
     async fn last_event_id(&self) -> Result<i64, StoreError>;
+
+    async fn create_subscription(&self, s: &SubscriptionRecord) -> Result<(), StoreError>;
+    /// A tenant's subscriptions, or (with `None`) every active one.
+    async fn subscriptions(
+        &self,
+        tenant: Option<&TenantName>,
+    ) -> Result<Vec<SubscriptionRecord>, StoreError>;
+    /// In one transaction: queues `deliveries` (`(ce_id, body)`; a ce_id queued before is
+    /// skipped), moves the subscription to `cursor`/`sent`, and ends it if `ended`.
+    async fn advance_subscription(
+        &self,
+        id: &str,
+        cursor: i64,
+        sent: u64,
+        ended: Option<&str>,
+        deliveries: &[(String, String)],
+    ) -> Result<(), StoreError>;
+    /// Undelivered events whose next attempt is due, oldest first.
+    async fn due_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    /// Records an attempt: delivered, or to be retried at `retry_at` after `error`.
+    async fn finish_delivery(
+        &self,
+        id: i64,
+        delivered: bool,
+        retry_at: DateTime<Utc>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// The sink answered 410 Gone: the subscription ends and nothing more is sent.
+    async fn sink_gone(&self, subscription_id: &str) -> Result<(), StoreError>;
 
     /// The feed of changes made through the database by any process, for backends that
     /// several replicas share; `None` where this process is the only writer (SQLite).

@@ -259,6 +259,86 @@ pub fn group_alerts(rows: Vec<(StoredEvent, Option<(String, OwnerSince)>)>) -> s
     super::AlertPage { alerts, scanned_to }
 }
 
+pub const SELECT_SUBSCRIPTIONS: &str = "SELECT id, tenant, sink, kinds, token, expire_at, \
+     max_events, sent, cursor, ended_reason FROM subscriptions";
+
+pub const SELECT_DUE: &str = "SELECT d.id, d.subscription_id, d.body, d.attempts, s.sink, \
+     s.token FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
+     WHERE d.delivered_at IS NULL AND d.next_attempt_at <= ";
+
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("time {v} is out of range")))
+}
+
+/// Reads a row of [`SELECT_SUBSCRIPTIONS`] (same column types on both backends).
+pub fn subscription_from<R>(row: &R) -> Result<super::SubscriptionRecord, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id: String = row.try_get("id")?;
+    let tenant: String = row.try_get("tenant")?;
+    let kinds: String = row.try_get("kinds")?;
+    let expire_at: Option<i64> = row.try_get("expire_at")?;
+    let max_events: Option<i64> = row.try_get("max_events")?;
+    let sent: i64 = row.try_get("sent")?;
+    Ok(super::SubscriptionRecord {
+        tenant: tenant
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("subscription {id}: {e}")))?,
+        kinds: kinds
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(kind_from)
+            .collect::<Result<_, _>>()?,
+        sink: row.try_get("sink")?,
+        token: row.try_get("token")?,
+        expire_at: expire_at.map(from_micros).transpose()?,
+        max_events: max_events.map(|m| u64::try_from(m).unwrap_or(0)),
+        sent: u64::try_from(sent).unwrap_or(0),
+        cursor: row.try_get("cursor")?,
+        ended_reason: row.try_get("ended_reason")?,
+        id,
+    })
+}
+
+pub fn kinds_text(kinds: &[EventKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads a row of [`SELECT_DUE`].
+pub fn delivery_from<R>(row: &R) -> Result<super::Delivery, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(super::Delivery {
+        id: row.try_get("id")?,
+        subscription_id: row.try_get("subscription_id")?,
+        body: row.try_get("body")?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        sink: row.try_get("sink")?,
+        token: row.try_get("token")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,323 @@
+//! Webhook subscriptions: a tenant's alerts POSTed to an HTTPS sink as CloudEvents 1.0 —
+//! at least once, retried with exponential backoff, the queue kept in the database so a
+//! restart resumes it. A subscription ends when it expires, reaches `max_events`, is
+//! deleted (each sends a `subscription-ended` event) or its sink answers 410 Gone.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+
+use super::alerts::Alert;
+use super::{Engine, EngineError};
+use crate::domain::FieldError;
+use crate::domain::auth::{TenantName, hex};
+use crate::domain::event::EventKind;
+use crate::store::{Delivery, SubscriptionRecord};
+
+/// The dispatcher looks for new alerts and due deliveries at least this often.
+const TICK: Duration = Duration::from_millis(200);
+const DELIVERIES_PER_TICK: u32 = 100;
+const SINK_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BACKOFF_SECS: i64 = 300;
+
+pub const ENDED_EXPIRED: &str = "SUBSCRIPTION_EXPIRED";
+pub const ENDED_MAX_EVENTS: &str = "MAX_EVENTS_REACHED";
+pub const ENDED_DELETED: &str = "SUBSCRIPTION_DELETED";
+
+/// A subscription as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct NewSubscription {
+    pub sink: String,
+    pub kinds: Vec<EventKind>,
+    pub expire_at: Option<DateTime<Utc>>,
+    pub max_events: Option<u64>,
+    pub token: Option<String>,
+}
+
+/// `https`, or plain `http` to a loopback address (local receivers and tests).
+fn check_sink(sink: &str) -> Result<String, FieldError> {
+    let url = reqwest::Url::parse(sink.trim())
+        .map_err(|e| FieldError::new("sink", format!("{sink:?} is not a URL: {e}")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(url.to_string()),
+        "http" if loopback => Ok(url.to_string()),
+        "http" => Err(FieldError::new(
+            "sink",
+            "must be https (plain http only to a loopback address)",
+        )),
+        _ => Err(FieldError::new("sink", "must be an https URL")),
+    }
+}
+
+fn kind_type(kind: EventKind) -> String {
+    kind.as_str().to_ascii_lowercase().replace('_', "-")
+}
+
+fn alert_event(subscription: &str, alert: &Alert) -> (String, String) {
+    let event = &alert.event.event;
+    let id = format!("{subscription}-{}", alert.cursor);
+    let body = json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": "numguard",
+        "type": format!("numguard.alert.v1.{}", kind_type(event.fact.kind)),
+        "time": event.fact.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        "datacontenttype": "application/json",
+        "data": {
+            "subscription_id": subscription,
+            "cursor": alert.cursor,
+            "customer_refs": alert.customer_refs,
+            "phone_number": event.number.as_str(),
+            "kind": event.fact.kind.as_str(),
+            "occurred_at": event.fact.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "source": event.source.as_str(),
+            "source_event_id": event.source_event_id,
+            "verdict": format!("{:?}", alert.decision.verdict).to_ascii_uppercase(),
+        },
+    });
+    (id, body.to_string())
+}
+
+fn ended_event(subscription: &str, reason: &str) -> (String, String) {
+    let id = format!("{subscription}-ended");
+    let body = json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": "numguard",
+        "type": "numguard.alert.v1.subscription-ended",
+        "time": Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
+        "datacontenttype": "application/json",
+        "data": { "subscription_id": subscription, "termination_reason": reason },
+    });
+    (id, body.to_string())
+}
+
+impl Engine {
+    pub async fn create_subscription(
+        &self,
+        tenant: &TenantName,
+        new: NewSubscription,
+    ) -> Result<SubscriptionRecord, EngineError> {
+        let sink = check_sink(&new.sink)?;
+        if new.expire_at.is_some_and(|t| t <= Utc::now()) {
+            return Err(FieldError::new("expire_time", "is in the past").into());
+        }
+        // Alerts from now on, like a new stream.
+        let cursor = self
+            .store
+            .last_event_id()
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        let record = SubscriptionRecord {
+            id: hex(&rand::random::<[u8; 8]>()),
+            tenant: tenant.clone(),
+            sink,
+            kinds: new.kinds,
+            token: new.token.filter(|t| !t.trim().is_empty()),
+            expire_at: new.expire_at,
+            max_events: new.max_events.filter(|m| *m > 0),
+            sent: 0,
+            cursor,
+            ended_reason: None,
+        };
+        self.store
+            .create_subscription(&record)
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        Ok(record)
+    }
+
+    pub async fn list_subscriptions(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<Vec<SubscriptionRecord>, EngineError> {
+        self.store
+            .subscriptions(Some(tenant))
+            .await
+            .map_err(|e| self.store_failed(e))
+    }
+
+    /// Ends one of the tenant's active subscriptions; another tenant's id is not found.
+    pub async fn delete_subscription(
+        &self,
+        tenant: &TenantName,
+        id: &str,
+    ) -> Result<(), EngineError> {
+        let found = self
+            .list_subscriptions(tenant)
+            .await?
+            .into_iter()
+            .find(|s| s.id == id && s.ended_reason.is_none())
+            .ok_or_else(|| EngineError::NotFound(format!("no active subscription {id:?}")))?;
+        self.store
+            .advance_subscription(
+                &found.id,
+                found.cursor,
+                found.sent,
+                Some(ENDED_DELETED),
+                &[ended_event(&found.id, ENDED_DELETED)],
+            )
+            .await
+            .map_err(|e| self.store_failed(e))
+    }
+
+    /// Queues the subscription's new alerts, and its end when it is due.
+    async fn feed(&self, sub: &SubscriptionRecord) -> Result<(), EngineError> {
+        if sub.expire_at.is_some_and(|t| t <= Utc::now()) {
+            let end = ended_event(&sub.id, ENDED_EXPIRED);
+            return self
+                .store
+                .advance_subscription(&sub.id, sub.cursor, sub.sent, Some(ENDED_EXPIRED), &[end])
+                .await
+                .map_err(|e| self.store_failed(e));
+        }
+        let (mut cursor, mut sent) = (sub.cursor, sub.sent);
+        loop {
+            let page = self.scan(&sub.tenant, cursor, &sub.kinds).await?;
+            let Some(scanned_to) = page.scanned_to else {
+                return Ok(());
+            };
+            let room = sub.max_events.map_or(usize::MAX, |m| {
+                usize::try_from(m.saturating_sub(sent)).unwrap_or(usize::MAX)
+            });
+            let take = page.alerts.len().min(room);
+            let mut queue: Vec<(String, String)> = page.alerts[..take]
+                .iter()
+                .map(|a| alert_event(&sub.id, a))
+                .collect();
+            sent += take as u64;
+            let full = sub.max_events.is_some_and(|m| sent >= m);
+            cursor = if take < page.alerts.len() {
+                i64::try_from(page.alerts[take.saturating_sub(1)].cursor).unwrap_or(cursor)
+            } else {
+                scanned_to
+            };
+            let ended = full.then_some(ENDED_MAX_EVENTS);
+            if full {
+                queue.push(ended_event(&sub.id, ENDED_MAX_EVENTS));
+            }
+            self.store
+                .advance_subscription(&sub.id, cursor, sent, ended, &queue)
+                .await
+                .map_err(|e| self.store_failed(e))?;
+            if full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn deliver(&self, client: &reqwest::Client, d: Delivery) -> Result<(), EngineError> {
+        let mut post = client
+            .post(&d.sink)
+            .header("content-type", "application/cloudevents+json")
+            .body(d.body);
+        if let Some(token) = &d.token {
+            post = post.bearer_auth(token);
+        }
+        let outcome = match post.send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) if r.status() == reqwest::StatusCode::GONE => {
+                tracing::info!(subscription = %d.subscription_id, "sink answered 410 Gone; subscription ended");
+                return self
+                    .store
+                    .sink_gone(&d.subscription_id)
+                    .await
+                    .map_err(|e| self.store_failed(e));
+            }
+            Ok(r) => Err(format!("sink answered {}", r.status())),
+            Err(e) => Err(format!("sink unreachable: {e}")),
+        };
+        let backoff = 1_i64 << d.attempts.min(16);
+        let retry_at = Utc::now() + chrono::Duration::seconds(backoff.min(MAX_BACKOFF_SECS));
+        let error = outcome.as_ref().err().map(String::as_str);
+        if let Some(error) = error {
+            tracing::debug!(subscription = %d.subscription_id, attempts = d.attempts + 1, error, "delivery failed; will retry");
+        }
+        self.store
+            .finish_delivery(d.id, outcome.is_ok(), retry_at, error)
+            .await
+            .map_err(|e| self.store_failed(e))
+    }
+}
+
+/// Feeds every active subscription and delivers what is due, for as long as the engine
+/// lives. Several replicas may each do it: queued events are unique per subscription and
+/// alert, and a delivery raced by two replicas arrives twice (at least once).
+pub(super) async fn dispatch(engine: Weak<Engine>) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = match reqwest::Client::builder().timeout(SINK_TIMEOUT).build() {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the webhook HTTP client; webhooks are off");
+            return;
+        }
+    };
+    let Some(mut commits) = engine.upgrade().map(|e| e.commits.subscribe()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = commits.changed() => {}
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        if !engine.availability.is_up() {
+            continue;
+        }
+        if let Err(e) = dispatch_once(&engine, &client).await {
+            tracing::warn!(error = %e, "webhook dispatch failed; will retry");
+        }
+    }
+}
+
+async fn dispatch_once(engine: &Arc<Engine>, client: &reqwest::Client) -> Result<(), EngineError> {
+    let active = engine
+        .store
+        .subscriptions(None)
+        .await
+        .map_err(|e| engine.store_failed(e))?;
+    for sub in &active {
+        engine.feed(sub).await?;
+    }
+    let due = engine
+        .store
+        .due_deliveries(DELIVERIES_PER_TICK)
+        .await
+        .map_err(|e| engine.store_failed(e))?;
+    for d in due {
+        engine.deliver(client, d).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sinks_must_be_https_or_loopback_http() {
+        assert!(check_sink("https://hooks.example.com/numguard").is_ok());
+        assert!(check_sink("http://127.0.0.1:8080/x").is_ok());
+        assert!(check_sink("http://localhost/x").is_ok());
+        assert!(check_sink("http://[::1]:9/x").is_ok());
+        for bad in [
+            "http://hooks.example.com/x",
+            "ftp://127.0.0.1/",
+            "not a url",
+            "",
+        ] {
+            assert_eq!(check_sink(bad).unwrap_err().field, "sink", "{bad}");
+        }
+    }
+}

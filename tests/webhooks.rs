@@ -1,0 +1,397 @@
+//! Webhook subscriptions against a local HTTP receiver, on both backends.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::*;
+use numguard::api::convert::timestamp;
+use numguard::api::pb::alerts_client::AlertsClient;
+use numguard::api::pb::{self, EventKind};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tonic::Code;
+use tonic::transport::Channel;
+
+on_both_backends!(
+    a_delivery_is_retried_until_acknowledged_and_then_not_repeated,
+    max_events_expiry_and_deletion_end_subscriptions_with_an_event,
+    a_sink_answering_gone_ends_the_subscription,
+    bad_subscriptions_are_refused_naming_the_field,
+);
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Received {
+    authorization: Option<String>,
+    body: Value,
+    status: u16,
+}
+
+/// A tiny HTTP/1.1 receiver answering with scripted statuses (then 200).
+struct Receiver {
+    url: String,
+    seen: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start(script: Vec<u16>) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let log = log.clone();
+                let script = script.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let (head_end, length) = loop {
+                        let n = conn.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (i + 4, length);
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        let n = conn.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let authorization = head.lines().find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("authorization")
+                            .then(|| value.trim().to_string())
+                    });
+                    let body = serde_json::from_slice(&buf[head_end..head_end + length])
+                        .unwrap_or(Value::Null);
+                    let status = script.lock().unwrap().next().unwrap_or(200);
+                    log.lock().unwrap().push(Received {
+                        authorization,
+                        body,
+                        status,
+                    });
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = conn.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        Receiver { url, seen }
+    }
+
+    fn seen(&self) -> Vec<Received> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for what was received.
+    async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let seen = self.seen();
+            if done(&seen) {
+                return seen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn alerts(server: &TestServer) -> AlertsClient<Channel> {
+    AlertsClient::new(server.channel().await)
+}
+
+async fn setup(server: &TestServer, numbers: &[&str]) {
+    add_source(server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    alerts(server)
+        .await
+        .upsert_watch(pb::UpsertWatchRequest {
+            entries: numbers
+                .iter()
+                .enumerate()
+                .map(|(i, n)| pb::WatchEntry {
+                    customer_ref: format!("cust-{i}"),
+                    phone_number: n.to_string(),
+                    owner_since: Some(timestamp(at("2026-01-01T00:00:00Z"))),
+                    ..Default::default()
+                })
+                .collect(),
+        })
+        .await
+        .unwrap();
+}
+
+fn subscribe(sink: &str) -> pb::CreateSubscriptionRequest {
+    pb::CreateSubscriptionRequest {
+        sink: sink.into(),
+        ..Default::default()
+    }
+}
+
+fn types(seen: &[Received]) -> Vec<String> {
+    seen.iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.body["type"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+const N1: &str = "+819012345678";
+const N2: &str = "+818012345678";
+
+async fn a_delivery_is_retried_until_acknowledged_and_then_not_repeated(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    setup(&server, &[N1]).await;
+    let receiver = Receiver::start(vec![500, 503]).await;
+    let sub = alerts(&server)
+        .await
+        .create_subscription(pb::CreateSubscriptionRequest {
+            sink_token: "s3cret".into(),
+            ..subscribe(&receiver.url)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(sub.active);
+    ingest(
+        &server,
+        vec![event("feed", "e1", N1, EventKind::SimSwap, Utc::now())],
+    )
+    .await;
+    let seen = receiver
+        .wait_for("an acknowledged delivery", |s| {
+            s.iter().any(|r| r.status == 200)
+        })
+        .await;
+    assert_eq!(seen.len(), 3, "two failures, then the acknowledged one");
+    let ce = &seen[2].body;
+    assert_eq!(ce["specversion"], "1.0");
+    assert_eq!(ce["source"], "numguard");
+    assert_eq!(ce["type"], "numguard.alert.v1.sim-swap");
+    assert!(ce["id"].as_str().unwrap().starts_with(&sub.id));
+    assert!(ce["time"].is_string());
+    assert_eq!(ce["data"]["customer_refs"][0], "cust-0");
+    assert_eq!(ce["data"]["phone_number"], N1);
+    assert_eq!(ce["data"]["source_event_id"], "e1");
+    assert_eq!(
+        seen[0].body["id"], ce["id"],
+        "the retries carry the same event"
+    );
+    assert_eq!(seen[2].authorization.as_deref(), Some("Bearer s3cret"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.seen().len(),
+        3,
+        "an acknowledged event is not sent again"
+    );
+    server.stop().await;
+}
+
+async fn max_events_expiry_and_deletion_end_subscriptions_with_an_event(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    setup(&server, &[N1, N2]).await;
+    let capped = Receiver::start(vec![]).await;
+    let expiring = Receiver::start(vec![]).await;
+    let deleted = Receiver::start(vec![]).await;
+    let mut client = alerts(&server).await;
+    client
+        .create_subscription(pb::CreateSubscriptionRequest {
+            max_events: 2,
+            ..subscribe(&capped.url)
+        })
+        .await
+        .unwrap();
+    client
+        .create_subscription(pb::CreateSubscriptionRequest {
+            expire_time: Some(timestamp(Utc::now() + chrono::Duration::seconds(3))),
+            kinds: vec![EventKind::Port.into()],
+            ..subscribe(&expiring.url)
+        })
+        .await
+        .unwrap();
+    let to_delete = client
+        .create_subscription(subscribe(&deleted.url))
+        .await
+        .unwrap()
+        .into_inner();
+    let t = Utc::now();
+    ingest(
+        &server,
+        vec![
+            event("feed", "e1", N1, EventKind::SimSwap, t),
+            port("feed", "e2", N2, t, "KDDI", "Softbank"),
+            event("feed", "e3", N2, EventKind::Disconnect, t),
+        ],
+    )
+    .await;
+    let seen = capped
+        .wait_for("two alerts and the end", |s| types(s).len() >= 3)
+        .await;
+    assert_eq!(
+        types(&seen),
+        vec![
+            "numguard.alert.v1.sim-swap",
+            "numguard.alert.v1.port",
+            "numguard.alert.v1.subscription-ended"
+        ]
+    );
+    assert_eq!(
+        seen[2].body["data"]["termination_reason"],
+        "MAX_EVENTS_REACHED"
+    );
+
+    let seen = expiring
+        .wait_for("the port, then the end at expiry", |s| types(s).len() >= 2)
+        .await;
+    assert_eq!(types(&seen)[0], "numguard.alert.v1.port");
+    assert_eq!(
+        seen[1].body["data"]["termination_reason"],
+        "SUBSCRIPTION_EXPIRED"
+    );
+
+    client
+        .delete_subscription(pb::DeleteSubscriptionRequest {
+            id: to_delete.id.clone(),
+        })
+        .await
+        .unwrap();
+    let seen = deleted
+        .wait_for("the end on deletion", |s| {
+            s.iter()
+                .any(|r| r.body["data"]["termination_reason"] == "SUBSCRIPTION_DELETED")
+        })
+        .await;
+    assert_eq!(types(&seen).len(), 4, "three alerts, then the end");
+
+    let listed = client
+        .list_subscriptions(pb::ListSubscriptionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .subscriptions;
+    let mut reasons: Vec<_> = listed
+        .iter()
+        .map(|s| (s.active, s.ended_reason.clone()))
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            (false, "MAX_EVENTS_REACHED".to_string()),
+            (false, "SUBSCRIPTION_DELETED".to_string()),
+            (false, "SUBSCRIPTION_EXPIRED".to_string()),
+        ]
+    );
+    // Nothing more after the end.
+    ingest(
+        &server,
+        vec![event("feed", "e4", N1, EventKind::SimSwap, Utc::now())],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(types(&capped.seen()).len(), 3);
+    server.stop().await;
+}
+
+async fn a_sink_answering_gone_ends_the_subscription(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    setup(&server, &[N1]).await;
+    let receiver = Receiver::start(vec![410]).await;
+    alerts(&server)
+        .await
+        .create_subscription(subscribe(&receiver.url))
+        .await
+        .unwrap();
+    ingest(
+        &server,
+        vec![event("feed", "e1", N1, EventKind::SimSwap, Utc::now())],
+    )
+    .await;
+    receiver.wait_for("the 410", |s| !s.is_empty()).await;
+    ingest(
+        &server,
+        vec![event("feed", "e2", N1, EventKind::SimSwap, Utc::now())],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.seen().len(), 1, "nothing is sent after 410 Gone");
+    let listed = alerts(&server)
+        .await
+        .list_subscriptions(pb::ListSubscriptionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .subscriptions;
+    assert_eq!(listed[0].ended_reason, "SINK_GONE");
+    server.stop().await;
+}
+
+async fn bad_subscriptions_are_refused_naming_the_field(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut client = alerts(&server).await;
+    let cases = [
+        (subscribe("not a url"), "sink"),
+        (subscribe("http://hooks.example.com/x"), "sink"),
+        (subscribe("ftp://127.0.0.1/x"), "sink"),
+        (
+            pb::CreateSubscriptionRequest {
+                expire_time: Some(timestamp(Utc::now() - chrono::Duration::minutes(1))),
+                ..subscribe("https://hooks.example.com/x")
+            },
+            "expire_time",
+        ),
+        (
+            pb::CreateSubscriptionRequest {
+                kinds: vec![42],
+                ..subscribe("https://hooks.example.com/x")
+            },
+            "kinds",
+        ),
+    ];
+    for (request, field) in cases {
+        let err = client.create_subscription(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().starts_with(field),
+            "{field}: {}",
+            err.message()
+        );
+    }
+    let err = client
+        .delete_subscription(pb::DeleteSubscriptionRequest { id: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(
+        client
+            .list_subscriptions(pb::ListSubscriptionsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .subscriptions
+            .is_empty(),
+        "nothing was created"
+    );
+    server.stop().await;
+}
