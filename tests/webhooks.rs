@@ -21,6 +21,7 @@ on_both_backends!(
     max_events_expiry_and_deletion_end_subscriptions_with_an_event,
     a_sink_answering_gone_ends_the_subscription,
     bad_subscriptions_are_refused_naming_the_field,
+    pending_retries_survive_a_restart,
 );
 
 /// One request as the receiver saw it.
@@ -393,5 +394,37 @@ async fn bad_subscriptions_are_refused_naming_the_field(backend: Backend) {
             .is_empty(),
         "nothing was created"
     );
+    server.stop().await;
+}
+
+async fn pending_retries_survive_a_restart(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    setup(&server, &[N1]).await;
+    // The sink fails until the server has been restarted.
+    let receiver = Receiver::start(vec![500; 3]).await;
+    alerts(&server)
+        .await
+        .create_subscription(subscribe(&receiver.url))
+        .await
+        .unwrap();
+    ingest(
+        &server,
+        vec![event("feed", "e1", N1, EventKind::SimSwap, Utc::now())],
+    )
+    .await;
+    receiver
+        .wait_for("a first failed try", |s| !s.is_empty())
+        .await;
+    let db = server.stop().await;
+
+    let server = TestServer::start_in(db, dev_config()).await;
+    let seen = receiver
+        .wait_for("delivery after the restart", |s| {
+            s.iter().any(|r| r.status == 200)
+        })
+        .await;
+    let delivered: Vec<_> = seen.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].body["data"]["source_event_id"], "e1");
     server.stop().await;
 }
