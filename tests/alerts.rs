@@ -18,6 +18,7 @@ on_both_backends!(
     a_reconnect_with_the_last_cursor_gets_exactly_the_missed_alerts,
     resuming_works_across_a_server_restart,
     a_thousand_streams_each_get_their_alerts,
+    a_reader_that_falls_behind_loses_nothing,
 );
 
 fn watch(customer_ref: &str, number: &str, owner_since: &str) -> pb::WatchEntry {
@@ -326,5 +327,47 @@ async fn a_thousand_streams_each_get_their_alerts(backend: Backend) {
         100 * 2 + 900 * 10
     );
     drop(channels);
+    server.stop().await;
+}
+
+async fn a_reader_that_falls_behind_loses_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let numbers: Vec<String> = (0..50).map(|i| format!("+8190200000{i:02}")).collect();
+    upsert(
+        &server,
+        numbers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| watch(&format!("c{i}"), n, "2026-01-01T00:00:00Z"))
+            .collect(),
+    )
+    .await;
+    let mut stream = open_stream(&server, 0).await;
+    // 2,000 alerts while the reader reads nothing: far more than any buffer between them.
+    let t = Utc::now() - chrono::Duration::hours(1);
+    for batch in 0..4 {
+        let events = (0..500)
+            .map(|i| {
+                let n = &numbers[i % numbers.len()];
+                event(
+                    "feed",
+                    &format!("b{batch}-{i}"),
+                    n,
+                    EventKind::DeviceSwap,
+                    t,
+                )
+            })
+            .collect();
+        ingest(&server, events).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut last = 0;
+    for _ in 0..2_000 {
+        let alert = next_alert(&mut stream).await;
+        assert!(alert.cursor > last, "in cursor order, each once");
+        last = alert.cursor;
+    }
+    nothing_more(&mut stream).await;
     server.stop().await;
 }
