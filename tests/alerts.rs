@@ -43,6 +43,23 @@ async fn upsert(server: &TestServer, entries: Vec<pb::WatchEntry>) -> pb::Upsert
         .into_inner()
 }
 
+/// Registers source `feed` and watches `count` numbers `<base>00`, `<base>01`, ... as
+/// customers `c0`, `c1`, ...; returns the numbers.
+async fn watch_many(server: &TestServer, count: usize, base: &str) -> Vec<String> {
+    add_source(server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let numbers: Vec<String> = (0..count).map(|i| format!("{base}{i:02}")).collect();
+    upsert(
+        server,
+        numbers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| watch(&format!("c{i}"), n, "2026-01-01T00:00:00Z"))
+            .collect(),
+    )
+    .await;
+    numbers
+}
+
 /// Opens a stream and returns it once the server has set it up.
 async fn open_stream(server: &TestServer, resume_after: u64) -> tonic::Streaming<pb::Alert> {
     alerts_client(server)
@@ -253,17 +270,7 @@ async fn resuming_works_across_a_server_restart(backend: Backend) {
 
 async fn a_thousand_streams_each_get_their_alerts(backend: Backend) {
     let server = TestServer::start(backend).await;
-    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
-    let numbers: Vec<String> = (0..10).map(|i| format!("+8190100000{i:02}")).collect();
-    upsert(
-        &server,
-        numbers
-            .iter()
-            .enumerate()
-            .map(|(i, n)| watch(&format!("c{i}"), n, "2026-01-01T00:00:00Z"))
-            .collect(),
-    )
-    .await;
+    let numbers = watch_many(&server, 10, "+8190100000").await;
     let channels: Vec<Channel> = futures::future::join_all((0..8).map(|_| server.channel())).await;
     let mut streams = Vec::new();
     for i in 0..1000 {
@@ -332,17 +339,7 @@ async fn a_thousand_streams_each_get_their_alerts(backend: Backend) {
 
 async fn a_reader_that_falls_behind_loses_nothing(backend: Backend) {
     let server = TestServer::start(backend).await;
-    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
-    let numbers: Vec<String> = (0..50).map(|i| format!("+8190200000{i:02}")).collect();
-    upsert(
-        &server,
-        numbers
-            .iter()
-            .enumerate()
-            .map(|(i, n)| watch(&format!("c{i}"), n, "2026-01-01T00:00:00Z"))
-            .collect(),
-    )
-    .await;
+    let numbers = watch_many(&server, 50, "+8190200000").await;
     let mut stream = open_stream(&server, 0).await;
     // 2,000 alerts while the reader reads nothing: far more than any buffer between them.
     let t = Utc::now() - chrono::Duration::hours(1);
