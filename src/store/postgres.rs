@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::{mpsc, watch};
 
+use super::sql::queue::{self, Queue};
 use super::{
     AccessRecord, AlertPage, Change, Delivery, EventQuery, InsertOutcome, KeyRecord, Store,
     StoreError, SubscriptionRecord, WatchRecord, sql,
@@ -611,24 +612,10 @@ impl Store for PgStore {
     }
 
     async fn create_subscription(&self, s: &SubscriptionRecord) -> Result<(), StoreError> {
-        let mut insert = QueryBuilder::<sqlx::Postgres>::new(
-            "INSERT INTO subscriptions (id, tenant, sink, kinds, token, expire_at, max_events, \
-             sent, cursor, created_at) VALUES (",
-        );
-        let mut values = insert.separated(", ");
-        values
-            .push_bind(s.id.clone())
-            .push_bind(s.tenant.as_str().to_string())
-            .push_bind(s.sink.clone())
-            .push_bind(sql::kinds_text(&s.kinds))
-            .push_bind(s.token.clone())
-            .push_bind(s.expire_at.map(sql::micros))
-            .push_bind(s.max_events.map(|m| i64::try_from(m).unwrap_or(i64::MAX)))
-            .push_bind(i64::try_from(s.sent).unwrap_or(i64::MAX))
-            .push_bind(s.cursor)
-            .push_bind(sql::micros(Utc::now()));
-        insert.push(")");
-        insert.build().execute(&self.pool).await?;
+        Queue::<sqlx::Postgres>::insert_subscription(s)
+            .build()
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -636,19 +623,7 @@ impl Store for PgStore {
         &self,
         tenant: Option<&TenantName>,
     ) -> Result<Vec<SubscriptionRecord>, StoreError> {
-        let mut select = QueryBuilder::<sqlx::Postgres>::new(sql::SELECT_SUBSCRIPTIONS);
-        match tenant {
-            Some(t) => {
-                select
-                    .push(" WHERE tenant = ")
-                    .push_bind(t.as_str().to_string());
-            }
-            None => {
-                select.push(" WHERE ended_reason IS NULL");
-            }
-        }
-        select.push(" ORDER BY created_at, id");
-        select
+        Queue::<sqlx::Postgres>::select_subscriptions(tenant)
             .build()
             .fetch_all(&self.pool)
             .await?
@@ -665,42 +640,23 @@ impl Store for PgStore {
         ended: Option<&str>,
         deliveries: &[(String, String)],
     ) -> Result<(), StoreError> {
-        let now = sql::micros(Utc::now());
         let mut tx = self.pool.begin().await?;
-        for chunk in deliveries.chunks(500) {
-            let mut insert = QueryBuilder::<sqlx::Postgres>::new(
-                "INSERT INTO deliveries (subscription_id, ce_id, body, next_attempt_at) ",
-            );
-            insert.push_values(chunk, |mut row, (ce_id, body)| {
-                row.push_bind(id.to_string())
-                    .push_bind(ce_id.clone())
-                    .push_bind(body.clone())
-                    .push_bind(now);
-            });
-            insert.push(" ON CONFLICT (ce_id) DO NOTHING");
-            insert.build().execute(&mut *tx).await?;
+        for chunk in deliveries.chunks(queue::DELIVERIES_PER_INSERT) {
+            Queue::<sqlx::Postgres>::insert_deliveries(id, chunk)
+                .build()
+                .execute(&mut *tx)
+                .await?;
         }
-        let mut update = QueryBuilder::<sqlx::Postgres>::new("UPDATE subscriptions SET cursor = ");
-        update
-            .push_bind(cursor)
-            .push(", sent = ")
-            .push_bind(i64::try_from(sent).unwrap_or(i64::MAX))
-            .push(", ended_reason = COALESCE(ended_reason, ")
-            .push_bind(ended.map(str::to_string))
-            .push(") WHERE id = ")
-            .push_bind(id.to_string());
-        update.build().execute(&mut *tx).await?;
+        Queue::<sqlx::Postgres>::update_subscription(id, cursor, sent, ended)
+            .build()
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn due_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError> {
-        let mut select = QueryBuilder::<sqlx::Postgres>::new(sql::SELECT_DUE);
-        select
-            .push_bind(sql::micros(Utc::now()))
-            .push(" ORDER BY d.id LIMIT ")
-            .push_bind(i64::from(limit));
-        select
+        Queue::<sqlx::Postgres>::select_due(limit)
             .build()
             .fetch_all(&self.pool)
             .await?
@@ -716,35 +672,23 @@ impl Store for PgStore {
         retry_at: DateTime<Utc>,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut update = QueryBuilder::<sqlx::Postgres>::new(
-            "UPDATE deliveries SET attempts = attempts + 1, delivered_at = ",
-        );
-        update
-            .push_bind(delivered.then(|| sql::micros(Utc::now())))
-            .push(", next_attempt_at = ")
-            .push_bind(sql::micros(retry_at))
-            .push(", last_error = ")
-            .push_bind(error.map(str::to_string))
-            .push(" WHERE id = ")
-            .push_bind(id);
-        update.build().execute(&self.pool).await?;
+        Queue::<sqlx::Postgres>::finish_delivery(id, delivered, retry_at, error)
+            .build()
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn sink_gone(&self, subscription_id: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut end = QueryBuilder::<sqlx::Postgres>::new(
-            "UPDATE subscriptions SET ended_reason = 'SINK_GONE' WHERE ended_reason IS NULL AND id = ",
-        );
-        end.push_bind(subscription_id.to_string());
-        end.build().execute(&mut *tx).await?;
-        let mut drop_pending =
-            QueryBuilder::<sqlx::Postgres>::new("UPDATE deliveries SET delivered_at = ");
-        drop_pending
-            .push_bind(sql::micros(Utc::now()))
-            .push(", last_error = 'not sent: the sink answered 410 Gone' WHERE delivered_at IS NULL AND subscription_id = ")
-            .push_bind(subscription_id.to_string());
-        drop_pending.build().execute(&mut *tx).await?;
+        Queue::<sqlx::Postgres>::end_gone(subscription_id)
+            .build()
+            .execute(&mut *tx)
+            .await?;
+        Queue::<sqlx::Postgres>::drop_pending(subscription_id)
+            .build()
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

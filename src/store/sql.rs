@@ -339,6 +339,165 @@ where
     })
 }
 
+/// Webhook-queue statements. Their tables hold integer times on both backends, so one
+/// builder serves both; each store only runs what it is given.
+pub mod queue {
+    use std::marker::PhantomData;
+
+    use chrono::{DateTime, Utc};
+    use sqlx::{Database, Encode, QueryBuilder, Type};
+
+    use super::{kinds_text, micros};
+    use crate::domain::auth::TenantName;
+    use crate::store::SubscriptionRecord;
+
+    /// Events per multi-row insert: four columns each, well within either bind limit.
+    pub const DELIVERIES_PER_INSERT: usize = 500;
+
+    fn count(n: u64) -> i64 {
+        i64::try_from(n).unwrap_or(i64::MAX)
+    }
+
+    /// The statements, for one backend.
+    pub struct Queue<DB>(PhantomData<DB>);
+
+    impl<DB> Queue<DB>
+    where
+        DB: Database,
+        DB::Arguments: Default,
+        String: for<'t> Encode<'t, DB> + Type<DB>,
+        Option<String>: for<'t> Encode<'t, DB> + Type<DB>,
+        i64: for<'t> Encode<'t, DB> + Type<DB>,
+        Option<i64>: for<'t> Encode<'t, DB> + Type<DB>,
+    {
+        pub fn insert_subscription(s: &SubscriptionRecord) -> QueryBuilder<DB> {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO subscriptions (id, tenant, sink, kinds, token, expire_at, max_events, \
+                 sent, cursor, created_at) VALUES (",
+            );
+            let mut values = insert.separated(", ");
+            values
+                .push_bind(s.id.clone())
+                .push_bind(s.tenant.as_str().to_string())
+                .push_bind(s.sink.clone())
+                .push_bind(kinds_text(&s.kinds))
+                .push_bind(s.token.clone())
+                .push_bind(s.expire_at.map(micros))
+                .push_bind(s.max_events.map(count))
+                .push_bind(count(s.sent))
+                .push_bind(s.cursor)
+                .push_bind(micros(Utc::now()));
+            insert.push(")");
+            insert
+        }
+
+        /// A tenant's subscriptions, or every active one.
+        pub fn select_subscriptions(tenant: Option<&TenantName>) -> QueryBuilder<DB> {
+            let mut select = QueryBuilder::new(super::SELECT_SUBSCRIPTIONS);
+            match tenant {
+                Some(t) => {
+                    select
+                        .push(" WHERE tenant = ")
+                        .push_bind(t.as_str().to_string());
+                }
+                None => {
+                    select.push(" WHERE ended_reason IS NULL");
+                }
+            }
+            select.push(" ORDER BY created_at, id");
+            select
+        }
+
+        /// Queues `(ce_id, body)` events; one already queued is skipped.
+        pub fn insert_deliveries(
+            subscription: &str,
+            events: &[(String, String)],
+        ) -> QueryBuilder<DB> {
+            let now = micros(Utc::now());
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO deliveries (subscription_id, ce_id, body, next_attempt_at) ",
+            );
+            insert.push_values(events, |mut row, (ce_id, body)| {
+                row.push_bind(subscription.to_string())
+                    .push_bind(ce_id.clone())
+                    .push_bind(body.clone())
+                    .push_bind(now);
+            });
+            insert.push(" ON CONFLICT (ce_id) DO NOTHING");
+            insert
+        }
+
+        pub fn update_subscription(
+            id: &str,
+            cursor: i64,
+            sent: u64,
+            ended: Option<&str>,
+        ) -> QueryBuilder<DB> {
+            let mut update = QueryBuilder::new("UPDATE subscriptions SET cursor = ");
+            update
+                .push_bind(cursor)
+                .push(", sent = ")
+                .push_bind(count(sent))
+                .push(", ended_reason = COALESCE(ended_reason, ")
+                .push_bind(ended.map(str::to_string))
+                .push(") WHERE id = ")
+                .push_bind(id.to_string());
+            update
+        }
+
+        pub fn select_due(limit: u32) -> QueryBuilder<DB> {
+            let mut select = QueryBuilder::new(super::SELECT_DUE);
+            select
+                .push_bind(micros(Utc::now()))
+                .push(" ORDER BY d.id LIMIT ")
+                .push_bind(i64::from(limit));
+            select
+        }
+
+        pub fn finish_delivery(
+            id: i64,
+            delivered: bool,
+            retry_at: DateTime<Utc>,
+            error: Option<&str>,
+        ) -> QueryBuilder<DB> {
+            let mut update =
+                QueryBuilder::new("UPDATE deliveries SET attempts = attempts + 1, delivered_at = ");
+            update
+                .push_bind(delivered.then(|| micros(Utc::now())))
+                .push(", next_attempt_at = ")
+                .push_bind(micros(retry_at))
+                .push(", last_error = ")
+                .push_bind(error.map(str::to_string))
+                .push(" WHERE id = ")
+                .push_bind(id);
+            update
+        }
+
+        /// 410 Gone: the subscription ends ...
+        pub fn end_gone(subscription: &str) -> QueryBuilder<DB> {
+            let mut end = QueryBuilder::new(
+                "UPDATE subscriptions SET ended_reason = 'SINK_GONE' \
+                 WHERE ended_reason IS NULL AND id = ",
+            );
+            end.push_bind(subscription.to_string());
+            end
+        }
+
+        /// ... and what it still had queued is closed unsent.
+        pub fn drop_pending(subscription: &str) -> QueryBuilder<DB> {
+            let mut update = QueryBuilder::new("UPDATE deliveries SET delivered_at = ");
+            update
+                .push_bind(micros(Utc::now()))
+                .push(
+                    ", last_error = 'not sent: the sink answered 410 Gone' \
+                     WHERE delivered_at IS NULL AND subscription_id = ",
+                )
+                .push_bind(subscription.to_string());
+            update
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
