@@ -1,6 +1,8 @@
 //! Phone numbers: parsed once at the edge into an [`E164`], the only form that is stored,
 //! cached or used as a key.
 
+mod canonical;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -70,6 +72,21 @@ impl ParsedNumber {
     /// Parses `input` as E.164 or, given a `region`, as a national number. Validity is checked
     /// against libphonenumber's metadata; nothing is guessed.
     pub fn parse(input: &str, region: Option<Region>) -> Result<Self, NumberError> {
+        let input = input.trim();
+        if let Some(found) = canonical::read(input) {
+            return Ok(ParsedNumber {
+                e164: E164(input.to_string()),
+                mobile: found.mobile,
+            });
+        }
+        // A number in international form carries its own country, as libphonenumber
+        // reads it; phonenumber 0.3 would apply the given region's national prefix to it.
+        let region = if input.starts_with('+') { None } else { region };
+        ParsedNumber::parse_with_library(input, region)
+    }
+
+    /// The library's reading alone, for any input shape.
+    fn parse_with_library(input: &str, region: Option<Region>) -> Result<Self, NumberError> {
         let (parsed, national_starts_with_zero) = ParsedNumber::parse_once(input, region)?;
         // libphonenumber can keep a national trunk `0` after the country code
         // (`+49 0819...` read as `+490819...`) that it drops when it reads its own output,
