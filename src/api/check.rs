@@ -1,15 +1,30 @@
 //! `numguard.v1.NumberCheck`.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use futures::{Stream, StreamExt, stream};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::admit;
 use super::convert::{check_response, optional_datetime};
 use super::pb;
 use super::within;
+use crate::domain::FieldError;
 use crate::domain::auth::Scope;
-use crate::engine::Engine;
+use crate::engine::auth::Principal;
+use crate::engine::{CheckRequest, Engine};
+
+/// Rows answered per store read. Big enough that per-chunk costs vanish, small enough
+/// that a slow client holds little memory.
+pub const AUDIT_CHUNK_ROWS: usize = 1024;
+/// Chunks being answered at once: the next chunk is read and parsed while the previous
+/// one waits for the store.
+const AUDIT_CHUNKS_AHEAD: usize = 2;
+
+type AuditStream = Pin<Box<dyn Stream<Item = Result<pb::AuditResult, Status>> + Send>>;
 
 pub struct NumberCheckApi {
     engine: Arc<Engine>,
@@ -29,6 +44,41 @@ impl pb::number_check_server::NumberCheck for NumberCheckApi {
     ) -> Result<Response<pb::CheckNumberResponse>, Status> {
         within(self.engine.config().request_timeout, self.check(request)).await
     }
+
+    type AuditNumbersStream = AuditStream;
+
+    /// Rows are taken in chunks of what has arrived (up to [`AUDIT_CHUNK_ROWS`]); results
+    /// go out through a small bounded channel, so a client that stops reading stops the
+    /// server reading its rows, and memory stays bounded whatever the list's length.
+    async fn audit_numbers(
+        &self,
+        request: Request<Streaming<pb::AuditRow>>,
+    ) -> Result<Response<Self::AuditNumbersStream>, Status> {
+        let admission = admit(&self.engine, &request, Scope::Audit).await?;
+        let engine = self.engine.clone();
+        let (results, outgoing) = mpsc::channel(AUDIT_CHUNKS_AHEAD);
+        let chunks = request.into_inner().ready_chunks(AUDIT_CHUNK_ROWS);
+        tokio::spawn(async move {
+            // The admission is the stream's in-flight permit: held until the last result.
+            let caller = &admission.principal;
+            let mut first_index = 0u64;
+            let mut answered = chunks
+                .map(|chunk| {
+                    let first = first_index;
+                    first_index += chunk.len() as u64;
+                    audit_chunk(&engine, caller, first, chunk)
+                })
+                .buffered(AUDIT_CHUNKS_AHEAD);
+            while let Some(chunk) = answered.next().await {
+                let failed = chunk.last().is_some_and(Result::is_err);
+                if results.send(chunk).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let stream = ReceiverStream::new(outgoing).flat_map(stream::iter);
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
 
 impl NumberCheckApi {
@@ -39,19 +89,17 @@ impl NumberCheckApi {
         let admission = admit(&self.engine, &request, Scope::Check).await?;
         let caller = &admission.principal;
         let req = request.into_inner();
-        let max_age = self.engine.max_age(req.max_age_hours)?;
-        let owner_since = self.engine.owner_since(
-            optional_datetime("owner_since", req.owner_since.as_ref())?,
-            &req.owner_since_date,
-        )?;
         let (number, decision) = self
             .engine
-            .check_input(
+            .check(
                 &caller.tenant,
-                &req.phone_number,
-                &req.region,
-                max_age,
-                owner_since,
+                &CheckRequest {
+                    phone_number: &req.phone_number,
+                    region: &req.region,
+                    max_age_hours: req.max_age_hours,
+                    owner_since: optional_datetime("owner_since", req.owner_since.as_ref())?,
+                    owner_since_date: &req.owner_since_date,
+                },
             )
             .await?;
         Ok(Response::new(check_response(
@@ -60,4 +108,84 @@ impl NumberCheckApi {
             caller.precision,
         )))
     }
+}
+
+/// Answers one chunk of rows, the first of which has index `first`: one result per row,
+/// or an error that ends the stream as the last item. A transport error (a message that
+/// is malformed or too large) comes after the results of the rows before it.
+async fn audit_chunk(
+    engine: &Engine,
+    caller: &Principal,
+    first: u64,
+    chunk: Vec<Result<pb::AuditRow, Status>>,
+) -> Vec<Result<pb::AuditResult, Status>> {
+    let mut rows = Vec::with_capacity(chunk.len());
+    let mut failure = None;
+    for row in chunk {
+        match row {
+            Ok(row) => rows.push(row),
+            Err(status) => {
+                failure = Some(status);
+                break;
+            }
+        }
+    }
+    match answer_rows(engine, caller, first, rows).await {
+        Ok(results) => results.into_iter().map(Ok).chain(failure.map(Err)).collect(),
+        Err(status) => vec![Err(status)],
+    }
+}
+
+async fn answer_rows(
+    engine: &Engine,
+    caller: &Principal,
+    first: u64,
+    rows: Vec<pb::AuditRow>,
+) -> Result<Vec<pb::AuditResult>, Status> {
+    let requests: Vec<Result<CheckRequest<'_>, FieldError>> =
+        rows.iter().map(check_request).collect();
+    let valid: Vec<CheckRequest<'_>> = requests.iter().flatten().copied().collect();
+    let mut answers = engine.check_many(&caller.tenant, &valid).await?.into_iter();
+    let outcomes: Vec<Result<pb::audit_result::Outcome, Status>> = requests
+        .iter()
+        .map(|request| {
+            let answer = match request {
+                Err(e) => Err(e.clone()),
+                Ok(_) => answers
+                    .next()
+                    .ok_or_else(|| Status::internal("an audit chunk lost an answer"))?,
+            };
+            Ok(match answer {
+                Ok((number, decision)) => pb::audit_result::Outcome::Check(check_response(
+                    &number,
+                    decision,
+                    caller.precision,
+                )),
+                Err(e) => pb::audit_result::Outcome::Error(pb::RowError {
+                    field: e.field.to_string(),
+                    message: e.to_string(),
+                }),
+            })
+        })
+        .collect();
+    drop(requests);
+    let mut results = Vec::with_capacity(rows.len());
+    for ((offset, row), outcome) in rows.into_iter().enumerate().zip(outcomes) {
+        results.push(pb::AuditResult {
+            customer_ref: row.customer_ref,
+            index: first + offset as u64,
+            outcome: Some(outcome?),
+        });
+    }
+    Ok(results)
+}
+
+fn check_request(row: &pb::AuditRow) -> Result<CheckRequest<'_>, FieldError> {
+    Ok(CheckRequest {
+        phone_number: &row.phone_number,
+        region: &row.region,
+        max_age_hours: row.max_age_hours,
+        owner_since: optional_datetime("owner_since", row.owner_since.as_ref())?,
+        owner_since_date: &row.owner_since_date,
+    })
 }

@@ -2,7 +2,7 @@
 //! "who looked up this customer?". Numbers are stored only as SHA-256 keyed with a secret
 //! pepper kept in the database (shared by replicas), so the log alone reveals no number.
 //!
-//! Checks only hand an entry to a background task (a channel send); the task folds
+//! Checks only hand entries to a background task (a channel send); the task folds
 //! repeats of one (tenant, number) together and writes once a second. The channel is
 //! bounded: if the database falls behind, checks wait rather than go unlogged.
 
@@ -23,7 +23,8 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const QUEUE: usize = 65_536;
 
 enum Message {
-    Entry(TenantName, NumberHash, DateTime<Utc>),
+    /// One tenant looked up these numbers (one, or an audit's chunk) at this time.
+    Entries(TenantName, Vec<NumberHash>, DateTime<Utc>),
     /// Write everything pending now, then answer.
     Flush(oneshot::Sender<()>),
 }
@@ -71,12 +72,12 @@ impl AccessLog {
         })
     }
 
-    pub async fn record(&self, tenant: &TenantName, number: &E164) {
-        let entry = Message::Entry(
-            tenant.clone(),
-            hash_with(&self.peppered, number),
-            Utc::now(),
-        );
+    pub async fn record<'a>(&self, tenant: &TenantName, numbers: impl IntoIterator<Item = &'a E164>) {
+        let hashes = numbers
+            .into_iter()
+            .map(|n| hash_with(&self.peppered, n))
+            .collect();
+        let entry = Message::Entries(tenant.clone(), hashes, Utc::now());
         // Fails only once the writer is gone, i.e. at shutdown.
         let _ = self.queue.send(entry).await;
     }
@@ -100,20 +101,22 @@ async fn write_entries(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Messag
                     flush(store.as_ref(), &mut pending).await;
                     let _ = done.send(());
                 }
-                Some(Message::Entry(tenant, hash, at)) => {
-                    pending
-                        .entry((tenant, hash))
-                        .and_modify(|r| {
-                            r.last_at = at;
-                            r.checks += 1;
-                        })
-                        .or_insert_with_key(|(tenant, hash)| AccessRecord {
-                            tenant: tenant.clone(),
-                            number_hash: hex(hash),
-                            first_at: at,
-                            last_at: at,
-                            checks: 1,
-                        });
+                Some(Message::Entries(tenant, hashes, at)) => {
+                    for hash in hashes {
+                        pending
+                            .entry((tenant.clone(), hash))
+                            .and_modify(|r| {
+                                r.last_at = at;
+                                r.checks += 1;
+                            })
+                            .or_insert_with_key(|(tenant, hash)| AccessRecord {
+                                tenant: tenant.clone(),
+                                number_hash: hex(hash),
+                                first_at: at,
+                                last_at: at,
+                                checks: 1,
+                            });
+                    }
                 }
                 None => {
                     flush(store.as_ref(), &mut pending).await;

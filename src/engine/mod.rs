@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod auth;
 mod availability;
 mod catalog;
+mod check;
 pub mod ingest;
 pub mod keys;
 pub mod number_cache;
@@ -14,16 +15,13 @@ pub mod webhooks;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Offset, Utc};
+use chrono::{FixedOffset, Offset, Utc};
 
 use crate::domain::FieldError;
-use crate::domain::auth::{Scope, TenantName};
-use crate::domain::decision::{
-    CheckInput, DEFAULT_MAX_LOOKBACK_HOURS, Decision, MaxAge, Policy, decide,
-};
+use crate::domain::auth::Scope;
+use crate::domain::decision::{DEFAULT_MAX_LOOKBACK_HOURS, Policy};
 use crate::domain::event::StoredEvent;
-use crate::domain::number::{E164, ParsedNumber, Region};
-use crate::domain::owner_since::OwnerSince;
+use crate::domain::number::Region;
 use crate::domain::source::{Source, SourceSet};
 use crate::error::ErrorKind;
 use crate::ranges::shipped::shipped_ranges;
@@ -33,8 +31,9 @@ use access_log::AccessLog;
 use auth::{Admission, AuthError, AuthMode, Authenticator, Limits};
 use availability::Availability;
 use catalog::Catalog;
+pub use check::{CheckAnswer, CheckRequest};
 pub use ingest::{DEFAULT_INGEST_BATCH_SIZE, IngestSession, IngestSummary, MAX_REPORTED_ERRORS};
-use number_cache::{NumberCache, NumberState};
+use number_cache::NumberCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -238,136 +237,6 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
-    }
-
-    /// Reads a number given as E.164 or national format; `region` may be empty.
-    pub fn parse_number(
-        &self,
-        field: &'static str,
-        input: &str,
-        region: &str,
-    ) -> Result<ParsedNumber, FieldError> {
-        let region = if region.trim().is_empty() {
-            self.config.default_region
-        } else {
-            Some(self.region(region)?)
-        };
-        ParsedNumber::parse(input, region).map_err(|e| FieldError::new(field, e.to_string()))
-    }
-
-    fn region(&self, region: &str) -> Result<Region, FieldError> {
-        region
-            .parse()
-            .map_err(|e| FieldError::new("region", format!("{e}")))
-    }
-
-    pub fn max_age(&self, hours: u32) -> Result<MaxAge, FieldError> {
-        MaxAge::new(hours, self.config.max_lookback_hours)
-    }
-
-    /// `owner_since` as an instant, or as a date (`YYYY-MM-DD`) in the server's zone; at
-    /// most one of the two.
-    pub fn owner_since(
-        &self,
-        at: Option<DateTime<Utc>>,
-        date: &str,
-    ) -> Result<Option<OwnerSince>, FieldError> {
-        let date = date.trim();
-        match (at, date.is_empty()) {
-            (Some(_), false) => Err(FieldError::new(
-                "owner_since_date",
-                "cannot be given together with owner_since",
-            )),
-            (Some(at), true) => Ok(Some(OwnerSince::At(at))),
-            (None, true) => Ok(None),
-            (None, false) => {
-                let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
-                    FieldError::new(
-                        "owner_since_date",
-                        format!("{date:?} is not a YYYY-MM-DD date"),
-                    )
-                })?;
-                OwnerSince::on_date(day, &self.config.date_zone)
-                    .map(Some)
-                    .ok_or_else(|| FieldError::new("owner_since_date", "is out of range"))
-            }
-        }
-    }
-
-    /// `CheckNumber`: the decision for one number as of now.
-    pub async fn check(
-        &self,
-        number: &ParsedNumber,
-        max_age: MaxAge,
-        owner_since: Option<OwnerSince>,
-    ) -> Result<Decision, EngineError> {
-        if !self.availability.is_up() {
-            return Err(EngineError::Unavailable);
-        }
-        let e164 = &number.e164;
-        let state = self
-            .numbers
-            .get_or_load(number, || self.store.history(e164))
-            .await
-            .map_err(|e| self.store_failed(e))?;
-        Ok(self.decide(e164, &state, max_age, owner_since))
-    }
-
-    /// `CheckNumber` from the request's own text: a number already cached under exactly
-    /// this E.164 string is answered without parsing it again (about 7 µs of
-    /// libphonenumber work saved per warm check).
-    /// Each answered check is recorded in the access log under the caller's tenant.
-    pub async fn check_input(
-        &self,
-        caller: &TenantName,
-        phone_number: &str,
-        region: &str,
-        max_age: MaxAge,
-        owner_since: Option<OwnerSince>,
-    ) -> Result<(E164, Decision), EngineError> {
-        if !self.availability.is_up() {
-            return Err(EngineError::Unavailable);
-        }
-        let (e164, decision) = match self.numbers.get_canonical(phone_number) {
-            Some(state) => {
-                if !region.trim().is_empty() {
-                    self.region(region)?; // a bad region is refused on either path
-                }
-                let e164 = E164::from_trusted(phone_number.to_string());
-                let decision = self.decide(&e164, &state, max_age, owner_since);
-                (e164, decision)
-            }
-            None => {
-                let number = self.parse_number("phone_number", phone_number, region)?;
-                let decision = self.check(&number, max_age, owner_since).await?;
-                (number.e164, decision)
-            }
-        };
-        if let Some(log) = &self.access {
-            log.record(caller, &e164).await;
-        }
-        Ok((e164, decision))
-    }
-
-    fn decide(
-        &self,
-        e164: &E164,
-        state: &NumberState,
-        max_age: MaxAge,
-        owner_since: Option<OwnerSince>,
-    ) -> Decision {
-        let ranges = self.catalog.ranges();
-        let sources = self.catalog.sources();
-        let input = CheckInput {
-            now: Utc::now(),
-            max_age,
-            owner_since,
-            mobile: state.mobile,
-            original_carrier: ranges.lookup(e164.digits()).map(|m| m.carrier),
-            covered_since: sources.covered_since(e164),
-            history: &state.history,
-        };
-        decide(&input, self.config.policy)
     }
 
     /// Starts an ingest stream; see [`IngestSession`].

@@ -236,6 +236,9 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome, StoreError>;
     /// Every event of one number, in no particular order.
     async fn history(&self, number: &E164) -> Result<Vec<EventFact>, StoreError>;
+    /// Every event of each of these numbers, read in one query; one history per number,
+    /// in the order given.
+    async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError>;
     /// Events newest `occurred_at` first (ties by id), filtered and paged.
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
     /// Upserts by prefix (a later import wins); returns how many were written.

@@ -302,6 +302,18 @@ impl Store for PgStore {
         .collect()
     }
 
+    async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
+        let list: Vec<&str> = numbers.iter().map(E164::as_str).collect();
+        let rows = sqlx::query(
+            "SELECT number, kind, occurred_at, from_carrier, to_carrier FROM events \
+             WHERE number = ANY($1)",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        sql::group_histories(numbers, &rows, time_at)
+    }
+
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         let mut select = QueryBuilder::new(sql::SELECT_EVENTS);
         sql::push_event_filters(&mut select, query, |t| t);

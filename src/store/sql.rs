@@ -82,6 +82,38 @@ where
     })
 }
 
+/// Sorts rows of `number` plus the [`fact_from`] columns into one history per number, in
+/// the order of `numbers`.
+pub fn group_histories<R>(
+    numbers: &[E164],
+    rows: &[R],
+    time: impl Fn(&R, &str) -> Result<DateTime<Utc>, StoreError>,
+) -> Result<Vec<Vec<EventFact>>, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let position: std::collections::HashMap<&str, usize> = numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let mut histories = vec![Vec::new(); numbers.len()];
+    for row in rows {
+        let number: String = row.try_get("number")?;
+        let Some(&i) = position.get(number.as_str()) else {
+            return Err(StoreError::Corrupt(format!(
+                "a history read returned a number that was not asked for ({})",
+                E164::from_trusted(number).masked()
+            )));
+        };
+        histories[i].push(fact_from(row, &time)?);
+    }
+    Ok(histories)
+}
+
 /// Reads a whole row of [`SELECT_EVENTS`].
 pub fn stored_event_from<R>(
     row: &R,

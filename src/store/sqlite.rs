@@ -151,6 +151,20 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
+        let list = serde_json::to_string(&numbers.iter().map(E164::as_str).collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // CROSS JOIN keeps the list as the outer loop, so each number is one index probe.
+        let rows = sqlx::query(
+            "SELECT e.number, e.kind, e.occurred_at, e.from_carrier, e.to_carrier \
+             FROM json_each(?) AS wanted CROSS JOIN events AS e ON e.number = wanted.value",
+        )
+        .bind(list)
+        .fetch_all(&self.read)
+        .await?;
+        sql::group_histories(numbers, &rows, time_at)
+    }
+
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         let mut select = QueryBuilder::<Sqlite>::new(sql::SELECT_EVENTS);
         sql::push_event_filters(&mut select, query, micros);

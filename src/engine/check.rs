@@ -1,0 +1,231 @@
+//! Checks: one number (`CheckNumber`) or a chunk of audit rows. Both read their inputs
+//! and decide the same way, so an audit answers exactly what `CheckNumber` would for each
+//! row; they differ only in how histories are fetched (one query per number, or one per
+//! chunk).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::number_cache::NumberState;
+use super::{Engine, EngineError};
+use crate::domain::FieldError;
+use crate::domain::auth::TenantName;
+use crate::domain::decision::{CheckInput, Decision, MaxAge, decide};
+use crate::domain::number::{E164, ParsedNumber, Region};
+use crate::domain::owner_since::OwnerSince;
+
+/// One check as asked, its fields not yet validated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckRequest<'a> {
+    /// E.164, or national format with `region` (or the server's default region).
+    pub phone_number: &'a str,
+    pub region: &'a str,
+    /// 0 means the default window.
+    pub max_age_hours: u32,
+    pub owner_since: Option<DateTime<Utc>>,
+    /// `YYYY-MM-DD`; at most one of this and `owner_since`.
+    pub owner_since_date: &'a str,
+}
+
+/// A row's answer: its number and decision, or what was wrong with its fields.
+pub type CheckAnswer = Result<(E164, Decision), FieldError>;
+
+/// A request whose fields are valid, with its number's state if the cache had it.
+struct Prepared {
+    max_age: MaxAge,
+    owner_since: Option<OwnerSince>,
+    number: Number,
+}
+
+enum Number {
+    Cached(E164, NumberState),
+    Parsed(ParsedNumber),
+}
+
+impl Engine {
+    /// Reads a number given as E.164 or national format; `region` may be empty.
+    pub fn parse_number(
+        &self,
+        field: &'static str,
+        input: &str,
+        region: &str,
+    ) -> Result<ParsedNumber, FieldError> {
+        let region = if region.trim().is_empty() {
+            self.config.default_region
+        } else {
+            Some(self.region(region)?)
+        };
+        ParsedNumber::parse(input, region).map_err(|e| FieldError::new(field, e.to_string()))
+    }
+
+    fn region(&self, region: &str) -> Result<Region, FieldError> {
+        region
+            .parse()
+            .map_err(|e| FieldError::new("region", format!("{e}")))
+    }
+
+    pub fn max_age(&self, hours: u32) -> Result<MaxAge, FieldError> {
+        MaxAge::new(hours, self.config.max_lookback_hours)
+    }
+
+    /// `owner_since` as an instant, or as a date (`YYYY-MM-DD`) in the server's zone; at
+    /// most one of the two.
+    pub fn owner_since(
+        &self,
+        at: Option<DateTime<Utc>>,
+        date: &str,
+    ) -> Result<Option<OwnerSince>, FieldError> {
+        let date = date.trim();
+        match (at, date.is_empty()) {
+            (Some(_), false) => Err(FieldError::new(
+                "owner_since_date",
+                "cannot be given together with owner_since",
+            )),
+            (Some(at), true) => Ok(Some(OwnerSince::At(at))),
+            (None, true) => Ok(None),
+            (None, false) => {
+                let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
+                    FieldError::new(
+                        "owner_since_date",
+                        format!("{date:?} is not a YYYY-MM-DD date"),
+                    )
+                })?;
+                OwnerSince::on_date(day, &self.config.date_zone)
+                    .map(Some)
+                    .ok_or_else(|| FieldError::new("owner_since_date", "is out of range"))
+            }
+        }
+    }
+
+    /// Validates a request's fields in the order a client reads errors: window, then
+    /// `owner_since`, then the number. A number cached under exactly this E.164 string is
+    /// taken without parsing it again (the entry exists only because that string parsed).
+    fn prepare(&self, request: &CheckRequest<'_>) -> Result<Prepared, FieldError> {
+        let max_age = self.max_age(request.max_age_hours)?;
+        let owner_since = self.owner_since(request.owner_since, request.owner_since_date)?;
+        let number = match self.numbers.get_canonical(request.phone_number) {
+            Some(state) => {
+                if !request.region.trim().is_empty() {
+                    self.region(request.region)?; // a bad region is refused on either path
+                }
+                Number::Cached(E164::from_trusted(request.phone_number.to_string()), state)
+            }
+            None => Number::Parsed(self.parse_number(
+                "phone_number",
+                request.phone_number,
+                request.region,
+            )?),
+        };
+        Ok(Prepared {
+            max_age,
+            owner_since,
+            number,
+        })
+    }
+
+    fn ensure_up(&self) -> Result<(), EngineError> {
+        if self.availability.is_up() {
+            Ok(())
+        } else {
+            Err(EngineError::Unavailable)
+        }
+    }
+
+    /// `CheckNumber`: the decision for one number as of now, recorded in the access log
+    /// under the caller's tenant.
+    pub async fn check(
+        &self,
+        caller: &TenantName,
+        request: &CheckRequest<'_>,
+    ) -> Result<(E164, Decision), EngineError> {
+        let prepared = self.prepare(request)?;
+        self.ensure_up()?;
+        let (e164, state) = match prepared.number {
+            Number::Cached(e164, state) => (e164, state),
+            Number::Parsed(number) => {
+                let state = self
+                    .numbers
+                    .get_or_load(&number, || self.store.history(&number.e164))
+                    .await
+                    .map_err(|e| self.store_failed(e))?;
+                (number.e164, state)
+            }
+        };
+        let decision = self.decide(&e164, &state, prepared.max_age, prepared.owner_since);
+        if let Some(log) = &self.access {
+            log.record(caller, [&e164]).await;
+        }
+        Ok((e164, decision))
+    }
+
+    /// Checks a chunk of rows, one answer per row in order. Histories that are not cached
+    /// are read in one store query; a number that appears in several rows is parsed and
+    /// read once per chunk (and then cached, like any check's). A bad row gets its field
+    /// error; only a store failure fails the chunk.
+    pub async fn check_many(
+        &self,
+        caller: &TenantName,
+        requests: &[CheckRequest<'_>],
+    ) -> Result<Vec<CheckAnswer>, EngineError> {
+        let prepared: Vec<Result<Prepared, FieldError>> =
+            requests.iter().map(|r| self.prepare(r)).collect();
+        self.ensure_up()?;
+        let mut wanted: Vec<ParsedNumber> = Vec::new();
+        let mut position: HashMap<&str, usize> = HashMap::new();
+        for row in prepared.iter().flatten() {
+            if let Number::Parsed(number) = &row.number {
+                position.entry(number.e164.as_str()).or_insert_with(|| {
+                    wanted.push(number.clone());
+                    wanted.len() - 1
+                });
+            }
+        }
+        let loaded = self
+            .numbers
+            .get_or_load_many(&wanted, |numbers| async move {
+                self.store.histories(&numbers).await
+            })
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        let mut answers = Vec::with_capacity(prepared.len());
+        for row in &prepared {
+            answers.push(row.as_ref().map_err(Clone::clone).map(|row| {
+                let (e164, state) = match &row.number {
+                    Number::Cached(e164, state) => (e164, state),
+                    Number::Parsed(number) => {
+                        (&number.e164, &loaded[position[number.e164.as_str()]])
+                    }
+                };
+                let decision = self.decide(e164, state, row.max_age, row.owner_since);
+                (e164.clone(), decision)
+            }));
+        }
+        if let Some(log) = &self.access {
+            log.record(caller, answers.iter().flatten().map(|(e164, _)| e164))
+                .await;
+        }
+        Ok(answers)
+    }
+
+    fn decide(
+        &self,
+        e164: &E164,
+        state: &NumberState,
+        max_age: MaxAge,
+        owner_since: Option<OwnerSince>,
+    ) -> Decision {
+        let ranges = self.catalog.ranges();
+        let sources = self.catalog.sources();
+        let input = CheckInput {
+            now: Utc::now(),
+            max_age,
+            owner_since,
+            mobile: state.mobile,
+            original_carrier: ranges.lookup(e164.digits()).map(|m| m.carrier),
+            covered_since: sources.covered_since(e164),
+            history: &state.history,
+        };
+        decide(&input, self.config.policy)
+    }
+}
