@@ -131,7 +131,11 @@ async fn audit_chunk(
         }
     }
     match answer_rows(engine, caller, first, rows).await {
-        Ok(results) => results.into_iter().map(Ok).chain(failure.map(Err)).collect(),
+        Ok(results) => results
+            .into_iter()
+            .map(Ok)
+            .chain(failure.map(Err))
+            .collect(),
         Err(status) => vec![Err(status)],
     }
 }

@@ -40,7 +40,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     if let Some(owner) = &args.owner_since {
-        match parse_owner_since(owner)? {
+        match OwnerSinceArg::parse(owner).map_err(|e| anyhow::anyhow!("--owner-since {e}"))? {
             OwnerSinceArg::At(t) => request.owner_since = Some(t),
             OwnerSinceArg::Date(d) => request.owner_since_date = d,
         }
@@ -61,27 +61,36 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-enum OwnerSinceArg {
+/// `owner_since` as a user writes it: an instant, or a calendar date that the server reads
+/// by SPEC's date-only rules.
+pub enum OwnerSinceArg {
     At(Timestamp),
     Date(String),
 }
 
-fn parse_owner_since(s: &str) -> anyhow::Result<OwnerSinceArg> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(OwnerSinceArg::At(timestamp(t.with_timezone(&Utc))));
+impl OwnerSinceArg {
+    /// The error reads after the field's name.
+    pub fn parse(s: &str) -> Result<OwnerSinceArg, String> {
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Ok(OwnerSinceArg::At(timestamp(t.with_timezone(&Utc))));
+        }
+        if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
+            return Ok(OwnerSinceArg::Date(s.to_string()));
+        }
+        Err(format!(
+            "{s:?} is neither an RFC 3339 time nor a YYYY-MM-DD date"
+        ))
     }
-    if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
-        return Ok(OwnerSinceArg::Date(s.to_string()));
-    }
-    anyhow::bail!("--owner-since {s:?} is neither an RFC 3339 time nor a YYYY-MM-DD date")
 }
 
-fn time(ts: Option<&Timestamp>) -> Option<String> {
+/// An optional timestamp as RFC 3339 UTC.
+pub fn time(ts: Option<&Timestamp>) -> Option<String> {
     ts.and_then(|t| datetime("", t).ok())
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
-fn enum_name<E: TryFrom<i32>>(value: i32, name: impl Fn(&E) -> &'static str) -> String {
+/// A wire enum's proto name, or the bare number for a value this build does not know.
+pub fn enum_name<E: TryFrom<i32>>(value: i32, name: impl Fn(&E) -> &'static str) -> String {
     E::try_from(value).map_or_else(|_| value.to_string(), |e| name(&e).to_string())
 }
 
@@ -115,7 +124,8 @@ pub fn to_json(r: &pb::CheckNumberResponse) -> Value {
     })
 }
 
-fn short(name: String, prefix: &str) -> String {
+/// An enum name without its type prefix (`VERDICT_ALLOW` -> `ALLOW`).
+pub fn short(name: String, prefix: &str) -> String {
     name.strip_prefix(prefix)
         .map(str::to_string)
         .unwrap_or(name)

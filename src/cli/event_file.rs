@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use serde::Deserialize;
 
+use super::csv_lines::track;
 use super::sources::parse_time;
 use crate::api::convert::{kind_to_pb, timestamp};
 use crate::api::pb;
@@ -111,6 +112,7 @@ pub fn read_events(
         };
     match format {
         EventFileFormat::Csv => {
+            let (input, lines) = track(input);
             let mut reader = csv::ReaderBuilder::new()
                 .flexible(true)
                 .trim(csv::Trim::All)
@@ -130,9 +132,9 @@ pub fn read_events(
                 match reader.read_record(&mut record) {
                     Ok(false) => break,
                     Ok(true) => {
-                        let line = record.position().map_or(line, |p| p.line());
+                        let line = lines.start_line(&reader, &record);
                         report.lines += 1;
-                        let parsed = match missing_column(&headers, &record) {
+                        let parsed = match missing_column(&REQUIRED, &headers, &record) {
                             Some(reason) => Err(reason),
                             None => record
                                 .deserialize::<EventLine>(Some(&headers))
@@ -180,9 +182,13 @@ pub fn read_events(
 /// Columns every event row needs.
 const REQUIRED: [&str; 4] = ["source_event_id", "phone_number", "kind", "occurred_at"];
 
-/// A short row names the first required column it lacks.
-fn missing_column(headers: &csv::StringRecord, record: &csv::StringRecord) -> Option<String> {
-    REQUIRED
+/// A short row names the first of `required` columns it lacks.
+pub fn missing_column(
+    required: &[&str],
+    headers: &csv::StringRecord,
+    record: &csv::StringRecord,
+) -> Option<String> {
+    required
         .iter()
         .find(|name| {
             headers
@@ -199,7 +205,7 @@ fn missing_column(headers: &csv::StringRecord, record: &csv::StringRecord) -> Op
         })
 }
 
-fn csv_reason(e: &csv::Error) -> String {
+pub fn csv_reason(e: &csv::Error) -> String {
     match e.kind() {
         csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
         _ => e.to_string(),
@@ -235,6 +241,7 @@ mod tests {
             "{HEADER}a,+819012345678,PORT,2026-01-01T00:00:00Z,KDDI,Softbank\n\
              b,+819012345678,TELEPORT,2026-01-01T00:00:00Z,,\n\
              c,+819012345678,SIM_SWAP,soon,,\n\
+             \n\
              d,+819012345678\n"
         );
         let (sent, report) = read(&csv, EventFileFormat::Csv);
@@ -247,7 +254,7 @@ mod tests {
             .collect();
         assert_eq!(errors[0], (3, "kind"));
         assert_eq!(errors[1], (4, "occurred_at"));
-        assert_eq!(errors[2].0, 5);
+        assert_eq!(errors[2].0, 6, "the blank line still counts as a line");
         assert!(
             report.errors[2].reason.contains("kind"),
             "{:?}",

@@ -1,7 +1,10 @@
 //! The `numguard` command line: one binary for the server and its clients.
 
+mod audit;
+mod audit_report;
 mod check;
 mod client;
+mod csv_lines;
 mod demo;
 pub mod event_file;
 mod import;
@@ -40,6 +43,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Ask a running server whether a number still belongs to its owner.
     Check(check::CheckArgs),
+    /// Audit a customer list (CSV) against a running server and write a report.
+    Audit(audit::AuditArgs),
     /// Import carrier ranges or events into a running server.
     Import(import::ImportArgs),
     /// Manage event sources on a running server.
@@ -60,6 +65,7 @@ impl Cli {
         match self.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Check(args) => check::run(args).await,
+            Command::Audit(args) => audit::run(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Sources(args) => sources::run(args).await,
             Command::Watch(args) => watch::run(args).await,

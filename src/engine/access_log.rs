@@ -72,7 +72,11 @@ impl AccessLog {
         })
     }
 
-    pub async fn record<'a>(&self, tenant: &TenantName, numbers: impl IntoIterator<Item = &'a E164>) {
+    pub async fn record<'a>(
+        &self,
+        tenant: &TenantName,
+        numbers: impl IntoIterator<Item = &'a E164>,
+    ) {
         let hashes = numbers
             .into_iter()
             .map(|n| hash_with(&self.peppered, n))

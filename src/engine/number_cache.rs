@@ -112,8 +112,13 @@ impl NumberCache {
             .map(|(i, _)| (i, *self.epoch(&numbers[i].e164)))
             .collect();
         if !missing.is_empty() {
-            let histories = load(missing.iter().map(|&(i, _)| numbers[i].e164.clone()).collect())
-                .await?;
+            let histories = load(
+                missing
+                    .iter()
+                    .map(|&(i, _)| numbers[i].e164.clone())
+                    .collect(),
+            )
+            .await?;
             for (&(i, seen), history) in missing.iter().zip(histories) {
                 let number = &numbers[i];
                 let loaded = NumberState {
