@@ -29,6 +29,7 @@ fn every_command_has_help() {
         vec!["--help"],
         vec!["serve", "--help"],
         vec!["check", "--help"],
+        vec!["audit", "--help"],
         vec!["import", "--help"],
         vec!["import", "ranges", "--help"],
         vec!["import", "events", "--help"],

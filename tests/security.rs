@@ -31,6 +31,7 @@ on_both_backends!(
     retention_purges_old_events,
     oversized_messages_are_refused_cleanly,
     tenants_never_see_each_others_watchlists_or_alerts,
+    audits_need_the_audit_scope_and_answer_as_their_tenant_sees,
 );
 
 const N: &str = "+819012345678";
@@ -640,4 +641,98 @@ async fn tenants_never_see_each_others_watchlists_or_alerts(backend: Backend) {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     server.stop().await;
+}
+
+async fn audit(
+    server: &TestServer,
+    key: Option<&str>,
+    numbers: &[&str],
+) -> Result<Vec<pb::AuditResult>, tonic::Status> {
+    let rows: Vec<pb::AuditRow> = numbers
+        .iter()
+        .map(|n| pb::AuditRow {
+            customer_ref: format!("ref-{n}"),
+            phone_number: n.to_string(),
+            ..Default::default()
+        })
+        .collect();
+    let mut stream = checker(server, key)
+        .await
+        .audit_numbers(tokio_stream::iter(rows))
+        .await?
+        .into_inner();
+    let mut results = Vec::new();
+    while let Some(r) = stream.message().await? {
+        results.push(r);
+    }
+    Ok(results)
+}
+
+/// Audits are streams, not stored jobs: what a tenant audited reaches only its own stream,
+/// with its own time precision, and the access log files each lookup under that tenant.
+async fn audits_need_the_audit_scope_and_answer_as_their_tenant_sees(backend: Backend) {
+    let db = Arc::new(TestDb::new(backend).await);
+    let a = new_key(&db, "bank-a", "audit").await;
+    let a_check_only = new_key(&db, "bank-a", "check").await;
+    let b = new_key(&db, "bank-b", "audit").await;
+    let s = store(&db).await;
+    s.set_time_precision(&"bank-b".parse().unwrap(), TimePrecision::None)
+        .await
+        .unwrap();
+    let dev = TestServer::start_in(db.clone(), dev_config()).await;
+    add_source(&dev, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let swapped = Utc::now() - chrono::Duration::hours(5);
+    ingest(
+        &dev,
+        vec![event("feed", "s", N, EventKind::SimSwap, swapped)],
+    )
+    .await;
+    dev.stop().await;
+    let server = TestServer::start_in(db.clone(), keys_config()).await;
+
+    let none = audit(&server, None, &[N]).await.unwrap_err();
+    assert_eq!(none.code(), Code::Unauthenticated);
+    let wrong = audit(&server, Some("ng_0000000000000000_00"), &[N])
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    let check_only = audit(&server, Some(&a_check_only), &[N]).await.unwrap_err();
+    assert_eq!(check_only.code(), Code::PermissionDenied);
+
+    let from_a = audit(&server, Some(&a), &[N, N]).await.unwrap();
+    let from_b = audit(&server, Some(&b), &[N]).await.unwrap();
+    let answer = |r: &pb::AuditResult| match &r.outcome {
+        Some(pb::audit_result::Outcome::Check(c)) => c.clone(),
+        other => panic!("not answered: {other:?}"),
+    };
+    assert_eq!(from_a.len(), 2);
+    assert_eq!(
+        answer(&from_a[0]).latest_sim_change.map(|t| t.seconds),
+        Some(swapped.timestamp())
+    );
+    assert_eq!(
+        answer(&from_b[0]).latest_sim_change,
+        None,
+        "bank-b sees no times"
+    );
+    assert_eq!(answer(&from_b[0]).verdict(), pb::Verdict::StepUp);
+    server.stop().await; // flushes the access log
+
+    let pepper = numguard::engine::access_log::pepper(s.as_ref())
+        .await
+        .unwrap();
+    let number = numguard::domain::number::E164::parse(N, None).unwrap();
+    let hash = numguard::engine::access_log::number_hash(&pepper, &number);
+    let mut who: Vec<(String, u64)> = s
+        .access_log(&hash)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.tenant.to_string(), r.checks))
+        .collect();
+    who.sort();
+    assert_eq!(
+        who,
+        vec![("bank-a".to_string(), 2), ("bank-b".to_string(), 1)]
+    );
 }
