@@ -13,12 +13,10 @@ use chrono::{TimeZone, Utc};
 use clap::Parser;
 use numguard::api::convert::timestamp;
 use numguard::api::pb;
-use numguard::api::pb::admin_client::AdminClient;
-use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use support::{BenchDb, Server, connect, number, start_server};
+use support::{BenchDb, Server, connect, number, seed, start_server};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -54,56 +52,6 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-async fn seed(channel: Channel, args: &Args) -> (u64, Duration) {
-    AdminClient::new(channel.clone())
-        .upsert_source(pb::Source {
-            name: "bench".into(),
-            tracking_since: Some(timestamp(
-                Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
-            )),
-            covers: vec!["81".into()],
-        })
-        .await
-        .expect("source");
-    let numbers = args.numbers;
-    let total = args.events;
-    let now = Utc::now();
-    let events = futures::stream::iter((0..total).map(move |i| {
-        let mut rng = SmallRng::seed_from_u64(i);
-        let kind = match i % 10 {
-            0 => pb::EventKind::Port,
-            1 => pb::EventKind::Disconnect,
-            2 => pb::EventKind::Reassign,
-            3 | 4 => pb::EventKind::DeviceSwap,
-            _ => pb::EventKind::SimSwap,
-        };
-        let age = chrono::Duration::minutes(rng.random_range(0..300 * 24 * 60));
-        pb::Event {
-            source: "bench".into(),
-            source_event_id: format!("ev-{i}"),
-            phone_number: number(i % numbers),
-            kind: kind.into(),
-            occurred_at: Some(timestamp(now - age)),
-            from_carrier: String::new(),
-            to_carrier: if kind == pb::EventKind::Port {
-                "KDDI".into()
-            } else {
-                String::new()
-            },
-            ingested_at: None,
-        }
-    }));
-    let started = Instant::now();
-    let summary = EventsClient::new(channel)
-        .max_encoding_message_size(64 << 20)
-        .ingest_events(events)
-        .await
-        .expect("ingest")
-        .into_inner();
-    assert_eq!(summary.rejected, 0, "{:?}", summary.errors.first());
-    (summary.accepted, started.elapsed())
 }
 
 #[derive(Debug)]
@@ -216,7 +164,7 @@ async fn main() {
     let server = start_server(&db.url, &[]);
     let channels = connect_all(&server, args.connections).await;
 
-    let (accepted, took) = seed(channels[0].clone(), &args).await;
+    let (accepted, took) = seed(channels[0].clone(), args.events, args.numbers).await;
     println!(
         "backend {}: ingest {accepted} events over {} numbers in {:.2} s = {:.0} events/s (one IngestEvents stream)",
         args.backend,

@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::Output;
 use std::sync::LazyLock;
 
@@ -302,8 +303,8 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// A served binary on a fresh SQLite file with the known events.
-async fn served_with_known_events(dir: &std::path::Path) -> Served {
+/// A served binary on a fresh SQLite file with a source covering 8190 and `events`.
+async fn served_with(dir: &Path, events: Vec<pb::Event>) -> Served {
     let served = Served::start(&format!("sqlite://{}", dir.join("ng.db").display()));
     ok(served.run(&[
         "sources",
@@ -319,19 +320,33 @@ async fn served_with_known_events(dir: &std::path::Path) -> Served {
         .connect()
         .await
         .unwrap();
+    let sent = events.len() as u64;
     let summary = pb::events_client::EventsClient::new(channel)
-        .ingest_events(tokio_stream::iter(known_events()))
+        .ingest_events(tokio_stream::iter(events))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(summary.accepted, 5);
+    assert_eq!(summary.accepted, sent);
     served
+}
+
+/// `numguard audit --json` from `input` to `output`; the summary it printed.
+fn audit_cli(served: &Served, input: &Path, output: &Path) -> Value {
+    let run = ok(served.run(&[
+        "audit",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--json",
+    ]));
+    serde_json::from_str(text(&run.stdout).trim()).unwrap()
 }
 
 #[tokio::test]
 async fn the_cli_writes_the_expected_report_in_input_order() {
     let dir = tempfile::tempdir().unwrap();
-    let served = served_with_known_events(dir.path()).await;
+    let served = served_with(dir.path(), known_events()).await;
     let old = days_ago(400).format("%Y-%m-%d").to_string();
     let between = rfc3339(days_ago(80));
     // Line numbers matter: the report names them. Line 1 is the header.
@@ -356,15 +371,7 @@ async fn the_cli_writes_the_expected_report_in_input_order() {
     let list = dir.path().join("customers.csv");
     std::fs::write(&list, &input).unwrap();
     let report = dir.path().join("report.csv");
-    let run = ok(served.run(&[
-        "audit",
-        "--input",
-        list.to_str().unwrap(),
-        "--output",
-        report.to_str().unwrap(),
-        "--json",
-    ]));
-    let summary: Value = serde_json::from_str(text(&run.stdout).trim()).unwrap();
+    let summary = audit_cli(&served, &list, &report);
     assert_eq!(summary["rows"], 13);
     assert_eq!(summary["rejected"], 3);
     assert_eq!(summary["verdicts"]["BLOCK"], 2);
@@ -693,16 +700,6 @@ async fn fatal_errors_exit_non_zero_and_bad_rows_do_not() {
 #[tokio::test]
 async fn a_hundred_thousand_row_audit_counts_right() {
     let dir = tempfile::tempdir().unwrap();
-    let served = Served::start(&format!("sqlite://{}", dir.path().join("ng.db").display()));
-    ok(served.run(&[
-        "sources",
-        "add",
-        "feed",
-        "--tracking-since",
-        "2025-01-01",
-        "--covers",
-        "8190",
-    ]));
     // Number i: i % 10 == 0 swapped two days ago, == 1 reassigned 60 days ago, the rest quiet.
     let number = |i: usize| format!("+8190{:08}", 20_000_000 + i);
     let mut events = Vec::new();
@@ -725,17 +722,7 @@ async fn a_hundred_thousand_row_audit_counts_right() {
             _ => {}
         }
     }
-    let channel = Channel::from_shared(served.url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let summary = pb::events_client::EventsClient::new(channel)
-        .ingest_events(tokio_stream::iter(events))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(summary.accepted, 2_000);
+    let served = served_with(dir.path(), events).await;
 
     let owner_since = days_ago(400).format("%Y-%m-%d").to_string();
     let mut list = String::from("customer_ref,phone_number,owner_since\n");
@@ -751,15 +738,7 @@ async fn a_hundred_thousand_row_audit_counts_right() {
     let input = dir.path().join("customers.csv");
     std::fs::write(&input, list).unwrap();
     let report = dir.path().join("report.csv");
-    let o = ok(served.run(&[
-        "audit",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        report.to_str().unwrap(),
-        "--json",
-    ]));
-    let summary: Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
+    let summary = audit_cli(&served, &input, &report);
     // Bad rows are rows 999, 1999, ...: i = 999, 1999, ... (i % 10 == 9, quiet numbers).
     assert_eq!(summary["rows"], 100_000);
     assert_eq!(summary["rejected"], 100);

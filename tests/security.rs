@@ -82,6 +82,26 @@ async fn store(db: &TestDb) -> Arc<dyn Store> {
     numguard::store::open(&db.url).await.expect("open store")
 }
 
+/// The access log's answer to "who looked up this number?": (tenant, checks), sorted.
+async fn who_looked_up(s: &dyn Store, number: &str) -> Vec<(String, u64)> {
+    let pepper = numguard::engine::access_log::pepper(s).await.unwrap();
+    let number = numguard::domain::number::E164::parse(number, None).unwrap();
+    let hash = numguard::engine::access_log::number_hash(&pepper, &number);
+    assert!(
+        !hash.contains(&number.digits()[2..]),
+        "the log holds no number"
+    );
+    let mut who: Vec<(String, u64)> = s
+        .access_log(&hash)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.tenant.to_string(), r.checks))
+        .collect();
+    who.sort();
+    who
+}
+
 async fn new_key(db: &TestDb, tenant: &str, scopes: &str) -> String {
     let tenant: TenantName = tenant.parse().unwrap();
     let scopes: Scopes = scopes.parse().unwrap();
@@ -335,22 +355,8 @@ async fn the_access_log_says_who_checked_a_number(backend: Backend) {
     server.stop().await; // flushes the log
 
     let s = store(&db).await;
-    let pepper = numguard::engine::access_log::pepper(s.as_ref())
-        .await
-        .unwrap();
-    let number = numguard::domain::number::E164::parse(N, None).unwrap();
-    let hash = numguard::engine::access_log::number_hash(&pepper, &number);
-    assert!(!hash.contains("9012345678"), "the log holds no number");
-    let mut who: Vec<(String, u64)> = s
-        .access_log(&hash)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.tenant.to_string(), r.checks))
-        .collect();
-    who.sort();
     assert_eq!(
-        who,
+        who_looked_up(s.as_ref(), N).await,
         vec![("bank-a".to_string(), 2), ("bank-b".to_string(), 1)]
     );
 }
@@ -718,21 +724,8 @@ async fn audits_need_the_audit_scope_and_answer_as_their_tenant_sees(backend: Ba
     assert_eq!(answer(&from_b[0]).verdict(), pb::Verdict::StepUp);
     server.stop().await; // flushes the access log
 
-    let pepper = numguard::engine::access_log::pepper(s.as_ref())
-        .await
-        .unwrap();
-    let number = numguard::domain::number::E164::parse(N, None).unwrap();
-    let hash = numguard::engine::access_log::number_hash(&pepper, &number);
-    let mut who: Vec<(String, u64)> = s
-        .access_log(&hash)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.tenant.to_string(), r.checks))
-        .collect();
-    who.sort();
     assert_eq!(
-        who,
+        who_looked_up(s.as_ref(), N).await,
         vec![("bank-a".to_string(), 2), ("bank-b".to_string(), 1)]
     );
 }

@@ -1,9 +1,19 @@
 //! What the benchmarks share: a fresh database, the release server as a child process,
 //! and connections to it.
 
+#![allow(dead_code)] // each bench uses its own subset
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
+use chrono::{TimeZone, Utc};
+use numguard::api::convert::timestamp;
+use numguard::api::pb;
+use numguard::api::pb::admin_client::AdminClient;
+use numguard::api::pb::events_client::EventsClient;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use sqlx::{Connection, PgConnection};
 use tonic::transport::Channel;
 
@@ -15,6 +25,12 @@ pub fn number(i: u64) -> String {
 pub struct Server {
     child: Child,
     pub url: String,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Server {
@@ -116,4 +132,55 @@ pub async fn connect(url: &str) -> Channel {
         .connect()
         .await
         .expect("connect")
+}
+
+/// Registers a source covering +81 since 2025-01-01 and ingests `total` events spread over
+/// `numbers` numbers (a fixed mix of kinds, times within the last 300 days); returns how
+/// many were accepted and how long the ingest took.
+pub async fn seed(channel: Channel, total: u64, numbers: u64) -> (u64, Duration) {
+    AdminClient::new(channel.clone())
+        .upsert_source(pb::Source {
+            name: "bench".into(),
+            tracking_since: Some(timestamp(
+                Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+            )),
+            covers: vec!["81".into()],
+        })
+        .await
+        .expect("source");
+    let now = Utc::now();
+    let events = futures::stream::iter((0..total).map(move |i| {
+        let mut rng = SmallRng::seed_from_u64(i);
+        let kind = match i % 10 {
+            0 => pb::EventKind::Port,
+            1 => pb::EventKind::Disconnect,
+            2 => pb::EventKind::Reassign,
+            3 | 4 => pb::EventKind::DeviceSwap,
+            _ => pb::EventKind::SimSwap,
+        };
+        let age = chrono::Duration::minutes(rng.random_range(0..300 * 24 * 60));
+        pb::Event {
+            source: "bench".into(),
+            source_event_id: format!("ev-{i}"),
+            phone_number: number(i % numbers),
+            kind: kind.into(),
+            occurred_at: Some(timestamp(now - age)),
+            from_carrier: String::new(),
+            to_carrier: if kind == pb::EventKind::Port {
+                "KDDI".into()
+            } else {
+                String::new()
+            },
+            ingested_at: None,
+        }
+    }));
+    let started = Instant::now();
+    let summary = EventsClient::new(channel)
+        .max_encoding_message_size(64 << 20)
+        .ingest_events(events)
+        .await
+        .expect("ingest")
+        .into_inner();
+    assert_eq!(summary.rejected, 0, "{:?}", summary.errors.first());
+    (summary.accepted, started.elapsed())
 }

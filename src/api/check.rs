@@ -1,7 +1,7 @@
 //! `numguard.v1.NumberCheck`.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt, stream};
 use tokio::sync::mpsc;
@@ -14,6 +14,7 @@ use super::pb;
 use super::within;
 use crate::domain::FieldError;
 use crate::domain::auth::Scope;
+use crate::engine::audit_memo::AuditMemo;
 use crate::engine::auth::Principal;
 use crate::engine::{CheckRequest, Engine};
 
@@ -61,12 +62,13 @@ impl pb::number_check_server::NumberCheck for NumberCheckApi {
         tokio::spawn(async move {
             // The admission is the stream's in-flight permit: held until the last result.
             let caller = &admission.principal;
+            let memo = Mutex::new(AuditMemo::default());
             let mut first_index = 0u64;
             let mut answered = chunks
                 .map(|chunk| {
                     let first = first_index;
                     first_index += chunk.len() as u64;
-                    audit_chunk(&engine, caller, first, chunk)
+                    audit_chunk(&engine, caller, &memo, first, chunk)
                 })
                 .buffered(AUDIT_CHUNKS_AHEAD);
             while let Some(chunk) = answered.next().await {
@@ -116,6 +118,7 @@ impl NumberCheckApi {
 async fn audit_chunk(
     engine: &Engine,
     caller: &Principal,
+    memo: &Mutex<AuditMemo>,
     first: u64,
     chunk: Vec<Result<pb::AuditRow, Status>>,
 ) -> Vec<Result<pb::AuditResult, Status>> {
@@ -130,7 +133,7 @@ async fn audit_chunk(
             }
         }
     }
-    match answer_rows(engine, caller, first, rows).await {
+    match answer_rows(engine, caller, memo, first, rows).await {
         Ok(results) => results
             .into_iter()
             .map(Ok)
@@ -143,13 +146,17 @@ async fn audit_chunk(
 async fn answer_rows(
     engine: &Engine,
     caller: &Principal,
+    memo: &Mutex<AuditMemo>,
     first: u64,
     rows: Vec<pb::AuditRow>,
 ) -> Result<Vec<pb::AuditResult>, Status> {
     let requests: Vec<Result<CheckRequest<'_>, FieldError>> =
         rows.iter().map(check_request).collect();
     let valid: Vec<CheckRequest<'_>> = requests.iter().flatten().copied().collect();
-    let mut answers = engine.check_many(&caller.tenant, &valid).await?.into_iter();
+    let mut answers = engine
+        .check_many(&caller.tenant, &valid, memo)
+        .await?
+        .into_iter();
     let outcomes: Vec<Result<pb::audit_result::Outcome, Status>> = requests
         .iter()
         .map(|request| {

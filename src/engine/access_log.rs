@@ -3,8 +3,9 @@
 //! pepper kept in the database (shared by replicas), so the log alone reveals no number.
 //!
 //! Checks only hand entries to a background task (a channel send); the task folds
-//! repeats of one (tenant, number) together and writes once a second. The channel is
-//! bounded: if the database falls behind, checks wait rather than go unlogged.
+//! repeats of one (tenant, number) together and writes once a second. What is queued is
+//! bounded by entries, not messages (an audit chunk is one message of a thousand): if
+//! the database falls behind, checks wait rather than go unlogged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::domain::auth::{TenantName, hex};
 use crate::domain::number::E164;
@@ -23,18 +24,28 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const QUEUE: usize = 65_536;
 
 enum Message {
-    /// One tenant looked up these numbers (one, or an audit's chunk) at this time.
-    Entries(TenantName, Vec<NumberHash>, DateTime<Utc>),
+    /// One tenant looked up these numbers (one, or an audit's chunk) at this time; the
+    /// permit holds their room in the queue until they are folded in.
+    Entries(
+        TenantName,
+        Vec<NumberHash>,
+        DateTime<Utc>,
+        OwnedSemaphorePermit,
+    ),
     /// Write everything pending now, then answer.
     Flush(oneshot::Sender<()>),
 }
 
-type NumberHash = [u8; 32];
+/// The first 128 bits of the keyed SHA-256: ample to tell numbers apart, and half the
+/// index that 256 bits would need.
+type NumberHash = [u8; 16];
 
 pub struct AccessLog {
     /// A hasher that has already taken in the pepper: each entry only adds its number.
     peppered: Sha256,
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::UnboundedSender<Message>,
+    /// Entries that may wait in the queue.
+    room: Arc<Semaphore>,
 }
 
 /// The pepper of this database, created on first use.
@@ -53,7 +64,11 @@ fn peppered(pepper: &str) -> Sha256 {
 fn hash_with(peppered: &Sha256, number: &E164) -> NumberHash {
     let mut h = peppered.clone();
     h.update(number.as_str().as_bytes());
-    h.finalize().into()
+    let digest = h.finalize();
+    let mut key = NumberHash::default();
+    let n = key.len();
+    key.copy_from_slice(&digest[..n]);
+    key
 }
 
 /// The keyed hash under which a number appears in the access log.
@@ -64,11 +79,12 @@ pub fn number_hash(pepper: &str, number: &E164) -> String {
 impl AccessLog {
     pub async fn start(store: Arc<dyn Store>) -> Result<AccessLog, StoreError> {
         let pepper = pepper(store.as_ref()).await?;
-        let (queue, entries) = mpsc::channel(QUEUE);
+        let (queue, entries) = mpsc::unbounded_channel();
         tokio::spawn(write_entries(store, entries));
         Ok(AccessLog {
             peppered: peppered(&pepper),
             queue,
+            room: Arc::new(Semaphore::new(QUEUE)),
         })
     }
 
@@ -77,26 +93,41 @@ impl AccessLog {
         tenant: &TenantName,
         numbers: impl IntoIterator<Item = &'a E164>,
     ) {
-        let hashes = numbers
+        let hashes: Vec<NumberHash> = numbers
             .into_iter()
             .map(|n| hash_with(&self.peppered, n))
             .collect();
-        let entry = Message::Entries(tenant.clone(), hashes, Utc::now());
+        let room = u32::try_from(hashes.len().clamp(1, QUEUE)).unwrap_or(u32::MAX);
+        // Fails only once the log is shut down.
+        let Ok(permit) = self.room.clone().acquire_many_owned(room).await else {
+            return;
+        };
+        let entry = Message::Entries(tenant.clone(), hashes, Utc::now(), permit);
         // Fails only once the writer is gone, i.e. at shutdown.
-        let _ = self.queue.send(entry).await;
+        let _ = self.queue.send(entry);
     }
 
     /// Writes every entry recorded so far (at shutdown, so none is lost).
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.queue.send(Message::Flush(done)).await.is_ok() {
+        if self.queue.send(Message::Flush(done)).is_ok() {
             let _ = wait.await;
         }
     }
 }
 
-async fn write_entries(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Message>) {
-    let mut pending: HashMap<(TenantName, NumberHash), AccessRecord> = HashMap::new();
+/// Lookups waiting to be written: per tenant, per number, when first and last and how
+/// often.
+type Pending = HashMap<TenantName, HashMap<NumberHash, Seen>>;
+
+struct Seen {
+    first_at: DateTime<Utc>,
+    last_at: DateTime<Utc>,
+    checks: u64,
+}
+
+async fn write_entries(store: Arc<dyn Store>, mut entries: mpsc::UnboundedReceiver<Message>) {
+    let mut pending = Pending::new();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     loop {
         tokio::select! {
@@ -105,17 +136,16 @@ async fn write_entries(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Messag
                     flush(store.as_ref(), &mut pending).await;
                     let _ = done.send(());
                 }
-                Some(Message::Entries(tenant, hashes, at)) => {
+                Some(Message::Entries(tenant, hashes, at, _room)) => {
+                    let numbers = pending.entry(tenant).or_default();
                     for hash in hashes {
-                        pending
-                            .entry((tenant.clone(), hash))
-                            .and_modify(|r| {
-                                r.last_at = at;
-                                r.checks += 1;
+                        numbers
+                            .entry(hash)
+                            .and_modify(|seen| {
+                                seen.last_at = at;
+                                seen.checks += 1;
                             })
-                            .or_insert_with_key(|(tenant, hash)| AccessRecord {
-                                tenant: tenant.clone(),
-                                number_hash: hex(hash),
+                            .or_insert(Seen {
                                 first_at: at,
                                 last_at: at,
                                 checks: 1,
@@ -132,11 +162,27 @@ async fn write_entries(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Messag
     }
 }
 
-async fn flush(store: &dyn Store, pending: &mut HashMap<(TenantName, NumberHash), AccessRecord>) {
-    if pending.is_empty() {
+async fn flush(store: &dyn Store, pending: &mut Pending) {
+    let mut records: Vec<(&NumberHash, &TenantName, &Seen)> = pending
+        .iter()
+        .flat_map(|(tenant, numbers)| numbers.iter().map(move |(hash, seen)| (hash, tenant, seen)))
+        .collect();
+    if records.is_empty() {
         return;
     }
-    let records: Vec<AccessRecord> = pending.values().cloned().collect();
+    // In index order, a flush of an audit's hundred thousand entries visits each index
+    // page once instead of jumping about the whole index.
+    records.sort_unstable_by_key(|(hash, _, _)| *hash);
+    let records: Vec<AccessRecord> = records
+        .into_iter()
+        .map(|(hash, tenant, seen)| AccessRecord {
+            tenant: tenant.clone(),
+            number_hash: hex(hash),
+            first_at: seen.first_at,
+            last_at: seen.last_at,
+            checks: seen.checks,
+        })
+        .collect();
     match store.record_access(&records).await {
         Ok(()) => pending.clear(),
         // Kept and retried on the next tick; the bounded queue pushes back meanwhile.

@@ -3,10 +3,12 @@
 //! row; they differ only in how histories are fetched (one query per number, or one per
 //! chunk).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::audit_memo::AuditMemo;
 use super::number_cache::NumberState;
 use super::{Engine, EngineError};
 use crate::domain::FieldError;
@@ -14,6 +16,12 @@ use crate::domain::auth::TenantName;
 use crate::domain::decision::{CheckInput, Decision, MaxAge, decide};
 use crate::domain::number::{E164, ParsedNumber, Region};
 use crate::domain::owner_since::OwnerSince;
+use crate::store::StoreError;
+
+fn lock(memo: &Mutex<AuditMemo>) -> MutexGuard<'_, AuditMemo> {
+    // The memo is only a cache of reads; a panic elsewhere leaves it usable.
+    memo.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// One check as asked, its fields not yet validated.
 #[derive(Debug, Clone, Copy, Default)]
@@ -159,47 +167,82 @@ impl Engine {
         Ok((e164, decision))
     }
 
-    /// Checks a chunk of rows, one answer per row in order. Histories that are not cached
-    /// are read in one store query; a number that appears in several rows is parsed and
-    /// read once per chunk (and then cached, like any check's). A bad row gets its field
+    /// Checks a chunk of an audit's rows, one answer per row in order. A number is read
+    /// from the shared cache if it is there, else from the audit's `memo` (so a number
+    /// repeated in a list is answered from the same lookup), else from the store: one
+    /// query for all of the chunk's remaining numbers. What the store returns goes into
+    /// the memo, not the shared cache (see [`AuditMemo`]). A bad row gets its field
     /// error; only a store failure fails the chunk.
     pub async fn check_many(
         &self,
         caller: &TenantName,
         requests: &[CheckRequest<'_>],
+        memo: &Mutex<AuditMemo>,
     ) -> Result<Vec<CheckAnswer>, EngineError> {
         let prepared: Vec<Result<Prepared, FieldError>> =
             requests.iter().map(|r| self.prepare(r)).collect();
         self.ensure_up()?;
-        let mut wanted: Vec<ParsedNumber> = Vec::new();
-        let mut position: HashMap<&str, usize> = HashMap::new();
-        for row in prepared.iter().flatten() {
-            if let Number::Parsed(number) = &row.number {
-                position.entry(number.e164.as_str()).or_insert_with(|| {
-                    wanted.push(number.clone());
-                    wanted.len() - 1
-                });
+        let mut known: HashMap<&str, NumberState> = HashMap::new();
+        let mut wanted: Vec<(&ParsedNumber, u64)> = Vec::new();
+        let mut asked: HashSet<&str> = HashSet::new();
+        {
+            let memo = lock(memo);
+            for row in prepared.iter().flatten() {
+                let Number::Parsed(number) = &row.number else {
+                    continue;
+                };
+                let key = &number.e164;
+                if known.contains_key(key.as_str()) || !asked.insert(key.as_str()) {
+                    continue;
+                }
+                let epoch = self.numbers.epoch_of(key);
+                match self.numbers.get(key).or_else(|| memo.get(key, epoch)) {
+                    Some(state) => {
+                        known.insert(key.as_str(), state);
+                    }
+                    None => wanted.push((number, epoch)),
+                }
             }
         }
-        let loaded = self
-            .numbers
-            .get_or_load_many(&wanted, |numbers| async move {
-                self.store.histories(&numbers).await
-            })
-            .await
-            .map_err(|e| self.store_failed(e))?;
+        if !wanted.is_empty() {
+            let numbers: Vec<E164> = wanted.iter().map(|(n, _)| n.e164.clone()).collect();
+            let histories = self
+                .store
+                .histories(&numbers)
+                .await
+                .map_err(|e| self.store_failed(e))?;
+            let mut memo = lock(memo);
+            for ((number, epoch), history) in wanted.iter().zip(histories) {
+                let state = NumberState {
+                    mobile: number.mobile,
+                    history: history.into(),
+                };
+                memo.insert(number.e164.clone(), state.clone(), *epoch);
+                known.insert(number.e164.as_str(), state);
+            }
+        }
         let mut answers = Vec::with_capacity(prepared.len());
         for row in &prepared {
-            answers.push(row.as_ref().map_err(Clone::clone).map(|row| {
-                let (e164, state) = match &row.number {
-                    Number::Cached(e164, state) => (e164, state),
-                    Number::Parsed(number) => {
-                        (&number.e164, &loaded[position[number.e164.as_str()]])
+            let row = match row {
+                Ok(row) => row,
+                Err(e) => {
+                    answers.push(Err(e.clone()));
+                    continue;
+                }
+            };
+            let (e164, state) = match &row.number {
+                Number::Cached(e164, state) => (e164, state),
+                Number::Parsed(number) => match known.get(number.e164.as_str()) {
+                    Some(state) => (&number.e164, state),
+                    None => {
+                        return Err(
+                            StoreError::Corrupt("a history read skipped a number".into()).into(),
+                        );
                     }
-                };
-                let decision = self.decide(e164, state, row.max_age, row.owner_since);
-                (e164.clone(), decision)
-            }));
+                },
+            };
+            let decision = self.decide(e164, state, row.max_age, row.owner_since);
+            answers.push(Ok((e164.clone(), decision)));
         }
         if let Some(log) = &self.access {
             log.record(caller, answers.iter().flatten().map(|(e164, _)| e164))

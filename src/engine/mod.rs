@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod alerts;
+pub mod audit_memo;
 pub mod auth;
 mod availability;
 mod catalog;

@@ -86,70 +86,22 @@ impl NumberCache {
         }
         let seen = *self.epoch(key);
         let loaded = state(load().await?);
-        self.insert_unless_changed(cache, key, seen, &loaded);
-        Ok(loaded)
-    }
-
-    /// The states of many distinct numbers, in their order: cached ones as they are, the
-    /// others from one `load` of all of them (one store query for a whole chunk).
-    pub async fn get_or_load_many<F, Fut>(
-        &self,
-        numbers: &[ParsedNumber],
-        load: F,
-    ) -> Result<Vec<NumberState>, StoreError>
-    where
-        F: FnOnce(Vec<E164>) -> Fut,
-        Fut: Future<Output = Result<Vec<Vec<EventFact>>, StoreError>>,
-    {
-        let mut states: Vec<Option<NumberState>> = numbers
-            .iter()
-            .map(|n| self.cache.as_ref().and_then(|c| c.get(&n.e164)))
-            .collect();
-        let missing: Vec<(usize, u64)> = states
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.is_none())
-            .map(|(i, _)| (i, *self.epoch(&numbers[i].e164)))
-            .collect();
-        if !missing.is_empty() {
-            let histories = load(
-                missing
-                    .iter()
-                    .map(|&(i, _)| numbers[i].e164.clone())
-                    .collect(),
-            )
-            .await?;
-            for (&(i, seen), history) in missing.iter().zip(histories) {
-                let number = &numbers[i];
-                let loaded = NumberState {
-                    mobile: number.mobile,
-                    history: history.into(),
-                };
-                if let Some(cache) = &self.cache {
-                    self.insert_unless_changed(cache, &number.e164, seen, &loaded);
-                }
-                states[i] = Some(loaded);
-            }
-        }
-        states
-            .into_iter()
-            .map(|s| s.ok_or_else(|| StoreError::Corrupt("a history read skipped a number".into())))
-            .collect()
-    }
-
-    /// Caches a loaded state unless the number's stripe moved since `seen` (an ingest
-    /// committed meanwhile, so what was read may be stale).
-    fn insert_unless_changed(
-        &self,
-        cache: &Cache<E164, NumberState>,
-        key: &E164,
-        seen: u64,
-        loaded: &NumberState,
-    ) {
         let epoch = self.epoch(key);
         if *epoch == seen {
             cache.insert(key.clone(), loaded.clone());
         }
+        Ok(loaded)
+    }
+
+    /// The cached state of a number, if any (without loading it).
+    pub fn get(&self, number: &E164) -> Option<NumberState> {
+        self.cache.as_ref()?.get(number)
+    }
+
+    /// The number's stripe epoch now: a state read from the store after this call is
+    /// current for as long as the epoch stays the same.
+    pub fn epoch_of(&self, number: &E164) -> u64 {
+        *self.epoch(number)
     }
 
     /// Drops every cached history (after missed change notifications). Bumping every
@@ -249,47 +201,14 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn many_load_only_what_is_missing_in_one_call() {
-        let cache = NumberCache::new(100);
-        let a = number();
-        let b = ParsedNumber::parse("+819012345679", None).unwrap();
-        cache
-            .get_or_load(&a, || async { Ok(vec![fact()]) })
-            .await
-            .unwrap();
-        let calls = std::sync::atomic::AtomicUsize::new(0);
-        let states = cache
-            .get_or_load_many(&[a.clone(), b.clone()], |wanted| {
-                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                assert_eq!(wanted, vec![b.e164.clone()]);
-                async { Ok(vec![vec![fact(), fact()]]) }
-            })
-            .await
-            .unwrap();
-        assert_eq!(calls.into_inner(), 1);
-        assert_eq!(states[0].history.len(), 1);
-        assert_eq!(states[1].history.len(), 2);
-        // Both cached now: no load at all.
-        let again = cache
-            .get_or_load_many(&[a, b], |_| async { panic!("should be cached") })
-            .await
-            .unwrap();
-        assert_eq!(again.len(), 2);
-    }
-
-    #[tokio::test]
-    async fn many_do_not_cache_a_load_racing_an_invalidation() {
+    #[test]
+    fn epochs_move_with_invalidation() {
         let cache = NumberCache::new(100);
         let n = number();
-        cache
-            .get_or_load_many(std::slice::from_ref(&n), |_| async {
-                cache.invalidate([&n.e164]);
-                Ok(vec![vec![]])
-            })
-            .await
-            .unwrap();
-        assert!(cache.get_canonical("+819012345678").is_none());
+        let seen = cache.epoch_of(&n.e164);
+        cache.invalidate([&n.e164]);
+        assert_ne!(cache.epoch_of(&n.e164), seen);
+        assert!(cache.get(&n.e164).is_none());
     }
 
     #[tokio::test]

@@ -14,6 +14,16 @@ pub struct Served {
     stdout: Arc<Mutex<Vec<String>>>,
 }
 
+/// A server left running by a failing test would outlive it; kill it instead.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Served {
     /// Starts `numguard serve --dev` on an ephemeral port over `database_url`.
     pub fn start(database_url: &str) -> Served {
