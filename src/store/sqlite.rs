@@ -57,11 +57,9 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&write).await?;
-        // Readers look up a few pages per number and the kernel caches the file anyway:
-        // 16 MiB each keeps the four of them from holding 256 MiB of pages between them.
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true).pragma("cache_size", "-16384"))
+            .connect_with(options.read_only(true))
             .await?;
         Ok(SqliteStore { write, read })
     }
