@@ -141,6 +141,26 @@ async fn postgres_outage_gives_unavailable_and_recovers_without_restart() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+    // An audit gets no made-up rows either: its stream ends with UNAVAILABLE.
+    let rows = (0..3).map(|i| pb::AuditRow {
+        customer_ref: format!("c{i}"),
+        phone_number: N.into(),
+        ..Default::default()
+    });
+    let audit = async {
+        let mut results = server
+            .check()
+            .await
+            .audit_numbers(tokio_stream::iter(rows))
+            .await?
+            .into_inner();
+        while let Some(r) = results.message().await? {
+            panic!("an answer while the database is down: {r:?}");
+        }
+        Ok::<(), tonic::Status>(())
+    };
+    let err = audit.await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
 
     proxy.restore();
     eventually(Duration::from_secs(20), "checks answer again", || async {
