@@ -108,6 +108,12 @@ pub struct Decision {
     pub verdict: Verdict,
     pub sim_swap: SimSwap,
     pub latest_sim_change: Option<DateTime<Utc>>,
+    /// The same three answers for `DEVICE_SWAP` events (CAMARA Device Swap); it does not
+    /// enter the verdict, as a new handset keeps the SIM and its owner.
+    pub device_swap: SimSwap,
+    pub latest_device_change: Option<DateTime<Utc>>,
+    /// Mobile or mobile-capable, per the numbering plan.
+    pub mobile: bool,
     pub ownership: Ownership,
     pub original_carrier: Option<String>,
     pub current_carrier: Option<String>,
@@ -127,13 +133,16 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
     let covered_since = input.covered_since;
     let covered_by = |t: DateTime<Utc>| covered_since.is_some_and(|c| c <= t);
 
-    // 1. SIM change.
-    let latest_sim_change = newest(input.history, |e| e.kind.changes_sim());
-    let sim_swap = match latest_sim_change {
+    // 1. SIM change (and, by the same rule, device change).
+    let swap_in_window = |latest: Option<&EventFact>| match latest {
         Some(e) if e.occurred_at >= window_start => SimSwap::Swapped,
         _ if covered_by(window_start) => SimSwap::NotSwapped,
         _ => SimSwap::Unknown,
     };
+    let latest_sim_change = newest(input.history, |e| e.kind.changes_sim());
+    let sim_swap = swap_in_window(latest_sim_change);
+    let latest_device_change = newest(input.history, |e| e.kind == EventKind::DeviceSwap);
+    let device_swap = swap_in_window(latest_device_change);
 
     // 2. Ownership.
     let mut owner_changes: Vec<&EventFact> = match &input.owner_since {
@@ -239,6 +248,9 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
         verdict,
         sim_swap,
         latest_sim_change: latest_sim_change.map(|e| e.occurred_at),
+        device_swap,
+        latest_device_change: latest_device_change.map(|e| e.occurred_at),
+        mobile: input.mobile,
         ownership,
         original_carrier,
         current_carrier,

@@ -391,6 +391,46 @@ fn device_swap_alone_is_not_a_sim_swap() {
 }
 
 #[test]
+fn device_swaps_follow_the_sim_swap_rule_on_their_own_events() {
+    let inside = now() - Duration::hours(5);
+    let h = [
+        ev(EventKind::DeviceSwap, now() - Duration::hours(300)),
+        ev(EventKind::DeviceSwap, inside),
+        ev(EventKind::SimSwap, now() - Duration::hours(2)),
+    ];
+    let d = run(input(&h));
+    assert_eq!(d.device_swap, SimSwap::Swapped);
+    assert_eq!(d.latest_device_change, Some(inside));
+    assert_eq!(d.verdict, Verdict::StepUp, "decided by the SIM swap alone");
+
+    let d = run(CheckInput {
+        max_age: hours(4),
+        ..input(&h)
+    });
+    assert_eq!(d.device_swap, SimSwap::NotSwapped);
+    assert_eq!(d.latest_device_change, Some(inside));
+
+    let sim_only = [ev(EventKind::SimSwap, now() - Duration::hours(2))];
+    let d = run(input(&sim_only));
+    assert_eq!(
+        (d.device_swap, d.latest_device_change),
+        (SimSwap::NotSwapped, None)
+    );
+
+    let mut late = input(&sim_only);
+    late.covered_since = Some(now() - Duration::hours(10));
+    assert_eq!(run(late).device_swap, SimSwap::Unknown);
+}
+
+#[test]
+fn the_decision_says_whether_the_number_is_mobile() {
+    assert!(run(input(&[])).mobile);
+    let mut fixed = input(&[]);
+    fixed.mobile = false;
+    assert!(!run(fixed).mobile);
+}
+
+#[test]
 fn ownership_change_outranks_a_swap() {
     let h = [
         ev(EventKind::SimSwap, now() - Duration::hours(1)),

@@ -2,6 +2,7 @@
 //! functions; no I/O happens here.
 
 pub mod auth;
+pub mod camara;
 pub mod decision;
 pub mod event;
 pub mod number;

@@ -1,0 +1,358 @@
+//! CAMARA's questions (SIM Swap v2, Device Swap v1, Number Recycling v0.2) answered from a
+//! [`Decision`]. CAMARA's answers are booleans or dates with no "unknown"; where numguard's
+//! answer is UNKNOWN the question is refused with the reason, never answered with a
+//! guessed `false`.
+
+use chrono::{DateTime, Utc};
+
+use super::decision::{Decision, MaxAge, Ownership, SimSwap};
+use super::owner_since::OwnerSince;
+
+/// CAMARA's `maxAge` bounds, whatever the server allows.
+pub const MAX_AGE_RANGE: std::ops::RangeInclusive<i64> = 1..=2400;
+pub const DEFAULT_MAX_AGE: i64 = 240;
+
+/// Why a CAMARA question is not answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("phoneNumber is missing: with a two-legged token it must be in the request body")]
+    MissingPhoneNumber,
+    #[error("phoneNumber {0:?} does not match ^\\+[1-9][0-9]{{4,14}}$")]
+    MalformedPhoneNumber(String),
+    #[error("maxAge must be in 1..=2400 hours, got {0}")]
+    MaxAgeOutsideCamara(i64),
+    #[error("maxAge {asked} exceeds this server's monitoring limit of {limit} hours")]
+    MaxAgeOverLimit { asked: i64, limit: u32 },
+    #[error("the service is not applicable: the number is valid but not a mobile number")]
+    NotMobile,
+    #[error("no event source covers this number, so numguard cannot tell")]
+    NotCovered,
+    #[error(
+        "maxAge reaches before the data for this number begins ({since}); at most {hours} \
+         hours can be checked"
+    )]
+    WindowBeforeCoverage { since: String, hours: i64 },
+    #[error("specifiedDate is before the data for this number begins ({since})")]
+    DateBeforeCoverage { since: String },
+    #[error("specifiedDate is in the future")]
+    DateInFuture,
+}
+
+/// Which CAMARA "swap" a question is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swap {
+    /// A new SIM for the number (SIM_SWAP, PORT, REASSIGN).
+    Sim,
+    /// A new handset for the SIM (DEVICE_SWAP).
+    Device,
+}
+
+/// The latest change, or none inside `monitored_days` of data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestChange {
+    pub at: Option<DateTime<Utc>>,
+    /// Whole days the data covers this number; only given when `at` is `None`.
+    pub monitored_days: Option<i64>,
+}
+
+/// CAMARA's `phoneNumber` pattern, `^\+[1-9][0-9]{4,14}$`.
+pub fn phone_number(value: Option<&str>) -> Result<&str, Refusal> {
+    let value = value.ok_or(Refusal::MissingPhoneNumber)?;
+    let digits = value.strip_prefix('+').unwrap_or("");
+    let well_formed = (5..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if well_formed {
+        Ok(value)
+    } else {
+        Err(Refusal::MalformedPhoneNumber(value.to_string()))
+    }
+}
+
+/// `maxAge` in hours: CAMARA's range first, then the server's own limit.
+pub fn max_age(value: Option<i64>, max_lookback_hours: u32) -> Result<MaxAge, Refusal> {
+    let asked = value.unwrap_or(DEFAULT_MAX_AGE);
+    if !MAX_AGE_RANGE.contains(&asked) {
+        return Err(Refusal::MaxAgeOutsideCamara(asked));
+    }
+    let hours = u32::try_from(asked).map_err(|_| Refusal::MaxAgeOutsideCamara(asked))?;
+    MaxAge::new(hours, max_lookback_hours).map_err(|_| Refusal::MaxAgeOverLimit {
+        asked,
+        limit: max_lookback_hours,
+    })
+}
+
+/// `swapped` for the decision's window.
+pub fn swapped(d: &Decision, swap: Swap) -> Result<bool, Refusal> {
+    applicable(d)?;
+    match status(d, swap) {
+        SimSwap::Swapped => Ok(true),
+        SimSwap::NotSwapped => Ok(false),
+        SimSwap::Unknown => Err(match d.covered_since {
+            Some(since) => Refusal::WindowBeforeCoverage {
+                since: since.to_rfc3339(),
+                hours: (d.evaluated_at - since).num_hours().max(0),
+            },
+            None => Refusal::NotCovered,
+        }),
+    }
+}
+
+/// The latest change known, whenever it was; when there is none, how long the data has
+/// watched the number.
+pub fn latest_change(d: &Decision, swap: Swap) -> Result<LatestChange, Refusal> {
+    applicable(d)?;
+    let at = match swap {
+        Swap::Sim => d.latest_sim_change,
+        Swap::Device => d.latest_device_change,
+    };
+    match (at, d.covered_since) {
+        (Some(at), _) => Ok(LatestChange {
+            at: Some(at),
+            monitored_days: None,
+        }),
+        (None, Some(since)) => Ok(LatestChange {
+            at: None,
+            monitored_days: Some((d.evaluated_at - since).num_days().max(0)),
+        }),
+        (None, None) => Err(Refusal::NotCovered),
+    }
+}
+
+/// `phoneNumberRecycled`: did the subscriber change after the specified date? The decision
+/// must have been made with that date as its `owner_since`.
+pub fn recycled(d: &Decision, specified: &OwnerSince) -> Result<bool, Refusal> {
+    if specified.coverage_needed_from() > d.evaluated_at {
+        return Err(Refusal::DateInFuture);
+    }
+    applicable(d)?;
+    match d.ownership {
+        Ownership::Changed => Ok(true),
+        Ownership::Unchanged => Ok(false),
+        Ownership::Unknown | Ownership::NotEvaluated => Err(match d.covered_since {
+            Some(since) => Refusal::DateBeforeCoverage {
+                since: since.date_naive().to_string(),
+            },
+            None => Refusal::NotCovered,
+        }),
+    }
+}
+
+fn applicable(d: &Decision) -> Result<(), Refusal> {
+    if d.mobile {
+        Ok(())
+    } else {
+        Err(Refusal::NotMobile)
+    }
+}
+
+fn status(d: &Decision, swap: Swap) -> SimSwap {
+    match swap {
+        Swap::Sim => d.sim_swap,
+        Swap::Device => d.device_swap,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, NaiveDate, TimeZone};
+
+    use super::*;
+    use crate::domain::decision::{CheckInput, Policy, decide};
+    use crate::domain::event::{EventFact, EventKind};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 10, 12, 0, 0).unwrap()
+    }
+
+    fn ev(kind: EventKind, hours_ago: i64) -> EventFact {
+        EventFact {
+            kind,
+            occurred_at: now() - Duration::hours(hours_ago),
+            from_carrier: None,
+            to_carrier: None,
+        }
+    }
+
+    fn day(s: &str) -> OwnerSince {
+        let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        OwnerSince::on_date(date, &Utc).unwrap()
+    }
+
+    /// A mobile number covered for `covered_hours` (none: not covered).
+    fn decision(
+        history: &[EventFact],
+        covered_hours: Option<i64>,
+        max_age: u32,
+        owner: Option<OwnerSince>,
+    ) -> Decision {
+        let input = CheckInput {
+            now: now(),
+            max_age: MaxAge::new(max_age, 2400).unwrap(),
+            owner_since: owner,
+            mobile: true,
+            original_carrier: Some("Carrier"),
+            covered_since: covered_hours.map(|h| now() - Duration::hours(h)),
+            history,
+        };
+        decide(&input, Policy::default())
+    }
+
+    #[test]
+    fn phone_numbers_follow_the_camara_pattern() {
+        for good in ["+819012345678", "+12345", "+123456789012345"] {
+            assert_eq!(phone_number(Some(good)), Ok(good));
+        }
+        for bad in [
+            "819012345678",
+            "+0901234567",
+            "+1234",
+            "+1234567890123456",
+            "+81 90 1234 5678",
+            "+8190-1234",
+            "",
+            "+",
+        ] {
+            assert_eq!(
+                phone_number(Some(bad)),
+                Err(Refusal::MalformedPhoneNumber(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(phone_number(None), Err(Refusal::MissingPhoneNumber));
+    }
+
+    #[test]
+    fn max_age_is_checked_against_camara_then_the_server() {
+        assert_eq!(max_age(None, 2400).unwrap().hours(), 240);
+        assert_eq!(max_age(Some(1), 2400).unwrap().hours(), 1);
+        assert_eq!(max_age(Some(2400), 2400).unwrap().hours(), 2400);
+        for outside in [0, -5, 2401, 100_000] {
+            assert_eq!(
+                max_age(Some(outside), 2400),
+                Err(Refusal::MaxAgeOutsideCamara(outside))
+            );
+        }
+        let over = max_age(Some(721), 720).unwrap_err();
+        assert_eq!(
+            over,
+            Refusal::MaxAgeOverLimit {
+                asked: 721,
+                limit: 720
+            }
+        );
+        assert!(over.to_string().contains("720 hours"), "{over}");
+        assert_eq!(max_age(Some(720), 720).unwrap().hours(), 720);
+    }
+
+    #[test]
+    fn swapped_is_true_inside_the_window_and_false_only_when_covered() {
+        let h = [ev(EventKind::SimSwap, 30)];
+        assert_eq!(
+            swapped(&decision(&h, Some(5000), 240, None), Swap::Sim),
+            Ok(true)
+        );
+        assert_eq!(
+            swapped(&decision(&h, Some(5000), 24, None), Swap::Sim),
+            Ok(false)
+        );
+        // A swap inside the window is known even without coverage.
+        assert_eq!(swapped(&decision(&h, None, 240, None), Swap::Sim), Ok(true));
+        assert_eq!(
+            swapped(&decision(&h, None, 24, None), Swap::Sim),
+            Err(Refusal::NotCovered)
+        );
+        let late = swapped(&decision(&[], Some(100), 240, None), Swap::Sim).unwrap_err();
+        assert!(
+            matches!(late, Refusal::WindowBeforeCoverage { hours: 100, .. }),
+            "{late:?}"
+        );
+    }
+
+    #[test]
+    fn device_questions_read_device_swaps_only() {
+        let h = [ev(EventKind::SimSwap, 3), ev(EventKind::DeviceSwap, 50)];
+        let d = decision(&h, Some(5000), 24, None);
+        assert_eq!(swapped(&d, Swap::Sim), Ok(true));
+        assert_eq!(swapped(&d, Swap::Device), Ok(false));
+        assert_eq!(
+            latest_change(&d, Swap::Device).unwrap().at,
+            Some(now() - Duration::hours(50))
+        );
+        assert_eq!(
+            latest_change(&d, Swap::Sim).unwrap().at,
+            Some(now() - Duration::hours(3))
+        );
+    }
+
+    #[test]
+    fn latest_change_without_one_gives_the_monitored_period() {
+        let d = decision(&[], Some(24 * 90 + 5), 240, None);
+        assert_eq!(
+            latest_change(&d, Swap::Sim),
+            Ok(LatestChange {
+                at: None,
+                monitored_days: Some(90)
+            })
+        );
+        // An old change is still the latest change, coverage or not.
+        let h = [ev(EventKind::Port, 24 * 400)];
+        let d = decision(&h, None, 240, None);
+        assert_eq!(
+            latest_change(&d, Swap::Sim),
+            Ok(LatestChange {
+                at: Some(now() - Duration::hours(24 * 400)),
+                monitored_days: None
+            })
+        );
+        let d = decision(&[], None, 240, None);
+        assert_eq!(latest_change(&d, Swap::Sim), Err(Refusal::NotCovered));
+    }
+
+    #[test]
+    fn recycled_follows_the_date_only_ownership_rules() {
+        let covered = Some(24 * 365);
+        // A reassignment on the specified day is the owner's own contract start.
+        let reassign_on_day = [EventFact {
+            occurred_at: Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap(),
+            ..ev(EventKind::Reassign, 0)
+        }];
+        let owner = day("2026-03-01");
+        let d = decision(&reassign_on_day, covered, 240, Some(owner));
+        assert_eq!(recycled(&d, &owner), Ok(false));
+        // A disconnect on the day counts.
+        let disconnect_on_day = [EventFact {
+            kind: EventKind::Disconnect,
+            ..reassign_on_day[0].clone()
+        }];
+        let d = decision(&disconnect_on_day, covered, 240, Some(owner));
+        assert_eq!(recycled(&d, &owner), Ok(true));
+        // Before the data begins, or with no data at all: refused, not "false".
+        let early = day("2020-01-01");
+        let d = decision(&[], covered, 240, Some(early));
+        assert!(matches!(
+            recycled(&d, &early),
+            Err(Refusal::DateBeforeCoverage { .. })
+        ));
+        let d = decision(&[], None, 240, Some(owner));
+        assert_eq!(recycled(&d, &owner), Err(Refusal::NotCovered));
+    }
+
+    #[test]
+    fn a_future_date_is_out_of_range_but_today_is_not() {
+        let tomorrow = day("2026-06-11");
+        let d = decision(&[], Some(24 * 365), 240, Some(tomorrow));
+        assert_eq!(recycled(&d, &tomorrow), Err(Refusal::DateInFuture));
+        let today = day("2026-06-10");
+        let d = decision(&[], Some(24 * 365), 240, Some(today));
+        assert_eq!(recycled(&d, &today), Ok(false));
+    }
+
+    #[test]
+    fn fixed_lines_are_not_applicable() {
+        let mut d = decision(&[], Some(5000), 240, None);
+        d.mobile = false;
+        assert_eq!(swapped(&d, Swap::Sim), Err(Refusal::NotMobile));
+        assert_eq!(latest_change(&d, Swap::Device), Err(Refusal::NotMobile));
+    }
+}
