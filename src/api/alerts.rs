@@ -137,6 +137,8 @@ fn subscription_to_pb(s: SubscriptionRecord) -> pb::Subscription {
         sent: s.sent,
         active: s.ended_reason.is_none(),
         ended_reason: s.ended_reason.unwrap_or_default(),
+        phone_number: s.number.map(|n| n.as_str().to_string()).unwrap_or_default(),
+        format: s.format.as_str().to_string(),
     }
 }
 
@@ -153,6 +155,7 @@ impl AlertsApi {
             expire_at: optional_datetime("expire_time", req.expire_time.as_ref())?,
             max_events: Some(req.max_events),
             token: Some(req.sink_token),
+            ..NewSubscription::default()
         };
         let created = self
             .engine

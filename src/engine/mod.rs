@@ -8,6 +8,7 @@ pub mod auth;
 mod availability;
 mod catalog;
 mod check;
+pub mod cloud_events;
 pub mod ingest;
 pub mod keys;
 pub mod number_cache;

@@ -1,21 +1,22 @@
-//! Webhook subscriptions: a tenant's alerts POSTed to an HTTPS sink as CloudEvents 1.0 —
-//! at least once, retried with exponential backoff, the queue kept in the database so a
-//! restart resumes it. A subscription ends when it expires, reaches `max_events`, is
-//! deleted (each sends a `subscription-ended` event) or its sink answers 410 Gone.
+//! Webhook subscriptions: a tenant's alerts (or, for a CAMARA subscription, one number's
+//! SIM changes) POSTed to an HTTPS sink as CloudEvents 1.0 — at least once, retried with
+//! exponential backoff, the queue kept in the database so a restart resumes it. A
+//! subscription ends when it expires, reaches `max_events`, is deleted, its sink token
+//! expires (each sends a `subscription-ended` event) or its sink answers 410 Gone.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::json;
+use chrono::{DateTime, Utc};
 
-use super::alerts::Alert;
+use super::cloud_events::{self, Queued};
 use super::{Engine, EngineError};
 use crate::domain::FieldError;
 use crate::domain::auth::{TenantName, hex};
 use crate::domain::event::EventKind;
-use crate::store::{Delivery, SubscriptionRecord};
+use crate::domain::number::E164;
+use crate::store::{CloudEventFormat, Delivery, SubscriptionRecord};
 
 /// The dispatcher looks for new alerts and due deliveries at least this often.
 const TICK: Duration = Duration::from_millis(200);
@@ -26,15 +27,44 @@ const MAX_BACKOFF_SECS: i64 = 300;
 pub const ENDED_EXPIRED: &str = "SUBSCRIPTION_EXPIRED";
 pub const ENDED_MAX_EVENTS: &str = "MAX_EVENTS_REACHED";
 pub const ENDED_DELETED: &str = "SUBSCRIPTION_DELETED";
+pub const ENDED_TOKEN_EXPIRED: &str = "ACCESS_TOKEN_EXPIRED";
+/// Events scanned per store query for a subscription.
+const SCAN_PAGE: u32 = 1_000;
 
 /// A subscription as asked for.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewSubscription {
     pub sink: String,
     pub kinds: Vec<EventKind>,
     pub expire_at: Option<DateTime<Utc>>,
     pub max_events: Option<u64>,
     pub token: Option<String>,
+    pub token_expire_at: Option<DateTime<Utc>>,
+    /// One number's events rather than the watchlist's alerts.
+    pub number: Option<E164>,
+    pub format: CloudEventFormat,
+}
+
+impl Default for NewSubscription {
+    fn default() -> Self {
+        NewSubscription {
+            sink: String::new(),
+            kinds: Vec::new(),
+            expire_at: None,
+            max_events: None,
+            token: None,
+            token_expire_at: None,
+            number: None,
+            format: CloudEventFormat::Numguard,
+        }
+    }
+}
+
+/// New events for a subscription, each with the event id it was found at, and the last
+/// event id the scan covered.
+struct Batch {
+    events: Vec<(i64, Queued)>,
+    scanned_to: i64,
 }
 
 /// `https`, or plain `http` to a loopback address (local receivers and tests).
@@ -58,49 +88,6 @@ fn check_sink(sink: &str) -> Result<String, FieldError> {
     }
 }
 
-fn kind_type(kind: EventKind) -> String {
-    kind.as_str().to_ascii_lowercase().replace('_', "-")
-}
-
-fn alert_event(subscription: &str, alert: &Alert) -> (String, String) {
-    let event = &alert.event.event;
-    let id = format!("{subscription}-{}", alert.cursor);
-    let body = json!({
-        "specversion": "1.0",
-        "id": id,
-        "source": "numguard",
-        "type": format!("numguard.alert.v1.{}", kind_type(event.fact.kind)),
-        "time": event.fact.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        "datacontenttype": "application/json",
-        "data": {
-            "subscription_id": subscription,
-            "cursor": alert.cursor,
-            "customer_refs": alert.customer_refs,
-            "phone_number": event.number.as_str(),
-            "kind": event.fact.kind.as_str(),
-            "occurred_at": event.fact.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-            "source": event.source.as_str(),
-            "source_event_id": event.source_event_id,
-            "verdict": format!("{:?}", alert.decision.verdict).to_ascii_uppercase(),
-        },
-    });
-    (id, body.to_string())
-}
-
-fn ended_event(subscription: &str, reason: &str) -> (String, String) {
-    let id = format!("{subscription}-ended");
-    let body = json!({
-        "specversion": "1.0",
-        "id": id,
-        "source": "numguard",
-        "type": "numguard.alert.v1.subscription-ended",
-        "time": Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
-        "datacontenttype": "application/json",
-        "data": { "subscription_id": subscription, "termination_reason": reason },
-    });
-    (id, body.to_string())
-}
-
 impl Engine {
     pub async fn create_subscription(
         &self,
@@ -108,8 +95,12 @@ impl Engine {
         new: NewSubscription,
     ) -> Result<SubscriptionRecord, EngineError> {
         let sink = check_sink(&new.sink)?;
-        if new.expire_at.is_some_and(|t| t <= Utc::now()) {
+        let now = Utc::now();
+        if new.expire_at.is_some_and(|t| t <= now) {
             return Err(FieldError::new("expire_time", "is in the past").into());
+        }
+        if new.token_expire_at.is_some_and(|t| t <= now) {
+            return Err(FieldError::new("token_expire_time", "is in the past").into());
         }
         // Alerts from now on, like a new stream.
         let cursor = self
@@ -128,6 +119,10 @@ impl Engine {
             sent: 0,
             cursor,
             ended_reason: None,
+            created_at: now,
+            number: new.number,
+            format: new.format,
+            token_expire_at: new.token_expire_at,
         };
         self.store
             .create_subscription(&record)
@@ -164,46 +159,47 @@ impl Engine {
                 found.cursor,
                 found.sent,
                 Some(ENDED_DELETED),
-                &[ended_event(&found.id, ENDED_DELETED)],
+                &[cloud_events::ended(&found, ENDED_DELETED)],
             )
             .await
             .map_err(|e| self.store_failed(e))
     }
 
-    /// Queues the subscription's new alerts, and its end when it is due.
+    /// Queues the subscription's new events, and its end when it is due.
     async fn feed(&self, sub: &SubscriptionRecord) -> Result<(), EngineError> {
-        if sub.expire_at.is_some_and(|t| t <= Utc::now()) {
-            let end = ended_event(&sub.id, ENDED_EXPIRED);
+        if let Some(reason) = due_end(sub, Utc::now()) {
+            let end = cloud_events::ended(sub, reason);
             return self
                 .store
-                .advance_subscription(&sub.id, sub.cursor, sub.sent, Some(ENDED_EXPIRED), &[end])
+                .advance_subscription(&sub.id, sub.cursor, sub.sent, Some(reason), &[end])
                 .await
                 .map_err(|e| self.store_failed(e));
         }
         let (mut cursor, mut sent) = (sub.cursor, sub.sent);
         loop {
-            let page = self.scan(&sub.tenant, cursor, &sub.kinds).await?;
-            let Some(scanned_to) = page.scanned_to else {
+            let Some(batch) = self.next_batch(sub, cursor).await? else {
                 return Ok(());
             };
             let room = sub.max_events.map_or(usize::MAX, |m| {
                 usize::try_from(m.saturating_sub(sent)).unwrap_or(usize::MAX)
             });
-            let take = page.alerts.len().min(room);
-            let mut queue: Vec<(String, String)> = page.alerts[..take]
-                .iter()
-                .map(|a| alert_event(&sub.id, a))
-                .collect();
+            let take = batch.events.len().min(room);
             sent += take as u64;
             let full = sub.max_events.is_some_and(|m| sent >= m);
-            cursor = if take < page.alerts.len() {
-                i64::try_from(page.alerts[take.saturating_sub(1)].cursor).unwrap_or(cursor)
+            cursor = if take < batch.events.len() {
+                batch.events[take.saturating_sub(1)].0
             } else {
-                scanned_to
+                batch.scanned_to
             };
+            let mut queue: Vec<Queued> = batch
+                .events
+                .into_iter()
+                .take(take)
+                .map(|(_, queued)| queued)
+                .collect();
             let ended = full.then_some(ENDED_MAX_EVENTS);
             if full {
-                queue.push(ended_event(&sub.id, ENDED_MAX_EVENTS));
+                queue.push(cloud_events::ended(sub, ENDED_MAX_EVENTS));
             }
             self.store
                 .advance_subscription(&sub.id, cursor, sent, ended, &queue)
@@ -213,6 +209,43 @@ impl Engine {
                 return Ok(());
             }
         }
+    }
+
+    /// The subscription's events after `cursor`: its number's SIM changes, or its
+    /// tenant's watchlist alerts; `None` when nothing new was scanned.
+    async fn next_batch(
+        &self,
+        sub: &SubscriptionRecord,
+        cursor: i64,
+    ) -> Result<Option<Batch>, EngineError> {
+        if let Some(number) = &sub.number {
+            let events = self
+                .store
+                .number_events_after(number, cursor, &sub.kinds, SCAN_PAGE)
+                .await
+                .map_err(|e| self.store_failed(e))?;
+            let Some(scanned_to) = events.last().map(|e| e.id) else {
+                return Ok(None);
+            };
+            let events = events
+                .iter()
+                .map(|e| (e.id, cloud_events::swapped(sub, e)))
+                .collect();
+            return Ok(Some(Batch { events, scanned_to }));
+        }
+        let page = self.scan(&sub.tenant, cursor, &sub.kinds).await?;
+        let Some(scanned_to) = page.scanned_to else {
+            return Ok(None);
+        };
+        let events = page
+            .alerts
+            .iter()
+            .map(|a| {
+                let at = i64::try_from(a.cursor).unwrap_or(cursor);
+                (at, cloud_events::alert(sub, a))
+            })
+            .collect();
+        Ok(Some(Batch { events, scanned_to }))
     }
 
     async fn deliver(&self, client: &reqwest::Client, d: Delivery) -> Result<(), EngineError> {
@@ -246,6 +279,17 @@ impl Engine {
             .finish_delivery(d.id, outcome.is_ok(), retry_at, error)
             .await
             .map_err(|e| self.store_failed(e))
+    }
+}
+
+/// Why an active subscription must end now, if it must.
+fn due_end(sub: &SubscriptionRecord, now: DateTime<Utc>) -> Option<&'static str> {
+    if sub.expire_at.is_some_and(|t| t <= now) {
+        Some(ENDED_EXPIRED)
+    } else if sub.token_expire_at.is_some_and(|t| t <= now) {
+        Some(ENDED_TOKEN_EXPIRED)
+    } else {
+        None
     }
 }
 

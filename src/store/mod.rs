@@ -179,6 +179,43 @@ pub struct SubscriptionRecord {
     /// The last event id scanned for it.
     pub cursor: i64,
     pub ended_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Follows this one number's events (a CAMARA subscription) rather than the tenant's
+    /// watchlist.
+    pub number: Option<E164>,
+    pub format: CloudEventFormat,
+    /// When the sink's bearer token stops working; the subscription ends then.
+    pub token_expire_at: Option<DateTime<Utc>>,
+}
+
+/// Which CloudEvent types and data a subscription is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudEventFormat {
+    /// `numguard.alert.v1.*`, with the alert's customer refs and verdict.
+    Numguard,
+    /// `org.camaraproject.sim-swap-subscriptions.v0.*`.
+    Camara,
+}
+
+impl CloudEventFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloudEventFormat::Numguard => "numguard",
+            CloudEventFormat::Camara => "camara",
+        }
+    }
+}
+
+impl std::str::FromStr for CloudEventFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "numguard" => Ok(CloudEventFormat::Numguard),
+            "camara" => Ok(CloudEventFormat::Camara),
+            other => Err(format!("unknown CloudEvent format {other:?}")),
+        }
+    }
 }
 
 /// A queued CloudEvent and where it goes.
@@ -294,6 +331,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<AlertPage, StoreError>;
     /// The highest event id stored (0 if none).
     async fn last_event_id(&self) -> Result<i64, StoreError>;
+    /// Up to `limit` events (of `kinds`) on one number after id `after`, in id order.
+    async fn number_events_after(
+        &self,
+        number: &E164,
+        after: i64,
+        kinds: &[EventKind],
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
 
     async fn create_subscription(&self, s: &SubscriptionRecord) -> Result<(), StoreError>;
     /// A tenant's subscriptions, or (with `None`) every active one.

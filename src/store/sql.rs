@@ -219,8 +219,22 @@ pub fn push_event_window<DB>(
     String: for<'t> Encode<'t, DB> + Type<DB>,
     i64: for<'t> Encode<'t, DB> + Type<DB>,
 {
+    sql.push("(");
+    push_events_after(sql, after, kinds);
+    sql.push(" ORDER BY id LIMIT ")
+        .push_bind(i64::from(limit))
+        .push(") AS e");
+}
+
+/// `SELECT <event columns> FROM events WHERE id > after [AND kind IN kinds]`.
+fn push_events_after<DB>(sql: &mut QueryBuilder<DB>, after: i64, kinds: &[EventKind])
+where
+    DB: Database,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
     sql.push(
-        "(SELECT id, source, source_event_id, number, kind, occurred_at, from_carrier, \
+        "SELECT id, source, source_event_id, number, kind, occurred_at, from_carrier, \
          to_carrier, ingested_at FROM events WHERE id > ",
     )
     .push_bind(after);
@@ -232,9 +246,28 @@ pub fn push_event_window<DB>(
         }
         sql.push(")");
     }
-    sql.push(" ORDER BY id LIMIT ")
-        .push_bind(i64::from(limit))
-        .push(") AS e");
+}
+
+/// One number's events (of `kinds`) after id `after`, in id order: what a subscription to
+/// that number has not yet seen.
+pub fn number_events_after<DB>(
+    number: &E164,
+    after: i64,
+    kinds: &[EventKind],
+    limit: u32,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::new("");
+    push_events_after(&mut sql, after, kinds);
+    sql.push(" AND number = ")
+        .push_bind(number.as_str().to_string())
+        .push(" ORDER BY id LIMIT ")
+        .push_bind(i64::from(limit));
+    sql
 }
 
 /// The columns of an alert query: the event, and the watching entry (NULL when none).
@@ -292,7 +325,8 @@ pub fn group_alerts(rows: Vec<(StoredEvent, Option<(String, OwnerSince)>)>) -> s
 }
 
 pub const SELECT_SUBSCRIPTIONS: &str = "SELECT id, tenant, sink, kinds, token, expire_at, \
-     max_events, sent, cursor, ended_reason FROM subscriptions";
+     max_events, sent, cursor, ended_reason, created_at, number, format, token_expire_at \
+     FROM subscriptions";
 
 pub const SELECT_DUE: &str = "SELECT d.id, d.subscription_id, d.body, d.attempts, s.sink, \
      s.token FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
@@ -323,7 +357,16 @@ where
     let expire_at: Option<i64> = row.try_get("expire_at")?;
     let max_events: Option<i64> = row.try_get("max_events")?;
     let sent: i64 = row.try_get("sent")?;
+    let number: Option<String> = row.try_get("number")?;
+    let format: String = row.try_get("format")?;
+    let token_expire_at: Option<i64> = row.try_get("token_expire_at")?;
     Ok(super::SubscriptionRecord {
+        number: number.map(E164::from_trusted),
+        format: format
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("subscription {id}: {e}")))?,
+        token_expire_at: token_expire_at.map(from_micros).transpose()?,
+        created_at: from_micros(row.try_get("created_at")?)?,
         tenant: tenant
             .parse()
             .map_err(|e| StoreError::Corrupt(format!("subscription {id}: {e}")))?,
@@ -405,7 +448,7 @@ pub mod queue {
         pub fn insert_subscription(s: &SubscriptionRecord) -> QueryBuilder<DB> {
             let mut insert = QueryBuilder::new(
                 "INSERT INTO subscriptions (id, tenant, sink, kinds, token, expire_at, max_events, \
-                 sent, cursor, created_at) VALUES (",
+                 sent, cursor, created_at, number, format, token_expire_at) VALUES (",
             );
             let mut values = insert.separated(", ");
             values
@@ -418,7 +461,10 @@ pub mod queue {
                 .push_bind(s.max_events.map(count))
                 .push_bind(count(s.sent))
                 .push_bind(s.cursor)
-                .push_bind(micros(Utc::now()));
+                .push_bind(micros(s.created_at))
+                .push_bind(s.number.as_ref().map(|n| n.as_str().to_string()))
+                .push_bind(s.format.as_str().to_string())
+                .push_bind(s.token_expire_at.map(micros));
             insert.push(")");
             insert
         }

@@ -482,6 +482,22 @@ impl Store for SqliteStore {
         Ok(sql::group_alerts(rows))
     }
 
+    async fn number_events_after(
+        &self,
+        number: &E164,
+        after: i64,
+        kinds: &[EventKind],
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        sql::number_events_after::<Sqlite>(number, after, kinds, limit)
+            .build()
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|row| sql::stored_event_from(row, time_at))
+            .collect()
+    }
+
     async fn last_event_id(&self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
