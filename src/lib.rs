@@ -7,5 +7,6 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod ranges;
+pub mod rest;
 pub mod server;
 pub mod store;

@@ -29,11 +29,31 @@ pub struct TlsFiles {
     pub key: std::path::PathBuf,
 }
 
+/// Where the server listens: gRPC always, the CAMARA REST facade when given a listener.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub rest: Option<TcpListener>,
+}
+
+/// Serves gRPC only.
 pub async fn run(
     config: ServerConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listeners = Listeners {
+        grpc: listener,
+        rest: None,
+    };
+    run_with(config, listeners, shutdown).await
+}
+
+pub async fn run_with(
+    config: ServerConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = listeners.grpc;
     let store = crate::store::open_with(&config.database_url, config.store)
         .await
         .context("cannot open the database")?;
@@ -68,26 +88,45 @@ pub async fn run(
     );
     // Once shutdown is asked for, in-flight requests get a grace period; clients that keep
     // connections open past it do not keep the process alive.
-    let (asked_tx, asked) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
+    let (asked_tx, asked) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         shutdown.await;
-        let _ = asked_tx.send(());
+        let _ = asked_tx.send(true);
+    });
+    let asked_for = |mut asked: tokio::sync::watch::Receiver<bool>| async move {
+        if asked.wait_for(|yes| *yes).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
-    let serving = crate::api::serve(listener, engine.clone(), tls, shutdown);
+    let rest = match listeners.rest {
+        Some(rest) => {
+            tracing::info!(addr = %rest.local_addr()?, "CAMARA REST facade serving");
+            let serving = crate::rest::serve(rest, engine.clone(), asked_for(asked.clone()));
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
+    let serving = crate::api::serve(listener, engine.clone(), tls, asked_for(asked.clone()));
     tokio::pin!(serving);
     tokio::select! {
         served = &mut serving => served?,
         _ = async {
-            if asked.await.is_ok() {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
+            asked_for(asked).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => {
             tracing::warn!(
                 "connections still open {} s after shutdown was asked for; stopping anyway",
                 SHUTDOWN_GRACE.as_secs()
             );
+        }
+    }
+    if let Some(mut rest) = rest {
+        // It stops with gRPC; past the grace period its open connections are dropped.
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut rest).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the REST facade failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the REST facade stopped unexpectedly"),
+            Ok(Ok(Ok(()))) => {}
+            Err(_) => rest.abort(),
         }
     }
     engine.shutdown().await;

@@ -15,7 +15,7 @@ use crate::domain::decision::{DEFAULT_MAX_LOOKBACK_HOURS, Policy, Verdict};
 use crate::domain::number::Region;
 use crate::engine::auth::{AuthMode, Limits};
 use crate::engine::{DEFAULT_INGEST_BATCH_SIZE, EngineConfig};
-use crate::server::{ServerConfig, TlsFiles, run as run_server};
+use crate::server::{Listeners, ServerConfig, TlsFiles, run_with as run_server};
 use crate::store::StoreOptions;
 
 #[derive(Debug, Args)]
@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Address to listen on for gRPC.
     #[arg(long, env = "NUMGUARD_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// Address for the CAMARA-compatible REST API (off unless set), e.g. 127.0.0.1:8080.
+    #[arg(long, env = "NUMGUARD_REST_LISTEN")]
+    rest_listen: Option<SocketAddr>,
     /// Database URL; the SQLite file is created and migrated on first start.
     #[arg(
         long,
@@ -161,10 +164,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    if args.dev && !addr.ip().is_loopback() {
-        anyhow::bail!(
-            "--dev turns authentication off, so it only listens on loopback; {addr} is not"
-        );
+    let rest = match args.rest_listen {
+        Some(rest) => Some(
+            TcpListener::bind(rest)
+                .await
+                .with_context(|| format!("cannot listen on {rest} for REST"))?,
+        ),
+        None => None,
+    };
+    let rest_addr = rest.as_ref().map(TcpListener::local_addr).transpose()?;
+    for listening in std::iter::once(addr).chain(rest_addr) {
+        if args.dev && !listening.ip().is_loopback() {
+            anyhow::bail!(
+                "--dev turns authentication off, so it only listens on loopback; {listening} \
+                 is not"
+            );
+        }
     }
     if args.demo {
         let key = if args.dev { None } else { args.api_key.clone() };
@@ -176,7 +191,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             eprintln!("--demo needs --dev (no keys) or --api-key; serving without the tour");
         }
     }
-    run_server(args.config(), listener, shutdown_signal()).await?;
+    let listeners = Listeners {
+        grpc: listener,
+        rest,
+    };
+    run_server(args.config(), listeners, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

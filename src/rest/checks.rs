@@ -1,0 +1,161 @@
+//! CAMARA SIM Swap v2, Device Swap v1 and Number Recycling v0.2: each question is one
+//! `CheckNumber` decision, read the CAMARA way (see [`crate::domain::camara`]).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{Code, RestError};
+use super::request::{admit, json, time};
+use crate::domain::auth::Scope;
+use crate::domain::camara::{self, Swap};
+use crate::domain::decision::{Decision, MaxAge};
+use crate::engine::auth::Admission;
+use crate::engine::{CheckRequest, Engine, EngineError};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CheckBody {
+    phone_number: Option<String>,
+    max_age: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RetrieveDateBody {
+    phone_number: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RecyclingBody {
+    phone_number: Option<String>,
+    specified_date: String,
+}
+
+/// Reads the number CAMARA's way and decides for the admitted caller. A well-formed
+/// number that is valid in no numbering plan is one numguard knows nothing about:
+/// IDENTIFIER_NOT_FOUND.
+async fn decide(
+    engine: &Engine,
+    admission: &Admission,
+    phone_number: Option<&str>,
+    max_age: MaxAge,
+    specified_date: &str,
+) -> Result<Decision, RestError> {
+    let phone_number = camara::phone_number(phone_number)?;
+    let request = CheckRequest {
+        phone_number,
+        max_age_hours: max_age.hours(),
+        owner_since_date: specified_date,
+        ..CheckRequest::default()
+    };
+    let (_, decision) = engine
+        .check(&admission.principal.tenant, &request)
+        .await
+        .map_err(|e| match e {
+            EngineError::Invalid(f) if f.field == "phone_number" => RestError::new(
+                Code::IdentifierNotFound,
+                format!("numguard has no numbering plan or range for this number: {f}"),
+            ),
+            e => e.into(),
+        })?;
+    Ok(decision)
+}
+
+async fn check(engine: &Engine, headers: &HeaderMap, body: Body, swap: Swap) -> Reply {
+    let admission = admit(engine, headers, Scope::Check).await?;
+    let body: CheckBody = json(body).await?;
+    let max_age = camara::max_age(body.max_age, engine.config().max_lookback_hours)?;
+    let decision = decide(engine, &admission, body.phone_number.as_deref(), max_age, "").await?;
+    Ok(Json(json!({ "swapped": camara::swapped(&decision, swap)? })))
+}
+
+async fn retrieve_date(
+    engine: &Engine,
+    headers: &HeaderMap,
+    body: Body,
+    swap: Swap,
+    field: &str,
+) -> Reply {
+    let admission = admit(engine, headers, Scope::Check).await?;
+    let body: RetrieveDateBody = json(body).await?;
+    let max_age = camara::max_age(None, engine.config().max_lookback_hours)?;
+    let decision = decide(engine, &admission, body.phone_number.as_deref(), max_age, "").await?;
+    let latest = camara::latest_change(&decision, swap)?;
+    let at = match latest.at {
+        // A tenant told times only to the day, or not at all, is told no more here.
+        Some(t) => Some(admission.principal.precision.apply(t).ok_or_else(|| {
+            RestError::new(
+                Code::PermissionDenied,
+                "this key's tenant may not be told when a change happened",
+            )
+        })?),
+        None => None,
+    };
+    let mut answer = json!({ field: at.map(time) });
+    if let Some(days) = latest.monitored_days {
+        answer["monitoredPeriod"] = json!(days);
+    }
+    Ok(Json(answer))
+}
+
+type Reply = Result<Json<Value>, RestError>;
+
+pub async fn sim_swap_check(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Body) -> Reply {
+    check(&engine, &headers, body, Swap::Sim).await
+}
+
+pub async fn sim_swap_retrieve_date(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    retrieve_date(&engine, &headers, body, Swap::Sim, "latestSimChange").await
+}
+
+pub async fn device_swap_check(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    check(&engine, &headers, body, Swap::Device).await
+}
+
+pub async fn device_swap_retrieve_date(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    retrieve_date(&engine, &headers, body, Swap::Device, "latestDeviceChange").await
+}
+
+pub async fn number_recycling_check(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let admission = admit(&engine, &headers, Scope::Check).await?;
+    let body: RecyclingBody = json(body).await?;
+    let specified = engine
+        .owner_since(None, &body.specified_date)
+        .map_err(|e| RestError::new(Code::InvalidArgument, format!("specifiedDate: {}", e.message)))?
+        .ok_or_else(|| RestError::new(Code::InvalidArgument, "specifiedDate is empty"))?;
+    let max_age = camara::max_age(None, engine.config().max_lookback_hours)?;
+    let decision = decide(
+        &engine,
+        &admission,
+        body.phone_number.as_deref(),
+        max_age,
+        &body.specified_date,
+    )
+    .await?;
+    Ok(Json(json!({
+        "phoneNumberRecycled": camara::recycled(&decision, &specified)?,
+    })))
+}

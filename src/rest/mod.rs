@@ -1,0 +1,114 @@
+//! The CAMARA-compatible REST facade (axum), served on its own port beside gRPC. It
+//! translates CAMARA's requests into the engine's checks and subscriptions and its
+//! answers back; the decisions are the engine's.
+
+mod checks;
+pub mod error;
+mod openapi;
+mod request;
+mod subscriptions;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::engine::Engine;
+use error::{Code, RestError};
+
+const X_CORRELATOR: HeaderName = HeaderName::from_static("x-correlator");
+const MAX_CORRELATOR_LEN: usize = 256;
+
+/// The routes, with CAMARA's paths.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/sim-swap/v2/check", post(checks::sim_swap_check))
+        .route(
+            "/sim-swap/v2/retrieve-date",
+            post(checks::sim_swap_retrieve_date),
+        )
+        .route(
+            "/number-recycling/v0.2/check",
+            post(checks::number_recycling_check),
+        )
+        .route("/device-swap/v1/check", post(checks::device_swap_check))
+        .route(
+            "/device-swap/v1/retrieve-date",
+            post(checks::device_swap_retrieve_date),
+        )
+        .route(
+            "/sim-swap-subscriptions/v0.3/subscriptions",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/sim-swap-subscriptions/v0.3/subscriptions/{id}",
+            get(subscriptions::get).delete(subscriptions::delete),
+        )
+        .route("/openapi.json", get(openapi::document))
+        .fallback(|| async { RestError::new(Code::NotFound, "no such resource") })
+        .method_not_allowed_fallback(|| async {
+            RestError::new(Code::MethodNotAllowed, "this resource does not take that method")
+        })
+        .layer(middleware::from_fn(correlate))
+        .with_state(engine)
+}
+
+/// CAMARA's `x-correlator` pattern, `^[a-zA-Z0-9-_:;.\/<>{}]{0,256}$`.
+fn valid_correlator(value: &[u8]) -> bool {
+    value.len() <= MAX_CORRELATOR_LEN
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_:;./<>{}".contains(b))
+}
+
+/// Echoes the request's `x-correlator` on the answer, errors included; a malformed one is
+/// refused before anything else happens.
+async fn correlate(request: Request, next: Next) -> Response {
+    let correlator: Option<HeaderValue> = request.headers().get(&X_CORRELATOR).cloned();
+    let mut response = match &correlator {
+        Some(v) if !valid_correlator(v.as_bytes()) => RestError::new(
+            Code::InvalidArgument,
+            "x-correlator must match ^[a-zA-Z0-9-_:;./<>{}]{0,256}$",
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    };
+    if let Some(v) = correlator.filter(|v| valid_correlator(v.as_bytes())) {
+        response.headers_mut().insert(X_CORRELATOR, v);
+    }
+    response
+}
+
+/// Serves the REST API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(engine))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correlators_follow_the_camara_pattern() {
+        assert!(valid_correlator(b"b4333c46-49c0-4f62-80d7-f0ef930f1c46"));
+        assert!(valid_correlator(b"a_b:c;d.e/f<g>{h}"));
+        assert!(valid_correlator(b""));
+        assert!(valid_correlator(&[b'a'; 256]));
+        assert!(!valid_correlator(&[b'a'; 257]));
+        assert!(!valid_correlator(b"has space"));
+        assert!(!valid_correlator(b"quote\""));
+        assert!(!valid_correlator("caf\u{e9}".as_bytes()));
+    }
+}

@@ -1,0 +1,289 @@
+//! CAMARA SIM Swap Subscriptions v0.3: one number's SIM changes sent to a sink as
+//! CloudEvents, through the same webhook queue as watchlist alerts.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::{Value, json};
+
+use super::error::{Code, RestError};
+use super::request::{admit, json, time};
+use crate::domain::auth::Scope;
+use crate::domain::camara;
+use crate::domain::event::EventKind;
+use crate::engine::{Engine, EngineError};
+use crate::engine::webhooks::{ENDED_DELETED, NewSubscription};
+use crate::store::{CloudEventFormat, SubscriptionRecord};
+
+pub const SWAPPED_TYPE: &str = "org.camaraproject.sim-swap-subscriptions.v0.swapped";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SubscriptionRequest {
+    protocol: String,
+    sink: String,
+    sink_credential: Option<SinkCredential>,
+    types: Vec<String>,
+    config: Config,
+}
+
+/// Every credential type's fields are accepted here so that a PLAIN or REFRESHTOKEN
+/// credential is refused as INVALID_CREDENTIAL, not as an unknown property.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SinkCredential {
+    credential_type: String,
+    access_token: Option<String>,
+    access_token_expires_utc: Option<DateTime<Utc>>,
+    access_token_type: Option<String>,
+    #[serde(rename = "identifier")]
+    _identifier: Option<IgnoredAny>,
+    #[serde(rename = "secret")]
+    _secret: Option<IgnoredAny>,
+    #[serde(rename = "refreshToken")]
+    _refresh_token: Option<IgnoredAny>,
+    #[serde(rename = "refreshTokenEndpoint")]
+    _refresh_token_endpoint: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Config {
+    subscription_detail: Detail,
+    subscription_expire_time: Option<DateTime<Utc>>,
+    subscription_max_events: Option<i64>,
+    initial_event: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Detail {
+    phone_number: Option<String>,
+}
+
+/// The sink's bearer token and when it expires.
+fn bearer(credential: Option<SinkCredential>) -> Result<Option<(String, DateTime<Utc>)>, RestError> {
+    let Some(c) = credential else {
+        return Ok(None);
+    };
+    if c.credential_type != "ACCESSTOKEN" {
+        return Err(RestError::new(
+            Code::InvalidCredential,
+            format!(
+                "sinkCredential.credentialType {:?} is not supported: only ACCESSTOKEN",
+                c.credential_type
+            ),
+        ));
+    }
+    if c.access_token_type.as_deref() != Some("bearer") {
+        return Err(RestError::new(
+            Code::InvalidToken,
+            "sinkCredential.accessTokenType must be \"bearer\"",
+        ));
+    }
+    let missing = |field: &str| {
+        RestError::new(
+            Code::InvalidCredential,
+            format!("sinkCredential.{field} is required for an ACCESSTOKEN credential"),
+        )
+    };
+    let token = c
+        .access_token
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| missing("accessToken"))?;
+    let expires = c
+        .access_token_expires_utc
+        .ok_or_else(|| missing("accessTokenExpiresUtc"))?;
+    if expires <= Utc::now() {
+        return Err(RestError::new(
+            Code::InvalidCredential,
+            "sinkCredential.accessTokenExpiresUtc is in the past",
+        ));
+    }
+    Ok(Some((token, expires)))
+}
+
+fn check_types(types: &[String]) -> Result<(), RestError> {
+    match types {
+        [only] if only == SWAPPED_TYPE => Ok(()),
+        [_, _, ..] => Err(RestError::new(
+            Code::MultieventNotSupported,
+            "a subscription takes exactly one event type",
+        )),
+        _ => Err(RestError::new(
+            Code::InvalidArgument,
+            format!("types must be [\"{SWAPPED_TYPE}\"]"),
+        )),
+    }
+}
+
+fn representation(s: &SubscriptionRecord) -> Value {
+    let mut config = json!({
+        "subscriptionDetail": { "phoneNumber": s.number.as_ref().map(|n| n.as_str()) },
+    });
+    if let Some(t) = s.expire_at {
+        config["subscriptionExpireTime"] = json!(time(t));
+    }
+    if let Some(m) = s.max_events {
+        config["subscriptionMaxEvents"] = json!(m);
+    }
+    let mut body = json!({
+        "id": s.id,
+        "protocol": "HTTP",
+        "sink": s.sink,
+        "types": [SWAPPED_TYPE],
+        "config": config,
+        "startsAt": time(s.created_at),
+        "status": if s.ended_reason.is_none() { "ACTIVE" } else { "EXPIRED" },
+    });
+    // The subscription ends at its expiry time or when the sink's token does, if sooner.
+    let ends = [s.expire_at, s.token_expire_at].into_iter().flatten().min();
+    if let Some(t) = ends {
+        body["expiresAt"] = json!(time(t));
+    }
+    body
+}
+
+/// The caller's CAMARA subscriptions; deleted ones are gone.
+async fn visible(engine: &Engine, headers: &HeaderMap) -> Result<Vec<SubscriptionRecord>, RestError> {
+    let admission = admit(engine, headers, Scope::Watch).await?;
+    Ok(engine
+        .list_subscriptions(&admission.principal.tenant)
+        .await?
+        .into_iter()
+        .filter(|s| {
+            s.format == CloudEventFormat::Camara && s.ended_reason.as_deref() != Some(ENDED_DELETED)
+        })
+        .collect())
+}
+
+fn not_found(id: &str) -> RestError {
+    RestError::new(Code::NotFound, format!("no subscription {id:?}"))
+}
+
+pub async fn create(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, RestError> {
+    let admission = admit(&engine, &headers, Scope::Watch).await?;
+    let request: SubscriptionRequest = json(body).await?;
+    if request.protocol != "HTTP" {
+        return Err(RestError::new(
+            Code::InvalidProtocol,
+            format!("protocol {:?} is not supported: only HTTP", request.protocol),
+        ));
+    }
+    check_types(&request.types)?;
+    let token = bearer(request.sink_credential)?;
+    let config = request.config;
+    if config.initial_event == Some(true) {
+        return Err(RestError::new(
+            Code::InvalidArgument,
+            "config.initialEvent is not supported: a swapped event reports a change, not a state",
+        ));
+    }
+    let max_events = match config.subscription_max_events {
+        None => None,
+        Some(m) if m >= 1 => u64::try_from(m).ok(),
+        Some(m) => {
+            return Err(RestError::new(
+                Code::InvalidArgument,
+                format!("config.subscriptionMaxEvents must be at least 1, got {m}"),
+            ));
+        }
+    };
+    if config.subscription_expire_time.is_some_and(|t| t <= Utc::now()) {
+        return Err(RestError::new(
+            Code::InvalidArgument,
+            "config.subscriptionExpireTime is in the past",
+        ));
+    }
+    let phone_number = camara::phone_number(config.subscription_detail.phone_number.as_deref())?;
+    let number = engine
+        .parse_number("phone_number", phone_number, "")
+        .map_err(|e| {
+            RestError::new(
+                Code::IdentifierNotFound,
+                format!("numguard has no numbering plan or range for this number: {e}"),
+            )
+        })?;
+    if !number.mobile {
+        return Err(camara::Refusal::NotMobile.into());
+    }
+    let (token, token_expire_at) = token.unzip();
+    let created = engine
+        .create_subscription(
+            &admission.principal.tenant,
+            NewSubscription {
+                sink: request.sink,
+                kinds: EventKind::ALL
+                    .into_iter()
+                    .filter(|k| k.changes_sim())
+                    .collect(),
+                expire_at: config.subscription_expire_time,
+                max_events,
+                token,
+                token_expire_at,
+                number: Some(number.e164),
+                format: CloudEventFormat::Camara,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(representation(&created))).into_response())
+}
+
+pub async fn list(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, RestError> {
+    let subscriptions = visible(&engine, &headers).await?;
+    Ok(Json(Value::Array(
+        subscriptions.iter().map(representation).collect(),
+    )))
+}
+
+pub async fn get(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, RestError> {
+    visible(&engine, &headers)
+        .await?
+        .iter()
+        .find(|s| s.id == id)
+        .map(|s| Json(representation(s)))
+        .ok_or_else(|| not_found(&id))
+}
+
+pub async fn delete(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, RestError> {
+    let admission = admit(&engine, &headers, Scope::Watch).await?;
+    let ours = engine
+        .list_subscriptions(&admission.principal.tenant)
+        .await?
+        .iter()
+        .any(|s| s.id == id && s.format == CloudEventFormat::Camara);
+    if !ours {
+        return Err(not_found(&id));
+    }
+    engine
+        .delete_subscription(&admission.principal.tenant, &id)
+        .await
+        .map_err(|e| match e {
+            // Already ended: nothing left to delete.
+            EngineError::NotFound(_) => not_found(&id),
+            e => e.into(),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}
