@@ -422,3 +422,41 @@ fn watching_numbers_and_tailing_alerts_from_the_cli() {
     let _ = tail.wait();
     served.stop();
 }
+
+#[tokio::test]
+async fn serve_with_rest_listen_answers_camara_requests_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("ng.db").display());
+    let served = Served::start_with(&db, &["--dev", "--rest-listen", "127.0.0.1:0"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rest_addr = loop {
+        let log = served.log();
+        if let Some(line) = log.lines().find(|l| l.contains("REST facade serving")) {
+            let addr = line.split("addr=").nth(1).unwrap_or_default();
+            break addr
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no REST listener: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::Client::new()
+        .post(format!("http://{rest_addr}/sim-swap/v2/check"))
+        .header("x-correlator", "cli-1")
+        .json(&serde_json::json!({ "phoneNumber": "+819012345678" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-correlator"], "cli-1");
+    let body: Value = response.json().await.unwrap();
+    // A fresh database has ranges but no event source.
+    assert_eq!(body["code"], "IDENTIFIER_NOT_FOUND", "{body}");
+    let log = served.stop();
+    assert!(!log.contains("9012345678"), "the log holds no number");
+}

@@ -12,10 +12,9 @@ use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::api::pb::{self, EventKind};
-use numguard::domain::auth::{Scopes, TenantName, TimePrecision};
+use numguard::domain::auth::TimePrecision;
 use numguard::engine::EngineConfig;
 use numguard::engine::auth::{AuthMode, Limits};
-use numguard::engine::keys::create_key;
 use numguard::store::Store;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
@@ -77,11 +76,6 @@ fn request(number: &str) -> pb::CheckNumberRequest {
     }
 }
 
-/// Opens the test database's store directly, as `numguard keys` does.
-async fn store(db: &TestDb) -> Arc<dyn Store> {
-    numguard::store::open(&db.url).await.expect("open store")
-}
-
 /// The access log's answer to "who looked up this number?": (tenant, checks), sorted.
 async fn who_looked_up(s: &dyn Store, number: &str) -> Vec<(String, u64)> {
     let pepper = numguard::engine::access_log::pepper(s).await.unwrap();
@@ -100,16 +94,6 @@ async fn who_looked_up(s: &dyn Store, number: &str) -> Vec<(String, u64)> {
         .collect();
     who.sort();
     who
-}
-
-async fn new_key(db: &TestDb, tenant: &str, scopes: &str) -> String {
-    let tenant: TenantName = tenant.parse().unwrap();
-    let scopes: Scopes = scopes.parse().unwrap();
-    create_key(store(db).await.as_ref(), &tenant, scopes)
-        .await
-        .expect("create key")
-        .0
-        .secret_text
 }
 
 async fn keys_and_scopes_decide_who_may_call_what(backend: Backend) {

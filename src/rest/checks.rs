@@ -68,26 +68,55 @@ async fn decide(
     Ok(decision)
 }
 
-async fn check(engine: &Engine, headers: &HeaderMap, body: Body, swap: Swap) -> Reply {
-    let admission = admit(engine, headers, Scope::Check).await?;
-    let body: CheckBody = json(body).await?;
-    let max_age = camara::max_age(body.max_age, engine.config().max_lookback_hours)?;
-    let decision = decide(engine, &admission, body.phone_number.as_deref(), max_age, "").await?;
-    Ok(Json(json!({ "swapped": camara::swapped(&decision, swap)? })))
+/// SIM Swap or Device Swap: the same two operations on different events.
+pub trait SwapApi {
+    const SWAP: Swap;
+    /// The retrieve-date answer's field.
+    const DATE_FIELD: &'static str;
 }
 
-async fn retrieve_date(
-    engine: &Engine,
-    headers: &HeaderMap,
+pub struct SimSwapApi;
+
+impl SwapApi for SimSwapApi {
+    const SWAP: Swap = Swap::Sim;
+    const DATE_FIELD: &'static str = "latestSimChange";
+}
+
+pub struct DeviceSwapApi;
+
+impl SwapApi for DeviceSwapApi {
+    const SWAP: Swap = Swap::Device;
+    const DATE_FIELD: &'static str = "latestDeviceChange";
+}
+
+type Reply = Result<Json<Value>, RestError>;
+
+pub async fn swap_check<A: SwapApi>(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
     body: Body,
-    swap: Swap,
-    field: &str,
 ) -> Reply {
-    let admission = admit(engine, headers, Scope::Check).await?;
+    let admission = admit(&engine, &headers, Scope::Check).await?;
+    let body: CheckBody = json(body).await?;
+    let max_age = camara::max_age(body.max_age, engine.config().max_lookback_hours)?;
+    let number = body.phone_number.as_deref();
+    let decision = decide(&engine, &admission, number, max_age, "").await?;
+    Ok(Json(
+        json!({ "swapped": camara::swapped(&decision, A::SWAP)? }),
+    ))
+}
+
+pub async fn swap_retrieve_date<A: SwapApi>(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let admission = admit(&engine, &headers, Scope::Check).await?;
     let body: RetrieveDateBody = json(body).await?;
     let max_age = camara::max_age(None, engine.config().max_lookback_hours)?;
-    let decision = decide(engine, &admission, body.phone_number.as_deref(), max_age, "").await?;
-    let latest = camara::latest_change(&decision, swap)?;
+    let number = body.phone_number.as_deref();
+    let decision = decide(&engine, &admission, number, max_age, "").await?;
+    let latest = camara::latest_change(&decision, A::SWAP)?;
     let at = match latest.at {
         // A tenant told times only to the day, or not at all, is told no more here.
         Some(t) => Some(admission.principal.precision.apply(t).ok_or_else(|| {
@@ -98,41 +127,11 @@ async fn retrieve_date(
         })?),
         None => None,
     };
-    let mut answer = json!({ field: at.map(time) });
+    let mut answer = json!({ A::DATE_FIELD: at.map(time) });
     if let Some(days) = latest.monitored_days {
         answer["monitoredPeriod"] = json!(days);
     }
     Ok(Json(answer))
-}
-
-type Reply = Result<Json<Value>, RestError>;
-
-pub async fn sim_swap_check(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Body) -> Reply {
-    check(&engine, &headers, body, Swap::Sim).await
-}
-
-pub async fn sim_swap_retrieve_date(
-    State(engine): State<Arc<Engine>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Reply {
-    retrieve_date(&engine, &headers, body, Swap::Sim, "latestSimChange").await
-}
-
-pub async fn device_swap_check(
-    State(engine): State<Arc<Engine>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Reply {
-    check(&engine, &headers, body, Swap::Device).await
-}
-
-pub async fn device_swap_retrieve_date(
-    State(engine): State<Arc<Engine>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Reply {
-    retrieve_date(&engine, &headers, body, Swap::Device, "latestDeviceChange").await
 }
 
 pub async fn number_recycling_check(
@@ -144,7 +143,12 @@ pub async fn number_recycling_check(
     let body: RecyclingBody = json(body).await?;
     let specified = engine
         .owner_since(None, &body.specified_date)
-        .map_err(|e| RestError::new(Code::InvalidArgument, format!("specifiedDate: {}", e.message)))?
+        .map_err(|e| {
+            RestError::new(
+                Code::InvalidArgument,
+                format!("specifiedDate: {}", e.message),
+            )
+        })?
         .ok_or_else(|| RestError::new(Code::InvalidArgument, "specifiedDate is empty"))?;
     let max_age = camara::max_age(None, engine.config().max_lookback_hours)?;
     let decision = decide(

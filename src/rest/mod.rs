@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::engine::Engine;
+use checks::{DeviceSwapApi, SimSwapApi, swap_check, swap_retrieve_date};
 use error::{Code, RestError};
 
 const X_CORRELATOR: HeaderName = HeaderName::from_static("x-correlator");
@@ -28,19 +29,19 @@ const MAX_CORRELATOR_LEN: usize = 256;
 /// The routes, with CAMARA's paths.
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
-        .route("/sim-swap/v2/check", post(checks::sim_swap_check))
+        .route("/sim-swap/v2/check", post(swap_check::<SimSwapApi>))
         .route(
             "/sim-swap/v2/retrieve-date",
-            post(checks::sim_swap_retrieve_date),
+            post(swap_retrieve_date::<SimSwapApi>),
         )
         .route(
             "/number-recycling/v0.2/check",
             post(checks::number_recycling_check),
         )
-        .route("/device-swap/v1/check", post(checks::device_swap_check))
+        .route("/device-swap/v1/check", post(swap_check::<DeviceSwapApi>))
         .route(
             "/device-swap/v1/retrieve-date",
-            post(checks::device_swap_retrieve_date),
+            post(swap_retrieve_date::<DeviceSwapApi>),
         )
         .route(
             "/sim-swap-subscriptions/v0.3/subscriptions",
@@ -53,7 +54,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { RestError::new(Code::NotFound, "no such resource") })
         .method_not_allowed_fallback(|| async {
-            RestError::new(Code::MethodNotAllowed, "this resource does not take that method")
+            RestError::new(
+                Code::MethodNotAllowed,
+                "this resource does not take that method",
+            )
         })
         .layer(middleware::from_fn(correlate))
         .with_state(engine)

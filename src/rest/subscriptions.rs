@@ -18,8 +18,8 @@ use super::request::{admit, json, time};
 use crate::domain::auth::Scope;
 use crate::domain::camara;
 use crate::domain::event::EventKind;
-use crate::engine::{Engine, EngineError};
 use crate::engine::webhooks::{ENDED_DELETED, NewSubscription};
+use crate::engine::{Engine, EngineError};
 use crate::store::{CloudEventFormat, SubscriptionRecord};
 
 pub const SWAPPED_TYPE: &str = "org.camaraproject.sim-swap-subscriptions.v0.swapped";
@@ -69,7 +69,9 @@ struct Detail {
 }
 
 /// The sink's bearer token and when it expires.
-fn bearer(credential: Option<SinkCredential>) -> Result<Option<(String, DateTime<Utc>)>, RestError> {
+fn bearer(
+    credential: Option<SinkCredential>,
+) -> Result<Option<(String, DateTime<Utc>)>, RestError> {
     let Some(c) = credential else {
         return Ok(None);
     };
@@ -152,7 +154,10 @@ fn representation(s: &SubscriptionRecord) -> Value {
 }
 
 /// The caller's CAMARA subscriptions; deleted ones are gone.
-async fn visible(engine: &Engine, headers: &HeaderMap) -> Result<Vec<SubscriptionRecord>, RestError> {
+async fn visible(
+    engine: &Engine,
+    headers: &HeaderMap,
+) -> Result<Vec<SubscriptionRecord>, RestError> {
     let admission = admit(engine, headers, Scope::Watch).await?;
     Ok(engine
         .list_subscriptions(&admission.principal.tenant)
@@ -178,7 +183,10 @@ pub async fn create(
     if request.protocol != "HTTP" {
         return Err(RestError::new(
             Code::InvalidProtocol,
-            format!("protocol {:?} is not supported: only HTTP", request.protocol),
+            format!(
+                "protocol {:?} is not supported: only HTTP",
+                request.protocol
+            ),
         ));
     }
     check_types(&request.types)?;
@@ -200,7 +208,10 @@ pub async fn create(
             ));
         }
     };
-    if config.subscription_expire_time.is_some_and(|t| t <= Utc::now()) {
+    if config
+        .subscription_expire_time
+        .is_some_and(|t| t <= Utc::now())
+    {
         return Err(RestError::new(
             Code::InvalidArgument,
             "config.subscriptionExpireTime is in the past",

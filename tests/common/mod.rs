@@ -7,6 +7,7 @@
 pub mod binary;
 pub mod db;
 pub mod proxy;
+pub mod receiver;
 
 pub use db::{Backend, TestDb};
 
@@ -20,9 +21,12 @@ use numguard::api::pb;
 use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
+use numguard::domain::auth::{Scopes, TenantName};
 use numguard::engine::EngineConfig;
 use numguard::engine::auth::AuthMode;
-use numguard::server::{ServerConfig, run};
+use numguard::engine::keys::create_key;
+use numguard::server::{Listeners, ServerConfig, run_with};
+use numguard::store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -32,6 +36,8 @@ use tonic_health::pb::health_client::HealthClient;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The CAMARA REST facade, when started with it.
+    pub rest_addr: Option<SocketAddr>,
     pub db: Arc<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -52,8 +58,28 @@ impl TestServer {
 
     /// A server reaching the test database through `url` (e.g. through a proxy).
     pub async fn start_with_url(db: Arc<TestDb>, url: &str, engine: EngineConfig) -> TestServer {
+        TestServer::launch(db, url, engine, false).await
+    }
+
+    /// A server that also serves the CAMARA REST facade, on a new database.
+    pub async fn start_rest(backend: Backend, engine: EngineConfig) -> TestServer {
+        TestServer::start_rest_in(Arc::new(TestDb::new(backend).await), engine).await
+    }
+
+    /// A server that also serves the CAMARA REST facade, on an existing test database.
+    pub async fn start_rest_in(db: Arc<TestDb>, engine: EngineConfig) -> TestServer {
+        let url = db.url.clone();
+        TestServer::launch(db, &url, engine, true).await
+    }
+
+    async fn launch(db: Arc<TestDb>, url: &str, engine: EngineConfig, rest: bool) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let rest = match rest {
+            true => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind rest")),
+            false => None,
+        };
+        let rest_addr = rest.as_ref().map(|l| l.local_addr().expect("rest addr"));
         let config = ServerConfig {
             database_url: url.to_string(),
             engine,
@@ -61,11 +87,16 @@ impl TestServer {
             store: Default::default(),
         };
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(run(config, listener, async {
+        let listeners = Listeners {
+            grpc: listener,
+            rest,
+        };
+        let handle = tokio::spawn(run_with(config, listeners, async {
             let _ = rx.await;
         }));
         let server = TestServer {
             addr,
+            rest_addr,
             db,
             shutdown: Some(tx),
             handle: Some(handle),
@@ -248,4 +279,20 @@ pub async fn check_with(
 
 pub fn reason_codes(r: &pb::CheckNumberResponse) -> Vec<pb::ReasonCode> {
     r.reasons.iter().map(|r| r.code()).collect()
+}
+
+/// Opens the test database's store directly, as `numguard keys` does.
+pub async fn store(db: &TestDb) -> Arc<dyn Store> {
+    numguard::store::open(&db.url).await.expect("open store")
+}
+
+/// A new API key for `tenant` with `scopes` (e.g. "check,watch"); returns its secret.
+pub async fn new_key(db: &TestDb, tenant: &str, scopes: &str) -> String {
+    let tenant: TenantName = tenant.parse().unwrap();
+    let scopes: Scopes = scopes.parse().unwrap();
+    create_key(store(db).await.as_ref(), &tenant, scopes)
+        .await
+        .expect("create key")
+        .0
+        .secret_text
 }

@@ -1,0 +1,848 @@
+//! The CAMARA-compatible REST facade, through a real HTTP client against a real server:
+//! each endpoint's answer, each CAMARA error code, `x-correlator`, and a SIM-swap
+//! subscription delivered to a local receiver.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use common::receiver::Receiver;
+use common::*;
+use numguard::api::pb::{self, EventKind};
+use numguard::engine::EngineConfig;
+use numguard::engine::auth::{AuthMode, Limits};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+on_both_backends!(
+    a_subscription_sends_swapped_then_ends_after_its_max_events,
+    subscriptions_are_listed_read_and_deleted,
+);
+
+/// A mobile number with a SIM swap 5 hours ago.
+const SWAPPED: &str = "+819012345678";
+/// A mobile number with no events, covered since 2025.
+const QUIET: &str = "+819011112222";
+/// A mobile number whose SIM moved to a new device 30 hours ago.
+const NEW_DEVICE: &str = "+818012345678";
+/// A mobile number disconnected on 2026-05-10 and reassigned on 2026-06-01.
+const RECYCLED: &str = "+817012345678";
+/// A Tokyo fixed line.
+const FIXED: &str = "+81312345678";
+/// A UK mobile no source covers.
+const UNCOVERED: &str = "+447700900123";
+/// A UK mobile covered only for the last 10 hours.
+const LATE: &str = "+447911123456";
+
+struct Rest {
+    server: Arc<TestServer>,
+    http: reqwest::Client,
+    key: Option<String>,
+}
+
+impl Rest {
+    async fn start(config: EngineConfig) -> Rest {
+        Rest::on(TestServer::start_rest(Backend::Sqlite, config).await)
+    }
+
+    fn on(server: TestServer) -> Rest {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Rest {
+            server: Arc::new(server),
+            http: reqwest::Client::new(),
+            key: None,
+        }
+    }
+
+    fn with_key(&self, key: &str) -> Rest {
+        Rest {
+            server: self.server.clone(),
+            http: self.http.clone(),
+            key: Some(key.to_string()),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        let addr = self.server.rest_addr.expect("started with REST");
+        format!("http://{addr}{path}")
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, self.url(path));
+        match &self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    /// POSTs `body` (a JSON value, or raw text) and returns the status and JSON answer.
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let request = match body {
+            Value::String(raw) => self
+                .request(reqwest::Method::POST, path)
+                .header("content-type", "application/json")
+                .body(raw),
+            body => self.request(reqwest::Method::POST, path).json(&body),
+        };
+        answer(request.send().await.expect("send")).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path).await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::DELETE, path).await
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str) -> (StatusCode, Value) {
+        answer(self.request(method, path).send().await.expect("send")).await
+    }
+}
+
+async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+    (status, body)
+}
+
+/// Asserts a CAMARA error body: `{status, code, message}` with a message.
+#[track_caller]
+fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
+    let (s, body) = got;
+    assert_eq!(s.as_u16(), status, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+/// The data every check test reads.
+async fn seed(server: &TestServer) {
+    add_source(server, "jp", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    add_source(
+        server,
+        "uk-late",
+        Utc::now() - Duration::hours(10),
+        &["447911"],
+    )
+    .await;
+    let now = Utc::now();
+    let summary = ingest(
+        server,
+        vec![
+            event(
+                "jp",
+                "s1",
+                SWAPPED,
+                EventKind::SimSwap,
+                now - Duration::hours(5),
+            ),
+            event(
+                "jp",
+                "d1",
+                NEW_DEVICE,
+                EventKind::DeviceSwap,
+                now - Duration::hours(30),
+            ),
+            event(
+                "jp",
+                "r1",
+                RECYCLED,
+                EventKind::Disconnect,
+                at("2026-05-10T03:00:00Z"),
+            ),
+            event(
+                "jp",
+                "r2",
+                RECYCLED,
+                EventKind::Reassign,
+                at("2026-06-01T09:00:00Z"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(summary.accepted, 4, "{summary:?}");
+}
+
+async fn seeded() -> Rest {
+    let rest = Rest::start(dev_config()).await;
+    seed(&rest.server).await;
+    rest
+}
+
+#[tokio::test]
+async fn sim_swap_check_answers_from_the_events_and_the_window() {
+    let rest = seeded().await;
+    let check = |number: &str, max_age: Option<u32>| {
+        let mut body = json!({ "phoneNumber": number });
+        if let Some(h) = max_age {
+            body["maxAge"] = json!(h);
+        }
+        rest.post("/sim-swap/v2/check", body)
+    };
+    let (status, body) = check(SWAPPED, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "swapped": true }));
+    assert_eq!(check(SWAPPED, Some(4)).await.1, json!({ "swapped": false }));
+    assert_eq!(
+        check(QUIET, Some(2400)).await.1,
+        json!({ "swapped": false })
+    );
+    // Swapped is known without coverage; "not swapped" is not.
+    assert_eq!(check(LATE, Some(5)).await.1, json!({ "swapped": false }));
+    let before_data = check(LATE, None).await;
+    assert_error(&before_data, 400, "OUT_OF_RANGE");
+    assert!(
+        before_data.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("10 hours")
+            || before_data.1["message"]
+                .as_str()
+                .unwrap()
+                .contains("9 hours"),
+        "{}",
+        before_data.1
+    );
+}
+
+#[tokio::test]
+async fn sim_swap_retrieve_date_gives_the_change_or_the_monitored_period() {
+    let rest = seeded().await;
+    let (status, body) = rest
+        .post(
+            "/sim-swap/v2/retrieve-date",
+            json!({ "phoneNumber": SWAPPED }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let latest = body["latestSimChange"].as_str().expect("a date");
+    let latest = chrono::DateTime::parse_from_rfc3339(latest).expect("RFC 3339");
+    let age = Utc::now() - latest.with_timezone(&Utc);
+    assert!(
+        age > Duration::hours(4) && age < Duration::hours(6),
+        "{age}"
+    );
+    assert!(body.get("monitoredPeriod").is_none(), "{body}");
+
+    let (_, body) = rest
+        .post(
+            "/sim-swap/v2/retrieve-date",
+            json!({ "phoneNumber": QUIET }),
+        )
+        .await;
+    assert_eq!(body["latestSimChange"], Value::Null, "{body}");
+    let covered_days = (Utc::now() - at("2025-01-01T00:00:00Z")).num_days();
+    assert_eq!(body["monitoredPeriod"], covered_days, "{body}");
+
+    // A device change is not a SIM change.
+    let (_, body) = rest
+        .post(
+            "/sim-swap/v2/retrieve-date",
+            json!({ "phoneNumber": NEW_DEVICE }),
+        )
+        .await;
+    assert_eq!(body["latestSimChange"], Value::Null, "{body}");
+}
+
+#[tokio::test]
+async fn device_swap_check_and_retrieve_date_read_device_swaps() {
+    let rest = seeded().await;
+    let (status, body) = rest
+        .post(
+            "/device-swap/v1/check",
+            json!({ "phoneNumber": NEW_DEVICE, "maxAge": 48 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "swapped": true }));
+    let (_, body) = rest
+        .post(
+            "/device-swap/v1/check",
+            json!({ "phoneNumber": NEW_DEVICE, "maxAge": 24 }),
+        )
+        .await;
+    assert_eq!(body, json!({ "swapped": false }));
+    let (_, body) = rest
+        .post("/device-swap/v1/check", json!({ "phoneNumber": SWAPPED }))
+        .await;
+    assert_eq!(
+        body,
+        json!({ "swapped": false }),
+        "a SIM swap is not a device swap"
+    );
+
+    let (status, body) = rest
+        .post(
+            "/device-swap/v1/retrieve-date",
+            json!({ "phoneNumber": NEW_DEVICE }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["latestDeviceChange"].is_string(), "{body}");
+    let (_, body) = rest
+        .post(
+            "/device-swap/v1/retrieve-date",
+            json!({ "phoneNumber": QUIET }),
+        )
+        .await;
+    assert_eq!(body["latestDeviceChange"], Value::Null);
+    assert!(body["monitoredPeriod"].as_i64().unwrap() > 300, "{body}");
+}
+
+#[tokio::test]
+async fn number_recycling_uses_the_date_only_rules() {
+    let rest = seeded().await;
+    let recycled = |number: &str, date: &str| {
+        rest.post(
+            "/number-recycling/v0.2/check",
+            json!({ "phoneNumber": number, "specifiedDate": date }),
+        )
+    };
+    let (status, body) = recycled(RECYCLED, "2026-03-01").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "phoneNumberRecycled": true }));
+    // The reassignment on the date is the new owner's own contract start.
+    assert_eq!(
+        recycled(RECYCLED, "2026-06-01").await.1,
+        json!({ "phoneNumberRecycled": false })
+    );
+    // A disconnect on the date counts.
+    assert_eq!(
+        recycled(RECYCLED, "2026-05-10").await.1,
+        json!({ "phoneNumberRecycled": true })
+    );
+    assert_eq!(
+        recycled(QUIET, "2025-06-01").await.1,
+        json!({ "phoneNumberRecycled": false })
+    );
+    let tomorrow = (Utc::now() + Duration::days(1)).date_naive().to_string();
+    assert_error(&recycled(QUIET, &tomorrow).await, 400, "OUT_OF_RANGE");
+    assert_error(&recycled(QUIET, "2024-12-31").await, 400, "OUT_OF_RANGE");
+    assert_error(
+        &recycled(QUIET, "31/12/2025").await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    assert_error(
+        &rest
+            .post(
+                "/number-recycling/v0.2/check",
+                json!({ "phoneNumber": QUIET }),
+            )
+            .await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+}
+
+#[tokio::test]
+async fn request_errors_get_camara_codes() {
+    let rest = seeded().await;
+    let check = |body: Value| rest.post("/sim-swap/v2/check", body);
+    // Malformed body, unknown property, wrong type, bad phone number pattern.
+    assert_error(&check(json!("{not json")).await, 400, "INVALID_ARGUMENT");
+    let unknown = check(json!({ "phoneNumber": SWAPPED, "color": "blue" })).await;
+    assert_error(&unknown, 400, "INVALID_ARGUMENT");
+    assert!(unknown.1["message"].as_str().unwrap().contains("color"));
+    assert_error(
+        &check(json!({ "phoneNumber": SWAPPED, "maxAge": "24" })).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    for bad in ["819012345678", "+0901234567", "+8190 1234 5678", "+1234"] {
+        assert_error(
+            &check(json!({ "phoneNumber": bad })).await,
+            400,
+            "INVALID_ARGUMENT",
+        );
+    }
+    // maxAge outside CAMARA's range.
+    for outside in [0, -1, 2401, 100_000] {
+        assert_error(
+            &check(json!({ "phoneNumber": SWAPPED, "maxAge": outside })).await,
+            400,
+            "OUT_OF_RANGE",
+        );
+    }
+    // Numbers numguard cannot answer for.
+    assert_error(
+        &check(json!({ "phoneNumber": UNCOVERED })).await,
+        404,
+        "IDENTIFIER_NOT_FOUND",
+    );
+    assert_error(
+        &check(json!({ "phoneNumber": "+99912345678" })).await,
+        404,
+        "IDENTIFIER_NOT_FOUND",
+    );
+    assert_error(
+        &check(json!({ "phoneNumber": FIXED })).await,
+        422,
+        "SERVICE_NOT_APPLICABLE",
+    );
+    assert_error(
+        &check(json!({ "maxAge": 24 })).await,
+        422,
+        "MISSING_IDENTIFIER",
+    );
+    assert_error(
+        &rest.post("/sim-swap/v2/retrieve-date", json!({})).await,
+        422,
+        "MISSING_IDENTIFIER",
+    );
+    // Unknown resources and methods.
+    assert_error(
+        &rest.post("/sim-swap/v9/check", json!({})).await,
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(
+        &rest.get("/sim-swap/v2/check").await,
+        405,
+        "METHOD_NOT_ALLOWED",
+    );
+}
+
+#[tokio::test]
+async fn max_age_above_the_server_limit_names_the_limit() {
+    let rest = Rest::start(EngineConfig {
+        max_lookback_hours: 720,
+        ..dev_config()
+    })
+    .await;
+    seed(&rest.server).await;
+    let over = rest
+        .post(
+            "/sim-swap/v2/check",
+            json!({ "phoneNumber": SWAPPED, "maxAge": 721 }),
+        )
+        .await;
+    assert_error(&over, 400, "OUT_OF_RANGE");
+    assert!(
+        over.1["message"].as_str().unwrap().contains("720"),
+        "{}",
+        over.1
+    );
+    let (status, _) = rest
+        .post(
+            "/sim-swap/v2/check",
+            json!({ "phoneNumber": SWAPPED, "maxAge": 720 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn keys_scopes_and_rate_limits_apply() {
+    let db = Arc::new(TestDb::new(Backend::Sqlite).await);
+    let checker = new_key(&db, "acme", "check").await;
+    let watcher = new_key(&db, "acme", "watch").await;
+    let config = EngineConfig {
+        auth: AuthMode::Keys,
+        limits: Limits {
+            // One request a minute after a burst of three.
+            rate_per_second: 1.0 / 60.0,
+            burst: 3.0,
+            ..Limits::default()
+        },
+        ..EngineConfig::default()
+    };
+    let server = TestServer::start_rest_in(db, config).await;
+    let anonymous = Rest::on(server);
+    let body = json!({ "phoneNumber": SWAPPED });
+    let missing = anonymous.post("/sim-swap/v2/check", body.clone()).await;
+    assert_error(&missing, 401, "UNAUTHENTICATED");
+    assert!(
+        missing.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization")
+    );
+    assert_error(
+        &anonymous
+            .with_key("ng_not_a_real_key")
+            .post("/sim-swap/v2/check", body.clone())
+            .await,
+        401,
+        "UNAUTHENTICATED",
+    );
+    assert_error(
+        &anonymous
+            .with_key(&watcher)
+            .post("/sim-swap/v2/check", body.clone())
+            .await,
+        403,
+        "PERMISSION_DENIED",
+    );
+    assert_error(
+        &anonymous
+            .with_key(&checker)
+            .get("/sim-swap-subscriptions/v0.3/subscriptions")
+            .await,
+        403,
+        "PERMISSION_DENIED",
+    );
+    let client = anonymous.with_key(&checker);
+    for _ in 0..3 {
+        // Within the burst (a refused scope spends no token).
+        let (status, _) = client.post("/sim-swap/v2/check", body.clone()).await;
+        assert_ne!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let response = client
+        .request(reqwest::Method::POST, "/sim-swap/v2/check")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_error(&answer(response).await, 429, "TOO_MANY_REQUESTS");
+}
+
+#[tokio::test]
+async fn the_correlator_is_echoed_and_a_malformed_one_refused() {
+    let rest = seeded().await;
+    let send = |correlator: &str| {
+        rest.request(reqwest::Method::POST, "/sim-swap/v2/check")
+            .header("x-correlator", correlator)
+            .json(&json!({ "phoneNumber": SWAPPED }))
+            .send()
+    };
+    let ok = send("b4333c46-49c0-4f62-80d7-f0ef930f1c46").await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        ok.headers()["x-correlator"],
+        "b4333c46-49c0-4f62-80d7-f0ef930f1c46"
+    );
+    assert_eq!(ok.headers()["content-type"], "application/json");
+    // Errors carry it too.
+    let refused = rest
+        .request(reqwest::Method::POST, "/sim-swap/v2/check")
+        .header("x-correlator", "req:1;a/b")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.headers()["x-correlator"], "req:1;a/b");
+    let bad = send("has spaces").await.unwrap();
+    assert!(bad.headers().get("x-correlator").is_none());
+    assert_error(&answer(bad).await, 400, "INVALID_ARGUMENT");
+    let long = "a".repeat(257);
+    assert_error(
+        &answer(send(&long).await.unwrap()).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_what_is_served() {
+    let rest = seeded().await;
+    let (status, doc) = rest.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut documented: Vec<String> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            let concrete = path.replace("{subscriptionId}", "0000");
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let sent = rest.request(method.clone(), &concrete);
+            let sent = if method == reqwest::Method::POST {
+                sent.json(&json!({}))
+            } else {
+                sent
+            };
+            let (status, body) = answer(sent.send().await.unwrap()).await;
+            // Routed: answered by the operation (an id may be unknown), never by the
+            // fallbacks for unknown resources and methods.
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert_ne!(body["message"], "no such resource", "{method} {path}");
+        }
+    }
+    documented.sort();
+    assert_eq!(
+        documented,
+        [
+            "DELETE /sim-swap-subscriptions/v0.3/subscriptions/{subscriptionId}",
+            "GET /openapi.json",
+            "GET /sim-swap-subscriptions/v0.3/subscriptions",
+            "GET /sim-swap-subscriptions/v0.3/subscriptions/{subscriptionId}",
+            "POST /device-swap/v1/check",
+            "POST /device-swap/v1/retrieve-date",
+            "POST /number-recycling/v0.2/check",
+            "POST /sim-swap-subscriptions/v0.3/subscriptions",
+            "POST /sim-swap/v2/check",
+            "POST /sim-swap/v2/retrieve-date",
+        ]
+    );
+}
+
+const SWAPPED_TYPE: &str = "org.camaraproject.sim-swap-subscriptions.v0.swapped";
+
+fn subscription(sink: &str, number: &str) -> Value {
+    json!({
+        "protocol": "HTTP",
+        "sink": sink,
+        "types": [SWAPPED_TYPE],
+        "config": { "subscriptionDetail": { "phoneNumber": number } },
+    })
+}
+
+#[tokio::test]
+async fn bad_subscriptions_get_camara_codes() {
+    let rest = seeded().await;
+    let path = "/sim-swap-subscriptions/v0.3/subscriptions";
+    let good = subscription("https://hooks.example.com/camara", QUIET);
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut body = good.clone();
+        f(&mut body);
+        rest.post(path, body)
+    };
+    assert_error(
+        &with(&|b| b["protocol"] = json!("MQTT3")).await,
+        400,
+        "INVALID_PROTOCOL",
+    );
+    let future = (Utc::now() + Duration::hours(1)).to_rfc3339();
+    assert_error(
+        &with(&|b| {
+            b["sinkCredential"] = json!({
+                "credentialType": "PLAIN", "identifier": "u", "secret": "p"
+            })
+        })
+        .await,
+        400,
+        "INVALID_CREDENTIAL",
+    );
+    assert_error(
+        &with(&|b| {
+            b["sinkCredential"] = json!({
+                "credentialType": "ACCESSTOKEN", "accessToken": "t",
+                "accessTokenExpiresUtc": future, "accessTokenType": "mac"
+            })
+        })
+        .await,
+        400,
+        "INVALID_TOKEN",
+    );
+    assert_error(
+        &with(&|b| {
+            b["sinkCredential"] = json!({
+                "credentialType": "ACCESSTOKEN", "accessToken": "t",
+                "accessTokenExpiresUtc": "2020-01-01T00:00:00Z", "accessTokenType": "bearer"
+            })
+        })
+        .await,
+        400,
+        "INVALID_CREDENTIAL",
+    );
+    assert_error(
+        &with(&|b| b["sink"] = json!("http://hooks.example.com/plain")).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    assert_error(
+        &with(&|b| b["types"] = json!(["org.camaraproject.roaming.v0.on"])).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    assert_error(
+        &with(&|b| b["types"] = json!([SWAPPED_TYPE, SWAPPED_TYPE])).await,
+        422,
+        "MULTIEVENT_SUBSCRIPTION_NOT_SUPPORTED",
+    );
+    assert_error(
+        &with(&|b| b["config"]["subscriptionMaxEvents"] = json!(0)).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    assert_error(
+        &with(&|b| b["config"]["subscriptionExpireTime"] = json!("2020-01-01T00:00:00Z")).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    assert_error(
+        &with(&|b| b["config"]["subscriptionDetail"] = json!({})).await,
+        422,
+        "MISSING_IDENTIFIER",
+    );
+    assert_error(
+        &with(&|b| b["config"]["subscriptionDetail"]["phoneNumber"] = json!(FIXED)).await,
+        422,
+        "SERVICE_NOT_APPLICABLE",
+    );
+    assert_error(
+        &with(&|b| b["config"]["extra"] = json!(true)).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    let (status, _) = rest.post(path, good).await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+async fn a_subscription_sends_swapped_then_ends_after_its_max_events(backend: Backend) {
+    let rest = Rest::on(TestServer::start_rest(backend, dev_config()).await);
+    seed(&rest.server).await;
+    let receiver = Receiver::start(vec![]).await;
+    let expires = Utc::now() + Duration::days(1);
+    let mut body = subscription(&receiver.url, QUIET);
+    body["sinkCredential"] = json!({
+        "credentialType": "ACCESSTOKEN",
+        "accessToken": "sink-secret",
+        "accessTokenExpiresUtc": expires.to_rfc3339(),
+        "accessTokenType": "bearer",
+    });
+    body["config"]["subscriptionMaxEvents"] = json!(1);
+    let (status, created) = rest
+        .post("/sim-swap-subscriptions/v0.3/subscriptions", body)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("an id").to_string();
+    assert_eq!(created["status"], "ACTIVE");
+    assert_eq!(created["protocol"], "HTTP");
+    assert_eq!(created["types"], json!([SWAPPED_TYPE]));
+    assert_eq!(
+        created["config"]["subscriptionDetail"]["phoneNumber"],
+        QUIET
+    );
+    assert_eq!(created["config"]["subscriptionMaxEvents"], 1);
+    assert!(created["startsAt"].is_string());
+    assert!(created.get("sinkCredential").is_none(), "never echoed");
+    let expires_at = chrono::DateTime::parse_from_rfc3339(created["expiresAt"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    assert!(
+        (expires_at - expires).num_milliseconds().abs() < 1,
+        "the token's expiry"
+    );
+
+    // Another number's swap and this number's disconnect are not its events.
+    let now = Utc::now();
+    ingest(
+        &rest.server,
+        vec![
+            event("jp", "x1", NEW_DEVICE, EventKind::SimSwap, now),
+            event("jp", "x2", QUIET, EventKind::Disconnect, now),
+        ],
+    )
+    .await;
+    ingest(
+        &rest.server,
+        vec![
+            event("jp", "x3", QUIET, EventKind::SimSwap, now),
+            event(
+                "jp",
+                "x4",
+                QUIET,
+                EventKind::SimSwap,
+                now + Duration::seconds(1),
+            ),
+        ],
+    )
+    .await;
+    let seen = receiver
+        .wait_for("swapped, then subscription-ended", |s| s.len() >= 2)
+        .await;
+    let swapped = &seen[0].body;
+    assert_eq!(swapped["type"], SWAPPED_TYPE);
+    assert_eq!(swapped["specversion"], "1.0");
+    assert_eq!(swapped["datacontenttype"], "application/json");
+    assert_eq!(swapped["data"]["subscriptionId"], id.as_str());
+    assert_eq!(swapped["data"]["phoneNumber"], QUIET);
+    assert!(swapped["time"].is_string() && swapped["id"].is_string());
+    assert_eq!(seen[0].authorization.as_deref(), Some("Bearer sink-secret"));
+    let ended = &seen[1].body;
+    assert_eq!(
+        ended["type"],
+        "org.camaraproject.sim-swap-subscriptions.v0.subscription-ended"
+    );
+    assert_eq!(ended["data"]["subscriptionId"], id.as_str());
+    assert_eq!(ended["data"]["terminationReason"], "MAX_EVENTS_REACHED");
+    // Nothing after the end.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(receiver.seen().len(), 2, "{:?}", receiver.seen());
+    let (_, got) = rest
+        .get(&format!("/sim-swap-subscriptions/v0.3/subscriptions/{id}"))
+        .await;
+    assert_eq!(got["status"], "EXPIRED", "{got}");
+}
+
+async fn subscriptions_are_listed_read_and_deleted(backend: Backend) {
+    let rest = Rest::on(TestServer::start_rest(backend, dev_config()).await);
+    seed(&rest.server).await;
+    let receiver = Receiver::start(vec![]).await;
+    let path = "/sim-swap-subscriptions/v0.3/subscriptions";
+    let (_, first) = rest.post(path, subscription(&receiver.url, QUIET)).await;
+    let (_, second) = rest.post(path, subscription(&receiver.url, SWAPPED)).await;
+    let (status, list) = rest.get(path).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            first["id"].as_str().unwrap(),
+            second["id"].as_str().unwrap()
+        ]
+    );
+    let one = format!("{path}/{}", first["id"].as_str().unwrap());
+    let (status, got) = rest.get(&one).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got, first);
+
+    // A gRPC (watchlist) subscription of the same tenant is not a CAMARA one.
+    let grpc = numguard::api::pb::alerts_client::AlertsClient::new(rest.server.channel().await)
+        .create_subscription(pb::CreateSubscriptionRequest {
+            sink: receiver.url.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grpc.format, "numguard");
+    assert_eq!(rest.get(path).await.1.as_array().unwrap().len(), 2);
+    assert_error(
+        &rest.get(&format!("{path}/{}", grpc.id)).await,
+        404,
+        "NOT_FOUND",
+    );
+
+    let (status, body) = rest.delete(&one).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(body, Value::Null);
+    receiver
+        .wait_for("subscription-ended", |s| {
+            s.iter().any(|r| {
+                r.body["data"]["terminationReason"] == "SUBSCRIPTION_DELETED"
+                    && r.body["data"]["subscriptionId"] == first["id"]
+            })
+        })
+        .await;
+    assert_error(&rest.get(&one).await, 404, "NOT_FOUND");
+    assert_error(&rest.delete(&one).await, 404, "NOT_FOUND");
+    assert_error(
+        &rest.delete(&format!("{path}/nope")).await,
+        404,
+        "NOT_FOUND",
+    );
+    assert_eq!(rest.get(path).await.1.as_array().unwrap().len(), 1);
+}
