@@ -71,7 +71,7 @@ async fn postgres_outage_gives_unavailable_and_recovers_without_restart() {
         health_interval: Duration::from_millis(200),
         ..dev_config()
     };
-    let server = TestServer::start_with_url(db.clone(), &via_proxy, config).await;
+    let server = TestServer::start_rest_with_url(db.clone(), &via_proxy, config).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
     ingest(
         &server,
@@ -122,6 +122,20 @@ async fn postgres_outage_gives_unavailable_and_recovers_without_restart() {
         "{}",
         err.message()
     );
+    // The REST facade says so the CAMARA way.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rest = reqwest::Client::new()
+        .post(format!(
+            "http://{}/sim-swap/v2/check",
+            server.rest_addr.expect("rest")
+        ))
+        .json(&serde_json::json!({ "phoneNumber": N }))
+        .send()
+        .await
+        .expect("REST answers");
+    assert_eq!(rest.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = rest.json().await.expect("JSON");
+    assert_eq!(body["code"], "UNAVAILABLE", "{body}");
     eventually(
         Duration::from_secs(10),
         "health says NOT_SERVING",

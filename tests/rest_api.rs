@@ -10,6 +10,7 @@ use chrono::{Duration, Utc};
 use common::receiver::Receiver;
 use common::*;
 use numguard::api::pb::{self, EventKind};
+use numguard::domain::auth::TimePrecision;
 use numguard::engine::EngineConfig;
 use numguard::engine::auth::{AuthMode, Limits};
 use reqwest::StatusCode;
@@ -845,4 +846,49 @@ async fn subscriptions_are_listed_read_and_deleted(backend: Backend) {
         "NOT_FOUND",
     );
     assert_eq!(rest.get(path).await.1.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn retrieve_date_tells_times_only_as_precisely_as_the_tenant_may_see_them() {
+    let db = Arc::new(TestDb::new(Backend::Sqlite).await);
+    let exact = new_key(&db, "exact-co", "check").await;
+    let daily = new_key(&db, "daily-co", "check").await;
+    let blind = new_key(&db, "blind-co", "check").await;
+    let s = store(&db).await;
+    for (tenant, precision) in [
+        ("daily-co", TimePrecision::Day),
+        ("blind-co", TimePrecision::None),
+    ] {
+        s.set_time_precision(&tenant.parse().unwrap(), precision)
+            .await
+            .unwrap();
+    }
+    let dev = TestServer::start_in(db.clone(), dev_config()).await;
+    seed(&dev).await;
+    dev.stop().await;
+    let config = EngineConfig {
+        auth: AuthMode::Keys,
+        ..EngineConfig::default()
+    };
+    let rest = Rest::on(TestServer::start_rest_in(db, config).await);
+    let body = json!({ "phoneNumber": SWAPPED });
+    let path = "/sim-swap/v2/retrieve-date";
+    let (_, e) = rest.with_key(&exact).post(path, body.clone()).await;
+    let (_, d) = rest.with_key(&daily).post(path, body.clone()).await;
+    let exact_time = e["latestSimChange"].as_str().unwrap();
+    let daily_time = d["latestSimChange"].as_str().unwrap();
+    assert_eq!(&exact_time[..10], &daily_time[..10]);
+    assert!(daily_time.ends_with("T00:00:00.000Z"), "{daily_time}");
+    assert_error(
+        &rest.with_key(&blind).post(path, body.clone()).await,
+        403,
+        "PERMISSION_DENIED",
+    );
+    // "No change known" is no secret.
+    let (status, quiet) = rest
+        .with_key(&blind)
+        .post(path, json!({ "phoneNumber": QUIET }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(quiet["latestSimChange"], Value::Null);
 }

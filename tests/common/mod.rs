@@ -61,6 +61,15 @@ impl TestServer {
         TestServer::launch(db, url, engine, false).await
     }
 
+    /// The same, also serving the CAMARA REST facade.
+    pub async fn start_rest_with_url(
+        db: Arc<TestDb>,
+        url: &str,
+        engine: EngineConfig,
+    ) -> TestServer {
+        TestServer::launch(db, url, engine, true).await
+    }
+
     /// A server that also serves the CAMARA REST facade, on a new database.
     pub async fn start_rest(backend: Backend, engine: EngineConfig) -> TestServer {
         TestServer::start_rest_in(Arc::new(TestDb::new(backend).await), engine).await
