@@ -5,7 +5,9 @@
 //! (release build) on a fresh database, ingests the events through `IngestEvents`, warms
 //! the cache with one check per number, then drives each RPC with a fixed number of
 //! requests in flight; then restarts the server with its cache disabled on the same data
-//! and measures cold checks the same way.
+//! and measures cold checks the same way. With `--rest`, the server also serves the CAMARA
+//! REST facade and `POST /sim-swap/v2/check` is measured beside `CheckNumber` (HTTP/1.1,
+//! one connection per request in flight).
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +51,9 @@ struct Args {
     /// Stop after the ingest measurement.
     #[arg(long)]
     ingest_only: bool,
+    /// Also measure the REST facade's SIM Swap check.
+    #[arg(long)]
+    rest: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -69,10 +74,12 @@ impl Phase {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Rpc {
     Health,
     Check,
+    /// `POST /sim-swap/v2/check` at this URL.
+    RestSimSwap(reqwest::Client, String),
 }
 
 async fn drive(channels: &[Channel], rpc: Rpc, args: &Args) -> Phase {
@@ -83,6 +90,7 @@ async fn drive(channels: &[Channel], rpc: Rpc, args: &Args) -> Phase {
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency {
         let channel = channels[worker % channels.len()].clone();
+        let rpc = rpc.clone();
         tasks.push(tokio::spawn(async move {
             let mut health = HealthClient::new(channel.clone());
             let mut check = NumberCheckClient::new(channel);
@@ -101,6 +109,15 @@ async fn drive(channels: &[Channel], rpc: Rpc, args: &Args) -> Phase {
                         })
                         .await
                         .is_ok(),
+                    Rpc::RestSimSwap(ref http, ref url) => http
+                        .post(url)
+                        .json(&serde_json::json!({
+                            "phoneNumber": number(rng.random_range(0..numbers)),
+                            "maxAge": 240,
+                        }))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success()),
                 };
                 latencies.push(t.elapsed());
                 errors += u64::from(!ok);
@@ -146,22 +163,49 @@ fn print_row(name: &str, p: &Phase) {
     );
 }
 
-/// Health, CheckNumber, health on one server; returns (check req/s, mean health req/s).
-async fn measure(channels: &[Channel], args: &Args, label: &str) -> (f64, f64) {
+/// Health, CheckNumber, (REST SIM Swap check,) health on one server; returns (check
+/// req/s, mean health req/s, REST check req/s).
+async fn measure(
+    channels: &[Channel],
+    server: &Server,
+    args: &Args,
+    label: &str,
+) -> (f64, f64, Option<f64>) {
     let health_a = drive(channels, Rpc::Health, args).await;
     let checks = drive(channels, Rpc::Check, args).await;
+    let rest = match &server.rest_url {
+        Some(base) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(args.concurrency)
+                .build()
+                .expect("HTTP client");
+            let url = format!("{base}/sim-swap/v2/check");
+            Some(drive(channels, Rpc::RestSimSwap(http, url), args).await)
+        }
+        None => None,
+    };
     let health_b = drive(channels, Rpc::Health, args).await;
     print_row(&format!("Health/Check (before {label})"), &health_a);
     print_row(&format!("CheckNumber, {label}"), &checks);
+    if let Some(rest) = &rest {
+        print_row(&format!("REST POST /sim-swap/v2/check, {label}"), rest);
+    }
     print_row(&format!("Health/Check (after {label})"), &health_b);
-    (checks.rps(), (health_a.rps() + health_b.rps()) / 2.0)
+    let health = (health_a.rps() + health_b.rps()) / 2.0;
+    (checks.rps(), health, rest.map(|r| r.rps()))
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
     let mut db = BenchDb::create(&args.backend).await;
-    let server = start_server(&db.url, &[]);
+    let rest_args: &[&str] = if args.rest {
+        &["--rest-listen", "127.0.0.1:0"]
+    } else {
+        &[]
+    };
+    let server = start_server(&db.url, rest_args);
     let channels = connect_all(&server, args.connections).await;
 
     let (accepted, took) = seed(channels[0].clone(), args.events, args.numbers).await;
@@ -201,14 +245,15 @@ async fn main() {
     );
     println!("| phase | requests | errors | req/s | p50 | p99 |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    let (warm, warm_health) = measure(&channels, &args, "warm cache").await;
+    let (warm, warm_health, warm_rest) = measure(&channels, &server, &args, "warm cache").await;
     drop(channels);
     drop(server);
 
     // The same data through a server with its cache disabled: every check reads the store.
-    let cold_server = start_server(&db.url, &["--cache-capacity", "0"]);
+    let cold_server = start_server(&db.url, &[&["--cache-capacity", "0"], rest_args].concat());
     let channels = connect_all(&cold_server, args.connections).await;
-    let (cold, cold_health) = measure(&channels, &args, "cache disabled").await;
+    let (cold, cold_health, cold_rest) =
+        measure(&channels, &cold_server, &args, "cache disabled").await;
     drop(channels);
     drop(cold_server);
     db.drop_database().await;
@@ -219,4 +264,14 @@ async fn main() {
         "cold / warm CheckNumber (each against its own server's health): {:.2}",
         (cold / cold_health) / (warm / warm_health)
     );
+    if let (Some(warm_rest), Some(cold_rest)) = (warm_rest, cold_rest) {
+        println!(
+            "warm REST sim-swap check / Health: {:.2}",
+            warm_rest / warm_health
+        );
+        println!(
+            "cold REST sim-swap check / Health: {:.2}",
+            cold_rest / cold_health
+        );
+    }
 }

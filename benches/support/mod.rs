@@ -25,6 +25,8 @@ pub fn number(i: u64) -> String {
 pub struct Server {
     child: Child,
     pub url: String,
+    /// The REST facade's base URL, when started with `--rest-listen`.
+    pub rest_url: Option<String>,
 }
 
 impl Server {
@@ -109,7 +111,7 @@ pub fn start_server(database_url: &str, extra: &[&str]) -> Server {
         .spawn()
         .expect("start numguard serve");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
+    let mut next_addr = || loop {
         let line = lines.next().expect("server exited").expect("log line");
         if let Some(rest) = line.split("addr=").nth(1) {
             break rest
@@ -119,10 +121,16 @@ pub fn start_server(database_url: &str, extra: &[&str]) -> Server {
                 .to_string();
         }
     };
+    // gRPC's address is logged first, then the REST facade's.
+    let addr = next_addr();
+    let rest_url = extra
+        .contains(&"--rest-listen")
+        .then(|| format!("http://{}", next_addr()));
     std::thread::spawn(move || for _ in lines {});
     Server {
         child,
         url: format!("http://{addr}"),
+        rest_url,
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod camara;
 pub mod decision;
+pub mod endpoint;
 pub mod event;
 pub mod number;
 pub mod owner_since;

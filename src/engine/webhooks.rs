@@ -4,7 +4,6 @@
 //! subscription ends when it expires, reaches `max_events`, is deleted, its sink token
 //! expires (each sends a `subscription-ended` event) or its sink answers 410 Gone.
 
-use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use super::cloud_events::{self, Queued};
 use super::{Engine, EngineError};
 use crate::domain::FieldError;
 use crate::domain::auth::{TenantName, hex};
+use crate::domain::endpoint::https_or_loopback;
 use crate::domain::event::EventKind;
 use crate::domain::number::E164;
 use crate::store::{CloudEventFormat, Delivery, SubscriptionRecord};
@@ -67,34 +67,13 @@ struct Batch {
     scanned_to: i64,
 }
 
-/// `https`, or plain `http` to a loopback address (local receivers and tests).
-fn check_sink(sink: &str) -> Result<String, FieldError> {
-    let url = reqwest::Url::parse(sink.trim())
-        .map_err(|e| FieldError::new("sink", format!("{sink:?} is not a URL: {e}")))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    };
-    match url.scheme() {
-        "https" if url.host().is_some() => Ok(url.to_string()),
-        "http" if loopback => Ok(url.to_string()),
-        "http" => Err(FieldError::new(
-            "sink",
-            "must be https (plain http only to a loopback address)",
-        )),
-        _ => Err(FieldError::new("sink", "must be an https URL")),
-    }
-}
-
 impl Engine {
     pub async fn create_subscription(
         &self,
         tenant: &TenantName,
         new: NewSubscription,
     ) -> Result<SubscriptionRecord, EngineError> {
-        let sink = check_sink(&new.sink)?;
+        let sink = https_or_loopback("sink", &new.sink)?;
         let now = Utc::now();
         if new.expire_at.is_some_and(|t| t <= now) {
             return Err(FieldError::new("expire_time", "is in the past").into());
@@ -343,25 +322,4 @@ async fn dispatch_once(engine: &Arc<Engine>, client: &reqwest::Client) -> Result
         engine.deliver(client, d).await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sinks_must_be_https_or_loopback_http() {
-        assert!(check_sink("https://hooks.example.com/numguard").is_ok());
-        assert!(check_sink("http://127.0.0.1:8080/x").is_ok());
-        assert!(check_sink("http://localhost/x").is_ok());
-        assert!(check_sink("http://[::1]:9/x").is_ok());
-        for bad in [
-            "http://hooks.example.com/x",
-            "ftp://127.0.0.1/",
-            "not a url",
-            "",
-        ] {
-            assert_eq!(check_sink(bad).unwrap_err().field, "sink", "{bad}");
-        }
-    }
 }
