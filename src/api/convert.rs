@@ -10,6 +10,7 @@ use crate::domain::decision::{Decision, Ownership, Reason, ReasonCode, SimSwap, 
 use crate::domain::event::{EventKind, RawEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::source::Source;
+use crate::domain::upstream::UpstreamAnswer;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1_000;
@@ -155,6 +156,19 @@ fn reason_code(c: ReasonCode) -> pb::ReasonCode {
         ReasonCode::NoData => pb::ReasonCode::NoData,
         ReasonCode::NotCovered => pb::ReasonCode::NotCovered,
         ReasonCode::NotMobile => pb::ReasonCode::NotMobile,
+        ReasonCode::Upstream => pb::ReasonCode::Upstream,
+        ReasonCode::UpstreamUnavailable => pb::ReasonCode::UpstreamUnavailable,
+    }
+}
+
+fn upstream_lookup(a: UpstreamAnswer) -> pb::UpstreamLookup {
+    pb::UpstreamLookup {
+        provider: a.provider,
+        question: a.question.as_str().to_string(),
+        answer: a.outcome.as_ref().ok().copied(),
+        error: a.outcome.err().unwrap_or_default(),
+        answered_at: Some(timestamp(a.at)),
+        cached: a.cached,
     }
 }
 
@@ -201,5 +215,6 @@ pub fn check_response(
         window_end: Some(timestamp(d.window_end)),
         covered_since: d.covered_since.map(timestamp),
         evaluated_at: Some(timestamp(d.evaluated_at)),
+        upstream: d.upstream.into_iter().map(upstream_lookup).collect(),
     }
 }

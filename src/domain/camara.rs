@@ -194,6 +194,7 @@ mod tests {
             original_carrier: Some("Carrier"),
             covered_since: covered_hours.map(|h| now() - Duration::hours(h)),
             history,
+            upstream: &[],
         };
         decide(&input, Policy::default())
     }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::FieldError;
 use super::event::{EventFact, EventKind};
 use super::owner_since::OwnerSince;
+use super::upstream::{Question, UpstreamAnswer};
 
 pub const DEFAULT_MAX_AGE_HOURS: u32 = 240;
 pub const DEFAULT_MAX_LOOKBACK_HOURS: u32 = 2400;
@@ -63,6 +64,10 @@ pub enum ReasonCode {
     NoData,
     NotCovered,
     NotMobile,
+    /// An answer came from an operator's API: which provider, and when.
+    Upstream,
+    /// The operator's API was asked and did not answer.
+    UpstreamUnavailable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +106,8 @@ pub struct CheckInput<'a> {
     pub covered_since: Option<DateTime<Utc>>,
     /// The number's events, in any order.
     pub history: &'a [EventFact],
+    /// Answers from the operator's API, used only where the events cannot answer.
+    pub upstream: &'a [UpstreamAnswer],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +132,8 @@ pub struct Decision {
     pub window_end: DateTime<Utc>,
     pub covered_since: Option<DateTime<Utc>>,
     pub evaluated_at: DateTime<Utc>,
+    /// The operator answers this decision was given, used or not.
+    pub upstream: Vec<UpstreamAnswer>,
 }
 
 /// Applies SPEC §2. Events are judged by `occurred_at`, never by arrival order.
@@ -139,8 +148,18 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
         _ if covered_by(window_start) => SimSwap::NotSwapped,
         _ => SimSwap::Unknown,
     };
+    let asked = |q: Question| input.upstream.iter().find(|a| a.question == q);
     let latest_sim_change = newest(input.history, |e| e.kind.changes_sim());
-    let sim_swap = swap_in_window(latest_sim_change);
+    // Local data wins; the operator fills in only what it cannot answer.
+    let (sim_swap, sim_upstream) =
+        match (swap_in_window(latest_sim_change), asked(Question::SimSwap)) {
+            (SimSwap::Unknown, Some(a)) => match a.outcome {
+                Ok(true) => (SimSwap::Swapped, Some(a)),
+                Ok(false) => (SimSwap::NotSwapped, Some(a)),
+                Err(_) => (SimSwap::Unknown, Some(a)),
+            },
+            (local, _) => (local, None),
+        };
     let latest_device_change = newest(input.history, |e| e.kind == EventKind::DeviceSwap);
     let device_swap = swap_in_window(latest_device_change);
 
@@ -158,11 +177,19 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
         None => Vec::new(),
     };
     owner_changes.sort_by_key(|e| (e.occurred_at, e.kind));
-    let ownership = match &input.owner_since {
+    let local_ownership = match &input.owner_since {
         None => Ownership::NotEvaluated,
         Some(_) if !owner_changes.is_empty() => Ownership::Changed,
         Some(owner) if covered_by(owner.coverage_needed_from()) => Ownership::Unchanged,
         Some(_) => Ownership::Unknown,
+    };
+    let (ownership, owner_upstream) = match (local_ownership, asked(Question::NumberRecycling)) {
+        (Ownership::Unknown, Some(a)) => match a.outcome {
+            Ok(true) => (Ownership::Changed, Some(a)),
+            Ok(false) => (Ownership::Unchanged, Some(a)),
+            Err(_) => (Ownership::Unknown, Some(a)),
+        },
+        (local, _) => (local, None),
     };
 
     // 3. Porting.
@@ -188,10 +215,27 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
                 format!("{} after owner_since: the number left its owner", e.kind),
             )
         }));
+        if let Some(a) = owner_upstream {
+            reasons.push(plain_reason(
+                ReasonCode::OwnerChanged,
+                format!(
+                    "{} says the number was recycled after owner_since",
+                    a.provider
+                ),
+            ));
+        }
         Verdict::Block
     } else if sim_swap == SimSwap::Swapped || port_in_window.is_some() {
-        if let (SimSwap::Swapped, Some(e)) = (sim_swap, latest_sim_change) {
-            reasons.push(event_reason(
+        match (sim_swap, latest_sim_change, sim_upstream) {
+            (SimSwap::Swapped, _, Some(a)) => reasons.push(plain_reason(
+                ReasonCode::SimSwapped,
+                format!(
+                    "{} says the SIM changed inside the {}-hour window",
+                    a.provider,
+                    input.max_age.hours()
+                ),
+            )),
+            (SimSwap::Swapped, Some(e), None) => reasons.push(event_reason(
                 ReasonCode::SimSwapped,
                 e,
                 format!(
@@ -199,7 +243,8 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
                     e.kind,
                     input.max_age.hours()
                 ),
-            ));
+            )),
+            _ => {}
         }
         if let Some(e) = port_in_window {
             reasons.push(event_reason(
@@ -221,15 +266,19 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
             ));
         } else {
             if sim_swap == SimSwap::Unknown {
-                reasons.push(plain_reason(
-                    ReasonCode::NoData,
-                    no_data_detail("sim_swap", "the window start", covered_since),
+                reasons.push(unknown_reason(
+                    "sim_swap",
+                    "the window start",
+                    covered_since,
+                    sim_upstream,
                 ));
             }
             if ownership == Ownership::Unknown {
-                reasons.push(plain_reason(
-                    ReasonCode::NoData,
-                    no_data_detail("ownership", "owner_since", covered_since),
+                reasons.push(unknown_reason(
+                    "ownership",
+                    "owner_since",
+                    covered_since,
+                    owner_upstream,
                 ));
             }
         }
@@ -242,6 +291,29 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
             ReasonCode::NotMobile,
             "a valid number, but not a mobile one",
         ));
+    }
+    // Where each answer the operator gave came from, and when.
+    for (what, used) in [("sim_swap", sim_upstream), ("ownership", owner_upstream)] {
+        if let Some(
+            a @ UpstreamAnswer {
+                outcome: Ok(yes), ..
+            },
+        ) = used
+        {
+            let answer = match (what, yes) {
+                ("sim_swap", true) => "swapped",
+                ("sim_swap", false) => "not swapped",
+                (_, true) => "recycled",
+                (_, false) => "not recycled",
+            };
+            let cached = if a.cached { ", from the cache" } else { "" };
+            reasons.push(Reason {
+                code: ReasonCode::Upstream,
+                event_kind: None,
+                occurred_at: Some(a.at),
+                detail: format!("{what}: {answer}, as {} answered{cached}", a.provider),
+            });
+        }
     }
 
     Decision {
@@ -262,6 +334,7 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
         window_end: input.now,
         covered_since,
         evaluated_at: input.now,
+        upstream: input.upstream.to_vec(),
     }
 }
 
@@ -287,6 +360,30 @@ fn plain_reason(code: ReasonCode, detail: impl Into<String>) -> Reason {
         event_kind: None,
         occurred_at: None,
         detail: detail.into(),
+    }
+}
+
+/// NO_DATA, or UPSTREAM_UNAVAILABLE when the operator was asked and did not answer.
+fn unknown_reason(
+    what: &str,
+    from: &str,
+    covered_since: Option<DateTime<Utc>>,
+    upstream: Option<&UpstreamAnswer>,
+) -> Reason {
+    match upstream.map(|a| (a, &a.outcome)) {
+        Some((a, Err(why))) => Reason {
+            code: ReasonCode::UpstreamUnavailable,
+            event_kind: None,
+            occurred_at: Some(a.at),
+            detail: format!(
+                "{what}: no local data, and {} did not answer: {why}",
+                a.provider
+            ),
+        },
+        _ => plain_reason(
+            ReasonCode::NoData,
+            no_data_detail(what, from, covered_since),
+        ),
     }
 }
 

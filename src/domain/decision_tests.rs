@@ -3,6 +3,7 @@
 use chrono::{NaiveDate, TimeZone};
 
 use super::*;
+use crate::domain::upstream::{Question, UpstreamAnswer};
 
 const NOW_Y: i32 = 2026;
 
@@ -46,6 +47,7 @@ fn input(history: &[EventFact]) -> CheckInput<'_> {
         original_carrier: Some("NTT Docomo"),
         covered_since: Some(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()),
         history,
+        upstream: &[],
     }
 }
 
@@ -506,4 +508,114 @@ fn events_newer_than_now_still_count_as_inside_the_window() {
     // Ingest accepts up to five minutes of clock skew.
     let h = [ev(EventKind::SimSwap, now() + Duration::minutes(4))];
     assert_eq!(run(input(&h)).sim_swap, SimSwap::Swapped);
+}
+
+fn answer(question: Question, outcome: Result<bool, String>) -> UpstreamAnswer {
+    UpstreamAnswer {
+        provider: "op".into(),
+        question,
+        outcome,
+        at: now() - Duration::minutes(3),
+        cached: true,
+    }
+}
+
+/// A mobile number no source covers.
+fn uncovered<'a>(history: &'a [EventFact], upstream: &'a [UpstreamAnswer]) -> CheckInput<'a> {
+    CheckInput {
+        covered_since: None,
+        owner_since: Some(OwnerSince::At(ts(1, 1, 0))),
+        upstream,
+        ..input(history)
+    }
+}
+
+#[test]
+fn operator_answers_fill_in_what_local_data_cannot() {
+    let answers = [
+        answer(Question::SimSwap, Ok(false)),
+        answer(Question::NumberRecycling, Ok(false)),
+    ];
+    let d = run(uncovered(&[], &answers));
+    assert_eq!(d.sim_swap, SimSwap::NotSwapped);
+    assert_eq!(d.ownership, Ownership::Unchanged);
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(codes(&d), [ReasonCode::Upstream, ReasonCode::Upstream]);
+    assert_eq!(d.reasons[0].occurred_at, Some(now() - Duration::minutes(3)));
+    assert!(
+        d.reasons[0].detail.contains("op"),
+        "{}",
+        d.reasons[0].detail
+    );
+    assert!(d.reasons[0].detail.contains("cache"));
+    assert_eq!(d.upstream, answers);
+
+    let answers = [answer(Question::SimSwap, Ok(true))];
+    let d = run(CheckInput {
+        owner_since: None,
+        ..uncovered(&[], &answers)
+    });
+    assert_eq!(d.sim_swap, SimSwap::Swapped);
+    assert_eq!(d.verdict, Verdict::StepUp);
+    assert_eq!(codes(&d), [ReasonCode::SimSwapped, ReasonCode::Upstream]);
+
+    let answers = [
+        answer(Question::SimSwap, Ok(false)),
+        answer(Question::NumberRecycling, Ok(true)),
+    ];
+    let d = run(uncovered(&[], &answers));
+    assert_eq!(d.ownership, Ownership::Changed);
+    assert_eq!(d.verdict, Verdict::Block);
+    assert_eq!(codes(&d)[0], ReasonCode::OwnerChanged);
+}
+
+#[test]
+fn local_data_wins_over_operator_answers() {
+    // Covered: the operator's "swapped" is not used.
+    let answers = [
+        answer(Question::SimSwap, Ok(true)),
+        answer(Question::NumberRecycling, Ok(true)),
+    ];
+    let d = run(CheckInput {
+        owner_since: Some(OwnerSince::At(ts(1, 1, 0))),
+        upstream: &answers,
+        ..input(&[])
+    });
+    assert_eq!(
+        (d.sim_swap, d.ownership),
+        (SimSwap::NotSwapped, Ownership::Unchanged)
+    );
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert!(d.reasons.is_empty(), "{:?}", d.reasons);
+    // A known swap inside the window stands whatever the operator said.
+    let h = [ev(EventKind::SimSwap, now() - Duration::hours(2))];
+    let answers = [answer(Question::SimSwap, Ok(false))];
+    let d = run(uncovered(&h, &answers));
+    assert_eq!(d.sim_swap, SimSwap::Swapped);
+}
+
+#[test]
+fn an_operator_that_did_not_answer_falls_back_to_on_unknown() {
+    let answers = [
+        answer(Question::SimSwap, Err("timed out after 800 ms".into())),
+        answer(Question::NumberRecycling, Ok(false)),
+    ];
+    let d = decide(
+        &uncovered(&[], &answers),
+        Policy {
+            on_unknown: Verdict::StepUp,
+        },
+    );
+    assert_eq!(d.sim_swap, SimSwap::Unknown, "never a guessed not-swapped");
+    assert_eq!(d.ownership, Ownership::Unchanged);
+    assert_eq!(d.verdict, Verdict::StepUp);
+    assert_eq!(
+        codes(&d),
+        [ReasonCode::UpstreamUnavailable, ReasonCode::Upstream]
+    );
+    assert!(
+        d.reasons[0].detail.contains("timed out"),
+        "{}",
+        d.reasons[0].detail
+    );
 }

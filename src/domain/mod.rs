@@ -10,6 +10,7 @@ pub mod number;
 pub mod owner_since;
 pub mod prefix;
 pub mod source;
+pub mod upstream;
 
 /// A rejected input field. The message reads after the field name, so `Display` gives e.g.
 /// "max_age_hours must be in 1..=2400, got 2401".

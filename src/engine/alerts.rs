@@ -199,6 +199,7 @@ impl Engine {
             original_carrier: ranges.lookup(e164.digits()).map(|m| m.carrier),
             covered_since: sources.covered_since(e164),
             history: &history,
+            upstream: &[],
         };
         Ok(decide(&input, self.config.policy))
     }

@@ -268,6 +268,7 @@ impl Engine {
             original_carrier: ranges.lookup(e164.digits()).map(|m| m.carrier),
             covered_since: sources.covered_since(e164),
             history: &state.history,
+            upstream: &[],
         };
         decide(&input, self.config.policy)
     }
