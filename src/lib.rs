@@ -10,3 +10,4 @@ pub mod ranges;
 pub mod rest;
 pub mod server;
 pub mod store;
+pub mod upstream;

@@ -210,11 +210,30 @@ pub struct Summary {
     pub verdicts: BTreeMap<String, u64>,
     /// Rows carrying each reason code (a row with two reasons of one code counts once).
     pub reasons: BTreeMap<String, u64>,
+    pub upstream: UpstreamCounts,
+}
+
+/// Questions put to operators' APIs for the audit's rows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamCounts {
+    /// Calls made for a row.
+    pub calls: u64,
+    /// Answered from numguard's cache (an earlier row's call, or an earlier check's).
+    pub cache_hits: u64,
+    /// Questions the operator did not answer (fresh or cached failures).
+    pub failures: u64,
 }
 
 impl Summary {
     fn count(&mut self, r: &pb::CheckNumberResponse) {
         self.rows += 1;
+        for lookup in &r.upstream {
+            match lookup.cached {
+                true => self.upstream.cache_hits += 1,
+                false => self.upstream.calls += 1,
+            }
+            self.upstream.failures += u64::from(lookup.answer.is_none());
+        }
         *self
             .verdicts
             .entry(short(
@@ -244,6 +263,11 @@ impl Summary {
             "rejected": self.rejected,
             "verdicts": self.verdicts,
             "reasons": self.reasons,
+            "upstream": {
+                "calls": self.upstream.calls,
+                "cache_hits": self.upstream.cache_hits,
+                "failures": self.upstream.failures,
+            },
         })
     }
 
@@ -258,14 +282,22 @@ impl Summary {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        format!(
+        let mut text = format!(
             "{} rows: {} checked, {} rejected (see the error column)\n  verdicts: {}\n  reasons:  {}\n",
             self.rows,
             self.rows - self.rejected,
             self.rejected,
             counts(&self.verdicts),
             counts(&self.reasons),
-        )
+        );
+        let u = self.upstream;
+        if u != UpstreamCounts::default() {
+            text.push_str(&format!(
+                "  operator look-ups: {} calls, {} cache hits, {} unanswered\n",
+                u.calls, u.cache_hits, u.failures
+            ));
+        }
+        text
     }
 }
 

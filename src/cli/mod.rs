@@ -12,6 +12,7 @@ mod keys;
 mod progress;
 mod serve;
 mod sources;
+mod upstreams;
 mod watch;
 
 use std::io::IsTerminal;
@@ -57,6 +58,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Show which tenants checked a number, and when (directly on the database).
     AccessLog(keys::AccessLogArgs),
+    /// Manage the operator APIs asked where no source covers a number (a local file).
+    Upstreams(upstreams::UpstreamsArgs),
 }
 
 impl Cli {
@@ -72,6 +75,7 @@ impl Cli {
             Command::Alerts(args) => watch::alerts(args).await,
             Command::Keys(args) => keys::run(args).await,
             Command::AccessLog(args) => keys::access_log(args).await,
+            Command::Upstreams(args) => upstreams::run(args).await,
         }
     }
 }

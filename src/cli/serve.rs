@@ -10,13 +10,16 @@ use chrono::{FixedOffset, Offset, Utc};
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 
-use super::demo;
+use super::{demo, upstreams};
 use crate::domain::decision::{DEFAULT_MAX_LOOKBACK_HOURS, Policy, Verdict};
 use crate::domain::number::Region;
 use crate::engine::auth::{AuthMode, Limits};
 use crate::engine::{DEFAULT_INGEST_BATCH_SIZE, EngineConfig};
 use crate::server::{Listeners, ServerConfig, TlsFiles, run_with as run_server};
 use crate::store::StoreOptions;
+use crate::upstream::breaker::BreakerConfig;
+use crate::upstream::config::ProvidersFile;
+use crate::upstream::{UpstreamConfig, UpstreamSettings};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -89,6 +92,29 @@ pub struct ServeArgs {
     /// answer RESOURCE_EXHAUSTED while checks go on.
     #[arg(long, env = "NUMGUARD_SQLITE_MAX_SIZE_MB")]
     sqlite_max_size_mb: Option<u64>,
+    /// Operator APIs to ask where no source covers a number (see `numguard upstreams`);
+    /// read at start, none if the file does not exist.
+    #[arg(long, env = "NUMGUARD_UPSTREAMS_FILE", default_value = upstreams::DEFAULT_FILE)]
+    upstreams_file: PathBuf,
+    /// How long an operator's answer is reused, in seconds.
+    #[arg(long, env = "NUMGUARD_UPSTREAM_CACHE_SECS", default_value_t = 900)]
+    upstream_cache_secs: u64,
+    /// How long an operator's failure (or "unknown number") is reused, in seconds.
+    #[arg(long, env = "NUMGUARD_UPSTREAM_ERROR_CACHE_SECS", default_value_t = 30)]
+    upstream_error_cache_secs: u64,
+    /// Longest wait for one operator call, in milliseconds.
+    #[arg(long, env = "NUMGUARD_UPSTREAM_TIMEOUT_MS", default_value_t = 800)]
+    upstream_timeout_ms: u64,
+    /// Failures in a row after which a provider's circuit opens.
+    #[arg(long, env = "NUMGUARD_UPSTREAM_BREAKER_FAILURES", default_value_t = 5)]
+    upstream_breaker_failures: u32,
+    /// Seconds an open circuit stays open before one trial call.
+    #[arg(
+        long,
+        env = "NUMGUARD_UPSTREAM_BREAKER_COOLDOWN_SECS",
+        default_value_t = 30
+    )]
+    upstream_breaker_cooldown_secs: u64,
     /// PEM certificate chain for TLS on the gRPC port (with --tls-key).
     #[arg(long, env = "NUMGUARD_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -113,13 +139,26 @@ fn parse_offset(s: &str) -> Result<FixedOffset, String> {
 }
 
 impl ServeArgs {
-    fn config(&self) -> ServerConfig {
+    fn config(&self) -> anyhow::Result<ServerConfig> {
         let on_unknown = match self.on_unknown {
             OnUnknown::Allow => Verdict::Allow,
             OnUnknown::StepUp => Verdict::StepUp,
             OnUnknown::Block => Verdict::Block,
         };
-        ServerConfig {
+        let upstream = UpstreamConfig {
+            providers: ProvidersFile::load(&self.upstreams_file)?,
+            settings: UpstreamSettings {
+                answer_ttl: Duration::from_secs(self.upstream_cache_secs),
+                error_ttl: Duration::from_secs(self.upstream_error_cache_secs),
+                timeout: Duration::from_millis(self.upstream_timeout_ms.max(1)),
+                breaker: BreakerConfig {
+                    threshold: self.upstream_breaker_failures.max(1),
+                    cooldown: Duration::from_secs(self.upstream_breaker_cooldown_secs),
+                },
+                ..UpstreamSettings::default()
+            },
+        };
+        Ok(ServerConfig {
             database_url: self.database_url.clone(),
             engine: EngineConfig {
                 default_region: self.default_region,
@@ -143,6 +182,7 @@ impl ServeArgs {
                     .then(|| chrono::Duration::days(i64::from(self.retention_days))),
                 max_message_bytes: self.max_message_bytes,
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
+                upstream,
                 ..EngineConfig::default()
             },
             store: StoreOptions {
@@ -155,7 +195,7 @@ impl ServeArgs {
                 }),
                 _ => None,
             },
-        }
+        })
     }
 }
 
@@ -195,7 +235,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         grpc: listener,
         rest,
     };
-    run_server(args.config(), listeners, shutdown_signal()).await?;
+    run_server(args.config()?, listeners, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::StreamExt;
 
 use super::audit_memo::AuditMemo;
 use super::number_cache::NumberState;
@@ -16,7 +17,12 @@ use crate::domain::auth::TenantName;
 use crate::domain::decision::{CheckInput, Decision, MaxAge, decide};
 use crate::domain::number::{E164, ParsedNumber, Region};
 use crate::domain::owner_since::OwnerSince;
+use crate::domain::upstream::UpstreamAnswer;
 use crate::store::StoreError;
+
+/// Audit rows waiting on the operator at once (per chunk); each provider's own limit
+/// bounds the calls actually made.
+const UPSTREAM_ROWS_IN_FLIGHT: usize = 256;
 
 fn lock(memo: &Mutex<AuditMemo>) -> MutexGuard<'_, AuditMemo> {
     // The memo is only a cache of reads; a panic elsewhere leaves it usable.
@@ -160,7 +166,13 @@ impl Engine {
                 (number.e164, state)
             }
         };
-        let decision = self.decide(&e164, &state, prepared.max_age, prepared.owner_since);
+        let (max_age, owner_since) = (prepared.max_age, prepared.owner_since);
+        let mut decision = self.decide(&e164, &state, max_age, owner_since, &[]);
+        if let Some(needs) = self.upstream_needs(&state, &decision, owner_since.as_ref()) {
+            decision = self
+                .consult_upstream(&e164, &state, max_age, owner_since, needs)
+                .await;
+        }
         if let Some(log) = &self.access {
             log.record(caller, [&e164]).await;
         }
@@ -222,6 +234,7 @@ impl Engine {
             }
         }
         let mut answers = Vec::with_capacity(prepared.len());
+        let mut consult = Vec::new();
         for row in &prepared {
             let row = match row {
                 Ok(row) => row,
@@ -241,8 +254,30 @@ impl Engine {
                     }
                 },
             };
-            let decision = self.decide(e164, state, row.max_age, row.owner_since);
+            let decision = self.decide(e164, state, row.max_age, row.owner_since, &[]);
+            if let Some(needs) = self.upstream_needs(state, &decision, row.owner_since.as_ref()) {
+                consult.push((answers.len(), e164, state, row, needs));
+            }
             answers.push(Ok((e164.clone(), decision)));
+        }
+        // Rows the operator must complete, several at once; each provider bounds its own
+        // calls, and repeated numbers share one call through the answer cache.
+        let pending: Vec<_> = consult
+            .into_iter()
+            .map(|(i, e164, state, row, needs)| {
+                let decision =
+                    self.consult_upstream(e164, state, row.max_age, row.owner_since, needs);
+                async move { (i, decision.await) }
+            })
+            .collect();
+        let consulted: Vec<(usize, Decision)> = futures::stream::iter(pending)
+            .buffer_unordered(UPSTREAM_ROWS_IN_FLIGHT)
+            .collect()
+            .await;
+        for (i, decision) in consulted {
+            if let Some(Ok((_, slot))) = answers.get_mut(i) {
+                *slot = decision;
+            }
         }
         if let Some(log) = &self.access {
             log.record(caller, answers.iter().flatten().map(|(e164, _)| e164))
@@ -251,12 +286,13 @@ impl Engine {
         Ok(answers)
     }
 
-    fn decide(
+    pub(super) fn decide(
         &self,
         e164: &E164,
         state: &NumberState,
         max_age: MaxAge,
         owner_since: Option<OwnerSince>,
+        upstream: &[UpstreamAnswer],
     ) -> Decision {
         let ranges = self.catalog.ranges();
         let sources = self.catalog.sources();
@@ -268,7 +304,7 @@ impl Engine {
             original_carrier: ranges.lookup(e164.digits()).map(|m| m.carrier),
             covered_since: sources.covered_since(e164),
             history: &state.history,
-            upstream: &[],
+            upstream,
         };
         decide(&input, self.config.policy)
     }

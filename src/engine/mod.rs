@@ -12,6 +12,7 @@ pub mod cloud_events;
 pub mod ingest;
 pub mod keys;
 pub mod number_cache;
+mod upstream;
 pub mod webhooks;
 
 use std::sync::{Arc, Weak};
@@ -29,6 +30,7 @@ use crate::error::ErrorKind;
 use crate::ranges::shipped::shipped_ranges;
 use crate::ranges::{CarrierTable, RangeEntry};
 use crate::store::{Change, EventCursor, EventQuery, Store, StoreError};
+use crate::upstream::{UpstreamConfig, Upstreams};
 use access_log::AccessLog;
 use auth::{Admission, AuthError, AuthMode, Authenticator, Limits};
 use availability::Availability;
@@ -50,6 +52,8 @@ pub enum EngineError {
     /// The ingest writer task ended without a result (it panicked).
     #[error("the ingest writer stopped unexpectedly")]
     WriterFailed,
+    #[error("upstream look-ups cannot start: {0}")]
+    UpstreamSetup(String),
 }
 
 impl EngineError {
@@ -58,7 +62,7 @@ impl EngineError {
             EngineError::Invalid(_) => ErrorKind::InvalidArgument,
             EngineError::Store(e) => e.kind(),
             EngineError::Unavailable => ErrorKind::Unavailable,
-            EngineError::WriterFailed => ErrorKind::Internal,
+            EngineError::WriterFailed | EngineError::UpstreamSetup(_) => ErrorKind::Internal,
             EngineError::NotFound(_) => ErrorKind::NotFound,
         }
     }
@@ -91,6 +95,8 @@ pub struct EngineConfig {
     pub max_message_bytes: usize,
     /// Longest a unary request may take on the server.
     pub request_timeout: Duration,
+    /// Operators asked where no source covers a number; none by default.
+    pub upstream: UpstreamConfig,
 }
 
 impl Default for EngineConfig {
@@ -111,6 +117,7 @@ impl Default for EngineConfig {
             // Range imports are the big messages: 10,000 ranges per request are ~0.4 MiB.
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            upstream: UpstreamConfig::default(),
         }
     }
 }
@@ -134,6 +141,8 @@ pub struct Engine {
     /// live alert streams wait on it.
     commits: tokio::sync::watch::Sender<u64>,
     alert_pages: alerts::SharedPages,
+    /// `None` when no provider is configured.
+    upstreams: Option<Upstreams>,
 }
 
 impl Engine {
@@ -143,14 +152,24 @@ impl Engine {
     pub async fn start(
         store: Arc<dyn Store>,
         config: EngineConfig,
-    ) -> Result<Arc<Engine>, StoreError> {
+    ) -> Result<Arc<Engine>, EngineError> {
         let changes = store.take_changes();
         let access = if config.access_log {
             Some(AccessLog::start(store.clone()).await?)
         } else {
             None
         };
+        let upstreams = if config.upstream.providers.providers.is_empty() {
+            None
+        } else {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let upstreams =
+                Upstreams::new(config.upstream.clone()).map_err(EngineError::UpstreamSetup)?;
+            tracing::info!(providers = ?upstreams.names(), "upstream look-ups on");
+            Some(upstreams)
+        };
         let engine = Arc::new(Engine {
+            upstreams,
             numbers: NumberCache::new(config.cache_capacity),
             catalog: Catalog::default(),
             availability: Availability::new(changes.is_some()),

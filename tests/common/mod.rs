@@ -6,6 +6,7 @@
 
 pub mod binary;
 pub mod db;
+pub mod operator;
 pub mod proxy;
 pub mod receiver;
 

@@ -1,0 +1,220 @@
+//! Live look-ups at the operator (SPEC §5): where no source covers a number, the provider
+//! serving its current carrier is asked through its CAMARA API. Answers are cached per
+//! number and question; concurrent checks of one number make one call; failures and
+//! "unknown number" answers are cached briefly so an outage is not hammered.
+
+pub mod breaker;
+mod client;
+pub mod config;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use moka::Expiry;
+
+use crate::domain::number::E164;
+use crate::domain::upstream::{Question, UpstreamAnswer};
+use breaker::BreakerConfig;
+use client::{CallError, ProviderClient};
+use config::ProvidersFile;
+
+/// The providers and how to use them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    pub providers: ProvidersFile,
+    pub settings: UpstreamSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// How long an answer is reused. A "swapped" answer is also never reused past the
+    /// window it was given for.
+    pub answer_ttl: Duration,
+    /// How long a failure or an "unknown number" answer is reused.
+    pub error_ttl: Duration,
+    /// Per request to the provider.
+    pub timeout: Duration,
+    pub breaker: BreakerConfig,
+    /// Answers cached at most.
+    pub cache_capacity: u64,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            answer_ttl: Duration::from_secs(15 * 60),
+            error_ttl: Duration::from_secs(30),
+            timeout: Duration::from_millis(800),
+            breaker: BreakerConfig::default(),
+            cache_capacity: 1_000_000,
+        }
+    }
+}
+
+/// One question about one number. The parameter is the window in hours (SIM swap) or
+/// the date as days since the epoch (recycling), so a different window is another entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    provider: usize,
+    number: String,
+    question: Question,
+    parameter: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    outcome: Result<bool, String>,
+    at: DateTime<Utc>,
+    ttl: Duration,
+}
+
+/// Each entry lives for its own time to live.
+struct PerEntry;
+
+impl Expiry<Key, Cached> for PerEntry {
+    fn expire_after_create(&self, _: &Key, value: &Cached, _: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// What the look-ups did since start; an audit reports its own share.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub calls: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+pub struct Upstreams {
+    providers: Vec<ProviderClient>,
+    cache: moka::future::Cache<Key, Cached>,
+    settings: UpstreamSettings,
+    pub counters: Counters,
+}
+
+/// A provider chosen for a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route(usize);
+
+impl Upstreams {
+    pub fn new(config: UpstreamConfig) -> Result<Upstreams, String> {
+        let UpstreamConfig {
+            providers: file,
+            settings,
+        } = config;
+        let file = file.validated().map_err(|e| e.to_string())?;
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        let providers = file
+            .providers
+            .into_iter()
+            .map(|p| ProviderClient::new(p, http.clone(), settings.timeout, settings.breaker))
+            .collect();
+        Ok(Upstreams {
+            providers,
+            cache: moka::future::Cache::builder()
+                .max_capacity(settings.cache_capacity)
+                .expire_after(PerEntry)
+                .build(),
+            settings,
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.providers.iter().map(ProviderClient::name).collect()
+    }
+
+    /// The provider serving `carrier`, if one is configured.
+    pub fn route(&self, carrier: Option<&str>) -> Option<Route> {
+        let carrier = carrier?;
+        self.providers
+            .iter()
+            .position(|p| p.provider.serves(carrier))
+            .map(Route)
+    }
+
+    /// SIM Swap `/check` for the last `max_age_hours`.
+    pub async fn sim_swap(
+        &self,
+        route: Route,
+        number: &E164,
+        max_age_hours: u32,
+    ) -> UpstreamAnswer {
+        let key = self.key(route, number, Question::SimSwap, i64::from(max_age_hours));
+        // A swap seen now may lie at the window's far edge: past one window it may be
+        // outside the window asked for, so it is not reused longer.
+        let window = Duration::from_secs(u64::from(max_age_hours) * 3600);
+        self.answer(key, window, |p| p.sim_swapped(number, max_age_hours))
+            .await
+    }
+
+    /// Number Recycling `/check` since `date`.
+    pub async fn recycled(&self, route: Route, number: &E164, date: NaiveDate) -> UpstreamAnswer {
+        let days = i64::from(date.num_days_from_ce());
+        let key = self.key(route, number, Question::NumberRecycling, days);
+        self.answer(key, self.settings.answer_ttl, |p| p.recycled(number, date))
+            .await
+    }
+
+    fn key(&self, route: Route, number: &E164, question: Question, parameter: i64) -> Key {
+        Key {
+            provider: route.0,
+            number: number.as_str().to_string(),
+            question,
+            parameter,
+        }
+    }
+
+    /// The cached answer, or one call's (concurrent askers share it).
+    async fn answer<'a, F, Fut>(&'a self, key: Key, true_limit: Duration, call: F) -> UpstreamAnswer
+    where
+        F: FnOnce(&'a ProviderClient) -> Fut,
+        Fut: Future<Output = Result<bool, CallError>>,
+    {
+        let provider = &self.providers[key.provider];
+        let question = key.question;
+        let called = AtomicBool::new(false);
+        let cached = self
+            .cache
+            .get_with(key, async {
+                called.store(true, Ordering::Relaxed);
+                self.counters.calls.fetch_add(1, Ordering::Relaxed);
+                let outcome = call(provider).await;
+                let ttl = match &outcome {
+                    Ok(true) => self.settings.answer_ttl.min(true_limit),
+                    Ok(false) => self.settings.answer_ttl,
+                    Err(e) => e
+                        .retry_after()
+                        .map_or(self.settings.error_ttl, |pause| pause.min(self.settings.answer_ttl)),
+                };
+                if let Err(e) = &outcome {
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(provider = provider.name(), error = %e, "upstream look-up failed");
+                }
+                Cached {
+                    outcome: outcome.map_err(|e| e.to_string()),
+                    at: Utc::now(),
+                    ttl,
+                }
+            })
+            .await;
+        let fresh = called.load(Ordering::Relaxed);
+        if !fresh {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        UpstreamAnswer {
+            provider: provider.name().to_string(),
+            question,
+            outcome: cached.outcome,
+            at: cached.at,
+            cached: !fresh,
+        }
+    }
+}
