@@ -45,6 +45,10 @@ fn every_command_has_help() {
         vec!["watch", "import", "--help"],
         vec!["watch", "list", "--help"],
         vec!["alerts", "tail", "--help"],
+        vec!["upstreams", "--help"],
+        vec!["upstreams", "add", "--help"],
+        vec!["upstreams", "list", "--help"],
+        vec!["upstreams", "remove", "--help"],
     ] {
         let o = ok(Command::new(BIN).args(&args).output().unwrap());
         assert!(stdout(&o).contains("Usage"), "{args:?}");
@@ -459,4 +463,105 @@ async fn serve_with_rest_listen_answers_camara_requests_and_stops_cleanly() {
     assert_eq!(body["code"], "IDENTIFIER_NOT_FOUND", "{body}");
     let log = served.stop();
     assert!(!log.contains("9012345678"), "the log holds no number");
+}
+
+// Two workers: the fake operator must answer while the test blocks on a child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_are_managed_in_a_file_that_serve_uses_and_audits_count_the_look_ups() {
+    let operator = common::operator::Operator::start().await;
+    operator.swapped("+819011110001");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upstreams.toml");
+    let file_arg = file.to_str().unwrap();
+    let upstreams = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["upstreams", "--file", file_arg])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    ok(upstreams(&[
+        "add",
+        "alpha-op",
+        "--carrier",
+        "Alpha Mobile",
+        "--base-url",
+        &operator.base_url(),
+        "--token-url",
+        &operator.token_url(),
+        "--client-id",
+        common::operator::CLIENT_ID,
+        "--client-secret",
+        common::operator::CLIENT_SECRET,
+        "--max-concurrency",
+        "2",
+    ]));
+    ok(upstreams(&[
+        "add",
+        "spare",
+        "--carrier",
+        "Other",
+        "--base-url",
+        "https://op.example",
+        "--token",
+        "t0k3n",
+    ]));
+    let listed = stdout(&ok(upstreams(&["list", "--json"])));
+    assert!(
+        listed.contains("\"alpha-op\"") && listed.contains("\"spare\""),
+        "{listed}"
+    );
+    assert!(!listed.contains(common::operator::CLIENT_SECRET) && !listed.contains("t0k3n"));
+    ok(upstreams(&["remove", "spare"]));
+    assert!(!upstreams(&["remove", "spare"]).status.success());
+    let refused = upstreams(&[
+        "add",
+        "plain",
+        "--carrier",
+        "X",
+        "--base-url",
+        "http://op.example",
+        "--token",
+        "t",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("base_url"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let db = format!("sqlite://{}", dir.path().join("ng.db").display());
+    let served = Served::start_with(&db, &["--dev", "--upstreams-file", file_arg]);
+    let ranges = dir.path().join("ranges.txt");
+    std::fs::write(&ranges, "81901111|Alpha Mobile\n").unwrap();
+    ok(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
+    // Ten rows over four numbers, none covered by a source: four calls, six cache hits.
+    let mut list = String::from("customer_ref,phone_number\n");
+    for i in 0..10 {
+        list.push_str(&format!("c{i},+81901111000{}\n", i % 4));
+    }
+    let input = dir.path().join("list.csv");
+    let report = dir.path().join("report.csv");
+    std::fs::write(&input, list).unwrap();
+    let run = ok(served.run(&[
+        "audit",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        report.to_str().unwrap(),
+        "--json",
+    ]));
+    let summary: Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    assert_eq!(summary["upstream"]["calls"], 4, "{summary}");
+    assert_eq!(summary["upstream"]["cache_hits"], 6, "{summary}");
+    assert_eq!(summary["upstream"]["failures"], 0, "{summary}");
+    assert_eq!(
+        summary["verdicts"]["STEP_UP"], 3,
+        "c1, c5, c9: swapped per the operator"
+    );
+    assert_eq!(operator.calls(), 4);
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert!(report.contains("UPSTREAM"), "{report}");
+    served.stop();
 }

@@ -55,11 +55,16 @@ fn config(providers: Vec<Provider>, settings: UpstreamSettings) -> EngineConfig 
 }
 
 async fn start(config: EngineConfig) -> TestServer {
-    let server = TestServer::start_in(
-        std::sync::Arc::new(TestDb::new(Backend::Sqlite).await),
-        config,
-    )
-    .await;
+    let db = std::sync::Arc::new(TestDb::new(Backend::Sqlite).await);
+    prepare(TestServer::start_in(db, config).await).await
+}
+
+async fn start_rest(config: EngineConfig) -> TestServer {
+    prepare(TestServer::start_rest(Backend::Sqlite, config).await).await
+}
+
+/// The test ranges, and a source that covers none of their numbers.
+async fn prepare(server: TestServer) -> TestServer {
     server
         .admin()
         .await
@@ -436,4 +441,40 @@ async fn an_audit_shares_calls_between_repeated_numbers_within_the_providers_lim
         cached += check.upstream.iter().filter(|u| u.cached).count();
     }
     assert_eq!(cached, 150);
+}
+
+#[tokio::test]
+async fn the_rest_facade_answers_from_the_operator_or_says_it_cannot() {
+    let op = Operator::start().await;
+    op.swapped(ALPHA_NUMBER);
+    let server = start_rest(config(
+        vec![provider("alpha-op", "Alpha Mobile", &op, 4)],
+        UpstreamSettings {
+            timeout: Duration::from_millis(200),
+            ..UpstreamSettings::default()
+        },
+    ))
+    .await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/sim-swap/v2/check", server.rest_addr.unwrap());
+    let ask = |number: &'static str| {
+        http.post(&url)
+            .json(&serde_json::json!({ "phoneNumber": number }))
+            .send()
+    };
+    let answer = ask(ALPHA_NUMBER).await.unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({ "swapped": true }));
+
+    op.behave(|b| b.delay = Duration::from_secs(2));
+    let refused = ask("+819011118888").await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "UNAVAILABLE");
+    assert!(
+        body["message"].as_str().unwrap().contains("alpha-op"),
+        "{body}"
+    );
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::decision::{Decision, MaxAge, Ownership, SimSwap};
 use super::owner_since::OwnerSince;
+use super::upstream::Question;
 
 /// CAMARA's `maxAge` bounds, whatever the server allows.
 pub const MAX_AGE_RANGE: std::ops::RangeInclusive<i64> = 1..=2400;
@@ -36,6 +37,9 @@ pub enum Refusal {
     DateBeforeCoverage { since: String },
     #[error("specifiedDate is in the future")]
     DateInFuture,
+    /// No local data, and the operator asked in its place did not answer.
+    #[error("no local data, and the operator's API ({provider}) did not answer: {why}")]
+    UpstreamUnavailable { provider: String, why: String },
 }
 
 /// Which CAMARA "swap" a question is about.
@@ -88,12 +92,13 @@ pub fn swapped(d: &Decision, swap: Swap) -> Result<bool, Refusal> {
     match status(d, swap) {
         SimSwap::Swapped => Ok(true),
         SimSwap::NotSwapped => Ok(false),
-        SimSwap::Unknown => Err(match d.covered_since {
-            Some(since) => Refusal::WindowBeforeCoverage {
+        SimSwap::Unknown => Err(match (unanswered(d, Question::SimSwap), d.covered_since) {
+            (Some(refusal), _) => refusal,
+            (None, Some(since)) => Refusal::WindowBeforeCoverage {
                 since: since.to_rfc3339(),
                 hours: (d.evaluated_at - since).num_hours().max(0),
             },
-            None => Refusal::NotCovered,
+            (None, None) => Refusal::NotCovered,
         }),
     }
 }
@@ -129,13 +134,27 @@ pub fn recycled(d: &Decision, specified: &OwnerSince) -> Result<bool, Refusal> {
     match d.ownership {
         Ownership::Changed => Ok(true),
         Ownership::Unchanged => Ok(false),
-        Ownership::Unknown | Ownership::NotEvaluated => Err(match d.covered_since {
-            Some(since) => Refusal::DateBeforeCoverage {
-                since: since.date_naive().to_string(),
+        Ownership::Unknown | Ownership::NotEvaluated => Err(
+            match (unanswered(d, Question::NumberRecycling), d.covered_since) {
+                (Some(refusal), _) => refusal,
+                (None, Some(since)) => Refusal::DateBeforeCoverage {
+                    since: since.date_naive().to_string(),
+                },
+                (None, None) => Refusal::NotCovered,
             },
-            None => Refusal::NotCovered,
-        }),
+        ),
     }
+}
+
+/// The operator's failure to answer `question`, if it was asked and failed.
+fn unanswered(d: &Decision, question: Question) -> Option<Refusal> {
+    d.upstream.iter().find_map(|a| match &a.outcome {
+        Err(why) if a.question == question => Some(Refusal::UpstreamUnavailable {
+            provider: a.provider.clone(),
+            why: why.clone(),
+        }),
+        _ => None,
+    })
 }
 
 fn applicable(d: &Decision) -> Result<(), Refusal> {
@@ -347,6 +366,24 @@ mod tests {
         let today = day("2026-06-10");
         let d = decision(&[], Some(24 * 365), 240, Some(today));
         assert_eq!(recycled(&d, &today), Ok(false));
+    }
+
+    #[test]
+    fn an_operator_that_did_not_answer_is_unavailable_not_false() {
+        let mut d = decision(&[], None, 240, Some(day("2026-03-01")));
+        d.upstream = vec![crate::domain::upstream::UpstreamAnswer {
+            provider: "op".into(),
+            question: Question::SimSwap,
+            outcome: Err("timed out after 800 ms".into()),
+            at: now(),
+            cached: false,
+        }];
+        assert!(matches!(
+            swapped(&d, Swap::Sim),
+            Err(Refusal::UpstreamUnavailable { provider, .. }) if provider == "op"
+        ));
+        // Only the question that failed.
+        assert_eq!(recycled(&d, &day("2026-03-01")), Err(Refusal::NotCovered));
     }
 
     #[test]

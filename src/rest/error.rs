@@ -140,6 +140,7 @@ impl From<Refusal> for RestError {
             | Refusal::DateInFuture => Code::OutOfRange,
             Refusal::NotMobile => Code::ServiceNotApplicable,
             Refusal::NotCovered => Code::IdentifierNotFound,
+            Refusal::UpstreamUnavailable { .. } => Code::Unavailable,
         };
         RestError::new(code, r.to_string())
     }
