@@ -9,16 +9,15 @@
 //! REST facade and `POST /sim-swap/v2/check` is measured beside `CheckNumber` (HTTP/1.1,
 //! one connection per request in flight).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
 use clap::Parser;
 use numguard::api::convert::timestamp;
 use numguard::api::pb;
 use numguard::api::pb::number_check_client::NumberCheckClient;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use support::{BenchDb, Server, connect, number, seed, start_server};
+use rand::Rng;
+use support::{BenchDb, Phase, Server, connect, number, run_phase, seed, start_server};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -59,21 +58,6 @@ struct Args {
     bench: bool,
 }
 
-#[derive(Debug)]
-struct Phase {
-    requests: u64,
-    errors: u64,
-    elapsed: Duration,
-    p50: Duration,
-    p99: Duration,
-}
-
-impl Phase {
-    fn rps(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
 #[derive(Clone)]
 enum Rpc {
     Health,
@@ -83,65 +67,37 @@ enum Rpc {
 }
 
 async fn drive(channels: &[Channel], rpc: Rpc, args: &Args) -> Phase {
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let started = Instant::now();
     let numbers = args.numbers;
     let owner_since = timestamp(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
-    let mut tasks = Vec::new();
-    for worker in 0..args.concurrency {
+    let channels = channels.to_vec();
+    run_phase(args.concurrency, args.seconds, move |worker| {
         let channel = channels[worker % channels.len()].clone();
         let rpc = rpc.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut health = HealthClient::new(channel.clone());
-            let mut check = NumberCheckClient::new(channel);
-            let mut rng = SmallRng::seed_from_u64(worker as u64);
-            let mut latencies = Vec::new();
-            let mut errors = 0u64;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let ok = match rpc {
-                    Rpc::Health => health.check(HealthCheckRequest::default()).await.is_ok(),
-                    Rpc::Check => check
-                        .check_number(pb::CheckNumberRequest {
-                            phone_number: number(rng.random_range(0..numbers)),
-                            owner_since: Some(owner_since),
-                            ..Default::default()
-                        })
-                        .await
-                        .is_ok(),
-                    Rpc::RestSimSwap(ref http, ref url) => http
-                        .post(url)
-                        .json(&serde_json::json!({
-                            "phoneNumber": number(rng.random_range(0..numbers)),
-                            "maxAge": 240,
-                        }))
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success()),
-                };
-                latencies.push(t.elapsed());
-                errors += u64::from(!ok);
+        let phone_number = number(rand::rng().random_range(0..numbers));
+        async move {
+            match rpc {
+                Rpc::Health => HealthClient::new(channel)
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .is_ok(),
+                Rpc::Check => NumberCheckClient::new(channel)
+                    .check_number(pb::CheckNumberRequest {
+                        phone_number,
+                        owner_since: Some(owner_since),
+                        ..Default::default()
+                    })
+                    .await
+                    .is_ok(),
+                Rpc::RestSimSwap(http, url) => http
+                    .post(url)
+                    .json(&serde_json::json!({ "phoneNumber": phone_number, "maxAge": 240 }))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success()),
             }
-            (latencies, errors)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (latencies, e) = task.await.expect("worker");
-        all.extend(latencies);
-        errors += e;
-    }
-    let elapsed = started.elapsed();
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Phase {
-        requests: all.len() as u64,
-        errors,
-        elapsed,
-        p50: pct(0.50),
-        p99: pct(0.99),
-    }
+        }
+    })
+    .await
 }
 
 async fn connect_all(server: &Server, connections: usize) -> Vec<Channel> {
@@ -153,14 +109,7 @@ async fn connect_all(server: &Server, connections: usize) -> Vec<Channel> {
 }
 
 fn print_row(name: &str, p: &Phase) {
-    println!(
-        "| {name} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
-        p.requests,
-        p.errors,
-        p.rps(),
-        p.p50.as_secs_f64() * 1e3,
-        p.p99.as_secs_f64() * 1e3
-    );
+    println!("{}", p.row(name));
 }
 
 /// Health, CheckNumber, (REST SIM Swap check,) health on one server; returns (check

@@ -192,3 +192,74 @@ pub async fn seed(channel: Channel, total: u64, numbers: u64) -> (u64, Duration)
     assert_eq!(summary.rejected, 0, "{:?}", summary.errors.first());
     (summary.accepted, started.elapsed())
 }
+
+/// One measured phase: how many requests, how fast, how long they took.
+#[derive(Debug)]
+pub struct Phase {
+    pub requests: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+impl Phase {
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// A Markdown table row: `| name | requests | errors | req/s | p50 | p99 |`.
+    pub fn row(&self, name: &str) -> String {
+        format!(
+            "| {name} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
+            self.requests,
+            self.errors,
+            self.rps(),
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// Runs `request(worker)` in a loop on `concurrency` workers for `seconds`; each call
+/// answers whether the request succeeded.
+pub async fn run_phase<F, Fut>(concurrency: usize, seconds: u64, request: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let ok = request(worker).await;
+                latencies.push(t.elapsed());
+                errors += u64::from(!ok);
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await.expect("worker");
+        all.extend(latencies);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Phase {
+        requests: all.len() as u64,
+        errors,
+        elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
+}

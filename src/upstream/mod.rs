@@ -7,7 +7,7 @@ pub mod breaker;
 mod client;
 pub mod config;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -78,19 +78,27 @@ impl Expiry<Key, Cached> for PerEntry {
     }
 }
 
-/// What the look-ups did since start; an audit reports its own share.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub calls: AtomicU64,
-    pub cache_hits: AtomicU64,
-    pub failures: AtomicU64,
+/// How long an outcome is reused: an answer for `answer_ttl`, a "yes" no longer than
+/// `yes_limit` (the window it was given for), a failure for `error_ttl` or as long as the
+/// provider asked to be left alone.
+fn time_to_live(
+    outcome: &Result<bool, CallError>,
+    settings: &UpstreamSettings,
+    yes_limit: Duration,
+) -> Duration {
+    match outcome {
+        Ok(true) => settings.answer_ttl.min(yes_limit),
+        Ok(false) => settings.answer_ttl,
+        Err(e) => e
+            .retry_after()
+            .map_or(settings.error_ttl, |pause| pause.min(settings.answer_ttl)),
+    }
 }
 
 pub struct Upstreams {
     providers: Vec<ProviderClient>,
     cache: moka::future::Cache<Key, Cached>,
     settings: UpstreamSettings,
-    pub counters: Counters,
 }
 
 /// A provider chosen for a number.
@@ -119,7 +127,6 @@ impl Upstreams {
                 .expire_after(PerEntry)
                 .build(),
             settings,
-            counters: Counters::default(),
         })
     }
 
@@ -185,17 +192,9 @@ impl Upstreams {
             .cache
             .get_with(key, async {
                 called.store(true, Ordering::Relaxed);
-                self.counters.calls.fetch_add(1, Ordering::Relaxed);
                 let outcome = call(provider).await;
-                let ttl = match &outcome {
-                    Ok(true) => self.settings.answer_ttl.min(true_limit),
-                    Ok(false) => self.settings.answer_ttl,
-                    Err(e) => e
-                        .retry_after()
-                        .map_or(self.settings.error_ttl, |pause| pause.min(self.settings.answer_ttl)),
-                };
+                let ttl = time_to_live(&outcome, &self.settings, true_limit);
                 if let Err(e) = &outcome {
-                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(provider = provider.name(), error = %e, "upstream look-up failed");
                 }
                 Cached {
@@ -206,9 +205,6 @@ impl Upstreams {
             })
             .await;
         let fresh = called.load(Ordering::Relaxed);
-        if !fresh {
-            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-        }
         UpstreamAnswer {
             provider: provider.name().to_string(),
             question,
@@ -216,5 +212,40 @@ impl Upstreams {
             at: cached.at,
             cached: !fresh,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_failures_and_swaps_live_as_long_as_they_may() {
+        let settings = UpstreamSettings {
+            answer_ttl: Duration::from_secs(7200),
+            error_ttl: Duration::from_secs(30),
+            ..UpstreamSettings::default()
+        };
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            time_to_live(&Ok(false), &settings, hour),
+            settings.answer_ttl
+        );
+        assert_eq!(
+            time_to_live(&Ok(true), &settings, hour),
+            hour,
+            "never past its window"
+        );
+        let day = 24 * hour;
+        assert_eq!(time_to_live(&Ok(true), &settings, day), settings.answer_ttl);
+        assert_eq!(
+            time_to_live(&Err(CallError::Timeout(800)), &settings, hour),
+            settings.error_ttl
+        );
+        assert_eq!(
+            time_to_live(&Err(CallError::RateLimited(120)), &settings, hour),
+            Duration::from_secs(120),
+            "as long as Retry-After"
+        );
     }
 }
