@@ -17,7 +17,7 @@ use numguard::api::convert::timestamp;
 use numguard::api::pb;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use rand::Rng;
-use support::{BenchDb, Phase, Server, connect, number, run_phase, seed, start_server};
+use support::{BenchDb, Load, Phase, Server, connect, number, run_phase, seed, start_server};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -33,15 +33,8 @@ struct Args {
     /// Distinct numbers the events and checks spread over.
     #[arg(long, default_value_t = 100_000)]
     numbers: u64,
-    /// Requests in flight.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// HTTP/2 connections the in-flight requests share.
-    #[arg(long, default_value_t = 4)]
-    connections: usize,
-    /// Seconds each measured phase runs.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    #[command(flatten)]
+    load: Load,
     /// Database: `sqlite` (a fresh temporary file) or `postgres` (a fresh database on
     /// NUMGUARD_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres,
     /// dropped afterwards).
@@ -70,7 +63,7 @@ async fn drive(channels: &[Channel], rpc: Rpc, args: &Args) -> Phase {
     let numbers = args.numbers;
     let owner_since = timestamp(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
     let channels = channels.to_vec();
-    run_phase(args.concurrency, args.seconds, move |worker| {
+    run_phase(&args.load, move |worker| {
         let channel = channels[worker % channels.len()].clone();
         let rpc = rpc.clone();
         let phone_number = number(rand::rng().random_range(0..numbers));
@@ -126,7 +119,7 @@ async fn measure(
         Some(base) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let http = reqwest::Client::builder()
-                .pool_max_idle_per_host(args.concurrency)
+                .pool_max_idle_per_host(args.load.concurrency)
                 .build()
                 .expect("HTTP client");
             let url = format!("{base}/sim-swap/v2/check");
@@ -155,7 +148,7 @@ async fn main() {
         &[]
     };
     let server = start_server(&db.url, rest_args);
-    let channels = connect_all(&server, args.connections).await;
+    let channels = connect_all(&server, args.load.connections).await;
 
     let (accepted, took) = seed(channels[0].clone(), args.events, args.numbers).await;
     println!(
@@ -190,7 +183,7 @@ async fn main() {
     );
     println!(
         "\n{} in flight over {} connections, {} s per phase",
-        args.concurrency, args.connections, args.seconds
+        args.load.concurrency, args.load.connections, args.load.seconds
     );
     println!("| phase | requests | errors | req/s | p50 | p99 |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
@@ -200,7 +193,7 @@ async fn main() {
 
     // The same data through a server with its cache disabled: every check reads the store.
     let cold_server = start_server(&db.url, &[&["--cache-capacity", "0"], rest_args].concat());
-    let channels = connect_all(&cold_server, args.connections).await;
+    let channels = connect_all(&cold_server, args.load.connections).await;
     let (cold, cold_health, cold_rest) =
         measure(&channels, &cold_server, &args, "cache disabled").await;
     drop(channels);

@@ -22,7 +22,7 @@ use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::upstream::config::{Auth, Provider, ProvidersFile};
 use rand::Rng;
-use support::{BenchDb, connect, number, run_phase, start_server};
+use support::{BenchDb, Load, connect, number, run_phase, start_server};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -46,15 +46,8 @@ struct Args {
     /// Share of the measured checks that ask a hot number.
     #[arg(long, default_value_t = 0.9)]
     hit_ratio: f64,
-    /// Requests in flight.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// HTTP/2 connections the in-flight requests share.
-    #[arg(long, default_value_t = 4)]
-    connections: usize,
-    /// Seconds each measured phase runs.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    #[command(flatten)]
+    load: Load,
     /// Calls in flight to the operator at most (the provider's max_concurrency).
     #[arg(long, default_value_t = 256)]
     provider_concurrency: usize,
@@ -129,7 +122,7 @@ async fn main() {
         &["--upstreams-file", providers_file.path().to_str().unwrap()],
     );
     let mut channels = Vec::new();
-    for _ in 0..args.connections.max(1) {
+    for _ in 0..args.load.connections.max(1) {
         channels.push(connect(&server.url).await);
     }
     // +81 901 000 0000 .. +81 901 099 9999 belong to Alpha Mobile, longer than the
@@ -156,7 +149,7 @@ async fn main() {
     );
 
     let health = |channels: Vec<Channel>| {
-        run_phase(args.concurrency, args.seconds, move |worker| {
+        run_phase(&args.load, move |worker| {
             let channel = channels[worker % channels.len()].clone();
             async move {
                 HealthClient::new(channel)
@@ -175,7 +168,7 @@ async fn main() {
         let channels = channels.clone();
         let (next_fresh, hits) = (next_fresh.clone(), hits.clone());
         let (hot, hit_ratio) = (args.hot, args.hit_ratio);
-        run_phase(args.concurrency, args.seconds, move |worker| {
+        run_phase(&args.load, move |worker| {
             let channel = channels[worker % channels.len()].clone();
             let mut rng = rand::rng();
             let i = if rng.random_bool(hit_ratio) {
@@ -211,7 +204,7 @@ async fn main() {
 
     println!(
         "\n{} in flight over {} connections, {} s per phase, operator answering in {} ms",
-        args.concurrency, args.connections, args.seconds, args.delay_ms
+        args.load.concurrency, args.load.connections, args.load.seconds, args.delay_ms
     );
     println!("| phase | requests | errors | req/s | p50 | p99 |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");

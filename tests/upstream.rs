@@ -59,6 +59,19 @@ async fn start(config: EngineConfig) -> TestServer {
     prepare(TestServer::start_in(db, config).await).await
 }
 
+/// A server whose one provider, "alpha-op", serves Alpha Mobile through `op`.
+async fn start_alpha(
+    op: &Operator,
+    max_concurrency: usize,
+    settings: UpstreamSettings,
+) -> TestServer {
+    start(config(
+        vec![provider("alpha-op", "Alpha Mobile", op, max_concurrency)],
+        settings,
+    ))
+    .await
+}
+
 async fn start_rest(config: EngineConfig) -> TestServer {
     prepare(TestServer::start_rest(Backend::Sqlite, config).await).await
 }
@@ -152,11 +165,7 @@ async fn the_current_carriers_provider_is_asked_even_after_a_port() {
 async fn answers_are_cached_and_concurrent_checks_of_a_number_make_one_call() {
     let op = Operator::start().await;
     op.behave(|b| b.delay = Duration::from_millis(300));
-    let server = start(config(
-        vec![provider("alpha-op", "Alpha Mobile", &op, 8)],
-        UpstreamSettings::default(),
-    ))
-    .await;
+    let server = start_alpha(&op, 8, UpstreamSettings::default()).await;
     check_number(&server, ALPHA_NUMBER).await;
     let again = check_number(&server, ALPHA_NUMBER).await;
     assert_eq!(op.calls(), 1, "the second check is answered from the cache");
@@ -205,11 +214,7 @@ async fn answers_are_cached_and_concurrent_checks_of_a_number_make_one_call() {
 async fn recycling_is_asked_with_the_owner_since_date() {
     let op = Operator::start().await;
     op.recycled(ALPHA_NUMBER);
-    let server = start(config(
-        vec![provider("alpha-op", "Alpha Mobile", &op, 4)],
-        UpstreamSettings::default(),
-    ))
-    .await;
+    let server = start_alpha(&op, 4, UpstreamSettings::default()).await;
     let r = check_with(
         &server,
         pb::CheckNumberRequest {
@@ -247,11 +252,7 @@ async fn a_slow_provider_times_out_and_then_its_circuit_opens() {
         },
         ..UpstreamSettings::default()
     };
-    let server = start(config(
-        vec![provider("alpha-op", "Alpha Mobile", &op, 8)],
-        settings,
-    ))
-    .await;
+    let server = start_alpha(&op, 8, settings).await;
     for i in 0..3 {
         let r = check_number(&server, &format!("+8190111150{i:02}")).await;
         assert_eq!(
@@ -302,11 +303,7 @@ async fn a_429_holds_calls_back_until_retry_after() {
         error_ttl: Duration::from_millis(100),
         ..UpstreamSettings::default()
     };
-    let server = start(config(
-        vec![provider("alpha-op", "Alpha Mobile", &op, 8)],
-        settings,
-    ))
-    .await;
+    let server = start_alpha(&op, 8, settings).await;
     let r = check_number(&server, "+819011116001").await;
     assert!(
         r.upstream[0].error.contains("rate limited"),
@@ -334,11 +331,7 @@ async fn a_429_holds_calls_back_until_retry_after() {
 async fn tokens_are_reused_until_they_expire_and_renewed_when_refused() {
     let op = Operator::start().await;
     op.behave(|b| b.token_lifetime = Duration::from_secs(2));
-    let server = start(config(
-        vec![provider("alpha-op", "Alpha Mobile", &op, 8)],
-        UpstreamSettings::default(),
-    ))
-    .await;
+    let server = start_alpha(&op, 8, UpstreamSettings::default()).await;
     check_number(&server, "+819011117001").await;
     check_number(&server, "+819011117002").await;
     assert_eq!(op.tokens_issued(), 1, "one token for both calls");
@@ -405,11 +398,7 @@ async fn local_data_wins_where_a_source_covers_the_number() {
 async fn an_audit_shares_calls_between_repeated_numbers_within_the_providers_limit() {
     let op = Operator::start().await;
     op.behave(|b| b.delay = Duration::from_millis(50));
-    let server = start(config(
-        vec![provider("alpha-op", "Alpha Mobile", &op, 4)],
-        UpstreamSettings::default(),
-    ))
-    .await;
+    let server = start_alpha(&op, 4, UpstreamSettings::default()).await;
     // 200 rows over 50 numbers.
     let rows: Vec<pb::AuditRow> = (0..200)
         .map(|i| pb::AuditRow {

@@ -193,6 +193,20 @@ pub async fn seed(channel: Channel, total: u64, numbers: u64) -> (u64, Duration)
     (summary.accepted, started.elapsed())
 }
 
+/// How hard a measured phase drives the server.
+#[derive(Debug, clap::Args)]
+pub struct Load {
+    /// Requests in flight.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// HTTP/2 connections the in-flight requests share.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Seconds each measured phase runs.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+}
+
 /// One measured phase: how many requests, how fast, how long they took.
 #[derive(Debug)]
 pub struct Phase {
@@ -223,15 +237,15 @@ impl Phase {
 
 /// Runs `request(worker)` in a loop on `concurrency` workers for `seconds`; each call
 /// answers whether the request succeeded.
-pub async fn run_phase<F, Fut>(concurrency: usize, seconds: u64, request: F) -> Phase
+pub async fn run_phase<F, Fut>(load: &Load, request: F) -> Phase
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let deadline = Instant::now() + Duration::from_secs(load.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for worker in 0..concurrency {
+    for worker in 0..load.concurrency {
         let request = request.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
