@@ -282,6 +282,16 @@ async fn a_stream_mixing_good_and_bad_events_keeps_the_good_ones(backend: Backen
         .collect();
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&"ok1") && ids.contains(&"ok2"));
+    // The device swap is reported, and does not decide the verdict.
+    let r = check_number(&server, N1).await;
+    assert_eq!(r.device_swap(), pb::SimSwapStatus::Swapped);
+    // Stored times are cut to microseconds.
+    assert_eq!(
+        r.latest_device_change.map(|ts| ts.seconds),
+        Some(t.timestamp())
+    );
+    assert_eq!(r.sim_swap(), pb::SimSwapStatus::NotSwapped);
+    assert_eq!(r.verdict(), pb::Verdict::Allow);
     server.stop().await;
 }
 

@@ -467,3 +467,38 @@ async fn the_rest_facade_answers_from_the_operator_or_says_it_cannot() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn server_errors_open_the_circuit_but_unknown_numbers_do_not() {
+    let op = Operator::start().await;
+    let settings = UpstreamSettings {
+        breaker: BreakerConfig {
+            threshold: 2,
+            cooldown: Duration::from_secs(60),
+        },
+        ..UpstreamSettings::default()
+    };
+    let server = start_alpha(&op, 8, settings).await;
+    // The operator does not know these numbers: an answer, not a fault.
+    op.behave(|b| b.fail_with = Some(404));
+    for i in 0..3 {
+        let r = check_number(&server, &format!("+8190111190{i:02}")).await;
+        assert!(r.upstream[0].error.contains("HTTP 404"), "{:?}", r.upstream);
+        assert!(has_reason(&r, ReasonCode::UpstreamUnavailable));
+    }
+    assert_eq!(op.calls(), 3, "the circuit stays closed");
+    op.behave(|b| b.fail_with = Some(503));
+    for i in 3..5 {
+        let r = check_number(&server, &format!("+8190111190{i:02}")).await;
+        assert!(r.upstream[0].error.contains("HTTP 503"), "{:?}", r.upstream);
+    }
+    assert_eq!(op.calls(), 5);
+    let r = check_number(&server, "+819011119099").await;
+    assert!(
+        r.upstream[0].error.contains("circuit open"),
+        "{:?}",
+        r.upstream
+    );
+    assert_eq!(r.verdict(), Verdict::StepUp);
+    assert_eq!(op.calls(), 5);
+}

@@ -216,5 +216,7 @@ pub fn check_response(
         covered_since: d.covered_since.map(timestamp),
         evaluated_at: Some(timestamp(d.evaluated_at)),
         upstream: d.upstream.into_iter().map(upstream_lookup).collect(),
+        device_swap: sim_swap(d.device_swap).into(),
+        latest_device_change: event_time(d.latest_device_change),
     }
 }

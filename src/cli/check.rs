@@ -111,6 +111,8 @@ pub fn to_json(r: &pb::CheckNumberResponse) -> Value {
         "sim_swap": enum_name(r.sim_swap, pb::SimSwapStatus::as_str_name),
         "latest_sim_change": time(r.latest_sim_change.as_ref()),
         "ownership": enum_name(r.ownership, pb::OwnershipStatus::as_str_name),
+        "device_swap": enum_name(r.device_swap, pb::SimSwapStatus::as_str_name),
+        "latest_device_change": time(r.latest_device_change.as_ref()),
         "original_carrier": r.original_carrier,
         "current_carrier": r.current_carrier,
         "last_port_at": time(r.last_port_at.as_ref()),
@@ -145,6 +147,15 @@ pub fn render(r: &pb::CheckNumberResponse) -> String {
             "SIM_SWAP_STATUS_"
         ),
         time(r.latest_sim_change.as_ref()).unwrap_or_else(none)
+    );
+    let _ = writeln!(
+        out,
+        "  device swap:   {} (latest device change: {})",
+        short(
+            enum_name(r.device_swap, pb::SimSwapStatus::as_str_name),
+            "SIM_SWAP_STATUS_"
+        ),
+        time(r.latest_device_change.as_ref()).unwrap_or_else(none)
     );
     let _ = writeln!(
         out,
