@@ -100,8 +100,11 @@ pub async fn run_with(
     };
     let rest = match listeners.rest {
         Some(rest) => {
-            tracing::info!(addr = %rest.local_addr()?, "CAMARA REST facade serving");
-            let serving = crate::rest::serve(rest, engine.clone(), asked_for(asked.clone()));
+            let addr = rest.local_addr()?;
+            let listener = crate::rest::RestListener::new(rest, tls.as_ref())
+                .context("cannot serve the REST facade")?;
+            tracing::info!(%addr, tls = tls.is_some(), "CAMARA REST facade serving");
+            let serving = crate::rest::serve(listener, engine.clone(), asked_for(asked.clone()));
             Some(tokio::spawn(serving))
         }
         None => None,

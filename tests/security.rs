@@ -423,6 +423,8 @@ async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let rest = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rest_port = rest.local_addr().unwrap().port();
     let config = numguard::server::ServerConfig {
         database_url: format!("sqlite://{}", dir.path().join("ng.db").display()),
         engine: dev_config(),
@@ -430,7 +432,11 @@ async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
         store: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(numguard::server::run(config, listener, async {
+    let listeners = numguard::server::Listeners {
+        grpc: listener,
+        rest: Some(rest),
+    };
+    let server = tokio::spawn(numguard::server::run_with(config, listeners, async {
         let _ = stopped.await;
     }));
 
@@ -468,6 +474,35 @@ async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
         .await;
         assert!(!matches!(r, Ok(Ok(_))), "plaintext must not be answered");
     }
+
+    // The REST facade serves TLS with the same certificate, and nothing in plaintext.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let body = serde_json::json!({ "phoneNumber": N });
+    let answer = trusting
+        .post(format!("https://localhost:{rest_port}/sim-swap/v2/check"))
+        .json(&body)
+        .send()
+        .await
+        .expect("a TLS client is answered over REST");
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answer["code"], "IDENTIFIER_NOT_FOUND", "{answer}");
+    let plain = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{rest_port}/sim-swap/v2/check"))
+        .timeout(Duration::from_secs(5))
+        .json(&body)
+        .send()
+        .await;
+    assert!(plain.is_err(), "plaintext must not be answered over REST");
+    let untrusting = reqwest::Client::new()
+        .post(format!("https://localhost:{rest_port}/sim-swap/v2/check"))
+        .json(&body)
+        .send()
+        .await;
+    assert!(untrusting.is_err(), "an unknown certificate is not trusted");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

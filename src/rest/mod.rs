@@ -7,6 +7,7 @@ pub mod error;
 mod openapi;
 mod request;
 mod subscriptions;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,9 +20,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
+use crate::api::TlsIdentity;
 use crate::engine::Engine;
 use checks::{DeviceSwapApi, SimSwapApi, swap_check, swap_retrieve_date};
 use error::{Code, RestError};
+pub use tls::{TlsError, TlsListener};
 
 const X_CORRELATOR: HeaderName = HeaderName::from_static("x-correlator");
 const MAX_CORRELATOR_LEN: usize = 256;
@@ -89,15 +92,33 @@ async fn correlate(request: Request, next: Next) -> Response {
     response
 }
 
+/// Where the REST API listens: plain HTTP, or TLS with the gRPC port's certificate.
+pub enum RestListener {
+    Plain(TcpListener),
+    Tls(TlsListener),
+}
+
+impl RestListener {
+    /// TLS when `identity` is given.
+    pub fn new(tcp: TcpListener, identity: Option<&TlsIdentity>) -> Result<RestListener, TlsError> {
+        Ok(match identity {
+            Some(identity) => RestListener::Tls(TlsListener::new(tcp, identity)?),
+            None => RestListener::Plain(tcp),
+        })
+    }
+}
+
 /// Serves the REST API on `listener` until `shutdown` completes.
 pub async fn serve(
-    listener: TcpListener,
+    listener: RestListener,
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(engine))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(engine);
+    match listener {
+        RestListener::Plain(tcp) => axum::serve(tcp, app).with_graceful_shutdown(shutdown).await,
+        RestListener::Tls(tls) => axum::serve(tls, app).with_graceful_shutdown(shutdown).await,
+    }
 }
 
 #[cfg(test)]
