@@ -2,6 +2,7 @@
 //! the shutdown future completes.
 
 use std::future::Future;
+use std::sync::{Arc, Weak};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -9,6 +10,8 @@ use tokio::net::TcpListener;
 use crate::engine::auth::AuthMode;
 use crate::engine::keys::create_first_key_if_none;
 use crate::engine::{Engine, EngineConfig};
+use crate::upstream::UpstreamConfig;
+use crate::upstream::config::ProvidersFile;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -18,6 +21,8 @@ pub struct ServerConfig {
     /// PEM certificate chain and private key; plain HTTP/2 when `None`.
     pub tls: Option<TlsFiles>,
     pub store: crate::store::StoreOptions,
+    /// The providers file, re-read on SIGHUP; `None`: the providers never change.
+    pub upstreams_file: Option<std::path::PathBuf>,
 }
 
 /// How long in-flight requests may run on after a shutdown signal.
@@ -80,6 +85,9 @@ pub async fn run_with(
     let engine = Engine::start(store, config.engine)
         .await
         .context("cannot start the engine")?;
+    if let Some(path) = config.upstreams_file {
+        tokio::spawn(reload_upstreams_on_hangup(Arc::downgrade(&engine), path));
+    }
     tracing::info!(
         addr = %listener.local_addr()?,
         ranges = engine.ranges().len(),
@@ -135,4 +143,43 @@ pub async fn run_with(
     engine.shutdown().await;
     tracing::info!("numguard stopped");
     Ok(())
+}
+
+/// Re-reads the providers file on each SIGHUP; a file that does not load leaves the
+/// current providers in place.
+async fn reload_upstreams_on_hangup(engine: Weak<Engine>, path: std::path::PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; the providers file is read at start only");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            let reloaded = ProvidersFile::load(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|providers| {
+                    let settings = engine.config().upstream.settings.clone();
+                    engine
+                        .reload_upstreams(UpstreamConfig {
+                            providers,
+                            settings,
+                        })
+                        .map_err(|e| e.to_string())
+                });
+            match reloaded {
+                Ok(()) => tracing::info!(file = %path.display(), "providers reloaded"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "providers not reloaded; keeping the current ones")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (engine, path);
+    }
 }

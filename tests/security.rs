@@ -430,6 +430,7 @@ async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
         engine: dev_config(),
         tls: Some(numguard::server::TlsFiles { cert, key }),
         store: Default::default(),
+        upstreams_file: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let listeners = numguard::server::Listeners {

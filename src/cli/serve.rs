@@ -93,7 +93,7 @@ pub struct ServeArgs {
     #[arg(long, env = "NUMGUARD_SQLITE_MAX_SIZE_MB")]
     sqlite_max_size_mb: Option<u64>,
     /// Operator APIs to ask where no source covers a number (see `numguard upstreams`);
-    /// read at start, none if the file does not exist.
+    /// read at start and again on SIGHUP; none if the file does not exist.
     #[arg(long, env = "NUMGUARD_UPSTREAMS_FILE", default_value = upstreams::DEFAULT_FILE)]
     upstreams_file: PathBuf,
     /// How long an operator's answer is reused, in seconds.
@@ -188,6 +188,7 @@ impl ServeArgs {
             store: StoreOptions {
                 sqlite_max_bytes: self.sqlite_max_size_mb.map(|mb| mb.saturating_mul(1 << 20)),
             },
+            upstreams_file: Some(self.upstreams_file.clone()),
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),

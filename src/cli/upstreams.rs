@@ -1,5 +1,5 @@
 //! `numguard upstreams add|list|remove`: edits the providers file that `serve` reads at
-//! start (restart the server to apply a change).
+//! start and on SIGHUP.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,7 +95,7 @@ pub async fn run(args: UpstreamsArgs) -> anyhow::Result<ExitCode> {
             })?;
             file.save(&args.file)?;
             println!(
-                "provider {name:?} saved in {}; restart the server to use it",
+                "provider {name:?} saved in {}; send the server SIGHUP (or restart it) to use it",
                 args.file.display()
             );
         }
@@ -131,7 +131,7 @@ pub async fn run(args: UpstreamsArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             file.save(&args.file)?;
-            println!("provider {name:?} removed; restart the server to apply");
+            println!("provider {name:?} removed; send the server SIGHUP (or restart it) to apply");
         }
     }
     Ok(ExitCode::SUCCESS)

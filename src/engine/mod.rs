@@ -141,8 +141,8 @@ pub struct Engine {
     /// live alert streams wait on it.
     commits: tokio::sync::watch::Sender<u64>,
     alert_pages: alerts::SharedPages,
-    /// `None` when no provider is configured.
-    upstreams: Option<Upstreams>,
+    /// `None` when no provider is configured; replaced whole when the providers change.
+    upstreams: std::sync::RwLock<Option<Arc<Upstreams>>>,
 }
 
 impl Engine {
@@ -159,17 +159,9 @@ impl Engine {
         } else {
             None
         };
-        let upstreams = if config.upstream.providers.providers.is_empty() {
-            None
-        } else {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let upstreams =
-                Upstreams::new(config.upstream.clone()).map_err(EngineError::UpstreamSetup)?;
-            tracing::info!(providers = ?upstreams.names(), "upstream look-ups on");
-            Some(upstreams)
-        };
+        let upstreams = upstream::build(config.upstream.clone())?;
         let engine = Arc::new(Engine {
-            upstreams,
+            upstreams: std::sync::RwLock::new(upstreams),
             numbers: NumberCache::new(config.cache_capacity),
             catalog: Catalog::default(),
             availability: Availability::new(changes.is_some()),

@@ -3,17 +3,31 @@
 //! carrier has a provider. A provider's failure is an answer too (UPSTREAM_UNAVAILABLE),
 //! never an error to the caller.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 
-use super::Engine;
 use super::number_cache::NumberState;
+use super::{Engine, EngineError};
 use crate::domain::decision::{Decision, MaxAge, Ownership, SimSwap};
 use crate::domain::number::E164;
 use crate::domain::owner_since::OwnerSince;
-use crate::upstream::Route;
+use crate::upstream::{Route, UpstreamConfig, Upstreams};
 
-/// What a decision still needs from the operator.
+/// The look-ups for `config`, or `None` when it names no provider.
+pub(super) fn build(config: UpstreamConfig) -> Result<Option<Arc<Upstreams>>, EngineError> {
+    if config.providers.providers.is_empty() {
+        return Ok(None);
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let upstreams = Upstreams::new(config).map_err(EngineError::UpstreamSetup)?;
+    tracing::info!(providers = ?upstreams.names(), "upstream look-ups on");
+    Ok(Some(Arc::new(upstreams)))
+}
+
+/// What a decision still needs from the operator, and which providers routed it.
 pub(super) struct Needs {
+    upstreams: Arc<Upstreams>,
     route: Route,
     sim_swap: bool,
     /// The date to ask Number Recycling about.
@@ -21,6 +35,26 @@ pub(super) struct Needs {
 }
 
 impl Engine {
+    /// Replaces the providers (their cached answers and circuit states start afresh).
+    pub fn reload_upstreams(&self, config: UpstreamConfig) -> Result<(), EngineError> {
+        let fresh = build(config)?;
+        if fresh.is_none() {
+            tracing::info!("upstream look-ups off");
+        }
+        *self
+            .upstreams
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        Ok(())
+    }
+
+    fn current_upstreams(&self) -> Option<Arc<Upstreams>> {
+        self.upstreams
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// `None` when the decision needs nothing the operator could give.
     pub(super) fn upstream_needs(
         &self,
@@ -28,7 +62,6 @@ impl Engine {
         decision: &Decision,
         owner_since: Option<&OwnerSince>,
     ) -> Option<Needs> {
-        let upstreams = self.upstreams.as_ref()?;
         let sim_swap = decision.sim_swap == SimSwap::Unknown;
         let recycled_since = match (decision.ownership, owner_since) {
             (Ownership::Unknown, Some(owner)) => Some(self.owner_date(owner)),
@@ -37,8 +70,10 @@ impl Engine {
         if !state.mobile || !(sim_swap || recycled_since.is_some()) {
             return None;
         }
+        let upstreams = self.current_upstreams()?;
         let route = upstreams.route(decision.current_carrier.as_deref())?;
         Some(Needs {
+            upstreams,
             route,
             sim_swap,
             recycled_since,
@@ -54,9 +89,7 @@ impl Engine {
         owner_since: Option<OwnerSince>,
         needs: Needs,
     ) -> Decision {
-        let Some(upstreams) = &self.upstreams else {
-            return self.decide(e164, state, max_age, owner_since, &[]);
-        };
+        let upstreams = &needs.upstreams;
         let sim = async {
             match needs.sim_swap {
                 true => Some(upstreams.sim_swap(needs.route, e164, max_age.hours()).await),

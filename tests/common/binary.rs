@@ -111,6 +111,26 @@ impl Served {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// SIGHUP: the server re-reads its providers file.
+    pub fn hang_up(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until the log has a line containing `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.log().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in the log: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, and the server exits cleanly; returns its whole log.
     pub fn stop(mut self) -> String {
         let pid = self.child.id().to_string();

@@ -95,6 +95,7 @@ impl TestServer {
             engine,
             tls: None,
             store: Default::default(),
+            upstreams_file: None,
         };
         let (tx, rx) = oneshot::channel::<()>();
         let listeners = Listeners {
