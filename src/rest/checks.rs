@@ -59,10 +59,7 @@ async fn decide(
         .check(&admission.principal.tenant, &request)
         .await
         .map_err(|e| match e {
-            EngineError::Invalid(f) if f.field == "phone_number" => RestError::new(
-                Code::IdentifierNotFound,
-                format!("numguard has no numbering plan or range for this number: {f}"),
-            ),
+            EngineError::Invalid(f) if f.field == "phone_number" => RestError::unknown_number(&f),
             e => e.into(),
         })?;
     Ok(decision)

@@ -93,6 +93,15 @@ impl RestError {
         }
     }
 
+    /// A CAMARA-well-formed number that is valid in no numbering plan: one numguard knows
+    /// nothing about.
+    pub fn unknown_number(why: &FieldError) -> RestError {
+        RestError::new(
+            Code::IdentifierNotFound,
+            format!("numguard has no numbering plan or range for this number: {why}"),
+        )
+    }
+
     fn of_kind(kind: ErrorKind, message: String) -> RestError {
         let code = match kind {
             ErrorKind::InvalidArgument => Code::InvalidArgument,

@@ -220,12 +220,7 @@ pub async fn create(
     let phone_number = camara::phone_number(config.subscription_detail.phone_number.as_deref())?;
     let number = engine
         .parse_number("phone_number", phone_number, "")
-        .map_err(|e| {
-            RestError::new(
-                Code::IdentifierNotFound,
-                format!("numguard has no numbering plan or range for this number: {e}"),
-            )
-        })?;
+        .map_err(|e| RestError::unknown_number(&e))?;
     if !number.mobile {
         return Err(camara::Refusal::NotMobile.into());
     }
