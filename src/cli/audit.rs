@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use futures::StreamExt;
 use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,8 +28,13 @@ use super::event_file::{csv_reason, missing_column};
 use super::progress;
 use crate::api::pb;
 
-/// Rows on their way to the server; enough to keep the stream full.
-const ROWS_IN_FLIGHT: usize = 4096;
+/// Rows on their way to the server, in batches; enough to keep the stream full.
+const BATCHES_IN_FLIGHT: usize = 16;
+/// Rows handed to the gRPC stream together. Rows that are ready together are encoded
+/// into one HTTP/2 DATA frame; one small frame per row would, while the server is busy,
+/// pile up in its receive buffer until HTTP/2 closes the connection ("too many small
+/// DATA frames", ENHANCE_YOUR_CALM).
+const ROWS_PER_BATCH: usize = 256;
 /// Rows read but not yet written to the report (they include the rows in flight).
 const ROWS_PENDING: usize = 32_768;
 
@@ -129,7 +135,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let mut report = ReportWriter::new(format, BufWriter::with_capacity(1 << 20, output))?;
     let mut client = args.server.check().await?;
 
-    let (rows, to_server) = mpsc::channel(ROWS_IN_FLIGHT);
+    let (rows, to_server) = mpsc::channel(BATCHES_IN_FLIGHT);
     let (pending, mut in_order) = mpsc::channel(ROWS_PENDING);
     let bar = progress::rows_bar(size, "audit");
     let reader_bar = bar.clone();
@@ -149,7 +155,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         )
     });
     let mut results = client
-        .audit_numbers(ReceiverStream::new(to_server))
+        .audit_numbers(ReceiverStream::new(to_server).flat_map(futures::stream::iter))
         .await
         .map_err(status_message)?
         .into_inner();
@@ -204,15 +210,57 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads every row, sending the good ones to the server and every one to the writer in
-/// order. Returns early (without error) if either side has gone away: the writer then
-/// reports why. Only an I/O error on the input itself is an error here.
+/// Reads every row, sending the good ones to the server (in batches) and every one to the
+/// writer in order. Returns early (without error) if either side has gone away: the writer
+/// then reports why. Only an I/O error on the input itself is an error here; the rows read
+/// before it are still sent.
 fn read_rows<R: Read>(
     reader: &mut csv::Reader<Tracked<R>>,
     lines: &CsvLines,
     columns: &Columns,
     defaults: &Defaults,
-    rows: &mpsc::Sender<pb::AuditRow>,
+    rows: &mpsc::Sender<Vec<pb::AuditRow>>,
+    pending: &mpsc::Sender<Pending>,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let mut outbox = Outbox {
+        to_server: rows,
+        batch: Vec::with_capacity(ROWS_PER_BATCH),
+    };
+    let read = read_into(reader, lines, columns, defaults, &mut outbox, pending, bar);
+    // The writer may be waiting for these rows' answers (if the server has gone, it says so).
+    outbox.flush();
+    read
+}
+
+/// Rows for the server, sent a batch at a time.
+struct Outbox<'a> {
+    to_server: &'a mpsc::Sender<Vec<pb::AuditRow>>,
+    batch: Vec<pb::AuditRow>,
+}
+
+impl Outbox<'_> {
+    /// `false` once the server side has gone.
+    fn push(&mut self, row: pb::AuditRow) -> bool {
+        self.batch.push(row);
+        self.batch.len() < ROWS_PER_BATCH || self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(ROWS_PER_BATCH));
+        self.to_server.blocking_send(full).is_ok()
+    }
+}
+
+fn read_into<R: Read>(
+    reader: &mut csv::Reader<Tracked<R>>,
+    lines: &CsvLines,
+    columns: &Columns,
+    defaults: &Defaults,
+    outbox: &mut Outbox<'_>,
     pending: &mpsc::Sender<Pending>,
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
@@ -232,7 +280,7 @@ fn read_rows<R: Read>(
                     Ok(mut row) => {
                         row.customer_ref.clone_from(&customer_ref);
                         row.phone_number.clone_from(&phone_number);
-                        if rows.blocking_send(row).is_err() {
+                        if !outbox.push(row) {
                             return Ok(());
                         }
                         index += 1;
@@ -321,11 +369,16 @@ mod tests {
         )
         .unwrap();
         drop((rows, pending));
+        let mut sent_rows = Vec::new();
+        while let Ok(batch) = sent.try_recv() {
+            sent_rows.extend(batch);
+        }
+        let mut sent_rows = sent_rows.into_iter();
         let mut out = Vec::new();
         while let Ok(p) = order.try_recv() {
             out.push((
                 p.line,
-                p.outcome.map(|_| sent.try_recv().expect("sent in order")),
+                p.outcome.map(|_| sent_rows.next().expect("sent in order")),
             ));
         }
         out
