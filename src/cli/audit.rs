@@ -15,12 +15,11 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use futures::StreamExt;
 use indicatif::ProgressBar;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::audit_report::{ReportFormat, ReportWriter, RowContext};
+use super::batches::{self, Batcher};
 use super::check::OwnerSinceArg;
 use super::client::{ServerArgs, status_message};
 use super::csv_lines::{CsvLines, Tracked, track};
@@ -28,13 +27,8 @@ use super::event_file::{csv_reason, missing_column};
 use super::progress;
 use crate::api::pb;
 
-/// Rows on their way to the server, in batches; enough to keep the stream full.
+/// Batches of rows on their way to the server; enough to keep the stream full.
 const BATCHES_IN_FLIGHT: usize = 16;
-/// Rows handed to the gRPC stream together. Rows that are ready together are encoded
-/// into one HTTP/2 DATA frame; one small frame per row would, while the server is busy,
-/// pile up in its receive buffer until HTTP/2 closes the connection ("too many small
-/// DATA frames", ENHANCE_YOUR_CALM).
-const ROWS_PER_BATCH: usize = 256;
 /// Rows read but not yet written to the report (they include the rows in flight).
 const ROWS_PENDING: usize = 32_768;
 
@@ -155,7 +149,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         )
     });
     let mut results = client
-        .audit_numbers(ReceiverStream::new(to_server).flat_map(futures::stream::iter))
+        .audit_numbers(batches::stream(to_server))
         .await
         .map_err(status_message)?
         .into_inner();
@@ -223,36 +217,11 @@ fn read_rows<R: Read>(
     pending: &mpsc::Sender<Pending>,
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let mut outbox = Outbox {
-        to_server: rows,
-        batch: Vec::with_capacity(ROWS_PER_BATCH),
-    };
+    let mut outbox = Batcher::new(rows);
     let read = read_into(reader, lines, columns, defaults, &mut outbox, pending, bar);
     // The writer may be waiting for these rows' answers (if the server has gone, it says so).
     outbox.flush();
     read
-}
-
-/// Rows for the server, sent a batch at a time.
-struct Outbox<'a> {
-    to_server: &'a mpsc::Sender<Vec<pb::AuditRow>>,
-    batch: Vec<pb::AuditRow>,
-}
-
-impl Outbox<'_> {
-    /// `false` once the server side has gone.
-    fn push(&mut self, row: pb::AuditRow) -> bool {
-        self.batch.push(row);
-        self.batch.len() < ROWS_PER_BATCH || self.flush()
-    }
-
-    fn flush(&mut self) -> bool {
-        if self.batch.is_empty() {
-            return true;
-        }
-        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(ROWS_PER_BATCH));
-        self.to_server.blocking_send(full).is_ok()
-    }
 }
 
 fn read_into<R: Read>(
@@ -260,7 +229,7 @@ fn read_into<R: Read>(
     lines: &CsvLines,
     columns: &Columns,
     defaults: &Defaults,
-    outbox: &mut Outbox<'_>,
+    outbox: &mut Batcher<'_, pb::AuditRow>,
     pending: &mpsc::Sender<Pending>,
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {

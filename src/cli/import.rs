@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
+use super::batches::{self, Batcher};
 use super::client::{ServerArgs, status_message};
 use super::event_file::{EventFileFormat, read_events};
 use super::progress;
@@ -135,18 +135,20 @@ async fn import_events(
     let format = format.unwrap_or_else(|| EventFileFormat::from_path(&file));
     let mut client = server.events().await?;
 
-    let (tx, rx) = mpsc::channel(1024);
-    let call = tokio::spawn(async move { client.ingest_events(ReceiverStream::new(rx)).await });
+    let (tx, rx) = mpsc::channel(16);
+    let call = tokio::spawn(async move { client.ingest_events(batches::stream(rx)).await });
     let bar = progress::bar(size, "events", true);
     let reader_bar = bar.clone();
     let report = tokio::task::spawn_blocking(move || {
+        let mut events = Batcher::new(&tx);
         let report = read_events(
             handle,
             format,
             &source,
-            |event| tx.blocking_send(event).is_ok(),
+            |event| events.push(event),
             |bytes| reader_bar.set_position(bytes),
         );
+        events.flush();
         drop(tx); // ends the stream: the server commits the rest and answers
         report
     })

@@ -2,6 +2,7 @@
 
 mod audit;
 mod audit_report;
+mod batches;
 mod check;
 mod client;
 mod csv_lines;
