@@ -185,7 +185,7 @@ impl AlertsApi {
         let admission = admit(&self.engine, &request, Scope::Watch).await?;
         let id = request.into_inner().id;
         self.engine
-            .delete_subscription(&admission.principal.tenant, &id)
+            .delete_subscription(&admission.principal.tenant, &id, None)
             .await?;
         Ok(Response::new(pb::DeleteSubscriptionResponse {}))
     }

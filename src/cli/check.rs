@@ -139,23 +139,22 @@ pub fn render(r: &pb::CheckNumberResponse) -> String {
     let mut out = String::new();
     let verdict = short(enum_name(r.verdict, pb::Verdict::as_str_name), "VERDICT_");
     let _ = writeln!(out, "{}  {verdict}", r.phone_number);
+    let swap = |status: i32, latest: Option<&prost_types::Timestamp>| {
+        let status = short(
+            enum_name(status, pb::SimSwapStatus::as_str_name),
+            "SIM_SWAP_STATUS_",
+        );
+        (status, time(latest).unwrap_or_else(none))
+    };
+    let (sim, latest_sim) = swap(r.sim_swap, r.latest_sim_change.as_ref());
     let _ = writeln!(
         out,
-        "  sim swap:      {} (latest SIM change: {})",
-        short(
-            enum_name(r.sim_swap, pb::SimSwapStatus::as_str_name),
-            "SIM_SWAP_STATUS_"
-        ),
-        time(r.latest_sim_change.as_ref()).unwrap_or_else(none)
+        "  sim swap:      {sim} (latest SIM change: {latest_sim})"
     );
+    let (device, latest_device) = swap(r.device_swap, r.latest_device_change.as_ref());
     let _ = writeln!(
         out,
-        "  device swap:   {} (latest device change: {})",
-        short(
-            enum_name(r.device_swap, pb::SimSwapStatus::as_str_name),
-            "SIM_SWAP_STATUS_"
-        ),
-        time(r.latest_device_change.as_ref()).unwrap_or_else(none)
+        "  device swap:   {device} (latest device change: {latest_device})"
     );
     let _ = writeln!(
         out,

@@ -120,17 +120,21 @@ impl Engine {
             .map_err(|e| self.store_failed(e))
     }
 
-    /// Ends one of the tenant's active subscriptions; another tenant's id is not found.
+    /// Ends one of the tenant's active subscriptions (of `format`, if given); another
+    /// tenant's id, or one of another format, is not found.
     pub async fn delete_subscription(
         &self,
         tenant: &TenantName,
         id: &str,
+        format: Option<CloudEventFormat>,
     ) -> Result<(), EngineError> {
         let found = self
             .list_subscriptions(tenant)
             .await?
             .into_iter()
-            .find(|s| s.id == id && s.ended_reason.is_none())
+            .find(|s| {
+                s.id == id && s.ended_reason.is_none() && format.is_none_or(|f| s.format == f)
+            })
             .ok_or_else(|| EngineError::NotFound(format!("no active subscription {id:?}")))?;
         self.store
             .advance_subscription(

@@ -24,8 +24,8 @@ impl Default for BreakerConfig {
 pub enum Held {
     /// Too many failures; retry after the cooldown.
     Open,
-    /// The provider asked for a pause (429 Retry-After).
-    RateLimited,
+    /// The provider asked for a pause (429 Retry-After); this much of it is left.
+    RateLimited(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -52,8 +52,8 @@ impl Breaker {
     /// May a call go out at `now`? A granted call must be followed by `succeeded` or
     /// `failed`.
     pub fn permit(&mut self, now: Instant) -> Result<(), Held> {
-        if self.paused_until.is_some_and(|t| now < t) {
-            return Err(Held::RateLimited);
+        if let Some(until) = self.paused_until.filter(|t| now < *t) {
+            return Err(Held::RateLimited(until - now));
         }
         match self.open_until {
             None => Ok(()),
@@ -86,10 +86,6 @@ impl Breaker {
         self.paused_until = Some(self.paused_until.map_or(until, |t| t.max(until)));
         self.trial = false;
     }
-
-    pub fn is_open(&self, now: Instant) -> bool {
-        self.open_until.is_some_and(|t| now < t)
-    }
 }
 
 #[cfg(test)]
@@ -116,7 +112,7 @@ mod tests {
             assert_eq!(b.permit(t), Ok(()));
             b.failed(t);
         }
-        assert!(b.is_open(t));
+        assert_eq!(b.permit(t), Err(Held::Open));
         assert_eq!(b.permit(t + Duration::from_secs(9)), Err(Held::Open));
     }
 
@@ -144,8 +140,12 @@ mod tests {
         let t = Instant::now();
         let mut b = breaker();
         b.pause(t + Duration::from_secs(2));
-        assert_eq!(b.permit(t), Err(Held::RateLimited));
-        assert!(!b.is_open(t));
+        assert_eq!(
+            b.permit(t + Duration::from_millis(500)),
+            Err(Held::RateLimited(Duration::from_millis(1500)))
+        );
         assert_eq!(b.permit(t + Duration::from_secs(2)), Ok(()));
+        b.succeeded();
+        assert_eq!(b.permit(t + Duration::from_secs(2)), Ok(()), "not opened");
     }
 }

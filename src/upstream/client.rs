@@ -127,7 +127,8 @@ impl ProviderClient {
             .permit(Instant::now())
             .map_err(|held| match held {
                 Held::Open => CallError::CircuitOpen,
-                Held::RateLimited => CallError::RateLimited(1),
+                // Cached for what is left of the pause, so waiting checks stay quiet.
+                Held::RateLimited(left) => CallError::RateLimited(left.as_secs().max(1)),
             })?;
         let outcome = match self.slots.acquire().await {
             Ok(_slot) => self.post_with_auth(path, &body, field).await,

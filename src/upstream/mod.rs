@@ -130,10 +130,6 @@ impl Upstreams {
         })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.providers.is_empty()
-    }
-
     pub fn names(&self) -> Vec<&str> {
         self.providers.iter().map(ProviderClient::name).collect()
     }
