@@ -75,6 +75,18 @@ pub(crate) async fn within<T>(
     })
 }
 
+/// HTTP/2 flow-control windows, sized so that any client's stream of small messages is
+/// paced by flow control instead of cut off. h2 sends GOAWAY ENHANCE_YOUR_CALM
+/// ("too_many_data_frames") once the small DATA frames it holds unread count for more than
+/// half the connection window, each frame counting 256 bytes less its size. grpcio and
+/// grpc-js send one message per frame, and a stream is read only as fast as it is answered,
+/// so the *stream* window must stop a sender long before that: 64 KiB of 20-byte rows
+/// counts about 0.8 MiB against the 8 MiB a 16 MiB connection window allows, so some ten
+/// such streams can wait on one connection at once. (hyper's 1 MiB windows allowed one
+/// stream about 12 MiB against a 0.5 MiB budget.)
+const STREAM_WINDOW_BYTES: u32 = 64 * 1024;
+const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("gRPC reflection setup failed: {0}")]
@@ -95,15 +107,22 @@ pub async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(report_health(health, engine.availability()));
 
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: many tools (grpcio-reflection, Postman, evans, older
+    // grpcurl) still speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     // Responses span several small writes (headers, data, trailers); without NODELAY,
     // Nagle's algorithm and delayed ACKs stall them for tens of milliseconds.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut server = Server::builder();
+    let mut server = Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
     if let Some(identity) = tls {
         server = server.tls_config(
             ServerTlsConfig::new().identity(Identity::from_pem(identity.cert, identity.key)),
@@ -111,7 +130,8 @@ pub async fn serve(
     }
     server
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             NumberCheckServer::new(NumberCheckApi::new(engine.clone()))
                 .max_decoding_message_size(max_message),
