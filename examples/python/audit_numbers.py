@@ -34,14 +34,18 @@ MAX_ATTEMPTS = 5
 HEADER = ["customer_ref", "phone_number", "verdict", "sim_swap", "ownership", "reasons", "error"]
 
 
+def check_header(path):
+    """Fails (OSError, ValueError) before anything is sent if the file cannot be used."""
+    with open(path, newline="", encoding="utf-8") as file:
+        missing = {"customer_ref", "phone_number"} - set(csv.DictReader(file).fieldnames or [])
+    if missing:
+        raise ValueError(f"{path}: the header lacks {', '.join(sorted(missing))}")
+
+
 def read_rows(path, skip):
     """Yields AuditRows from the input, after its first `skip` rows."""
     with open(path, newline="", encoding="utf-8") as file:
-        reader = csv.DictReader(file)
-        missing = {"customer_ref", "phone_number"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: the header lacks {', '.join(sorted(missing))}")
-        for row in itertools.islice(reader, skip, None):
+        for row in itertools.islice(csv.DictReader(file), skip, None):
             yield check_pb2.AuditRow(
                 customer_ref=row["customer_ref"],
                 phone_number=row["phone_number"],
@@ -76,6 +80,12 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="CSV report to write")
     args = parser.parse_args()
 
+    try:
+        check_header(args.file)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
     answered = 0
     verdicts = {}
     with connect() as channel, open(args.out, "w", newline="", encoding="utf-8") as out:
@@ -95,9 +105,6 @@ def main() -> int:
                     verdicts[line[2] or "ERROR"] = verdicts.get(line[2] or "ERROR", 0) + 1
                     answered += 1
                 break
-            except (OSError, ValueError) as error:
-                print(f"error: {error}", file=sys.stderr)
-                return EXIT_USAGE
             except grpc.RpcError as error:
                 if error.code() not in RETRYABLE or attempt == MAX_ATTEMPTS:
                     return fail(error)

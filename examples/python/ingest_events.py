@@ -41,14 +41,20 @@ KINDS = {
 COLUMNS = ["source_event_id", "phone_number", "kind", "occurred_at", "from_carrier", "to_carrier"]
 
 
+def check_header(path):
+    """Fails (OSError, ValueError) before anything is sent if the file cannot be used."""
+    with open(path, newline="", encoding="utf-8") as file:
+        header = csv.DictReader(file).fieldnames or []
+    missing = [column for column in COLUMNS[:4] if column not in header]
+    if missing:
+        raise ValueError(f"{path}: the header lacks {', '.join(missing)}")
+
+
 def read_events(path, source, sent_lines, local_errors):
     """Yields one Event per good line; records each sent line's number (to name the lines
     the server refuses) and the lines that cannot be read."""
     with open(path, newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file)
-        missing = [c for c in COLUMNS[:4] if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: the header lacks {', '.join(missing)}")
         for row in reader:
             line = reader.line_num
             kind = KINDS.get(row["kind"].strip().upper())
@@ -79,6 +85,12 @@ def main() -> int:
     parser.add_argument("--source", required=True, help="name of a registered source")
     args = parser.parse_args()
 
+    try:
+        check_header(args.file)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
     with connect() as channel:
         stub = events_pb2_grpc.EventsStub(channel)
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -90,9 +102,6 @@ def main() -> int:
                 # the stream to what the server can store.
                 summary = stub.IngestEvents(events, metadata=metadata())
                 break
-            except (OSError, ValueError) as error:
-                print(f"error: {error}", file=sys.stderr)
-                return EXIT_USAGE
             except grpc.RpcError as error:
                 if error.code() not in RETRYABLE or attempt == MAX_ATTEMPTS:
                     return fail(error)

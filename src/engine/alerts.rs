@@ -162,6 +162,11 @@ impl Engine {
                 .map_err(|e| self.store_failed(e))?,
             n => i64::try_from(n).unwrap_or(i64::MAX),
         };
+        tracing::debug!(
+            tenant = tenant.as_str(),
+            after = cursor,
+            "alert stream opened"
+        );
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(stream_alerts(self.clone(), tenant, cursor, kinds, tx));
         Ok(rx)

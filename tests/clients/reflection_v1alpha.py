@@ -1,7 +1,7 @@
 """Lists the services a server offers through gRPC reflection v1alpha (grpcio-reflection),
 then resolves each one's descriptor, as reflection-driven tools (Postman, evans) do."""
 
-import sys
+import os
 
 import grpc
 from google.protobuf.descriptor_pool import DescriptorPool
@@ -9,7 +9,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-with grpc.insecure_channel(sys.argv[1]) as channel:
+with grpc.insecure_channel(os.environ["NUMGUARD_SERVER"].removeprefix("http://")) as channel:
     database = ProtoReflectionDescriptorDatabase(channel)
     pool = DescriptorPool(database)
     for name in database.get_services():
