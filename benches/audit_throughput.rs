@@ -19,7 +19,7 @@ use chrono::{Duration as Span, Utc};
 use clap::Parser;
 use numguard::domain::number::ParsedNumber;
 use serde_json::Value;
-use support::{BenchDb, connect, number, seed, start_server};
+use support::{BenchDb, connect, number, proc_status_mib, reset_peak, seed, start_server};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -92,21 +92,6 @@ fn children_peak_mib() -> f64 {
         usage
     };
     usage.ru_maxrss as f64 / 1024.0 // kilobytes on Linux
-}
-
-fn proc_status_mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-/// Resets a process's peak RSS to its current RSS (Linux: write 5 to clear_refs).
-fn reset_peak(pid: u32) {
-    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
 struct Run {

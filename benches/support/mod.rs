@@ -277,3 +277,19 @@ where
         p99: pct(0.99),
     }
 }
+
+/// A field of `/proc/<pid>/status` given in kB (e.g. `VmHWM:`), in MiB.
+pub fn proc_status_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Resets a process's peak RSS to its current RSS (Linux: write 5 to clear_refs).
+pub fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}

@@ -1,7 +1,6 @@
 //! Client streams fed from a reader thread, a batch at a time. Items that are ready
-//! together are encoded into one HTTP/2 DATA frame; one small frame per item, sent faster
-//! than a busy server reads them, piles up in its receive buffer until HTTP/2's flood
-//! protection closes the connection (h2: "too many small DATA frames", ENHANCE_YOUR_CALM).
+//! together are encoded into one HTTP/2 DATA frame, which costs less per item than a frame
+//! each (the server accepts either; see `client_streams` in BENCHMARKS.md for the rates).
 
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
