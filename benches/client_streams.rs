@@ -221,8 +221,10 @@ async fn main() {
     let mut baseline = None;
     for mut client in ingests {
         let (took, out) = run(&mut client, &server.url);
+        let cli_says = format!("{n} accepted, 0 duplicates, 0 rejected");
+        let example_says = format!("accepted {n}, duplicates 0, rejected 0");
         assert!(
-            out.contains(&format!("accepted {n}")),
+            out.contains(&cli_says) || out.contains(&example_says),
             "{}: {out}",
             client.name
         );
