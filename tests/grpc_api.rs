@@ -28,6 +28,7 @@ on_both_backends!(
     on_unknown_policy_applies_to_no_data_answers,
     a_stream_spanning_many_batches_commits_them_all,
     a_cached_number_answers_exactly_like_a_parsed_one,
+    equal_times_are_ordered_by_kind_source_and_id_never_by_arrival,
 );
 
 const N1: &str = "+819012345678";
@@ -722,6 +723,45 @@ async fn a_cached_number_answers_exactly_like_a_parsed_one(backend: Backend) {
     for _ in 0..2 {
         let fixed = check_number(&server, "+81312345678").await;
         assert!(reason_codes(&fixed).contains(&ReasonCode::NotMobile));
+    }
+    server.stop().await;
+}
+
+/// Two ports at the same instant, sent in both orders to two numbers: the current carrier
+/// is the one the later (source, id) ported to, whatever arrived last (SPEC §2).
+async fn equal_times_are_ordered_by_kind_source_and_id_never_by_arrival(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let when = Utc::now() - Duration::days(3);
+    let ports = |number: &str| {
+        (
+            port(
+                "feed",
+                &format!("{number}-a"),
+                number,
+                when,
+                "NTT Docomo",
+                "KDDI",
+            ),
+            port(
+                "feed",
+                &format!("{number}-b"),
+                number,
+                when,
+                "NTT Docomo",
+                "SoftBank",
+            ),
+        )
+    };
+    let (a1, b1) = ports(N1);
+    let (a2, b2) = ports(N2);
+    ingest(&server, vec![a1, b1]).await;
+    ingest(&server, vec![b2]).await;
+    ingest(&server, vec![a2]).await;
+    for number in [N1, N2] {
+        let r = check_number(&server, number).await;
+        assert_eq!(r.current_carrier, "SoftBank", "{number}");
+        assert_eq!(r.port_count, 2);
     }
     server.stop().await;
 }

@@ -102,7 +102,7 @@ async fn store_story(backend: Backend) {
         .unwrap();
     let ids: Vec<_> = all
         .iter()
-        .map(|e| e.event.source_event_id.as_str())
+        .map(|e| e.event.fact.source_event_id.as_str())
         .collect();
     assert_eq!(ids, vec!["c", "b", "a"]);
     assert_eq!(all[1].event, batch[1]);
@@ -118,7 +118,7 @@ async fn store_story(backend: Backend) {
         })
         .await
         .unwrap();
-    assert_eq!(after_first[0].event.source_event_id, "b");
+    assert_eq!(after_first[0].event.fact.source_event_id, "b");
     let filtered = store
         .list_events(&EventQuery {
             number: Some(number.clone()),
@@ -131,7 +131,7 @@ async fn store_story(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(filtered.len(), 1);
-    assert_eq!(filtered[0].event.source_event_id, "a");
+    assert_eq!(filtered[0].event.fact.source_event_id, "a");
 
     // Ranges: upsert by prefix, later wins.
     let range = |p: &str, c: &str| RangeEntry {

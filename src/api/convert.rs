@@ -99,8 +99,8 @@ pub fn raw_event(e: pb::Event) -> Result<RawEvent, FieldError> {
 pub fn stored_event(e: StoredEvent) -> pb::Event {
     let fact = e.event.fact;
     pb::Event {
-        source: e.event.source.to_string(),
-        source_event_id: e.event.source_event_id,
+        source: fact.source.to_string(),
+        source_event_id: fact.source_event_id,
         phone_number: e.event.number.to_string(),
         kind: kind_to_pb(fact.kind).into(),
         occurred_at: Some(timestamp(fact.occurred_at)),

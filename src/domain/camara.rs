@@ -186,6 +186,8 @@ mod tests {
 
     fn ev(kind: EventKind, hours_ago: i64) -> EventFact {
         EventFact {
+            source: "feed".parse().unwrap(),
+            source_event_id: format!("{kind}-{hours_ago}"),
             kind,
             occurred_at: now() - Duration::hours(hours_ago),
             from_carrier: None,

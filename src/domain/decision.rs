@@ -176,7 +176,7 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
             .collect(),
         None => Vec::new(),
     };
-    owner_changes.sort_by_key(|e| (e.occurred_at, e.kind));
+    owner_changes.sort_by(|a, b| a.chronological(b));
     let local_ownership = match &input.owner_since {
         None => Ownership::NotEvaluated,
         Some(_) if !owner_changes.is_empty() => Ownership::Changed,
@@ -342,7 +342,7 @@ fn newest(history: &[EventFact], wanted: impl Fn(&EventFact) -> bool) -> Option<
     history
         .iter()
         .filter(|e| wanted(e))
-        .max_by_key(|e| e.occurred_at)
+        .max_by(|a, b| a.chronological(b))
 }
 
 fn event_reason(code: ReasonCode, e: &EventFact, detail: String) -> Reason {

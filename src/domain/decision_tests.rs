@@ -15,8 +15,11 @@ fn ts(m: u32, d: u32, h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(NOW_Y, m, d, h, 0, 0).unwrap()
 }
 
+/// An event of the source `feed`, its id made of its kind and time.
 fn ev(kind: EventKind, at: DateTime<Utc>) -> EventFact {
     EventFact {
+        source: "feed".parse().unwrap(),
+        source_event_id: format!("{kind}-{}", at.timestamp_micros()),
         kind,
         occurred_at: at,
         from_carrier: None,
@@ -26,10 +29,9 @@ fn ev(kind: EventKind, at: DateTime<Utc>) -> EventFact {
 
 fn port(at: DateTime<Utc>, from: &str, to: &str) -> EventFact {
     EventFact {
-        kind: EventKind::Port,
-        occurred_at: at,
         from_carrier: Some(from.into()),
         to_carrier: Some(to.into()),
+        ..ev(EventKind::Port, at)
     }
 }
 
@@ -618,4 +620,116 @@ fn an_operator_that_did_not_answer_falls_back_to_on_unknown() {
         "{}",
         d.reasons[0].detail
     );
+}
+
+/// `ev` of another source, with its own id.
+fn from_source(source: &str, id: &str, e: EventFact) -> EventFact {
+    EventFact {
+        source: source.parse().unwrap(),
+        source_event_id: id.into(),
+        ..e
+    }
+}
+
+#[test]
+fn two_ports_at_the_same_instant_are_ordered_by_source_then_id_not_by_arrival() {
+    let at = ts(6, 1, 9);
+    let to_kddi = from_source("mnp-db", "p-1", port(at, "NTT Docomo", "KDDI"));
+    let to_softbank = from_source("mnp-db", "p-2", port(at, "NTT Docomo", "SoftBank"));
+    let from_later_source = from_source("z-feed", "a", port(at, "NTT Docomo", "Rakuten"));
+    for history in [
+        vec![to_kddi.clone(), to_softbank.clone()],
+        vec![to_softbank.clone(), to_kddi.clone()],
+    ] {
+        let d = run(input(&history));
+        assert_eq!(
+            d.current_carrier.as_deref(),
+            Some("SoftBank"),
+            "p-2 after p-1"
+        );
+        assert_eq!(d.port_count, 2);
+    }
+    let history = [from_later_source, to_softbank, to_kddi];
+    assert_eq!(
+        run(input(&history)).current_carrier.as_deref(),
+        Some("Rakuten"),
+        "source z-feed after mnp-db"
+    );
+}
+
+#[test]
+fn at_the_same_instant_ownership_ends_before_a_new_one_and_a_port_before_a_sim_swap() {
+    let at = ts(6, 1, 9);
+    // Fed in reverse, and from sources whose names would order them the other way.
+    let history = [
+        from_source("a", "1", ev(EventKind::SimSwap, at)),
+        from_source("b", "1", port(at, "NTT Docomo", "KDDI")),
+        from_source("c", "1", ev(EventKind::Reassign, at)),
+        from_source("d", "1", ev(EventKind::Disconnect, at)),
+    ];
+    let mut i = input(&history);
+    i.owner_since = Some(OwnerSince::At(ts(3, 1, 0)));
+    let d = run(i);
+    let owner_changes: Vec<_> = d
+        .reasons
+        .iter()
+        .filter(|r| r.code == ReasonCode::OwnerChanged)
+        .map(|r| r.event_kind)
+        .collect();
+    assert_eq!(
+        owner_changes,
+        [Some(EventKind::Disconnect), Some(EventKind::Reassign)]
+    );
+    // Without owner_since the verdict is STEP_UP, with the newest SIM change as its reason.
+    let d = run(input(&history));
+    let swapped = d
+        .reasons
+        .iter()
+        .find(|r| r.code == ReasonCode::SimSwapped)
+        .expect("a SIM change in the window");
+    assert_eq!(
+        swapped.event_kind,
+        Some(EventKind::SimSwap),
+        "the SIM swap is the newest SIM change"
+    );
+}
+
+proptest::proptest! {
+    /// Arrival order never decides: any order of the same history gives the same answer.
+    /// Times are drawn from a few instants so that many events share one.
+    #[test]
+    fn any_order_of_a_history_gives_the_same_decision(
+        events in proptest::collection::vec((0usize..5, 0u32..3, 0usize..3, 0u8..4), 0..12),
+        owner_day in 1u32..28,
+        seed in proptest::num::u64::ANY,
+    ) {
+        let carriers = ["NTT Docomo", "KDDI", "SoftBank", "Rakuten"];
+        let history: Vec<EventFact> = events
+            .iter()
+            .enumerate()
+            .map(|(n, &(kind, instant, source, to))| {
+                let kind = EventKind::ALL[kind];
+                let at = ts(5, 1 + instant * 10, 0);
+                let e = if kind == EventKind::Port {
+                    port(at, "NTT Docomo", carriers[usize::from(to)])
+                } else {
+                    ev(kind, at)
+                };
+                from_source(["a", "b", "c"][source], &format!("e{n}"), e)
+            })
+            .collect();
+        let mut shuffled = history.clone();
+        // A deterministic shuffle from the seed (Fisher-Yates with an LCG).
+        let mut state = seed;
+        for i in (1..shuffled.len()).rev() {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            shuffled.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        let owner = Some(OwnerSince::At(ts(5, owner_day, 0)));
+        let mut a = input(&history);
+        a.owner_since = owner;
+        let mut b = input(&shuffled);
+        b.owner_since = owner;
+        proptest::prop_assert_eq!(run(a), run(b));
+    }
 }

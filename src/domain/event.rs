@@ -48,6 +48,18 @@ impl EventKind {
         matches!(self, EventKind::Disconnect | EventKind::Reassign)
     }
 
+    /// Place among events with the same `occurred_at` (SPEC §2): an ownership ends before
+    /// a new one starts, and the number is ported or re-SIMmed before its device changes.
+    pub fn rank_at_equal_time(self) -> u8 {
+        match self {
+            EventKind::Disconnect => 0,
+            EventKind::Reassign => 1,
+            EventKind::Port => 2,
+            EventKind::SimSwap => 3,
+            EventKind::DeviceSwap => 4,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::SimSwap => "SIM_SWAP",
@@ -86,10 +98,31 @@ impl FromStr for EventKind {
 /// What the decision rules need to know of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFact {
+    pub source: SourceName,
+    /// Unique within the source.
+    pub source_event_id: String,
     pub kind: EventKind,
     pub occurred_at: DateTime<Utc>,
     pub from_carrier: Option<String>,
     pub to_carrier: Option<String>,
+}
+
+impl EventFact {
+    /// The order of events in time (SPEC §2): by `occurred_at`, then, for equal times, by
+    /// kind, source and id, so that arrival order never decides. No two events compare
+    /// equal, since `(source, source_event_id)` is unique.
+    pub fn chronological(&self, other: &EventFact) -> std::cmp::Ordering {
+        self.time_order().cmp(&other.time_order())
+    }
+
+    fn time_order(&self) -> (DateTime<Utc>, u8, &str, &str) {
+        (
+            self.occurred_at,
+            self.kind.rank_at_equal_time(),
+            self.source.as_str(),
+            self.source_event_id.as_str(),
+        )
+    }
 }
 
 /// An event as received, before validation. Empty strings mean "not given".
@@ -108,8 +141,6 @@ pub struct RawEvent {
 /// A validated event, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
-    pub source: SourceName,
-    pub source_event_id: String,
     pub number: E164,
     pub fact: EventFact,
 }
@@ -183,10 +214,10 @@ impl NewEvent {
             ));
         }
         Ok(NewEvent {
-            source,
-            source_event_id,
             number,
             fact: EventFact {
+                source,
+                source_event_id,
                 kind,
                 occurred_at: to_storage_precision(occurred_at),
                 from_carrier,

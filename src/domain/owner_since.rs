@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
+use super::event::to_storage_precision;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerSince {
     /// An exact instant (gRPC timestamps, RFC 3339 values).
@@ -15,6 +17,12 @@ pub enum OwnerSince {
 }
 
 impl OwnerSince {
+    /// An exact instant, cut to the microsecond as every stored event time is (SPEC §2),
+    /// so that both sides of a comparison have one precision.
+    pub fn at(t: DateTime<Utc>) -> OwnerSince {
+        OwnerSince::At(to_storage_precision(t))
+    }
+
     /// The span of `date` in `tz`. `None` only for a date at the edge of chrono's range.
     pub fn on_date<Tz: TimeZone>(date: NaiveDate, tz: &Tz) -> Option<OwnerSince> {
         let start = start_of_day(date, tz)?;
@@ -70,7 +78,18 @@ fn start_of_day<Tz: TimeZone>(date: NaiveDate, tz: &Tz) -> Option<DateTime<Utc>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::FixedOffset;
+    use chrono::{FixedOffset, TimeDelta};
+
+    #[test]
+    fn an_instant_is_read_to_the_microsecond() {
+        let base = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+        let owner = OwnerSince::at(base + TimeDelta::nanoseconds(1_700));
+        assert_eq!(owner, OwnerSince::At(base + TimeDelta::microseconds(1)));
+        // An event stored at that microsecond is not after the owner's verification; one
+        // a microsecond later is, whatever nanoseconds either was sent with.
+        assert!(!owner.disconnect_counts(base + TimeDelta::microseconds(1)));
+        assert!(owner.disconnect_counts(base + TimeDelta::microseconds(2)));
+    }
 
     #[test]
     fn a_date_spans_its_day_in_the_given_zone() {

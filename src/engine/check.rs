@@ -96,7 +96,7 @@ impl Engine {
                 "owner_since_date",
                 "cannot be given together with owner_since",
             )),
-            (Some(at), true) => Ok(Some(OwnerSince::At(at))),
+            (Some(at), true) => Ok(Some(OwnerSince::at(at))),
             (None, true) => Ok(None),
             (None, false) => {
                 let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {

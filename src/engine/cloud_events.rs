@@ -50,8 +50,8 @@ pub fn alert(sub: &SubscriptionRecord, alert: &Alert) -> Queued {
             "phone_number": event.number.as_str(),
             "kind": event.fact.kind.as_str(),
             "occurred_at": occurred_at,
-            "source": event.source.as_str(),
-            "source_event_id": event.source_event_id,
+            "source": event.fact.source.as_str(),
+            "source_event_id": event.fact.source_event_id,
             "verdict": format!("{:?}", alert.decision.verdict).to_ascii_uppercase(),
         }),
     )

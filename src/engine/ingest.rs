@@ -87,10 +87,10 @@ impl IngestSession {
                 return Ok(());
             }
         };
-        if !self.source_exists(&event.source).await? {
+        if !self.source_exists(&event.fact.source).await? {
             self.reject(
                 index,
-                format!("source {:?} is not registered", event.source.as_str()),
+                format!("source {:?} is not registered", event.fact.source.as_str()),
             );
             return Ok(());
         }

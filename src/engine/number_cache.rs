@@ -143,6 +143,8 @@ mod tests {
 
     fn fact() -> EventFact {
         EventFact {
+            source: "feed".parse().unwrap(),
+            source_event_id: "e1".into(),
             kind: EventKind::SimSwap,
             occurred_at: Utc::now(),
             from_carrier: None,

@@ -232,8 +232,8 @@ impl Store for PgStore {
             Vec::with_capacity(n),
         );
         for e in events {
-            sources.push(e.source.as_str().to_string());
-            ids.push(e.source_event_id.clone());
+            sources.push(e.fact.source.as_str().to_string());
+            ids.push(e.fact.source_event_id.clone());
             numbers.push(e.number.as_str().to_string());
             kinds.push(e.fact.kind.as_str().to_string());
             times.push(e.fact.occurred_at);
@@ -292,7 +292,8 @@ impl Store for PgStore {
 
     async fn history(&self, number: &E164) -> Result<Vec<EventFact>, StoreError> {
         sqlx::query(
-            "SELECT kind, occurred_at, from_carrier, to_carrier FROM events WHERE number = $1",
+            "SELECT source, source_event_id, kind, occurred_at, from_carrier, to_carrier \
+             FROM events WHERE number = $1",
         )
         .bind(number.as_str().to_string())
         .fetch_all(&self.pool)
@@ -305,7 +306,8 @@ impl Store for PgStore {
     async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
         let list: Vec<&str> = numbers.iter().map(E164::as_str).collect();
         let rows = sqlx::query(
-            "SELECT number, kind, occurred_at, from_carrier, to_carrier FROM events \
+            "SELECT number, source, source_event_id, kind, occurred_at, from_carrier, \
+             to_carrier FROM events \
              WHERE number = ANY($1)",
         )
         .bind(list)

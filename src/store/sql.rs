@@ -9,7 +9,7 @@ use super::{EventQuery, StoreError};
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::owner_since::OwnerSince;
-use crate::domain::source::{Source, SourceName};
+use crate::domain::source::Source;
 use crate::ranges::RangeEntry;
 
 pub const SELECT_EVENTS: &str = "SELECT id, source, source_event_id, number, kind, occurred_at, \
@@ -62,7 +62,7 @@ fn kind_from(text: &str) -> Result<EventKind, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("unknown event kind {text:?}")))
 }
 
-/// Reads `kind, occurred_at, from_carrier, to_carrier`.
+/// Reads `source, source_event_id, kind, occurred_at, from_carrier, to_carrier`.
 pub fn fact_from<R>(
     row: &R,
     time: impl Fn(&R, &str) -> Result<DateTime<Utc>, StoreError>,
@@ -74,7 +74,12 @@ where
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
 {
     let kind: String = row.try_get("kind")?;
+    let source: String = row.try_get("source")?;
     Ok(EventFact {
+        source: source
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("source name: {e}")))?,
+        source_event_id: row.try_get("source_event_id")?,
         kind: kind_from(&kind)?,
         occurred_at: time(row, "occurred_at")?,
         from_carrier: row.try_get("from_carrier")?,
@@ -126,15 +131,9 @@ where
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let source: String = row.try_get("source")?;
-    let source: SourceName = source
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("source name: {e}")))?;
     Ok(StoredEvent {
         id: row.try_get("id")?,
         event: NewEvent {
-            source,
-            source_event_id: row.try_get("source_event_id")?,
             number: E164::from_trusted(row.try_get("number")?),
             fact: fact_from(row, &time)?,
         },
@@ -588,10 +587,10 @@ mod tests {
         StoredEvent {
             id,
             event: NewEvent {
-                source: "feed".parse().unwrap(),
-                source_event_id: format!("e{id}"),
                 number: E164::parse("+819012345678", None).unwrap(),
                 fact: EventFact {
+                    source: "feed".parse().unwrap(),
+                    source_event_id: format!("e{id}"),
                     kind: EventKind::SimSwap,
                     occurred_at: at,
                     from_carrier: None,

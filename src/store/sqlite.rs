@@ -120,8 +120,8 @@ impl Store for SqliteStore {
                  from_carrier, to_carrier, ingested_at) ",
             );
             insert.push_values(chunk, |mut row, e| {
-                row.push_bind(e.source.as_str().to_string())
-                    .push_bind(e.source_event_id.clone())
+                row.push_bind(e.fact.source.as_str().to_string())
+                    .push_bind(e.fact.source_event_id.clone())
                     .push_bind(e.number.as_str().to_string())
                     .push_bind(e.fact.kind.as_str())
                     .push_bind(micros(e.fact.occurred_at))
@@ -141,7 +141,8 @@ impl Store for SqliteStore {
 
     async fn history(&self, number: &E164) -> Result<Vec<EventFact>, StoreError> {
         sqlx::query(
-            "SELECT kind, occurred_at, from_carrier, to_carrier FROM events WHERE number = ?",
+            "SELECT source, source_event_id, kind, occurred_at, from_carrier, to_carrier \
+             FROM events WHERE number = ?",
         )
         .bind(number.as_str().to_string())
         .fetch_all(&self.read)
@@ -156,7 +157,8 @@ impl Store for SqliteStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // CROSS JOIN keeps the list as the outer loop, so each number is one index probe.
         let rows = sqlx::query(
-            "SELECT e.number, e.kind, e.occurred_at, e.from_carrier, e.to_carrier \
+            "SELECT e.number, e.source, e.source_event_id, e.kind, e.occurred_at, \
+             e.from_carrier, e.to_carrier \
              FROM json_each(?) AS wanted CROSS JOIN events AS e ON e.number = wanted.value",
         )
         .bind(list)
