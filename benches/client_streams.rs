@@ -99,6 +99,33 @@ fn run(client: &mut Client, url: &str) -> (Duration, String) {
     (took, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `clients` one after another, each sending `n` messages, and prints a table of
+/// their rates as a ratio of the first's; `done` checks each one's output.
+fn rate_table(
+    rpc: &str,
+    unit: &str,
+    n: u64,
+    clients: impl IntoIterator<Item = Client>,
+    url: &str,
+    done: impl Fn(&str) -> bool,
+) {
+    println!("| client | {rpc} | {unit} | × CLI |");
+    println!("| --- | ---: | ---: | ---: |");
+    let mut baseline = None;
+    for mut client in clients {
+        let (took, out) = run(&mut client, url);
+        assert!(done(&out), "{}: {out}", client.name);
+        let rate = n as f64 / took.as_secs_f64();
+        let base = *baseline.get_or_insert(rate);
+        let seconds = took.as_secs_f64();
+        println!(
+            "| {} | {seconds:.2} s | {rate:.0} | {:.2} |",
+            client.name,
+            rate / base
+        );
+    }
+}
+
 fn write_events(path: &Path, n: u64) {
     let mut text = String::with_capacity(n as usize * 64);
     text.push_str("source_event_id,phone_number,kind,occurred_at,from_carrier,to_carrier\n");
@@ -216,41 +243,13 @@ async fn main() {
             command: node("audit_numbers", &[customers, "--out", &js_report]),
         },
     ];
-    println!("| client | IngestEvents | events/s | × CLI |");
-    println!("| --- | ---: | ---: | ---: |");
-    let mut baseline = None;
-    for mut client in ingests {
-        let (took, out) = run(&mut client, &server.url);
-        let cli_says = format!("{n} accepted, 0 duplicates, 0 rejected");
-        let example_says = format!("accepted {n}, duplicates 0, rejected 0");
-        assert!(
-            out.contains(&cli_says) || out.contains(&example_says),
-            "{}: {out}",
-            client.name
-        );
-        let rate = n as f64 / took.as_secs_f64();
-        let base = *baseline.get_or_insert(rate);
-        println!(
-            "| {} | {:.2} s | {rate:.0} | {:.2} |",
-            client.name,
-            took.as_secs_f64(),
-            rate / base
-        );
-    }
-    println!("| client | AuditNumbers | rows/s | × CLI |");
-    println!("| --- | ---: | ---: | ---: |");
-    let mut baseline = None;
-    for mut client in audits {
-        let (took, _) = run(&mut client, &server.url);
-        let rate = n as f64 / took.as_secs_f64();
-        let base = *baseline.get_or_insert(rate);
-        println!(
-            "| {} | {:.2} s | {rate:.0} | {:.2} |",
-            client.name,
-            took.as_secs_f64(),
-            rate / base
-        );
-    }
+    let ingest_done = |out: &str| {
+        out.contains(&format!("{n} accepted, 0 duplicates, 0 rejected"))
+            || out.contains(&format!("accepted {n}, duplicates 0, rejected 0"))
+    };
+    let url = server.url.as_str();
+    rate_table("IngestEvents", "events/s", n, ingests, url, ingest_done);
+    rate_table("AuditNumbers", "rows/s", n, audits, url, |_| true);
     for path in [&cli_report, &py_report, &js_report] {
         assert_eq!(lines(Path::new(path)), n + 1, "{path}: a line per row");
     }

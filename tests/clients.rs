@@ -144,6 +144,20 @@ fn cli(served: &Served, key: &str, args: &[&str]) -> Ran {
     run(command, &served.url, key, Duration::from_secs(60)).ok()
 }
 
+/// Registers a source complete since 2025 for every +81 number.
+fn add_source(served: &Served, key: &str, name: &str) {
+    let args = [
+        "sources",
+        "add",
+        name,
+        "--tracking-since",
+        "2025-01-01",
+        "--covers",
+        "81",
+    ];
+    cli(served, key, &args);
+}
+
 fn write_file(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -294,32 +308,8 @@ async fn run_together(runs: Vec<(Command, Duration)>, url: &str, key: &str) -> V
 async fn streams_of_single_messages_from_python_and_node_complete_while_checks_run() {
     let (served, key, _db) = keyed_server().await;
     let dir = tempfile::tempdir().unwrap();
-    cli(
-        &served,
-        &key,
-        &[
-            "sources",
-            "add",
-            "py-feed",
-            "--tracking-since",
-            "2025-01-01",
-            "--covers",
-            "81",
-        ],
-    );
-    cli(
-        &served,
-        &key,
-        &[
-            "sources",
-            "add",
-            "js-feed",
-            "--tracking-since",
-            "2025-01-01",
-            "--covers",
-            "81",
-        ],
-    );
+    add_source(&served, &key, "py-feed");
+    add_source(&served, &key, "js-feed");
     let py_events = write_file(dir.path(), "py.csv", &events_csv("py", STREAM_MESSAGES));
     let js_events = write_file(dir.path(), "js.csv", &events_csv("js", STREAM_MESSAGES));
     let customers = write_file(dir.path(), "customers.csv", &customers_csv(STREAM_MESSAGES));
@@ -481,19 +471,7 @@ async fn examples_work_as_documented(lang: Lang) {
         command.args(args);
         run(command, &served.url, &key, seconds(120))
     };
-    cli(
-        &served,
-        &key,
-        &[
-            "sources",
-            "add",
-            "feed",
-            "--tracking-since",
-            "2025-01-01",
-            "--covers",
-            "81",
-        ],
-    );
+    add_source(&served, &key, "feed");
 
     // IngestEvents from a CSV file: refused lines are named by line number.
     let events = write_file(

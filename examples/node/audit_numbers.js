@@ -13,8 +13,7 @@
 const fs = require('node:fs');
 const { once } = require('node:events');
 const { parseArgs } = require('node:util');
-const { parse } = require('csv-parse');
-const { client, metadata, fail, sleepBeforeRetry, run, RETRYABLE, EXIT } = require('./client');
+const { client, metadata, fail, sleepBeforeRetry, streamCsv, run, RETRYABLE, EXIT } = require('./client');
 
 const MAX_ATTEMPTS = 5;
 const HEADER = ['customer_ref', 'phone_number', 'verdict', 'sim_swap', 'ownership', 'reasons', 'error'];
@@ -35,27 +34,6 @@ function reportLine(result) {
     check.reasons.map((r) => r.code.replace(/^REASON_CODE_/, '')).join(';'),
     '',
   ];
-}
-
-/** Sends the input's rows after the first `skip`, pacing on gRPC's flow control. */
-async function sendRows(call, ended, file, skip) {
-  let over = false;
-  ended.then(() => { over = true; });
-  const rows = fs.createReadStream(file).pipe(parse({ columns: true, skip_empty_lines: true }));
-  let seen = 0;
-  for await (const row of rows) {
-    if (over) return;
-    if (seen++ < skip) continue;
-    if (!('customer_ref' in row) || !('phone_number' in row)) throw new Error(`${file}: the header lacks customer_ref or phone_number`);
-    const message = {
-      customer_ref: row.customer_ref,
-      phone_number: row.phone_number,
-      region: row.region || '',
-      owner_since_date: row.owner_since || '',
-    };
-    if (!call.write(message)) await Promise.race([once(call, 'drain'), ended]);
-  }
-  call.end();
 }
 
 /**
@@ -80,14 +58,17 @@ async function auditFrom(checks, file, first, out, verdicts) {
     call.on('error', (error) => { error.answered = answered; reject(error); });
     call.on('end', () => resolve(answered));
   });
-  const over = ended.then(() => {}, () => {});
-  try {
-    await sendRows(call, over, file, first);
-  } catch (error) {
-    call.cancel();
-    await over;
-    throw error;
-  }
+  let seen = 0;
+  await streamCsv(call, ended.then(() => {}, () => {}), file, (row) => {
+    if (seen++ < first) return null; // answered before the connection failed
+    if (!('customer_ref' in row) || !('phone_number' in row)) throw new Error(`${file}: the header lacks customer_ref or phone_number`);
+    return {
+      customer_ref: row.customer_ref,
+      phone_number: row.phone_number,
+      region: row.region || '',
+      owner_since_date: row.owner_since || '',
+    };
+  });
   return ended;
 }
 

@@ -8,7 +8,9 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
+const { once } = require('node:events');
 const grpc = require('@grpc/grpc-js');
+const { parse } = require('csv-parse');
 const protoLoader = require('@grpc/proto-loader');
 
 const PROTO_DIR = path.join(__dirname, '..', '..', 'proto');
@@ -97,6 +99,31 @@ async function sleepBeforeRetry(attempt, error) {
   await sleep(pause);
 }
 
+/**
+ * Writes one message per record of the CSV `file` to a client stream, then ends it.
+ * `toMessage(record, line)` gives the message, or null to skip the record. Waits whenever
+ * gRPC's buffer is full (flow control: the server has not taken more yet) and stops if
+ * `ended` (settled when the call is over) comes first. A file error cancels the call.
+ */
+async function streamCsv(call, ended, file, toMessage) {
+  let over = false;
+  ended.then(() => { over = true; });
+  try {
+    const rows = fs.createReadStream(file).pipe(parse({ columns: true, skip_empty_lines: true, info: true }));
+    for await (const { record, info } of rows) {
+      if (over) return;
+      const message = toMessage(record, info.lines);
+      if (message === null) continue;
+      if (!call.write(message)) await Promise.race([once(call, 'drain'), ended]);
+    }
+    call.end();
+  } catch (error) {
+    call.cancel();
+    await ended;
+    throw error;
+  }
+}
+
 /** Runs `main` and exits with the code it returns. */
 function run(main) {
   main().then(
@@ -108,4 +135,4 @@ function run(main) {
   );
 }
 
-module.exports = { grpc, numguard, client, metadata, backoff, sleep, fail, sleepBeforeRetry, run, RETRYABLE, EXIT };
+module.exports = { grpc, numguard, client, metadata, backoff, sleep, fail, sleepBeforeRetry, streamCsv, run, RETRYABLE, EXIT };

@@ -12,10 +12,8 @@
 // it already has (same source and source_event_id), so nothing is stored twice.
 
 const fs = require('node:fs');
-const { once } = require('node:events');
 const { parseArgs } = require('node:util');
-const { parse } = require('csv-parse');
-const { client, metadata, fail, sleepBeforeRetry, run, RETRYABLE, EXIT } = require('./client');
+const { client, metadata, fail, sleepBeforeRetry, streamCsv, run, RETRYABLE, EXIT } = require('./client');
 
 const MAX_ATTEMPTS = 5;
 const KINDS = new Set(['SIM_SWAP', 'PORT', 'DISCONNECT', 'REASSIGN', 'DEVICE_SWAP']);
@@ -28,41 +26,6 @@ function timestamp(text) {
   return { seconds: String(Math.floor(millis / 1000)), nanos: Number(fraction) };
 }
 
-/**
- * Sends every good line as one message. Waits whenever gRPC's buffer is full (flow control:
- * the server has not taken more yet), and stops if the call ends first.
- */
-async function sendFile(call, ended, file, source, sentLines, localErrors) {
-  let over = false;
-  ended.then(() => { over = true; });
-  const rows = fs.createReadStream(file).pipe(parse({ columns: true, skip_empty_lines: true, info: true }));
-  for await (const { record, info } of rows) {
-    if (over) return;
-    const line = info.lines;
-    const kind = (record.kind || '').trim().toUpperCase();
-    let occurredAt;
-    try {
-      if (!KINDS.has(kind)) throw new Error(`${JSON.stringify(record.kind)} is not an event kind`);
-      occurredAt = timestamp((record.occurred_at || '').trim());
-    } catch (error) {
-      localErrors.push([line, error.message]);
-      continue;
-    }
-    sentLines.push(line);
-    const event = {
-      source,
-      source_event_id: record.source_event_id,
-      phone_number: record.phone_number,
-      kind: `EVENT_KIND_${kind}`,
-      occurred_at: occurredAt,
-      from_carrier: record.from_carrier || '',
-      to_carrier: record.to_carrier || '',
-    };
-    if (!call.write(event)) await Promise.race([once(call, 'drain'), ended]);
-  }
-  call.end();
-}
-
 /** One attempt: the summary, or the call's gRPC error, or the file's error. */
 async function ingestOnce(events, file, source, sentLines, localErrors) {
   let call;
@@ -71,13 +34,27 @@ async function ingestOnce(events, file, source, sentLines, localErrors) {
     call = events.IngestEvents(metadata(), (error, response) => (error ? reject(error) : resolve(response)));
   });
   const ended = summary.then(() => {}, () => {});
-  try {
-    await sendFile(call, ended, file, source, sentLines, localErrors);
-  } catch (error) {
-    call.cancel();
-    await ended;
-    throw error;
-  }
+  await streamCsv(call, ended, file, (record, line) => {
+    const kind = (record.kind || '').trim().toUpperCase();
+    let occurredAt;
+    try {
+      if (!KINDS.has(kind)) throw new Error(`${JSON.stringify(record.kind)} is not an event kind`);
+      occurredAt = timestamp((record.occurred_at || '').trim());
+    } catch (error) {
+      localErrors.push([line, error.message]);
+      return null;
+    }
+    sentLines.push(line);
+    return {
+      source,
+      source_event_id: record.source_event_id,
+      phone_number: record.phone_number,
+      kind: `EVENT_KIND_${kind}`,
+      occurred_at: occurredAt,
+      from_carrier: record.from_carrier || '',
+      to_carrier: record.to_carrier || '',
+    };
+  });
   return summary;
 }
 

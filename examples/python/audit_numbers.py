@@ -20,26 +20,18 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from numguard_client import (
     EXIT_OK,
-    EXIT_USAGE,
     RETRYABLE,
     check_pb2,
     check_pb2_grpc,
     connect,
     fail,
+    header_problem,
     metadata,
     sleep_before_retry,
 )
 
 MAX_ATTEMPTS = 5
 HEADER = ["customer_ref", "phone_number", "verdict", "sim_swap", "ownership", "reasons", "error"]
-
-
-def check_header(path):
-    """Fails (OSError, ValueError) before anything is sent if the file cannot be used."""
-    with open(path, newline="", encoding="utf-8") as file:
-        missing = {"customer_ref", "phone_number"} - set(csv.DictReader(file).fieldnames or [])
-    if missing:
-        raise ValueError(f"{path}: the header lacks {', '.join(sorted(missing))}")
 
 
 def read_rows(path, skip):
@@ -80,11 +72,9 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="CSV report to write")
     args = parser.parse_args()
 
-    try:
-        check_header(args.file)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    problem = header_problem(args.file, ["customer_ref", "phone_number"])
+    if problem is not None:
+        return problem
 
     answered = 0
     verdicts = {}

@@ -22,12 +22,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from numguard_client import (
     EXIT_OK,
     EXIT_REFUSED,
-    EXIT_USAGE,
     RETRYABLE,
     connect,
     events_pb2,
     events_pb2_grpc,
     fail,
+    header_problem,
     metadata,
     sleep_before_retry,
 )
@@ -39,15 +39,6 @@ KINDS = {
     if value != events_pb2.EVENT_KIND_UNSPECIFIED
 }
 COLUMNS = ["source_event_id", "phone_number", "kind", "occurred_at", "from_carrier", "to_carrier"]
-
-
-def check_header(path):
-    """Fails (OSError, ValueError) before anything is sent if the file cannot be used."""
-    with open(path, newline="", encoding="utf-8") as file:
-        header = csv.DictReader(file).fieldnames or []
-    missing = [column for column in COLUMNS[:4] if column not in header]
-    if missing:
-        raise ValueError(f"{path}: the header lacks {', '.join(missing)}")
 
 
 def read_events(path, source, sent_lines, local_errors):
@@ -85,11 +76,9 @@ def main() -> int:
     parser.add_argument("--source", required=True, help="name of a registered source")
     args = parser.parse_args()
 
-    try:
-        check_header(args.file)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    problem = header_problem(args.file, COLUMNS[:4])
+    if problem is not None:
+        return problem
 
     with connect() as channel:
         stub = events_pb2_grpc.EventsStub(channel)

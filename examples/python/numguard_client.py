@@ -6,6 +6,7 @@ Settings come from the environment, as the numguard CLI reads them:
   NUMGUARD_CA_CERT  PEM file of the CA that signed the server's certificate (TLS only)
 """
 
+import csv
 import json
 import os
 import random
@@ -68,6 +69,22 @@ EXIT_REFUSED = 1  # the server answered, but refused some or all of the input
 EXIT_USAGE = 2  # bad arguments or input file
 EXIT_AUTH = 3  # missing, unknown or under-scoped API key
 EXIT_UNAVAILABLE = 4  # the server could not be reached, or gave up
+
+
+def header_problem(path: str, columns: list[str]) -> int | None:
+    """Checks, before anything is sent, that `path` is a readable CSV file whose header
+    names `columns`; reports a problem on stderr and returns its exit code."""
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            header = csv.DictReader(file).fieldnames or []
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    missing = [column for column in columns if column not in header]
+    if missing:
+        print(f"error: {path}: the header lacks {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    return None
 
 
 def connect() -> grpc.Channel:
