@@ -657,3 +657,35 @@ async fn python_examples_work_as_documented() {
 async fn node_examples_work_as_documented() {
     examples_work_as_documented(Lang::Node).await;
 }
+
+/// Both languages' examples over TLS with a private CA (`NUMGUARD_CA_CERT`); without it
+/// the handshake fails and they say the server is unreachable (exit 4), never a verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_speak_tls_to_a_server_with_a_private_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = write_file(dir.path(), "cert.pem", &generated.cert.pem());
+    let key_file = write_file(
+        dir.path(),
+        "key.pem",
+        &generated.signing_key.serialize_pem(),
+    );
+    let db = Arc::new(TestDb::new(Backend::Sqlite).await);
+    let key = new_key(&db, "acme", EVERY_SCOPE).await;
+    let served = Served::start_with(&db.url, &["--tls-cert", &cert, "--tls-key", &key_file]);
+    let port = served.url.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}");
+    for lang in [Lang::Python, Lang::Node] {
+        let mut trusting = lang.example("check_number");
+        trusting.arg("+819012345678").env("NUMGUARD_CA_CERT", &cert);
+        let answered = run(trusting, &url, &key, Duration::from_secs(60)).ok();
+        assert!(
+            answered.stdout.starts_with("+819012345678 ALLOW"),
+            "{lang:?}: {answered:?}"
+        );
+        let mut untrusting = lang.example("check_number");
+        untrusting.arg("+819012345678");
+        let refused = run(untrusting, &url, &key, Duration::from_secs(60));
+        assert_eq!(refused.code, 4, "{lang:?}: {refused:?}");
+    }
+}
