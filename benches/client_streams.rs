@@ -54,30 +54,39 @@ fn installed(relative: &str) -> PathBuf {
 
 /// A client program with its arguments, and the name it is reported under.
 struct Client {
-    name: &'static str,
+    name: String,
     command: Command,
 }
 
-fn cli(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_numguard"));
-    command.args(args);
-    command
-}
+impl Client {
+    fn cli(name: &str, args: &[&str]) -> Client {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_numguard"));
+        command.args(args);
+        Client {
+            name: format!("numguard {name} (Rust CLI)"),
+            command,
+        }
+    }
 
-fn python(program: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(installed("examples/python/.venv/bin/python"));
-    command
-        .arg(installed(&format!("examples/python/{program}.py")))
-        .args(args);
-    command
-}
+    fn python(program: &str, args: &[&str]) -> Client {
+        let mut command = Command::new(installed("examples/python/.venv/bin/python"));
+        command.arg(installed(&format!("examples/python/{program}.py")));
+        command.args(args);
+        Client {
+            name: format!("{program}.py (grpcio)"),
+            command,
+        }
+    }
 
-fn node(program: &str, args: &[&str]) -> Command {
-    let mut command = Command::new("node");
-    command
-        .arg(installed(&format!("examples/node/{program}.js")))
-        .args(args);
-    command
+    fn node(program: &str, args: &[&str]) -> Client {
+        let mut command = Command::new("node");
+        command.arg(installed(&format!("examples/node/{program}.js")));
+        command.args(args);
+        Client {
+            name: format!("{program}.js (grpc-js)"),
+            command,
+        }
+    }
 }
 
 /// Runs a client to the end against `url`; returns its wall time and stdout.
@@ -202,46 +211,38 @@ async fn main() {
     write_customers(&customers, n);
     let (events, customers) = (events.to_str().unwrap(), customers.to_str().unwrap());
     for source in ["cli", "py", "js", "py-busy", "js-busy"] {
-        let mut add = Client {
-            name: "sources add",
-            command: cli(&["sources", "add", source, "--covers", "81"]),
-        };
-        add.command.args(["--tracking-since", "2025-01-01"]);
-        run(&mut add, &server.url);
+        let args = [
+            "sources",
+            "add",
+            source,
+            "--covers",
+            "81",
+            "--tracking-since",
+            "2025-01-01",
+        ];
+        run(&mut Client::cli("sources add", &args), &server.url);
     }
     let report = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
 
     println!("Phase 1: one client at a time, {n} messages each, release server on SQLite");
     reset_peak(pid);
     let ingests = [
-        Client {
-            name: "numguard import events (Rust CLI)",
-            command: cli(&["import", "events", events, "--source", "cli"]),
-        },
-        Client {
-            name: "ingest_events.py (grpcio)",
-            command: python("ingest_events", &[events, "--source", "py"]),
-        },
-        Client {
-            name: "ingest_events.js (grpc-js)",
-            command: node("ingest_events", &[events, "--source", "js"]),
-        },
+        Client::cli(
+            "import events",
+            &["import", "events", events, "--source", "cli"],
+        ),
+        Client::python("ingest_events", &[events, "--source", "py"]),
+        Client::node("ingest_events", &[events, "--source", "js"]),
     ];
     let (cli_report, py_report, js_report) =
         (report("cli.csv"), report("py.csv"), report("js.csv"));
     let audits = [
-        Client {
-            name: "numguard audit (Rust CLI)",
-            command: cli(&["audit", "--input", customers, "--output", &cli_report]),
-        },
-        Client {
-            name: "audit_numbers.py (grpcio)",
-            command: python("audit_numbers", &[customers, "--out", &py_report]),
-        },
-        Client {
-            name: "audit_numbers.js (grpc-js)",
-            command: node("audit_numbers", &[customers, "--out", &js_report]),
-        },
+        Client::cli(
+            "audit",
+            &["audit", "--input", customers, "--output", &cli_report],
+        ),
+        Client::python("audit_numbers", &[customers, "--out", &py_report]),
+        Client::node("audit_numbers", &[customers, "--out", &js_report]),
     ];
     let ingest_done = |out: &str| {
         out.contains(&format!("{n} accepted, 0 duplicates, 0 rejected"))
@@ -264,22 +265,10 @@ async fn main() {
     reset_peak(pid);
     let (py_busy, js_busy) = (report("py-busy.csv"), report("js-busy.csv"));
     let busy = vec![
-        Client {
-            name: "ingest_events.py",
-            command: python("ingest_events", &[events, "--source", "py-busy"]),
-        },
-        Client {
-            name: "ingest_events.js",
-            command: node("ingest_events", &[events, "--source", "js-busy"]),
-        },
-        Client {
-            name: "audit_numbers.py",
-            command: python("audit_numbers", &[customers, "--out", &py_busy]),
-        },
-        Client {
-            name: "audit_numbers.js",
-            command: node("audit_numbers", &[customers, "--out", &js_busy]),
-        },
+        Client::python("ingest_events", &[events, "--source", "py-busy"]),
+        Client::node("ingest_events", &[events, "--source", "js-busy"]),
+        Client::python("audit_numbers", &[customers, "--out", &py_busy]),
+        Client::node("audit_numbers", &[customers, "--out", &js_busy]),
     ];
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
