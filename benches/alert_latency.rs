@@ -56,6 +56,7 @@ async fn main() {
                 Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
             )),
             covers: vec!["81".into()],
+            ..Default::default()
         })
         .await
         .expect("source");

@@ -242,7 +242,8 @@ async fn an_audit_answers_every_row_exactly_like_check_number(backend: Backend) 
     );
     let ported = answer("ported");
     assert_eq!(ported.verdict(), Verdict::StepUp);
-    assert_eq!(ported.current_carrier, "KDDI");
+    assert_eq!(ported.current_carrier, "KDDI (au)");
+    assert_eq!(ported.current_carrier_ref.as_ref().unwrap().id, "jp-kddi");
     assert!(reason_codes(&ported).contains(&ReasonCode::Ported));
     assert_eq!(answer("quiet").verdict(), Verdict::Allow);
     assert!(answer("quiet").reasons.is_empty());
@@ -536,7 +537,7 @@ async fn the_cli_writes_the_expected_report_in_input_order() {
         .collect();
     assert_eq!(got[..], want[..]);
     let by_ref = |r: &str| rows.iter().find(|x| x["customer_ref"] == r).unwrap();
-    assert_eq!(by_ref("ported")["current_carrier"], "KDDI");
+    assert_eq!(by_ref("ported")["current_carrier"], "KDDI (au)");
     assert_eq!(by_ref("swapped-national")["phone_number"], SWAPPED_NOW);
     assert!(
         by_ref("recycled")["reasons"].contains(&format!("OWNER_CHANGED:DISCONNECT@{disconnect}"))

@@ -159,7 +159,7 @@ fn a_tour_through_the_cli() {
     assert_eq!(r["phone_number"], "+819012345678");
     assert_eq!(r["verdict"], "VERDICT_STEP_UP");
     assert_eq!(r["sim_swap"], "SIM_SWAP_STATUS_SWAPPED");
-    assert_eq!(r["current_carrier"], "NTT Docomo");
+    assert_eq!(r["current_carrier"], "NTT docomo");
     assert_eq!(r["port_count"], 1);
     assert_eq!(r["reasons"][0]["code"], "REASON_CODE_SIM_SWAPPED");
 
@@ -175,19 +175,70 @@ fn a_tour_through_the_cli() {
     let ranges = dir.path().join("ranges.txt");
     std::fs::write(
         &ranges,
-        "# test ranges\n8190123|Example Mobile\nnot a range\n",
+        "# test ranges\n8190123|Example Mobile\nnot a range\n8190124|Unheard Of Telecom\n",
     )
     .unwrap();
+    // A carrier the registry does not know is refused, naming it; the rest is imported.
     let import = ok(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
     assert!(
-        stdout(&import).contains("1 ranges imported, 1 bad lines"),
+        stdout(&import).contains("0 ranges imported, 1 bad lines, 2 refused by the server"),
         "{}",
         stdout(&import)
     );
-    assert!(stderr(&import).contains("line 3:"));
+    ok(served.run(&[
+        "carriers",
+        "add",
+        "jp-example",
+        "--name",
+        "Example Mobile",
+        "--country-code",
+        "81",
+        "--mcc-mnc",
+        "44099",
+    ]));
+    let import = ok(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
+    assert!(
+        stdout(&import).contains("1 ranges imported, 1 bad lines, 1 refused by the server"),
+        "{}",
+        stdout(&import)
+    );
+    let err = stderr(&import);
+    assert!(err.contains("line 3:"), "{err}");
+    assert!(
+        err.contains("line 4: carrier \"Unheard Of Telecom\" is not a known carrier name"),
+        "{err}"
+    );
+    // Aliases join spellings: the feed's name now means the same carrier.
+    ok(served.run(&["carriers", "alias", "jp-example", "Unheard Of Telecom"]));
+    let shown = stdout(&ok(served.run(&[
+        "carriers",
+        "show",
+        "jp-example",
+        "--json",
+    ])));
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["aliases"][0], "Unheard Of Telecom");
+    assert_eq!(shown["mcc_mnc"][0], "44099");
+    let import = ok(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
+    assert!(
+        stdout(&import).contains("2 ranges imported"),
+        "{}",
+        stdout(&import)
+    );
+    let listed = stdout(&ok(served.run(&[
+        "carriers",
+        "list",
+        "--country-code",
+        "81",
+    ])));
+    assert!(
+        listed.contains("jp-docomo: NTT docomo (+81), MCC-MNC 44010"),
+        "{listed}"
+    );
     let check = ok(served.run(&["check", "+819012345678", "--json"]));
     let r: Value = serde_json::from_str(&stdout(&check)).unwrap();
     assert_eq!(r["original_carrier"], "Example Mobile");
+    assert_eq!(r["original_carrier_ref"]["id"], "jp-example");
 
     // Phone numbers are personal data: the server's debug log never shows one in full.
     let log = served.stop();
@@ -516,6 +567,15 @@ async fn upstreams_are_managed_in_a_file_that_serve_uses_and_audits_count_the_lo
     let served = Served::start_with(&db, &["--dev", "--upstreams-file", file_arg]);
     let ranges = dir.path().join("ranges.txt");
     std::fs::write(&ranges, "81901111|Alpha Mobile\n").unwrap();
+    ok(served.run(&[
+        "carriers",
+        "add",
+        "jp-alpha",
+        "--name",
+        "Alpha Mobile",
+        "--country-code",
+        "81",
+    ]));
     ok(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
     // No provider for Alpha Mobile yet: no look-up.
     let before = ok(served.run(&["check", "+819011110001", "--json"]));

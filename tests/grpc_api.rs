@@ -7,6 +7,7 @@ use chrono::{Duration, Utc};
 use common::*;
 use numguard::api::convert::timestamp;
 use numguard::api::pb::{self, EventKind, OwnershipStatus, ReasonCode, SimSwapStatus, Verdict};
+use numguard::domain::carrier::CarrierRegistry;
 use numguard::engine::EngineConfig;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -219,7 +220,7 @@ async fn resending_events_counts_duplicates_not_new_events(backend: Backend) {
 
     let r = check_number(&server, N1).await;
     assert_eq!(r.port_count, 3);
-    assert_eq!(r.current_carrier, "KDDI");
+    assert_eq!(r.current_carrier, "KDDI (au)");
     server.stop().await;
 }
 
@@ -402,6 +403,7 @@ async fn bad_admin_and_list_requests_are_invalid_argument(backend: Backend) {
             name: "feed".into(),
             tracking_since: None,
             covers: vec!["81".into()],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -412,6 +414,7 @@ async fn bad_admin_and_list_requests_are_invalid_argument(backend: Backend) {
             name: "feed".into(),
             tracking_since: Some(timestamp(Utc::now())),
             covers: vec!["+81".into()],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -530,10 +533,19 @@ async fn restart_on_the_same_file_keeps_everything(backend: Backend) {
     .await;
     let mut admin = server.admin().await;
     admin
+        .upsert_carrier(pb::Carrier {
+            id: "jp-test".into(),
+            name: "Test Carrier".into(),
+            country_code: 81,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    admin
         .import_ranges(pb::ImportRangesRequest {
             ranges: vec![pb::CarrierRange {
                 prefix: "8190123".into(),
-                carrier: "Test Carrier".into(),
+                carrier: "test carrier".into(),
             }],
         })
         .await
@@ -579,6 +591,7 @@ async fn shipped_japanese_data_resolves_mobile_numbers_to_the_mic_carrier(backen
             .map(fold_width)
             .unwrap()
     };
+    let shipped = CarrierRegistry::new(numguard::ranges::shipped::shipped_carriers());
     let mut admin = server.admin().await;
     for (input, region, block) in [
         ("+81 90-1234-5678", "", "090123"),
@@ -594,12 +607,20 @@ async fn shipped_japanese_data_resolves_mobile_numbers_to_the_mic_carrier(backen
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(found.carrier, in_file(block), "{input}");
+        let expected = shipped.resolve(&in_file(block), Some(81)).unwrap();
+        assert_eq!(found.carrier_id, expected.id.as_str(), "{input}");
+        assert_eq!(found.carrier, expected.name, "{input}");
         assert_eq!(found.prefix, format!("81{}", &block[1..]));
         assert!(found.mobile);
     }
     let r = check_number(&server, N1).await;
-    assert_eq!(r.original_carrier, in_file("090123"));
+    let holder = shipped.resolve(&in_file("090123"), Some(81)).unwrap();
+    assert_eq!(r.original_carrier, holder.name);
+    let original = r.original_carrier_ref.as_ref().unwrap();
+    assert_eq!(
+        (original.id.as_str(), original.name.as_str()),
+        (holder.id.as_str(), holder.name.as_str())
+    );
     assert_eq!(r.current_carrier, r.original_carrier);
     // Covered by a range but by no source: the data cannot say, so NO_DATA, not NOT_COVERED.
     assert_eq!(r.sim_swap(), SimSwapStatus::Unknown);

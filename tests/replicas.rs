@@ -51,6 +51,14 @@ async fn add_feed(replica: &Served) {
             name: "feed".into(),
             tracking_since: Some(timestamp(at("2025-01-01T00:00:00Z"))),
             covers: vec!["81".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    AdminClient::new(channel(replica).await)
+        .heartbeat(pb::HeartbeatRequest {
+            source: "feed".into(),
+            complete_until: None,
         })
         .await
         .unwrap();

@@ -173,6 +173,7 @@ async fn keys_and_scopes_decide_who_may_call_what(backend: Backend) {
                 "2025-01-01T00:00:00Z",
             ))),
             covers: vec!["81".into()],
+            ..Default::default()
         })
         .await
         .expect("an admin key may add sources");

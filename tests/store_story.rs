@@ -5,9 +5,10 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::{Backend, TestDb};
+use numguard::domain::carrier::{Carrier, CarrierRegistry};
 use numguard::domain::event::{EventKind, NewEvent, RawEvent};
 use numguard::domain::number::E164;
-use numguard::domain::source::Source;
+use numguard::domain::source::{RawScope, Source};
 use numguard::ranges::RangeEntry;
 use numguard::store::{EventCursor, EventQuery};
 
@@ -34,25 +35,84 @@ fn new_event(id: &str, number: &str, kind: EventKind, at: DateTime<Utc>) -> NewE
         },
         None,
         t("2026-12-01T00:00:00Z"),
+        &registry(),
     )
     .unwrap()
+}
+
+fn registry() -> CarrierRegistry {
+    CarrierRegistry::new(vec![
+        Carrier::new(
+            "jp-kddi",
+            "KDDI (au)",
+            81,
+            &["44050".into()],
+            &["KDDI株式会社".into(), "KDDI".into()],
+        )
+        .unwrap(),
+        Carrier::new("jp-docomo", "NTT docomo", 81, &[], &[]).unwrap(),
+    ])
 }
 
 async fn store_story(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = numguard::store::open(&db.url).await.expect("open");
 
-    // Sources: upsert replaces by name.
-    let covers = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let feed = Source::new("feed", Some(t("2025-01-01T00:00:00Z")), &covers(&["81"])).unwrap();
+    // Carriers: upsert replaces by id; lists come back by id.
+    assert!(store.list_carriers().await.unwrap().is_empty());
+    let mut carriers: Vec<Carrier> = registry().iter().cloned().collect();
+    store.upsert_carriers(&carriers).await.unwrap();
+    carriers[0].aliases.push("au".into());
+    carriers[0].reviewed = false;
+    store.upsert_carriers(&carriers[..1]).await.unwrap();
+    assert_eq!(store.list_carriers().await.unwrap(), carriers);
+
+    // Sources: upsert replaces the definition by name, and keeps the freshness.
+    let whole = |c: &[&str]| c.iter().map(|p| RawScope::whole(p)).collect::<Vec<_>>();
+    let feed = Source::new(
+        "feed",
+        Some(t("2025-01-01T00:00:00Z")),
+        &whole(&["81"]),
+        None,
+        &registry(),
+    )
+    .unwrap();
     store.upsert_source(&feed).await.unwrap();
-    let feed2 = Source::new(
+    assert_eq!(store.list_sources().await.unwrap(), vec![feed.clone()]);
+    let name = feed.name.clone();
+    assert!(
+        store
+            .advance_complete_until(&name, t("2026-11-01T00:00:00.000001Z"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .advance_complete_until(&name, t("2026-10-01T00:00:00Z"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .advance_complete_until(&"nobody".parse().unwrap(), t("2026-10-01T00:00:00Z"))
+            .await
+            .unwrap()
+    );
+    let scoped = RawScope {
+        prefix: "8190".into(),
+        carriers: vec!["KDDI株式会社".into()],
+        kinds: vec![EventKind::SimSwap, EventKind::Reassign],
+    };
+    let mut feed2 = Source::new(
         "feed",
         Some(t("2024-06-01T00:00:00.123456Z")),
-        &covers(&["8190", "8180"]),
+        &[scoped, RawScope::whole("8180")],
+        Some(Duration::minutes(15)),
+        &registry(),
     )
     .unwrap();
     store.upsert_source(&feed2).await.unwrap();
+    feed2.complete_until = Some(t("2026-11-01T00:00:00.000001Z"));
     assert_eq!(store.list_sources().await.unwrap(), vec![feed2]);
 
     // Events: duplicates by (source, source_event_id), within and across batches.

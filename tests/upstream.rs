@@ -76,8 +76,21 @@ async fn start_rest(config: EngineConfig) -> TestServer {
     prepare(TestServer::start_rest(Backend::Sqlite, config).await).await
 }
 
-/// The test ranges, and a source that covers none of their numbers.
+/// The test carriers and ranges, and a source that covers none of their numbers.
 async fn prepare(server: TestServer) -> TestServer {
+    for (id, name) in [("jp-alpha", "Alpha Mobile"), ("jp-beta", "Beta Mobile")] {
+        server
+            .admin()
+            .await
+            .upsert_carrier(pb::Carrier {
+                id: id.into(),
+                name: name.into(),
+                country_code: 81,
+                ..Default::default()
+            })
+            .await
+            .expect("register carrier");
+    }
     server
         .admin()
         .await

@@ -153,6 +153,7 @@ pub async fn seed(channel: Channel, total: u64, numbers: u64) -> (u64, Duration)
                 Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
             )),
             covers: vec!["81".into()],
+            ..Default::default()
         })
         .await
         .expect("source");

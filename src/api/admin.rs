@@ -1,11 +1,14 @@
-//! `numguard.v1.Admin`: sources and carrier ranges.
+//! `numguard.v1.Admin`: sources, carriers and carrier ranges.
 
 use std::sync::Arc;
 
+use chrono::Utc;
 use tonic::{Request, Response, Status};
 
 use super::auth::admit;
-use super::convert::{source_from_pb, source_to_pb};
+use super::convert::{
+    carrier_from_pb, carrier_to_pb, optional_datetime, source_definition_from_pb, source_to_pb,
+};
 use super::pb;
 use super::within;
 use crate::domain::FieldError;
@@ -39,6 +42,41 @@ impl pb::admin_server::Admin for AdminApi {
         within(self.limit(), self.do_list_sources(request)).await
     }
 
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::Source>, Status> {
+        within(self.limit(), self.do_heartbeat(request)).await
+    }
+
+    async fn list_carriers(
+        &self,
+        request: Request<pb::ListCarriersRequest>,
+    ) -> Result<Response<pb::ListCarriersResponse>, Status> {
+        within(self.limit(), self.do_list_carriers(request)).await
+    }
+
+    async fn get_carrier(
+        &self,
+        request: Request<pb::GetCarrierRequest>,
+    ) -> Result<Response<pb::Carrier>, Status> {
+        within(self.limit(), self.do_get_carrier(request)).await
+    }
+
+    async fn upsert_carrier(
+        &self,
+        request: Request<pb::Carrier>,
+    ) -> Result<Response<pb::Carrier>, Status> {
+        within(self.limit(), self.do_upsert_carrier(request)).await
+    }
+
+    async fn add_carrier_aliases(
+        &self,
+        request: Request<pb::AddCarrierAliasesRequest>,
+    ) -> Result<Response<pb::Carrier>, Status> {
+        within(self.limit(), self.do_add_carrier_aliases(request)).await
+    }
+
     async fn import_ranges(
         &self,
         request: Request<pb::ImportRangesRequest>,
@@ -64,10 +102,70 @@ impl AdminApi {
         request: Request<pb::Source>,
     ) -> Result<Response<pb::Source>, Status> {
         let _admission = admit(&self.engine, &request, Scope::Admin).await?;
-        let source = source_from_pb(request.get_ref())?;
-        self.engine.upsert_source(&source).await?;
+        let definition = source_definition_from_pb(request.get_ref())?;
+        let source = self.engine.upsert_source(definition).await?;
         tracing::info!(source = %source.name, "source upserted");
-        Ok(Response::new(source_to_pb(&source)))
+        Ok(Response::new(source_to_pb(&source, Utc::now())))
+    }
+
+    async fn do_heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::Source>, Status> {
+        let _admission = admit(&self.engine, &request, Scope::Ingest).await?;
+        let req = request.into_inner();
+        let until = optional_datetime("complete_until", req.complete_until.as_ref())?;
+        let source = self.engine.heartbeat(&req.source, until).await?;
+        tracing::debug!(source = %source.name, "source heard from");
+        Ok(Response::new(source_to_pb(&source, Utc::now())))
+    }
+
+    async fn do_list_carriers(
+        &self,
+        request: Request<pb::ListCarriersRequest>,
+    ) -> Result<Response<pb::ListCarriersResponse>, Status> {
+        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
+        let req = request.into_inner();
+        let carriers = self.engine.carriers();
+        Ok(Response::new(pb::ListCarriersResponse {
+            carriers: carriers
+                .iter()
+                .filter(|c| !req.unreviewed_only || !c.reviewed)
+                .filter(|c| req.country_code == 0 || u32::from(c.country_code) == req.country_code)
+                .map(carrier_to_pb)
+                .collect(),
+        }))
+    }
+
+    async fn do_get_carrier(
+        &self,
+        request: Request<pb::GetCarrierRequest>,
+    ) -> Result<Response<pb::Carrier>, Status> {
+        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
+        let carrier = self.engine.carrier(&request.get_ref().id)?;
+        Ok(Response::new(carrier_to_pb(&carrier)))
+    }
+
+    async fn do_upsert_carrier(
+        &self,
+        request: Request<pb::Carrier>,
+    ) -> Result<Response<pb::Carrier>, Status> {
+        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
+        let carrier = carrier_from_pb(request.get_ref())?;
+        let carrier = self.engine.upsert_carrier(carrier).await?;
+        tracing::info!(carrier = %carrier.id, "carrier upserted");
+        Ok(Response::new(carrier_to_pb(&carrier)))
+    }
+
+    async fn do_add_carrier_aliases(
+        &self,
+        request: Request<pb::AddCarrierAliasesRequest>,
+    ) -> Result<Response<pb::Carrier>, Status> {
+        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
+        let req = request.into_inner();
+        let carrier = self.engine.alias_carrier(&req.id, &req.aliases).await?;
+        tracing::info!(carrier = %carrier.id, "carrier aliases added");
+        Ok(Response::new(carrier_to_pb(&carrier)))
     }
 
     async fn do_list_sources(
@@ -76,8 +174,9 @@ impl AdminApi {
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
         let _admission = admit(&self.engine, &request, Scope::Admin).await?;
         let sources = self.engine.sources();
+        let now = Utc::now();
         Ok(Response::new(pb::ListSourcesResponse {
-            sources: sources.iter().map(source_to_pb).collect(),
+            sources: sources.iter().map(|s| source_to_pb(s, now)).collect(),
         }))
     }
 
@@ -103,9 +202,25 @@ impl AdminApi {
                 Ok(RangeEntry { prefix, carrier })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (upserted, total) = self.engine.import_ranges(ranges).await?;
-        tracing::info!(upserted, total, "carrier ranges imported");
-        Ok(Response::new(pb::ImportRangesResponse { upserted, total }))
+        let imported = self.engine.import_ranges(ranges).await?;
+        tracing::info!(
+            upserted = imported.written,
+            total = imported.total,
+            refused = imported.errors.len(),
+            "carrier ranges imported"
+        );
+        Ok(Response::new(pb::ImportRangesResponse {
+            upserted: imported.written,
+            total: imported.total,
+            errors: imported
+                .errors
+                .into_iter()
+                .map(|(index, reason)| pb::RangeError {
+                    index: index as u64,
+                    reason,
+                })
+                .collect(),
+        }))
     }
 
     /// Range data is public carrier information: any key that may check may look it up.
@@ -119,6 +234,7 @@ impl AdminApi {
             .engine
             .parse_number("phone_number", &req.phone_number, &req.region)?;
         let ranges = self.engine.ranges();
+        let carriers = self.engine.carriers();
         let found = ranges.lookup(number.e164.digits());
         Ok(Response::new(pb::LookupRangeResponse {
             phone_number: number.e164.to_string(),
@@ -126,7 +242,11 @@ impl AdminApi {
                 .as_ref()
                 .map(|m| m.prefix.to_string())
                 .unwrap_or_default(),
-            carrier: found.map(|m| m.carrier.to_string()).unwrap_or_default(),
+            carrier: found
+                .as_ref()
+                .map(|m| carriers.name_of(m.carrier).to_string())
+                .unwrap_or_default(),
+            carrier_id: found.map(|m| m.carrier.to_string()).unwrap_or_default(),
             mobile: number.mobile,
         }))
     }

@@ -6,11 +6,17 @@ use prost_types::Timestamp;
 use super::pb;
 use crate::domain::FieldError;
 use crate::domain::auth::TimePrecision;
-use crate::domain::decision::{Decision, Ownership, Reason, ReasonCode, SimSwap, Verdict};
+use crate::domain::carrier::Carrier;
+use crate::domain::coverage::{Question, QuestionCoverage};
+use crate::domain::decision::{
+    CarrierRef, Decision, Ownership, Reason, ReasonCode, SimSwap, Verdict,
+};
 use crate::domain::event::{EventKind, RawEvent, StoredEvent};
 use crate::domain::number::E164;
-use crate::domain::source::Source;
+use crate::domain::prefix::Prefix;
+use crate::domain::source::{DEFAULT_MAX_LAG, RawScope, Source};
 use crate::domain::upstream::UpstreamAnswer;
+use crate::engine::SourceDefinition;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1_000;
@@ -104,23 +110,121 @@ pub fn stored_event(e: StoredEvent) -> pb::Event {
         phone_number: e.event.number.to_string(),
         kind: kind_to_pb(fact.kind).into(),
         occurred_at: Some(timestamp(fact.occurred_at)),
-        from_carrier: fact.from_carrier.unwrap_or_default(),
-        to_carrier: fact.to_carrier.unwrap_or_default(),
+        from_carrier: fact.from_carrier.map(|c| c.to_string()).unwrap_or_default(),
+        to_carrier: fact.to_carrier.map(|c| c.to_string()).unwrap_or_default(),
         ingested_at: Some(timestamp(e.ingested_at)),
     }
 }
 
-pub fn source_to_pb(s: &Source) -> pb::Source {
+/// A source as answers show it, with its freshness as of `now`.
+pub fn source_to_pb(s: &Source, now: DateTime<Utc>) -> pb::Source {
     pb::Source {
         name: s.name.to_string(),
         tracking_since: Some(timestamp(s.tracking_since)),
-        covers: s.covers.iter().map(|p| p.to_string()).collect(),
+        covers: s
+            .scopes
+            .iter()
+            .filter(|scope| scope.is_whole())
+            .map(|scope| scope.prefix.to_string())
+            .collect(),
+        scopes: s
+            .scopes
+            .iter()
+            .map(|scope| pb::SourceScope {
+                prefix: scope.prefix.to_string(),
+                carriers: scope.carriers.iter().map(|c| c.to_string()).collect(),
+                kinds: if scope.kinds.len() == EventKind::ALL.len() {
+                    Vec::new()
+                } else {
+                    scope.kinds.iter().map(|&k| kind_to_pb(k).into()).collect()
+                },
+            })
+            .collect(),
+        max_lag: Some(duration(s.max_lag.unwrap_or_else(chrono::Duration::zero))),
+        complete_until: s.complete_until.map(timestamp),
+        fresh: s.is_fresh(now),
     }
 }
 
-pub fn source_from_pb(s: &pb::Source) -> Result<Source, FieldError> {
+fn duration(d: chrono::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.num_seconds(),
+        nanos: d.subsec_nanos(),
+    }
+}
+
+/// A source's definition as received: `covers` and `scopes` together make its scopes; an
+/// unset `max_lag` is the default, a zero one a source fed by files.
+pub fn source_definition_from_pb(s: &pb::Source) -> Result<SourceDefinition, FieldError> {
     let tracking_since = optional_datetime("tracking_since", s.tracking_since.as_ref())?;
-    Source::new(&s.name, tracking_since, &s.covers)
+    let mut scopes = Vec::with_capacity(s.covers.len() + s.scopes.len());
+    for prefix in &s.covers {
+        prefix
+            .parse::<Prefix>()
+            .map_err(|e| FieldError::new("covers", format!("has a prefix that {e}")))?;
+        scopes.push(RawScope::whole(prefix));
+    }
+    for scope in &s.scopes {
+        scopes.push(RawScope {
+            prefix: scope.prefix.clone(),
+            carriers: scope.carriers.clone(),
+            kinds: kinds_from_pb(&scope.kinds)
+                .map_err(|e| FieldError::new("scopes.kinds", e.message))?,
+        });
+    }
+    let max_lag = match &s.max_lag {
+        None => Some(DEFAULT_MAX_LAG),
+        Some(d) if d.seconds == 0 && d.nanos == 0 => None,
+        Some(d) if d.seconds < 0 || d.nanos < 0 => {
+            return Err(FieldError::new("max_lag", "must not be negative"));
+        }
+        Some(d) => Some(
+            chrono::Duration::seconds(d.seconds)
+                + chrono::Duration::nanoseconds(i64::from(d.nanos)),
+        ),
+    };
+    Ok(SourceDefinition {
+        name: s.name.clone(),
+        tracking_since,
+        scopes,
+        max_lag,
+    })
+}
+
+pub fn carrier_to_pb(c: &Carrier) -> pb::Carrier {
+    pb::Carrier {
+        id: c.id.to_string(),
+        name: c.name.clone(),
+        country_code: u32::from(c.country_code),
+        mcc_mnc: c.mcc_mnc.clone(),
+        aliases: c.aliases.clone(),
+        reviewed: c.reviewed,
+    }
+}
+
+pub fn carrier_from_pb(c: &pb::Carrier) -> Result<Carrier, FieldError> {
+    Carrier::new(&c.id, &c.name, c.country_code, &c.mcc_mnc, &c.aliases)
+}
+
+fn carrier_ref(c: &CarrierRef) -> pb::CarrierRef {
+    pb::CarrierRef {
+        id: c.id.to_string(),
+        name: c.name.clone(),
+    }
+}
+
+fn coverage(c: QuestionCoverage) -> pb::Coverage {
+    let question = match c.question {
+        Question::SimSwap => pb::CoverageQuestion::SimSwap,
+        Question::Ownership => pb::CoverageQuestion::Ownership,
+        Question::DeviceSwap => pb::CoverageQuestion::DeviceSwap,
+    };
+    pb::Coverage {
+        question: question.into(),
+        covered_since: c.covered_since.map(timestamp),
+        sources: c.sources.iter().map(|s| s.to_string()).collect(),
+        gap: c.gap.unwrap_or_default(),
+    }
 }
 
 fn verdict(v: Verdict) -> pb::Verdict {
@@ -154,6 +258,7 @@ fn reason_code(c: ReasonCode) -> pb::ReasonCode {
         ReasonCode::Ported => pb::ReasonCode::Ported,
         ReasonCode::OwnerChanged => pb::ReasonCode::OwnerChanged,
         ReasonCode::NoData => pb::ReasonCode::NoData,
+        ReasonCode::FeedStale => pb::ReasonCode::FeedStale,
         ReasonCode::NotCovered => pb::ReasonCode::NotCovered,
         ReasonCode::NotMobile => pb::ReasonCode::NotMobile,
         ReasonCode::Upstream => pb::ReasonCode::Upstream,
@@ -201,8 +306,19 @@ pub fn check_response(
         sim_swap: sim_swap(d.sim_swap).into(),
         latest_sim_change: event_time(d.latest_sim_change),
         ownership: ownership(d.ownership).into(),
-        original_carrier: d.original_carrier.unwrap_or_default(),
-        current_carrier: d.current_carrier.unwrap_or_default(),
+        original_carrier: d
+            .original_carrier
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        current_carrier: d
+            .current_carrier
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        original_carrier_ref: d.original_carrier.as_ref().map(carrier_ref),
+        current_carrier_ref: d.current_carrier.as_ref().map(carrier_ref),
+        coverage: d.coverage.into_iter().map(coverage).collect(),
         last_port_at: event_time(d.last_port_at),
         port_count: d.port_count,
         ported_since_owner: d.ported_since_owner,

@@ -103,6 +103,19 @@ fn reason_json(r: &pb::Reason) -> Value {
     })
 }
 
+fn carrier_json(c: Option<&pb::CarrierRef>) -> Value {
+    c.map_or(Value::Null, |c| json!({ "id": c.id, "name": c.name }))
+}
+
+fn coverage_json(c: &pb::Coverage) -> Value {
+    json!({
+        "question": short(enum_name(c.question, pb::CoverageQuestion::as_str_name), "COVERAGE_QUESTION_"),
+        "covered_since": time(c.covered_since.as_ref()),
+        "sources": c.sources,
+        "gap": (!c.gap.is_empty()).then_some(&c.gap),
+    })
+}
+
 /// The response in the proto3 JSON style: enum names, RFC 3339 times.
 pub fn to_json(r: &pb::CheckNumberResponse) -> Value {
     json!({
@@ -115,6 +128,8 @@ pub fn to_json(r: &pb::CheckNumberResponse) -> Value {
         "latest_device_change": time(r.latest_device_change.as_ref()),
         "original_carrier": r.original_carrier,
         "current_carrier": r.current_carrier,
+        "original_carrier_ref": carrier_json(r.original_carrier_ref.as_ref()),
+        "current_carrier_ref": carrier_json(r.current_carrier_ref.as_ref()),
         "last_port_at": time(r.last_port_at.as_ref()),
         "port_count": r.port_count,
         "ported_since_owner": r.ported_since_owner,
@@ -122,6 +137,7 @@ pub fn to_json(r: &pb::CheckNumberResponse) -> Value {
         "window_start": time(r.window_start.as_ref()),
         "window_end": time(r.window_end.as_ref()),
         "covered_since": time(r.covered_since.as_ref()),
+        "coverage": r.coverage.iter().map(coverage_json).collect::<Vec<_>>(),
         "evaluated_at": time(r.evaluated_at.as_ref()),
     })
 }
@@ -164,12 +180,13 @@ pub fn render(r: &pb::CheckNumberResponse) -> String {
             "OWNERSHIP_STATUS_"
         )
     );
-    let carrier = |c: &str| if c.is_empty() { none() } else { c.to_string() };
+    let carrier =
+        |c: Option<&pb::CarrierRef>| c.map_or_else(none, |c| format!("{} [{}]", c.name, c.id));
     let _ = writeln!(
         out,
         "  carrier:       {} (original), {} (current); {} port(s), last {}",
-        carrier(&r.original_carrier),
-        carrier(&r.current_carrier),
+        carrier(r.original_carrier_ref.as_ref()),
+        carrier(r.current_carrier_ref.as_ref()),
         r.port_count,
         time(r.last_port_at.as_ref()).unwrap_or_else(none)
     );
@@ -179,11 +196,22 @@ pub fn render(r: &pb::CheckNumberResponse) -> String {
         time(r.window_start.as_ref()).unwrap_or_else(none),
         time(r.window_end.as_ref()).unwrap_or_else(none)
     );
-    let _ = writeln!(
-        out,
-        "  covered since: {}",
-        time(r.covered_since.as_ref()).unwrap_or_else(|| "not covered by any source".into())
-    );
+    let _ = writeln!(out, "  coverage:");
+    for c in &r.coverage {
+        let question = short(
+            enum_name(c.question, pb::CoverageQuestion::as_str_name),
+            "COVERAGE_QUESTION_",
+        )
+        .to_lowercase();
+        let since = match time(c.covered_since.as_ref()) {
+            Some(t) => format!("since {t} by {}", c.sources.join(", ")),
+            None => "not covered now".to_string(),
+        };
+        let _ = writeln!(out, "    - {question}: {since}");
+        if !c.gap.is_empty() {
+            let _ = writeln!(out, "      gap: {}", c.gap);
+        }
+    }
     if r.reasons.is_empty() {
         let _ = writeln!(out, "  reasons:       none");
     } else {

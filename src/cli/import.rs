@@ -94,7 +94,8 @@ async fn import_ranges(
     let mut admin = server.admin().await?;
     let bar = progress::bar(parsed.entries.len() as u64, "ranges", false);
     let (mut upserted, mut total) = (0, 0);
-    for chunk in parsed.entries.chunks(RANGES_PER_REQUEST) {
+    let mut refused = Vec::new();
+    for (n, chunk) in parsed.entries.chunks(RANGES_PER_REQUEST).enumerate() {
         let request = pb::ImportRangesRequest {
             ranges: chunk
                 .iter()
@@ -111,14 +112,23 @@ async fn import_ranges(
             .into_inner();
         upserted += response.upserted;
         total = response.total;
+        refused.extend(response.errors.into_iter().map(|e| {
+            let index = n * RANGES_PER_REQUEST + e.index as usize;
+            LineError {
+                line: parsed.lines.get(index).copied().unwrap_or(0),
+                reason: e.reason,
+            }
+        }));
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    print_line_errors(&refused);
     println!(
-        "{}: {} ranges imported, {} bad lines; the server now has {} ranges",
+        "{}: {} ranges imported, {} bad lines, {} refused by the server; the server now has {} ranges",
         file.display(),
         upserted,
         parsed.errors.len(),
+        refused.len(),
         total
     );
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 mod audit;
 mod audit_report;
 mod batches;
+mod carriers;
 mod check;
 mod client;
 mod csv_lines;
@@ -51,6 +52,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Manage event sources on a running server.
     Sources(sources::SourcesArgs),
+    /// Manage the carrier registry on a running server: ids, names, MCC-MNC, aliases.
+    Carriers(carriers::CarriersArgs),
     /// Manage this tenant's watched numbers on a running server.
     Watch(watch::WatchArgs),
     /// Receive alerts for watched numbers.
@@ -72,6 +75,7 @@ impl Cli {
             Command::Audit(args) => audit::run(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Sources(args) => sources::run(args).await,
+            Command::Carriers(args) => carriers::run(args).await,
             Command::Watch(args) => watch::run(args).await,
             Command::Alerts(args) => watch::alerts(args).await,
             Command::Keys(args) => keys::run(args).await,

@@ -88,6 +88,11 @@ pub struct ServeArgs {
     /// Do not record which tenant checked which (hashed) number.
     #[arg(long, env = "NUMGUARD_NO_ACCESS_LOG")]
     no_access_log: bool,
+    /// Register carrier names that range imports and events bring in and nobody
+    /// registered, as unreviewed carriers (`numguard carriers list --unreviewed`), instead
+    /// of refusing them.
+    #[arg(long, env = "NUMGUARD_REGISTER_UNKNOWN_CARRIERS")]
+    register_unknown_carriers: bool,
     /// SQLite only: the largest the database file may grow to, in MiB; past it ingests
     /// answer RESOURCE_EXHAUSTED while checks go on.
     #[arg(long, env = "NUMGUARD_SQLITE_MAX_SIZE_MB")]
@@ -178,6 +183,7 @@ impl ServeArgs {
                     max_in_flight: self.max_in_flight.max(1),
                 },
                 access_log: !self.no_access_log,
+                register_unknown_carriers: self.register_unknown_carriers,
                 retention: (self.retention_days > 0)
                     .then(|| chrono::Duration::days(i64::from(self.retention_days))),
                 max_message_bytes: self.max_message_bytes,

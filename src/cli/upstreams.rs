@@ -25,8 +25,9 @@ enum UpstreamsCommand {
     /// Add (or replace) a provider: the operator API that answers for some carriers.
     Add {
         name: String,
-        /// Carrier names it serves, as in the range data and PORT events (comma-separated
-        /// or repeated).
+        /// Carriers it serves: ids (e.g. jp-kddi) or any spelling the server's carrier
+        /// registry knows (`numguard carriers list`); comma-separated or repeated. The
+        /// server resolves them at start and refuses a name it cannot resolve.
         #[arg(long = "carrier", value_delimiter = ',', required = true)]
         carriers: Vec<String>,
         /// API root: numguard calls {base-url}/sim-swap/v2/check and

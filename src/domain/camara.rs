@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::coverage;
 use super::decision::{Decision, MaxAge, Ownership, SimSwap};
 use super::owner_since::OwnerSince;
 use super::upstream::Question;
@@ -26,8 +27,9 @@ pub enum Refusal {
     MaxAgeOverLimit { asked: i64, limit: u32 },
     #[error("the service is not applicable: the number is valid but not a mobile number")]
     NotMobile,
-    #[error("no event source covers this number, so numguard cannot tell")]
-    NotCovered,
+    /// What the data cannot see, as the decision names the gap.
+    #[error("numguard cannot tell: {0}")]
+    NotCovered(String),
     #[error(
         "maxAge reaches before the data for this number begins ({since}); at most {hours} \
          hours can be checked"
@@ -49,6 +51,15 @@ pub enum Swap {
     Sim,
     /// A new handset for the SIM (DEVICE_SWAP).
     Device,
+}
+
+impl Swap {
+    fn question(self) -> coverage::Question {
+        match self {
+            Swap::Sim => coverage::Question::SimSwap,
+            Swap::Device => coverage::Question::DeviceSwap,
+        }
+    }
 }
 
 /// The latest change, or none inside `monitored_days` of data.
@@ -92,14 +103,19 @@ pub fn swapped(d: &Decision, swap: Swap) -> Result<bool, Refusal> {
     match status(d, swap) {
         SimSwap::Swapped => Ok(true),
         SimSwap::NotSwapped => Ok(false),
-        SimSwap::Unknown => Err(match (unanswered(d, Question::SimSwap), d.covered_since) {
-            (Some(refusal), _) => refusal,
-            (None, Some(since)) => Refusal::WindowBeforeCoverage {
-                since: since.to_rfc3339(),
-                hours: (d.evaluated_at - since).num_hours().max(0),
+        SimSwap::Unknown => Err(
+            match (
+                unanswered(d, Question::SimSwap),
+                covered_since(d, swap.question()),
+            ) {
+                (Some(refusal), _) => refusal,
+                (None, Some(since)) => Refusal::WindowBeforeCoverage {
+                    since: since.to_rfc3339(),
+                    hours: (d.evaluated_at - since).num_hours().max(0),
+                },
+                (None, None) => not_covered(d, swap.question()),
             },
-            (None, None) => Refusal::NotCovered,
-        }),
+        ),
     }
 }
 
@@ -111,7 +127,7 @@ pub fn latest_change(d: &Decision, swap: Swap) -> Result<LatestChange, Refusal> 
         Swap::Sim => d.latest_sim_change,
         Swap::Device => d.latest_device_change,
     };
-    match (at, d.covered_since) {
+    match (at, covered_since(d, swap.question())) {
         (Some(at), _) => Ok(LatestChange {
             at: Some(at),
             monitored_days: None,
@@ -120,7 +136,7 @@ pub fn latest_change(d: &Decision, swap: Swap) -> Result<LatestChange, Refusal> 
             at: None,
             monitored_days: Some((d.evaluated_at - since).num_days().max(0)),
         }),
-        (None, None) => Err(Refusal::NotCovered),
+        (None, None) => Err(not_covered(d, swap.question())),
     }
 }
 
@@ -135,12 +151,15 @@ pub fn recycled(d: &Decision, specified: &OwnerSince) -> Result<bool, Refusal> {
         Ownership::Changed => Ok(true),
         Ownership::Unchanged => Ok(false),
         Ownership::Unknown | Ownership::NotEvaluated => Err(
-            match (unanswered(d, Question::NumberRecycling), d.covered_since) {
+            match (
+                unanswered(d, Question::NumberRecycling),
+                covered_since(d, coverage::Question::Ownership),
+            ) {
                 (Some(refusal), _) => refusal,
                 (None, Some(since)) => Refusal::DateBeforeCoverage {
                     since: since.date_naive().to_string(),
                 },
-                (None, None) => Refusal::NotCovered,
+                (None, None) => not_covered(d, coverage::Question::Ownership),
             },
         ),
     }
@@ -155,6 +174,17 @@ fn unanswered(d: &Decision, question: Question) -> Option<Refusal> {
         }),
         _ => None,
     })
+}
+
+fn covered_since(d: &Decision, question: coverage::Question) -> Option<DateTime<Utc>> {
+    d.coverage_of(question).and_then(|c| c.covered_since)
+}
+
+fn not_covered(d: &Decision, question: coverage::Question) -> Refusal {
+    let gap = d.coverage_of(question).and_then(|c| c.gap.clone());
+    Refusal::NotCovered(
+        gap.unwrap_or_else(|| format!("{}: no event source covers this number", question.as_str())),
+    )
 }
 
 fn applicable(d: &Decision) -> Result<(), Refusal> {
@@ -179,6 +209,7 @@ mod tests {
     use super::*;
     use crate::domain::decision::{CheckInput, Policy, decide};
     use crate::domain::event::{EventFact, EventKind};
+    use crate::domain::test_support::{carrier_id, carriers, covered};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 6, 10, 12, 0, 0).unwrap()
@@ -212,12 +243,19 @@ mod tests {
             max_age: MaxAge::new(max_age, 2400).unwrap(),
             owner_since: owner,
             mobile: true,
-            original_carrier: Some("Carrier"),
-            covered_since: covered_hours.map(|h| now() - Duration::hours(h)),
+            digits: "819012345678",
+            original_carrier: Some(carrier_id("KDDI")),
+            carriers: carriers(),
+            sources: covered(covered_hours.map(|h| now() - Duration::hours(h)), now()),
             history,
             upstream: &[],
         };
         decide(&input, Policy::default())
+    }
+
+    /// Refused as NOT_COVERED, the detail naming the kinds no source reports.
+    fn not_covered_by_any_source<T>(answer: Result<T, Refusal>) -> bool {
+        matches!(answer, Err(Refusal::NotCovered(gap)) if gap.contains("no source reports"))
     }
 
     #[test]
@@ -280,10 +318,10 @@ mod tests {
         );
         // A swap inside the window is known even without coverage.
         assert_eq!(swapped(&decision(&h, None, 240, None), Swap::Sim), Ok(true));
-        assert_eq!(
-            swapped(&decision(&h, None, 24, None), Swap::Sim),
-            Err(Refusal::NotCovered)
-        );
+        assert!(not_covered_by_any_source(swapped(
+            &decision(&h, None, 24, None),
+            Swap::Sim
+        )));
         let late = swapped(&decision(&[], Some(100), 240, None), Swap::Sim).unwrap_err();
         assert!(
             matches!(late, Refusal::WindowBeforeCoverage { hours: 100, .. }),
@@ -328,7 +366,7 @@ mod tests {
             })
         );
         let d = decision(&[], None, 240, None);
-        assert_eq!(latest_change(&d, Swap::Sim), Err(Refusal::NotCovered));
+        assert!(not_covered_by_any_source(latest_change(&d, Swap::Sim)));
     }
 
     #[test]
@@ -357,7 +395,7 @@ mod tests {
             Err(Refusal::DateBeforeCoverage { .. })
         ));
         let d = decision(&[], None, 240, Some(owner));
-        assert_eq!(recycled(&d, &owner), Err(Refusal::NotCovered));
+        assert!(not_covered_by_any_source(recycled(&d, &owner)));
     }
 
     #[test]
@@ -385,7 +423,7 @@ mod tests {
             Err(Refusal::UpstreamUnavailable { provider, .. }) if provider == "op"
         ));
         // Only the question that failed.
-        assert_eq!(recycled(&d, &day("2026-03-01")), Err(Refusal::NotCovered));
+        assert!(not_covered_by_any_source(recycled(&d, &day("2026-03-01"))));
     }
 
     #[test]

@@ -3,8 +3,11 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::FieldError;
+use super::carrier::{CarrierId, CarrierRegistry};
+use super::coverage::{self, Coverage, CoverageInput, Gap, GapCause, QuestionCoverage};
 use super::event::{EventFact, EventKind};
 use super::owner_since::OwnerSince;
+use super::source::SourceSet;
 use super::upstream::{Question, UpstreamAnswer};
 
 pub const DEFAULT_MAX_AGE_HOURS: u32 = 240;
@@ -62,6 +65,8 @@ pub enum ReasonCode {
     Ported,
     OwnerChanged,
     NoData,
+    /// A source that would answer has data only up to some instant before the one asked.
+    FeedStale,
     NotCovered,
     NotMobile,
     /// An answer came from an operator's API: which provider, and when.
@@ -100,10 +105,14 @@ pub struct CheckInput<'a> {
     pub owner_since: Option<OwnerSince>,
     /// Mobile or mobile-capable, per the numbering plan.
     pub mobile: bool,
+    /// The number, E.164 without `+`: what source scopes match.
+    pub digits: &'a str,
     /// The range holder, from the carrier ranges.
-    pub original_carrier: Option<&'a str>,
-    /// Earliest `tracking_since` of the sources covering the number.
-    pub covered_since: Option<DateTime<Utc>>,
+    pub original_carrier: Option<&'a CarrierId>,
+    /// For carriers' display names.
+    pub carriers: &'a CarrierRegistry,
+    /// Every source, with its scopes and freshness.
+    pub sources: &'a SourceSet,
     /// The number's events, in any order.
     pub history: &'a [EventFact],
     /// Answers from the operator's API, used only where the events cannot answer.
@@ -122,46 +131,104 @@ pub struct Decision {
     /// Mobile or mobile-capable, per the numbering plan.
     pub mobile: bool,
     pub ownership: Ownership,
-    pub original_carrier: Option<String>,
-    pub current_carrier: Option<String>,
+    pub original_carrier: Option<CarrierRef>,
+    pub current_carrier: Option<CarrierRef>,
     pub last_port_at: Option<DateTime<Utc>>,
     pub port_count: u32,
     pub ported_since_owner: bool,
     pub reasons: Vec<Reason>,
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
+    /// When the SIM-change question's coverage starts (see `coverage` for each question).
     pub covered_since: Option<DateTime<Utc>>,
+    /// Per question (SIM change, ownership, device swap): from when it is covered, by
+    /// which sources.
+    pub coverage: Vec<QuestionCoverage>,
     pub evaluated_at: DateTime<Utc>,
     /// The operator answers this decision was given, used or not.
     pub upstream: Vec<UpstreamAnswer>,
 }
 
+/// A carrier as answers report it: id and display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierRef {
+    pub id: CarrierId,
+    pub name: String,
+}
+
+impl CarrierRef {
+    fn new(id: &CarrierId, carriers: &CarrierRegistry) -> CarrierRef {
+        CarrierRef {
+            id: id.clone(),
+            name: carriers.name_of(id).to_string(),
+        }
+    }
+}
+
+impl Decision {
+    /// The coverage of one question.
+    pub fn coverage_of(&self, question: coverage::Question) -> Option<&QuestionCoverage> {
+        self.coverage.iter().find(|c| c.question == question)
+    }
+
+    /// Says, in each UNKNOWN reason, that an operator's API was wanted but no provider
+    /// serves the number's current carrier.
+    pub fn note_no_provider(&mut self) {
+        let carrier = match &self.current_carrier {
+            Some(c) => format!("{} ({})", c.name, c.id),
+            None => "its carrier (unknown)".to_string(),
+        };
+        for reason in &mut self.reasons {
+            if matches!(reason.code, ReasonCode::NoData | ReasonCode::FeedStale) {
+                reason
+                    .detail
+                    .push_str(&format!("; no upstream provider serves {carrier}"));
+            }
+        }
+        for coverage in &mut self.coverage {
+            if let Some(gap) = &mut coverage.gap {
+                gap.push_str(&format!("; no upstream provider serves {carrier}"));
+            }
+        }
+    }
+}
+
 /// Applies SPEC §2. Events are judged by `occurred_at`, never by arrival order.
 pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
-    let window_start = input.now - Duration::hours(i64::from(input.max_age.hours()));
-    let covered_since = input.covered_since;
-    let covered_by = |t: DateTime<Utc>| covered_since.is_some_and(|c| c <= t);
+    let now = super::event::to_storage_precision(input.now);
+    let window_start = now - Duration::hours(i64::from(input.max_age.hours()));
+    let coverage = Coverage::new(CoverageInput {
+        digits: input.digits,
+        now,
+        range_holder: input.original_carrier,
+        history: input.history,
+        sources: input.sources,
+    });
+    let covered_by =
+        |q: coverage::Question, t: DateTime<Utc>| coverage.covered_since(q).is_some_and(|c| c <= t);
 
     // 1. SIM change (and, by the same rule, device change).
-    let swap_in_window = |latest: Option<&EventFact>| match latest {
+    let swap_in_window = |q: coverage::Question, latest: Option<&EventFact>| match latest {
         Some(e) if e.occurred_at >= window_start => SimSwap::Swapped,
-        _ if covered_by(window_start) => SimSwap::NotSwapped,
+        _ if covered_by(q, window_start) => SimSwap::NotSwapped,
         _ => SimSwap::Unknown,
     };
     let asked = |q: Question| input.upstream.iter().find(|a| a.question == q);
     let latest_sim_change = newest(input.history, |e| e.kind.changes_sim());
     // Local data wins; the operator fills in only what it cannot answer.
-    let (sim_swap, sim_upstream) =
-        match (swap_in_window(latest_sim_change), asked(Question::SimSwap)) {
-            (SimSwap::Unknown, Some(a)) => match a.outcome {
-                Ok(true) => (SimSwap::Swapped, Some(a)),
-                Ok(false) => (SimSwap::NotSwapped, Some(a)),
-                Err(_) => (SimSwap::Unknown, Some(a)),
-            },
-            (local, _) => (local, None),
-        };
+    let (sim_swap, sim_upstream) = match (
+        swap_in_window(coverage::Question::SimSwap, latest_sim_change),
+        asked(Question::SimSwap),
+    ) {
+        (SimSwap::Unknown, Some(a)) => match a.outcome {
+            Ok(true) => (SimSwap::Swapped, Some(a)),
+            Ok(false) => (SimSwap::NotSwapped, Some(a)),
+            Err(_) => (SimSwap::Unknown, Some(a)),
+        },
+        (local, _) => (local, None),
+    };
     let latest_device_change = newest(input.history, |e| e.kind == EventKind::DeviceSwap);
-    let device_swap = swap_in_window(latest_device_change);
+    let device_swap = swap_in_window(coverage::Question::DeviceSwap, latest_device_change);
 
     // 2. Ownership.
     let mut owner_changes: Vec<&EventFact> = match &input.owner_since {
@@ -180,7 +247,9 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
     let local_ownership = match &input.owner_since {
         None => Ownership::NotEvaluated,
         Some(_) if !owner_changes.is_empty() => Ownership::Changed,
-        Some(owner) if covered_by(owner.coverage_needed_from()) => Ownership::Unchanged,
+        Some(owner) if covered_by(coverage::Question::Ownership, owner.coverage_needed_from()) => {
+            Ownership::Unchanged
+        }
         Some(_) => Ownership::Unknown,
     };
     let (ownership, owner_upstream) = match (local_ownership, asked(Question::NumberRecycling)) {
@@ -199,11 +268,67 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
     let ported_since_owner = input
         .owner_since
         .is_some_and(|owner| ports().any(|e| owner.port_counts(e.occurred_at)));
-    let original_carrier = input.original_carrier.map(str::to_string);
+    let carrier = |id: &CarrierId| CarrierRef::new(id, input.carriers);
+    let original_carrier = input.original_carrier.map(carrier);
     let current_carrier = newest_port
-        .and_then(|e| e.to_carrier.clone())
+        .and_then(|e| e.to_carrier.as_ref())
+        .map(carrier)
         .or_else(|| original_carrier.clone());
     let port_in_window = newest_port.filter(|e| e.occurred_at >= window_start);
+
+    // Why each question is UNKNOWN, where it is.
+    let untouched = !coverage.touched() && original_carrier.is_none();
+    let explain = |q: coverage::Question, unknown: bool, needed: &str, upstream| {
+        (unknown && !untouched)
+            .then(|| unknown_reason(q, needed, &coverage.gaps(q), input.carriers, upstream))
+    };
+    let sim_unknown = explain(
+        coverage::Question::SimSwap,
+        sim_swap == SimSwap::Unknown,
+        "the window start",
+        sim_upstream,
+    );
+    let owner_unknown = explain(
+        coverage::Question::Ownership,
+        ownership == Ownership::Unknown,
+        "owner_since",
+        owner_upstream,
+    );
+    let device_unknown = explain(
+        coverage::Question::DeviceSwap,
+        device_swap == SimSwap::Unknown,
+        "the window start",
+        None,
+    );
+    let gap_of = |q: coverage::Question| {
+        let reason = match q {
+            coverage::Question::SimSwap => &sim_unknown,
+            coverage::Question::Ownership => &owner_unknown,
+            coverage::Question::DeviceSwap => &device_unknown,
+        };
+        match reason {
+            Some(r) => Some(r.detail.clone()),
+            None if untouched => Some(format!(
+                "{}: no carrier range and no event source covers this number",
+                q.as_str()
+            )),
+            None => None,
+        }
+    };
+    let question_coverage: Vec<QuestionCoverage> = coverage::Question::ALL
+        .iter()
+        .map(|&q| {
+            let unknown = match q {
+                coverage::Question::SimSwap => sim_swap == SimSwap::Unknown,
+                coverage::Question::Ownership => ownership == Ownership::Unknown,
+                coverage::Question::DeviceSwap => device_swap == SimSwap::Unknown,
+            };
+            QuestionCoverage {
+                gap: if unknown { gap_of(q) } else { None },
+                ..coverage.of(q)
+            }
+        })
+        .collect();
 
     // 4. Verdict, first matching rule wins; the reasons explain the rule that decided.
     let mut reasons = Vec::new();
@@ -252,36 +377,21 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
                 e,
                 format!(
                     "ported from {} to {} inside the window",
-                    e.from_carrier.as_deref().unwrap_or("an unknown carrier"),
-                    e.to_carrier.as_deref().unwrap_or("an unknown carrier"),
+                    named(input.carriers, e.from_carrier.as_ref()),
+                    named(input.carriers, e.to_carrier.as_ref()),
                 ),
             ));
         }
         Verdict::StepUp
     } else if sim_swap == SimSwap::Unknown || ownership == Ownership::Unknown {
-        if covered_since.is_none() && original_carrier.is_none() {
+        if untouched {
             reasons.push(plain_reason(
                 ReasonCode::NotCovered,
                 "no carrier range and no event source covers this number",
             ));
-        } else {
-            if sim_swap == SimSwap::Unknown {
-                reasons.push(unknown_reason(
-                    "sim_swap",
-                    "the window start",
-                    covered_since,
-                    sim_upstream,
-                ));
-            }
-            if ownership == Ownership::Unknown {
-                reasons.push(unknown_reason(
-                    "ownership",
-                    "owner_since",
-                    covered_since,
-                    owner_upstream,
-                ));
-            }
         }
+        reasons.extend(sim_unknown.clone());
+        reasons.extend(owner_unknown.clone());
         policy.on_unknown
     } else {
         Verdict::Allow
@@ -331,9 +441,10 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
         ported_since_owner,
         reasons,
         window_start,
-        window_end: input.now,
-        covered_since,
-        evaluated_at: input.now,
+        window_end: now,
+        covered_since: coverage.covered_since(coverage::Question::SimSwap),
+        coverage: question_coverage,
+        evaluated_at: now,
         upstream: input.upstream.to_vec(),
     }
 }
@@ -363,15 +474,25 @@ fn plain_reason(code: ReasonCode, detail: impl Into<String>) -> Reason {
     }
 }
 
-/// NO_DATA, or UPSTREAM_UNAVAILABLE when the operator was asked and did not answer.
+fn named(carriers: &CarrierRegistry, id: Option<&CarrierId>) -> String {
+    match id {
+        Some(id) => format!("{} ({id})", carriers.name_of(id)),
+        None => "an unknown carrier".to_string(),
+    }
+}
+
+/// NO_DATA naming the gap, FEED_STALE where a source that would answer is stale, or
+/// UPSTREAM_UNAVAILABLE when the operator was asked and did not answer.
 fn unknown_reason(
-    what: &str,
-    from: &str,
-    covered_since: Option<DateTime<Utc>>,
+    question: coverage::Question,
+    needed: &str,
+    gaps: &[Gap],
+    carriers: &CarrierRegistry,
     upstream: Option<&UpstreamAnswer>,
 ) -> Reason {
-    match upstream.map(|a| (a, &a.outcome)) {
-        Some((a, Err(why))) => Reason {
+    let what = question.as_str();
+    if let Some((a, Err(why))) = upstream.map(|a| (a, &a.outcome)) {
+        return Reason {
             code: ReasonCode::UpstreamUnavailable,
             event_kind: None,
             occurred_at: Some(a.at),
@@ -379,21 +500,59 @@ fn unknown_reason(
                 "{what}: no local data, and {} did not answer: {why}",
                 a.provider
             ),
+        };
+    }
+    let stale = gaps.iter().find_map(|g| match &g.cause {
+        GapCause::Stale { complete_until, .. } => Some(*complete_until),
+        _ => None,
+    });
+    let details: Vec<String> = gaps
+        .iter()
+        .map(|g| gap_detail(g, needed, carriers))
+        .collect();
+    let detail = if details.is_empty() {
+        format!("{what}: no event source covers this number")
+    } else {
+        format!("{what}: {}", details.join("; "))
+    };
+    Reason {
+        code: if stale.is_some() {
+            ReasonCode::FeedStale
+        } else {
+            ReasonCode::NoData
         },
-        _ => plain_reason(
-            ReasonCode::NoData,
-            no_data_detail(what, from, covered_since),
-        ),
+        event_kind: gaps.first().map(|g| g.kind),
+        occurred_at: stale.flatten(),
+        detail,
     }
 }
 
-fn no_data_detail(what: &str, from: &str, covered_since: Option<DateTime<Utc>>) -> String {
-    match covered_since {
-        Some(c) => format!(
-            "{what}: the event data covers this number only since {}, after {from}",
-            c.to_rfc3339()
+fn gap_detail(gap: &Gap, needed: &str, carriers: &CarrierRegistry) -> String {
+    let kind = gap.kind;
+    match &gap.cause {
+        GapCause::NoSource => format!("no source reports {kind} for this number"),
+        GapCause::OtherCarriers { serving } => format!(
+            "no source reports {kind} for subscribers of {}, which served the number at {}",
+            named(carriers, serving.as_ref()),
+            gap.at.to_rfc3339()
         ),
-        None => format!("{what}: no event source covers this number"),
+        GapCause::NotYetTracking { from } => format!(
+            "{kind} is tracked only since {}, after {needed}",
+            from.to_rfc3339()
+        ),
+        GapCause::Stale {
+            source,
+            complete_until: Some(until),
+        } => format!(
+            "source {source} is stale: its {kind} data is complete only until {}",
+            until.to_rfc3339()
+        ),
+        GapCause::Stale {
+            source,
+            complete_until: None,
+        } => format!(
+            "source {source} has never been heard from, so its {kind} data counts for nothing yet"
+        ),
     }
 }
 

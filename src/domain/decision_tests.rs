@@ -3,6 +3,9 @@
 use chrono::{NaiveDate, TimeZone};
 
 use super::*;
+use crate::domain::coverage;
+use crate::domain::source::{DEFAULT_MAX_LAG, RawScope, Source};
+use crate::domain::test_support::{self, carrier_id, carriers};
 use crate::domain::upstream::{Question, UpstreamAnswer};
 
 const NOW_Y: i32 = 2026;
@@ -29,10 +32,19 @@ fn ev(kind: EventKind, at: DateTime<Utc>) -> EventFact {
 
 fn port(at: DateTime<Utc>, from: &str, to: &str) -> EventFact {
     EventFact {
-        from_carrier: Some(from.into()),
-        to_carrier: Some(to.into()),
+        from_carrier: Some(carrier_id(from).clone()),
+        to_carrier: Some(carrier_id(to).clone()),
         ..ev(EventKind::Port, at)
     }
+}
+
+fn name_of(carrier: &Option<CarrierRef>) -> Option<&str> {
+    carrier.as_ref().map(|c| c.name.as_str())
+}
+
+/// The sources of a number covered since `since`, fresh now.
+fn covered(since: Option<DateTime<Utc>>) -> &'static SourceSet {
+    test_support::covered(since, now())
 }
 
 fn hours(h: u32) -> MaxAge {
@@ -46,8 +58,10 @@ fn input(history: &[EventFact]) -> CheckInput<'_> {
         max_age: hours(240),
         owner_since: None,
         mobile: true,
-        original_carrier: Some("NTT Docomo"),
-        covered_since: Some(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()),
+        digits: "819012345678",
+        original_carrier: Some(carrier_id("NTT Docomo")),
+        carriers: carriers(),
+        sources: covered(Some(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap())),
         history,
         upstream: &[],
     }
@@ -76,8 +90,8 @@ fn quiet_covered_number_is_allowed_without_reasons() {
     assert_eq!(d.window_start, window_start());
     assert_eq!(d.window_end, now());
     assert_eq!(d.evaluated_at, now());
-    assert_eq!(d.original_carrier.as_deref(), Some("NTT Docomo"));
-    assert_eq!(d.current_carrier.as_deref(), Some("NTT Docomo"));
+    assert_eq!(name_of(&d.original_carrier), Some("NTT Docomo"));
+    assert_eq!(name_of(&d.current_carrier), Some("NTT Docomo"));
 }
 
 #[test]
@@ -144,26 +158,26 @@ fn longest_window() {
 #[test]
 fn coverage_starting_inside_the_window_gives_unknown() {
     let mut i = input(&[]);
-    i.covered_since = Some(window_start() + Duration::seconds(1));
+    i.sources = covered(Some(window_start() + Duration::seconds(1)));
     let d = run(i);
     assert_eq!(d.sim_swap, SimSwap::Unknown);
     assert_eq!(d.verdict, Verdict::Allow);
     assert_eq!(codes(&d), vec![ReasonCode::NoData]);
     assert!(d.reasons[0].detail.starts_with("sim_swap:"));
-    assert_eq!(d.covered_since, i.covered_since);
+    assert_eq!(d.covered_since, Some(window_start() + Duration::seconds(1)));
 }
 
 #[test]
 fn coverage_starting_exactly_at_window_start_is_enough() {
     let mut i = input(&[]);
-    i.covered_since = Some(window_start());
+    i.sources = covered(Some(window_start()));
     assert_eq!(run(i).sim_swap, SimSwap::NotSwapped);
 }
 
 #[test]
 fn on_unknown_policy_decides_unknown_answers() {
     let mut i = input(&[]);
-    i.covered_since = None;
+    i.sources = covered(None);
     for on_unknown in [Verdict::Allow, Verdict::StepUp, Verdict::Block] {
         let d = decide(&i, Policy { on_unknown });
         assert_eq!(d.verdict, on_unknown);
@@ -173,11 +187,11 @@ fn on_unknown_policy_decides_unknown_answers() {
 
 #[test]
 fn owner_since_against_coverage() {
-    let covered = ts(1, 1, 0);
+    let since = ts(1, 1, 0);
     let mut i = input(&[]);
-    i.covered_since = Some(covered);
+    i.sources = covered(Some(since));
 
-    i.owner_since = Some(OwnerSince::At(covered - Duration::seconds(1)));
+    i.owner_since = Some(OwnerSince::At(since - Duration::seconds(1)));
     let d = run(i);
     assert_eq!(d.ownership, Ownership::Unknown);
     assert_eq!(d.verdict, Verdict::Allow);
@@ -191,10 +205,10 @@ fn owner_since_against_coverage() {
     );
     assert_eq!(blocking.verdict, Verdict::Block);
 
-    i.owner_since = Some(OwnerSince::At(covered));
+    i.owner_since = Some(OwnerSince::At(since));
     assert_eq!(run(i).ownership, Ownership::Unchanged);
 
-    i.owner_since = Some(OwnerSince::At(covered + Duration::days(30)));
+    i.owner_since = Some(OwnerSince::At(since + Duration::days(30)));
     let d = run(i);
     assert_eq!(d.ownership, Ownership::Unchanged);
     assert_eq!(d.verdict, Verdict::Allow);
@@ -321,7 +335,7 @@ fn arrival_order_does_not_matter() {
         i.owner_since = Some(OwnerSince::At(ts(1, 1, 0)));
         assert_eq!(run(i), baseline);
     }
-    assert_eq!(baseline.current_carrier.as_deref(), Some("Softbank"));
+    assert_eq!(name_of(&baseline.current_carrier), Some("SoftBank"));
     assert_eq!(baseline.latest_sim_change, Some(ts(6, 5, 0)));
 }
 
@@ -337,8 +351,8 @@ fn several_ports() {
     let d = run(i);
     assert_eq!(d.port_count, 3);
     assert_eq!(d.last_port_at, Some(ts(5, 1, 0)));
-    assert_eq!(d.original_carrier.as_deref(), Some("NTT Docomo"));
-    assert_eq!(d.current_carrier.as_deref(), Some("Rakuten Communications"));
+    assert_eq!(name_of(&d.original_carrier), Some("NTT Docomo"));
+    assert_eq!(name_of(&d.current_carrier), Some("Rakuten Communications"));
     assert!(d.ported_since_owner);
     assert_eq!(d.ownership, Ownership::Unchanged);
     // The newest port is outside the window: nothing to step up for.
@@ -359,9 +373,9 @@ fn port_inside_the_window_steps_up_with_both_reasons() {
     assert_eq!(codes(&d), vec![ReasonCode::SimSwapped, ReasonCode::Ported]);
     assert_eq!(
         d.reasons[1].detail,
-        "ported from NTT Docomo to KDDI inside the window"
+        "ported from NTT Docomo (jp-docomo) to KDDI (jp-kddi) inside the window"
     );
-    assert_eq!(d.current_carrier.as_deref(), Some("KDDI"));
+    assert_eq!(name_of(&d.current_carrier), Some("KDDI"));
 }
 
 #[test]
@@ -390,7 +404,7 @@ fn device_swap_alone_is_not_a_sim_swap() {
     assert_eq!(d.verdict, Verdict::Allow);
 
     let mut uncovered = input(&h);
-    uncovered.covered_since = None;
+    uncovered.sources = covered(None);
     assert_eq!(run(uncovered).sim_swap, SimSwap::Unknown);
 }
 
@@ -422,7 +436,7 @@ fn device_swaps_follow_the_sim_swap_rule_on_their_own_events() {
     );
 
     let mut late = input(&sim_only);
-    late.covered_since = Some(now() - Duration::hours(10));
+    late.sources = covered(Some(now() - Duration::hours(10)));
     assert_eq!(run(late).device_swap, SimSwap::Unknown);
 }
 
@@ -452,7 +466,7 @@ fn ownership_change_outranks_a_swap() {
 fn a_swap_outranks_unknown_even_when_unknown_blocks() {
     let h = [ev(EventKind::SimSwap, now() - Duration::hours(1))];
     let mut i = input(&h);
-    i.covered_since = None;
+    i.sources = covered(None);
     i.owner_since = Some(OwnerSince::At(ts(1, 1, 0)));
     let d = decide(
         &i,
@@ -468,7 +482,7 @@ fn a_swap_outranks_unknown_even_when_unknown_blocks() {
 #[test]
 fn number_with_no_range_and_no_source_is_not_covered() {
     let mut i = input(&[]);
-    i.covered_since = None;
+    i.sources = covered(None);
     i.original_carrier = None;
     let d = run(i);
     assert_eq!(d.sim_swap, SimSwap::Unknown);
@@ -482,7 +496,7 @@ fn number_with_no_range_and_no_source_is_not_covered() {
 #[test]
 fn a_range_without_a_source_is_no_data_not_not_covered() {
     let mut i = input(&[]);
-    i.covered_since = None;
+    i.sources = covered(None);
     i.owner_since = Some(OwnerSince::At(ts(1, 1, 0)));
     let d = run(i);
     assert_eq!(codes(&d), vec![ReasonCode::NoData, ReasonCode::NoData]);
@@ -498,7 +512,7 @@ fn non_mobile_numbers_carry_not_mobile() {
     assert_eq!(codes(&d), vec![ReasonCode::NotMobile]);
 
     let mut uncovered = i;
-    uncovered.covered_since = None;
+    uncovered.sources = covered(None);
     assert_eq!(
         codes(&run(uncovered)),
         vec![ReasonCode::NotCovered, ReasonCode::NotMobile]
@@ -525,7 +539,7 @@ fn answer(question: Question, outcome: Result<bool, String>) -> UpstreamAnswer {
 /// A mobile number no source covers.
 fn uncovered<'a>(history: &'a [EventFact], upstream: &'a [UpstreamAnswer]) -> CheckInput<'a> {
     CheckInput {
-        covered_since: None,
+        sources: covered(None),
         owner_since: Some(OwnerSince::At(ts(1, 1, 0))),
         upstream,
         ..input(history)
@@ -643,7 +657,7 @@ fn two_ports_at_the_same_instant_are_ordered_by_source_then_id_not_by_arrival() 
     ] {
         let d = run(input(&history));
         assert_eq!(
-            d.current_carrier.as_deref(),
+            name_of(&d.current_carrier),
             Some("SoftBank"),
             "p-2 after p-1"
         );
@@ -651,8 +665,8 @@ fn two_ports_at_the_same_instant_are_ordered_by_source_then_id_not_by_arrival() 
     }
     let history = [from_later_source, to_softbank, to_kddi];
     assert_eq!(
-        run(input(&history)).current_carrier.as_deref(),
-        Some("Rakuten"),
+        name_of(&run(input(&history)).current_carrier),
+        Some("Rakuten Communications"),
         "source z-feed after mnp-db"
     );
 }
@@ -732,4 +746,196 @@ proptest::proptest! {
         b.owner_since = owner;
         proptest::prop_assert_eq!(run(a), run(b));
     }
+}
+
+/// A source drawn from small choices: prefix, carriers, kinds, start and freshness.
+fn arbitrary_source(
+    n: usize,
+    (prefix, carrier_mask, kind_mask, start, fresh): (usize, u8, u8, u32, u8),
+) -> Source {
+    let names = ["NTT Docomo", "KDDI", "SoftBank", "Rakuten"];
+    let scope = RawScope {
+        prefix: ["81", "8190", "44"][prefix].to_string(),
+        carriers: (0..4)
+            .filter(|b| carrier_mask & (1 << b) != 0)
+            .map(|b| names[b].to_string())
+            .collect(),
+        kinds: (0..5)
+            .filter(|b| kind_mask & (1 << b) != 0)
+            .map(|b| EventKind::ALL[b])
+            .collect(),
+    };
+    let live = fresh != 2;
+    let mut s = Source::new(
+        &format!("s{n}"),
+        Some(ts(1 + start, 1, 0)),
+        &[scope],
+        live.then_some(DEFAULT_MAX_LAG),
+        carriers(),
+    )
+    .unwrap();
+    // Fresh, stale since May, or a file complete until June 1.
+    s.complete_until = Some([now(), ts(5, 1, 0), ts(6, 1, 0)][usize::from(fresh)]);
+    s
+}
+
+proptest::proptest! {
+    /// More coverage only ever answers more: adding a source turns UNKNOWN into a
+    /// definite answer or leaves it, and never changes a definite answer.
+    #[test]
+    fn a_wider_source_never_changes_a_definite_answer(
+        events in proptest::collection::vec((0usize..5, 0u32..8, 0u8..4), 0..8),
+        sources in proptest::collection::vec((0usize..3, 0u8..16, 0u8..32, 0u32..6, 0u8..3), 0..4),
+        added in (0usize..3, 0u8..16, 0u8..32, 0u32..6, 0u8..3),
+        holder in 0usize..4,
+        owner_month in 1u32..7,
+        max_age in 1u32..2400,
+    ) {
+        let names = ["NTT Docomo", "KDDI", "SoftBank", "Rakuten"];
+        let history: Vec<EventFact> = events
+            .iter()
+            .enumerate()
+            .map(|(n, &(kind, day, to))| {
+                let at = ts(5, 1 + day * 4, 0);
+                let kind = EventKind::ALL[kind];
+                let e = if kind == EventKind::Port {
+                    port(at, names[holder], names[usize::from(to)])
+                } else {
+                    ev(kind, at)
+                };
+                from_source("feed", &format!("e{n}"), e)
+            })
+            .collect();
+        let before: Vec<Source> =
+            sources.iter().enumerate().map(|(n, &s)| arbitrary_source(n, s)).collect();
+        let mut after = before.clone();
+        after.push(arbitrary_source(99, added));
+        let before = SourceSet::new(before);
+        let after = SourceSet::new(after);
+        let decide_with = |sources: &SourceSet| {
+            let mut i = input(&history);
+            i.sources = sources;
+            i.original_carrier = Some(carrier_id(names[holder]));
+            i.owner_since = Some(OwnerSince::At(ts(owner_month, 1, 0)));
+            i.max_age = hours(max_age);
+            run(i)
+        };
+        let (a, b) = (decide_with(&before), decide_with(&after));
+        for (x, y) in [(a.sim_swap, b.sim_swap), (a.device_swap, b.device_swap)] {
+            proptest::prop_assert!(x == SimSwap::Unknown || x == y, "{:?} became {:?}", x, y);
+        }
+        proptest::prop_assert!(
+            a.ownership == Ownership::Unknown || a.ownership == b.ownership,
+            "{:?} became {:?}", a.ownership, b.ownership
+        );
+    }
+}
+
+/// A porting database (all of +81, PORT) and docomo's own feed (its subscribers, the
+/// other kinds), both heard from a minute ago, tracking since 2025.
+fn porting_db_and_docomo_feed() -> &'static SourceSet {
+    let source = |name: &str, serving: &[&str], kinds: &[EventKind]| {
+        let scope = RawScope {
+            prefix: "81".into(),
+            carriers: serving.iter().map(|c| c.to_string()).collect(),
+            kinds: kinds.to_vec(),
+        };
+        let since = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let mut s = Source::new(
+            name,
+            Some(since),
+            &[scope],
+            Some(DEFAULT_MAX_LAG),
+            carriers(),
+        )
+        .unwrap();
+        s.complete_until = Some(now() - Duration::minutes(1));
+        s
+    };
+    let others = [
+        EventKind::SimSwap,
+        EventKind::Disconnect,
+        EventKind::Reassign,
+        EventKind::DeviceSwap,
+    ];
+    Box::leak(Box::new(SourceSet::new(vec![
+        source("mnp-db", &[], &[EventKind::Port]),
+        source("docomo-feed", &["jp-docomo"], &others),
+    ])))
+}
+
+#[test]
+fn a_carrier_feed_answers_for_its_subscribers_and_names_the_gap_for_others() {
+    let mut docomo = input(&[]);
+    docomo.sources = porting_db_and_docomo_feed();
+    docomo.owner_since = Some(OwnerSince::At(ts(3, 1, 0)));
+    let d = run(docomo);
+    assert_eq!(
+        (d.sim_swap, d.ownership),
+        (SimSwap::NotSwapped, Ownership::Unchanged)
+    );
+    assert!(d.reasons.is_empty());
+    let sim = d.coverage_of(coverage::Question::SimSwap).unwrap();
+    let names: Vec<&str> = sim.sources.iter().map(|s| s.as_str()).collect();
+    assert_eq!(names, ["docomo-feed", "mnp-db"]);
+
+    let mut softbank = docomo;
+    softbank.original_carrier = Some(carrier_id("SoftBank"));
+    let d = run(softbank);
+    assert_eq!(
+        (d.sim_swap, d.ownership),
+        (SimSwap::Unknown, Ownership::Unknown)
+    );
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(codes(&d), [ReasonCode::NoData, ReasonCode::NoData]);
+    let detail = &d.reasons[0].detail;
+    assert!(
+        detail.starts_with(
+            "sim_swap: no source reports SIM_SWAP for subscribers of SoftBank (jp-softbank)"
+        ),
+        "{detail}"
+    );
+    assert!(detail.contains("REASSIGN"), "{detail}");
+    assert!(!detail.contains("PORT for"), "ports are seen: {detail}");
+    let gap = d
+        .coverage_of(coverage::Question::DeviceSwap)
+        .unwrap()
+        .gap
+        .as_deref();
+    assert!(gap.is_some_and(|g| g.contains("DEVICE_SWAP")), "{gap:?}");
+}
+
+#[test]
+fn a_stale_feed_gives_feed_stale_naming_the_source_and_its_complete_until() {
+    let until = now() - Duration::hours(2);
+    let mut i = input(&[]);
+    i.sources = test_support::covered(Some(ts(1, 1, 0)), until);
+    let d = run(i);
+    assert_eq!(d.sim_swap, SimSwap::Unknown);
+    assert_eq!(codes(&d), [ReasonCode::FeedStale]);
+    assert_eq!(d.reasons[0].occurred_at, Some(until));
+    assert!(
+        d.reasons[0].detail.contains("source feed is stale"),
+        "{}",
+        d.reasons[0].detail
+    );
+    // A swap the stale feed did deliver still counts.
+    let h = [ev(EventKind::SimSwap, until - Duration::hours(1))];
+    let mut i = input(&h);
+    i.sources = test_support::covered(Some(ts(1, 1, 0)), until);
+    assert_eq!(run(i).sim_swap, SimSwap::Swapped);
+}
+
+#[test]
+fn an_owner_since_before_coverage_names_when_coverage_starts() {
+    let mut i = input(&[]);
+    i.sources = covered(Some(ts(4, 1, 0)));
+    i.owner_since = Some(OwnerSince::At(ts(3, 1, 0)));
+    let d = run(i);
+    assert_eq!(d.ownership, Ownership::Unknown);
+    let detail = &d.reasons[0].detail;
+    assert!(
+        detail.starts_with("ownership: DISCONNECT is tracked only since 2026-04-01T00:00:00+00:00, after owner_since"),
+        "{detail}"
+    );
 }

@@ -6,15 +6,14 @@ use std::str::FromStr;
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
 
 use super::FieldError;
-use super::number::{E164, Region};
+use super::carrier::{CarrierId, CarrierRegistry, carrier_name};
+use super::number::{E164, Region, calling_code};
 use super::source::SourceName;
 
 /// How far in the future an `occurred_at` may lie: feeds' clocks drift a little, not more.
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 /// Longest accepted `source_event_id`.
 pub const MAX_EVENT_ID_LEN: usize = 200;
-/// Longest accepted carrier name.
-pub const MAX_CARRIER_LEN: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
@@ -103,8 +102,8 @@ pub struct EventFact {
     pub source_event_id: String,
     pub kind: EventKind,
     pub occurred_at: DateTime<Utc>,
-    pub from_carrier: Option<String>,
-    pub to_carrier: Option<String>,
+    pub from_carrier: Option<CarrierId>,
+    pub to_carrier: Option<CarrierId>,
 }
 
 impl EventFact {
@@ -154,22 +153,31 @@ pub struct StoredEvent {
 }
 
 impl NewEvent {
-    /// Checks everything that does not need the store. Whether the source exists is the
-    /// caller's question, since the set of sources lives elsewhere.
+    /// Checks everything that does not need the store, resolving carrier names in
+    /// `carriers`. Whether the source exists is the caller's question, since the set of
+    /// sources lives elsewhere.
     pub fn validate(
         raw: RawEvent,
         default_region: Option<Region>,
         now: DateTime<Utc>,
+        carriers: &CarrierRegistry,
     ) -> Result<NewEvent, FieldError> {
-        NewEvent::validate_with(raw, now, |input| E164::parse(input, default_region))
+        NewEvent::validate_with(
+            raw,
+            now,
+            |input| E164::parse(input, default_region),
+            |field, name, number| resolve_carrier(carriers, field, name, number),
+        )
     }
 
-    /// [`NewEvent::validate`] with the number read by `parse_number`, for callers that can
-    /// answer numbers they have already parsed.
+    /// [`NewEvent::validate`] with the number read by `parse_number` (for callers that can
+    /// answer numbers they have already parsed) and carrier names by `carrier` (for a
+    /// server that registers names it does not know).
     pub fn validate_with(
         raw: RawEvent,
         now: DateTime<Utc>,
         parse_number: impl FnOnce(&str) -> Result<E164, super::number::NumberError>,
+        mut carrier: impl FnMut(&'static str, &str, &E164) -> Result<CarrierId, FieldError>,
     ) -> Result<NewEvent, FieldError> {
         let source: SourceName = raw
             .source
@@ -205,8 +213,15 @@ impl NewEvent {
                 ),
             ));
         }
-        let from_carrier = carrier_field("from_carrier", raw.from_carrier)?;
-        let to_carrier = carrier_field("to_carrier", raw.to_carrier)?;
+        let mut carrier_field = |field: &'static str, name: &str| {
+            if name.trim().is_empty() {
+                return Ok(None);
+            }
+            let name = carrier_name(field, name)?;
+            carrier(field, &name, &number).map(Some)
+        };
+        let from_carrier = carrier_field("from_carrier", &raw.from_carrier)?;
+        let to_carrier = carrier_field("to_carrier", &raw.to_carrier)?;
         if kind == EventKind::Port && to_carrier.is_none() {
             return Err(FieldError::new(
                 "to_carrier",
@@ -227,15 +242,18 @@ impl NewEvent {
     }
 }
 
-fn carrier_field(field: &'static str, value: String) -> Result<Option<String>, FieldError> {
-    let value = value.trim();
-    if value.len() > MAX_CARRIER_LEN {
-        return Err(FieldError::new(
-            field,
-            format!("is longer than {MAX_CARRIER_LEN} bytes"),
-        ));
-    }
-    Ok((!value.is_empty()).then(|| value.to_string()))
+/// The id of the carrier `name` means for `number` (its country tells apart names that
+/// several countries' carriers share), or an error naming `field` and the name.
+pub fn resolve_carrier(
+    carriers: &CarrierRegistry,
+    field: &'static str,
+    name: &str,
+    number: &E164,
+) -> Result<CarrierId, FieldError> {
+    carriers
+        .resolve(name, calling_code(number.digits()))
+        .map(|c| c.id.clone())
+        .map_err(|e| FieldError::new(field, e.to_string()))
 }
 
 /// Times are stored with microsecond precision (both backends hold that much), so values
@@ -265,13 +283,28 @@ mod tests {
         }
     }
 
+    fn carriers() -> CarrierRegistry {
+        let kddi = crate::domain::carrier::Carrier::new(
+            "jp-kddi",
+            "KDDI",
+            81,
+            &[],
+            &["KDDI株式会社".into()],
+        );
+        CarrierRegistry::new(vec![kddi.unwrap()])
+    }
+
+    fn validate(r: RawEvent) -> Result<NewEvent, FieldError> {
+        NewEvent::validate(r, None, now(), &carriers())
+    }
+
     fn field_of(r: RawEvent) -> &'static str {
-        NewEvent::validate(r, None, now()).unwrap_err().field
+        validate(r).unwrap_err().field
     }
 
     #[test]
     fn a_good_event_validates() {
-        let e = NewEvent::validate(raw(EventKind::SimSwap), None, now()).unwrap();
+        let e = validate(raw(EventKind::SimSwap)).unwrap();
         assert_eq!(e.number.as_str(), "+819012345678");
         assert_eq!(e.fact.kind, EventKind::SimSwap);
         assert_eq!(e.fact.from_carrier, None);
@@ -300,20 +333,36 @@ mod tests {
         assert_eq!(field_of(r), "occurred_at");
 
         let mut r = raw(EventKind::SimSwap);
-        r.to_carrier = "x".repeat(MAX_CARRIER_LEN + 1);
+        r.to_carrier = "x".repeat(201);
         assert_eq!(field_of(r), "to_carrier");
 
+        let mut r = raw(EventKind::Port);
+        r.to_carrier = "Unheard Of Telecom".into();
+        let err = validate(r).unwrap_err();
+        assert_eq!(err.field, "to_carrier");
+        assert!(err.message.contains("Unheard Of Telecom"), "{err}");
+
         assert_eq!(field_of(raw(EventKind::Port)), "to_carrier");
+    }
+
+    #[test]
+    fn carrier_names_resolve_to_ids() {
+        let mut r = raw(EventKind::Port);
+        r.from_carrier = "ＫＤＤＩ株式会社".into();
+        r.to_carrier = "kddi corp.".into();
+        let e = validate(r).unwrap();
+        assert_eq!(e.fact.from_carrier, Some("jp-kddi".parse().unwrap()));
+        assert_eq!(e.fact.to_carrier, e.fact.from_carrier);
     }
 
     #[test]
     fn future_events_are_allowed_only_within_clock_skew() {
         let mut r = raw(EventKind::SimSwap);
         r.occurred_at = Some(now() + MAX_CLOCK_SKEW);
-        assert!(NewEvent::validate(r, None, now()).is_ok());
+        assert!(validate(r).is_ok());
         let mut r = raw(EventKind::SimSwap);
         r.occurred_at = Some(now() + MAX_CLOCK_SKEW + Duration::seconds(1));
-        let err = NewEvent::validate(r, None, now()).unwrap_err();
+        let err = validate(r).unwrap_err();
         assert_eq!(
             err.to_string(),
             "occurred_at is more than 5 minutes in the future"
@@ -336,7 +385,7 @@ mod tests {
         let mut r = raw(EventKind::SimSwap);
         let t = now() - Duration::nanoseconds(1_234_567);
         r.occurred_at = Some(t);
-        let e = NewEvent::validate(r, None, now()).unwrap();
+        let e = validate(r).unwrap();
         assert_eq!(e.fact.occurred_at, now() - Duration::microseconds(1_235));
     }
 }

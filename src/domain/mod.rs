@@ -3,6 +3,8 @@
 
 pub mod auth;
 pub mod camara;
+pub mod carrier;
+pub mod coverage;
 pub mod decision;
 pub mod endpoint;
 pub mod event;
@@ -10,6 +12,8 @@ pub mod number;
 pub mod owner_since;
 pub mod prefix;
 pub mod source;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod upstream;
 
 /// A rejected input field. The message reads after the field name, so `Display` gives e.g.

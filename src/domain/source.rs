@@ -3,10 +3,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::FieldError;
-use super::number::E164;
+use super::carrier::{CarrierId, CarrierRegistry};
+use super::event::EventKind;
+use super::number::calling_code;
 use super::prefix::Prefix;
 
 pub const MAX_SOURCE_NAME_LEN: usize = 64;
@@ -54,49 +56,164 @@ impl fmt::Display for SourceName {
     }
 }
 
-/// A named feed whose data is complete from `tracking_since` on, for the numbers under
-/// its `covers` prefixes.
+/// What one scope of a source sees: numbers under `prefix`, while served by one of
+/// `carriers` (any carrier when empty), events of `kinds`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub prefix: Prefix,
+    /// Sorted, without repeats; empty means any carrier.
+    pub carriers: Vec<CarrierId>,
+    /// Sorted, without repeats; never empty (no kinds given means all five).
+    pub kinds: Vec<EventKind>,
+}
+
+/// A scope as received: carrier names not yet resolved, kinds possibly empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawScope {
+    pub prefix: String,
+    pub carriers: Vec<String>,
+    pub kinds: Vec<EventKind>,
+}
+
+impl RawScope {
+    /// The legacy `covers` form: every carrier and every kind under `prefix`.
+    pub fn whole(prefix: &str) -> RawScope {
+        RawScope {
+            prefix: prefix.to_string(),
+            ..RawScope::default()
+        }
+    }
+}
+
+impl Scope {
+    /// Validates a scope, resolving its carrier names (in the prefix's country) to ids.
+    pub fn resolve(raw: &RawScope, carriers: &CarrierRegistry) -> Result<Scope, FieldError> {
+        let prefix: Prefix = raw
+            .prefix
+            .parse()
+            .map_err(|e| FieldError::new("scopes.prefix", format!("{e}")))?;
+        let country = calling_code(prefix.as_str());
+        let mut ids = raw
+            .carriers
+            .iter()
+            .map(|name| {
+                carriers
+                    .resolve(name, country)
+                    .map(|c| c.id.clone())
+                    .map_err(|e| FieldError::new("scopes.carriers", e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.sort();
+        ids.dedup();
+        let mut kinds = if raw.kinds.is_empty() {
+            EventKind::ALL.to_vec()
+        } else {
+            raw.kinds.clone()
+        };
+        kinds.sort();
+        kinds.dedup();
+        Ok(Scope {
+            prefix,
+            carriers: ids,
+            kinds,
+        })
+    }
+
+    /// All carriers and all kinds: what a bare prefix used to mean.
+    pub fn is_whole(&self) -> bool {
+        self.carriers.is_empty() && self.kinds.len() == EventKind::ALL.len()
+    }
+
+    /// Whether it reports `kind` on numbers under its prefix (whoever serves them).
+    pub fn reports(&self, digits: &str, kind: EventKind) -> bool {
+        self.prefix.matches(digits) && self.kinds.contains(&kind)
+    }
+
+    /// Whether it sees subscribers of `carrier` (a number's serving carrier).
+    pub fn sees_carrier(&self, carrier: Option<&CarrierId>) -> bool {
+        self.carriers.is_empty() || carrier.is_some_and(|c| self.carriers.contains(c))
+    }
+}
+
+/// A named feed: complete from `tracking_since` on, within its scopes, up to where its
+/// freshness says (SPEC §1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     pub name: SourceName,
     pub tracking_since: DateTime<Utc>,
-    pub covers: Vec<Prefix>,
+    pub scopes: Vec<Scope>,
+    /// A live feed: heard from within this long, it counts as complete up to now. `None`
+    /// for a source fed by files, complete only up to the cut-off each file declares.
+    pub max_lag: Option<Duration>,
+    /// Up to when its data is complete, as last heard or declared; `None` until then.
+    pub complete_until: Option<DateTime<Utc>>,
 }
 
+/// What every source starts with unless the operator says otherwise: a live feed that
+/// must be heard from at least once an hour.
+pub const DEFAULT_MAX_LAG: Duration = Duration::hours(1);
+
 impl Source {
-    /// Validates a source as received; `covers` must name at least one prefix.
+    /// Validates a source as received; it must have at least one scope.
     pub fn new(
         name: &str,
         tracking_since: Option<DateTime<Utc>>,
-        covers: &[String],
+        scopes: &[RawScope],
+        max_lag: Option<Duration>,
+        carriers: &CarrierRegistry,
     ) -> Result<Source, FieldError> {
         let name = name
             .parse()
             .map_err(|e: SourceNameError| FieldError::new("name", e.to_string()))?;
         let tracking_since =
             tracking_since.ok_or_else(|| FieldError::new("tracking_since", "is missing"))?;
-        if covers.is_empty() {
+        if scopes.is_empty() {
             return Err(FieldError::new(
-                "covers",
-                "is empty; name at least one prefix such as \"81\"",
+                "scopes",
+                "is empty; give at least one scope (or a covers prefix such as \"81\")",
             ));
         }
-        let mut prefixes = covers
+        if max_lag.is_some_and(|lag| lag <= Duration::zero()) {
+            return Err(FieldError::new("max_lag", "must be positive when given"));
+        }
+        let mut scopes = scopes
             .iter()
-            .map(|c| c.parse::<Prefix>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| FieldError::new("covers", format!("has a prefix that {e}")))?;
-        prefixes.sort();
-        prefixes.dedup();
+            .map(|raw| Scope::resolve(raw, carriers))
+            .collect::<Result<Vec<_>, _>>()?;
+        scopes.sort_by(|a, b| {
+            (&a.prefix, &a.carriers, &a.kinds).cmp(&(&b.prefix, &b.carriers, &b.kinds))
+        });
+        scopes.dedup();
         Ok(Source {
             name,
             tracking_since: super::event::to_storage_precision(tracking_since),
-            covers: prefixes,
+            scopes,
+            max_lag,
+            complete_until: None,
         })
     }
 
-    pub fn covers(&self, number: &E164) -> bool {
-        self.covers.iter().any(|p| p.matches(number.digits()))
+    /// Whether it is live and was heard from within `max_lag` of `now`.
+    pub fn is_fresh(&self, now: DateTime<Utc>) -> bool {
+        match (self.max_lag, self.complete_until) {
+            (Some(lag), Some(until)) => now - until <= lag,
+            _ => false,
+        }
+    }
+
+    /// The last instant its data is complete at, as of `now`: now itself while fresh,
+    /// else its `complete_until` (never later than now); `None` if it never was.
+    pub fn complete_to(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.is_fresh(now) {
+            Some(now)
+        } else {
+            self.complete_until.map(|until| until.min(now))
+        }
+    }
+
+    /// Whether some scope's prefix takes in the number, for any kind or carrier.
+    pub fn touches(&self, digits: &str) -> bool {
+        self.scopes.iter().any(|s| s.prefix.matches(digits))
     }
 }
 
@@ -112,18 +229,15 @@ impl SourceSet {
         SourceSet { sources }
     }
 
-    pub fn contains(&self, name: &SourceName) -> bool {
-        self.sources.binary_search_by(|s| s.name.cmp(name)).is_ok()
+    pub fn get(&self, name: &SourceName) -> Option<&Source> {
+        self.sources
+            .binary_search_by(|s| s.name.cmp(name))
+            .ok()
+            .map(|i| &self.sources[i])
     }
 
-    /// The earliest `tracking_since` among the sources covering the number; `None` if no
-    /// source covers it.
-    pub fn covered_since(&self, number: &E164) -> Option<DateTime<Utc>> {
-        self.sources
-            .iter()
-            .filter(|s| s.covers(number))
-            .map(|s| s.tracking_since)
-            .min()
+    pub fn contains(&self, name: &SourceName) -> bool {
+        self.get(name).is_some()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Source> {
@@ -134,53 +248,110 @@ impl SourceSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::carrier::Carrier;
     use chrono::TimeZone;
 
     fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()
     }
 
-    fn source(name: &str, since: DateTime<Utc>, covers: &[&str]) -> Source {
-        let covers: Vec<String> = covers.iter().map(|c| c.to_string()).collect();
-        Source::new(name, Some(since), &covers).unwrap()
+    fn registry() -> CarrierRegistry {
+        let docomo = Carrier::new(
+            "jp-docomo",
+            "NTT docomo",
+            81,
+            &[],
+            &["株式会社NTTドコモ".into()],
+        );
+        CarrierRegistry::new(vec![docomo.unwrap()])
+    }
+
+    fn whole(prefixes: &[&str]) -> Vec<RawScope> {
+        prefixes.iter().map(|p| RawScope::whole(p)).collect()
     }
 
     #[test]
-    fn coverage_is_the_earliest_matching_source() {
-        let set = SourceSet::new(vec![
-            source("jp-all", at(2026, 1, 1), &["81"]),
-            source("docomo", at(2025, 1, 1), &["8190"]),
-            source("uk", at(2020, 1, 1), &["44"]),
-        ]);
-        let mobile = E164::parse("+819012345678", None).unwrap();
-        let other = E164::parse("+818012345678", None).unwrap();
-        let us = E164::parse("+12015550123", None).unwrap();
-        assert_eq!(set.covered_since(&mobile), Some(at(2025, 1, 1)));
-        assert_eq!(set.covered_since(&other), Some(at(2026, 1, 1)));
-        assert_eq!(set.covered_since(&us), None);
-        assert!(set.contains(&"docomo".parse().unwrap()));
-        assert!(!set.contains(&"kddi".parse().unwrap()));
+    fn scopes_resolve_carriers_and_default_to_every_kind() {
+        let raw = RawScope {
+            prefix: "81".into(),
+            carriers: vec!["株式会社ＮＴＴドコモ".into(), "jp-docomo".into()],
+            kinds: vec![],
+        };
+        let scope = Scope::resolve(&raw, &registry()).unwrap();
+        assert_eq!(scope.carriers, vec!["jp-docomo".parse().unwrap()]);
+        assert_eq!(scope.kinds.len(), 5);
+        assert!(!scope.is_whole());
+        assert!(scope.sees_carrier(Some(&"jp-docomo".parse().unwrap())));
+        assert!(!scope.sees_carrier(Some(&"jp-kddi".parse().unwrap())));
+        assert!(!scope.sees_carrier(None));
+        let unknown = RawScope {
+            carriers: vec!["SoftBank".into()],
+            ..raw
+        };
+        let err = Scope::resolve(&unknown, &registry()).unwrap_err();
+        assert_eq!(err.field, "scopes.carriers");
+        assert!(err.message.contains("SoftBank"), "{err}");
+    }
+
+    #[test]
+    fn freshness_follows_max_lag() {
+        let now = at(2026, 6, 2);
+        let mut live = Source::new(
+            "feed",
+            Some(at(2026, 1, 1)),
+            &whole(&["81"]),
+            Some(DEFAULT_MAX_LAG),
+            &registry(),
+        )
+        .unwrap();
+        assert_eq!(live.complete_to(now), None, "never heard from");
+        live.complete_until = Some(now - Duration::minutes(59));
+        assert!(live.is_fresh(now));
+        assert_eq!(live.complete_to(now), Some(now));
+        live.complete_until = Some(now - Duration::minutes(61));
+        assert!(!live.is_fresh(now));
+        assert_eq!(live.complete_to(now), live.complete_until);
+        let mut file = Source::new(
+            "file",
+            Some(at(2026, 1, 1)),
+            &whole(&["81"]),
+            None,
+            &registry(),
+        )
+        .unwrap();
+        file.complete_until = Some(now - Duration::seconds(1));
+        assert!(!file.is_fresh(now));
+        assert_eq!(file.complete_to(now), file.complete_until);
+        file.complete_until = Some(now + Duration::days(1));
+        assert_eq!(file.complete_to(now), Some(now), "never past now");
     }
 
     #[test]
     fn invalid_sources_name_the_field() {
         let since = Some(at(2026, 1, 1));
-        let covers = vec!["81".to_string()];
-        assert_eq!(Source::new("", since, &covers).unwrap_err().field, "name");
+        let r = registry();
+        let new =
+            |name: &str, since, scopes: &[RawScope], lag| Source::new(name, since, scopes, lag, &r);
+        let field = |e: Result<Source, FieldError>| e.unwrap_err().field;
+        assert_eq!(field(new("", since, &whole(&["81"]), None)), "name");
+        assert_eq!(field(new("a b", since, &whole(&["81"]), None)), "name");
         assert_eq!(
-            Source::new("a b", since, &covers).unwrap_err().field,
-            "name"
-        );
-        assert_eq!(
-            Source::new("ok", None, &covers).unwrap_err().field,
+            field(new("ok", None, &whole(&["81"]), None)),
             "tracking_since"
         );
-        assert_eq!(Source::new("ok", since, &[]).unwrap_err().field, "covers");
+        assert_eq!(field(new("ok", since, &[], None)), "scopes");
         assert_eq!(
-            Source::new("ok", since, &["+81".to_string()])
-                .unwrap_err()
-                .field,
-            "covers"
+            field(new("ok", since, &whole(&["+81"]), None)),
+            "scopes.prefix"
         );
+        assert_eq!(
+            field(new("ok", since, &whole(&["81"]), Some(Duration::zero()))),
+            "max_lag"
+        );
+        let set = SourceSet::new(vec![
+            new("docomo", since, &whole(&["8190", "81", "8190"]), None).unwrap(),
+        ]);
+        assert_eq!(set.get(&"docomo".parse().unwrap()).unwrap().scopes.len(), 2);
+        assert!(!set.contains(&"kddi".parse().unwrap()));
     }
 }

@@ -12,10 +12,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use super::number_cache::NumberState;
 use super::{Engine, EngineError};
 use crate::domain::FieldError;
 use crate::domain::auth::TenantName;
-use crate::domain::decision::{CheckInput, Decision, MaxAge, decide};
+use crate::domain::decision::{Decision, MaxAge};
 use crate::domain::event::{EventKind, StoredEvent};
 use crate::domain::number::ParsedNumber;
 use crate::store::{AlertRow, WatchRecord};
@@ -188,25 +189,18 @@ impl Engine {
             .await
             .map_err(|e| self.store_failed(e))?;
         let at = row.event.event.fact.occurred_at;
-        let history: Vec<_> = state
-            .history
-            .iter()
-            .filter(|f| f.occurred_at <= at)
-            .cloned()
-            .collect();
-        let ranges = self.catalog.ranges();
-        let sources = self.catalog.sources();
-        let input = CheckInput {
-            now: at,
-            max_age: MaxAge::new(0, self.config.max_lookback_hours)?,
-            owner_since: Some(row.owner_since),
+        let as_of_event = NumberState {
             mobile: number.mobile,
-            original_carrier: ranges.lookup(e164.digits()).map(|m| m.carrier),
-            covered_since: sources.covered_since(e164),
-            history: &history,
-            upstream: &[],
+            history: state
+                .history
+                .iter()
+                .filter(|f| f.occurred_at <= at)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
         };
-        Ok(decide(&input, self.config.policy))
+        let max_age = MaxAge::new(0, self.config.max_lookback_hours)?;
+        Ok(self.decide_at(at, e164, &as_of_event, max_age, Some(row.owner_since), &[]))
     }
 }
 

@@ -1,7 +1,9 @@
-//! What every check reads and imports replace whole: the source set and the carrier table.
+//! What every check reads and imports replace whole: the source set, the carrier table and
+//! the carrier registry.
 
 use std::sync::{Arc, RwLock};
 
+use crate::domain::carrier::CarrierRegistry;
 use crate::domain::source::SourceSet;
 use crate::ranges::CarrierTable;
 
@@ -9,9 +11,18 @@ use crate::ranges::CarrierTable;
 pub struct Catalog {
     sources: RwLock<Arc<SourceSet>>,
     ranges: RwLock<Arc<CarrierTable>>,
+    carriers: RwLock<Arc<CarrierRegistry>>,
 }
 
 impl Catalog {
+    pub fn carriers(&self) -> Arc<CarrierRegistry> {
+        read(&self.carriers)
+    }
+
+    pub fn set_carriers(&self, carriers: CarrierRegistry) {
+        write(&self.carriers, carriers);
+    }
+
     pub fn sources(&self) -> Arc<SourceSet> {
         read(&self.sources)
     }

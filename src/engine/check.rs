@@ -168,7 +168,7 @@ impl Engine {
         };
         let (max_age, owner_since) = (prepared.max_age, prepared.owner_since);
         let mut decision = self.decide(&e164, &state, max_age, owner_since, &[]);
-        if let Some(needs) = self.upstream_needs(&state, &decision, owner_since.as_ref()) {
+        if let Some(needs) = self.upstream_needs(&state, &mut decision, owner_since.as_ref()) {
             decision = self
                 .consult_upstream(&e164, &state, max_age, owner_since, needs)
                 .await;
@@ -254,8 +254,9 @@ impl Engine {
                     }
                 },
             };
-            let decision = self.decide(e164, state, row.max_age, row.owner_since, &[]);
-            if let Some(needs) = self.upstream_needs(state, &decision, row.owner_since.as_ref()) {
+            let mut decision = self.decide(e164, state, row.max_age, row.owner_since, &[]);
+            if let Some(needs) = self.upstream_needs(state, &mut decision, row.owner_since.as_ref())
+            {
                 consult.push((answers.len(), e164, state, row, needs));
             }
             answers.push(Ok((e164.clone(), decision)));
@@ -294,15 +295,31 @@ impl Engine {
         owner_since: Option<OwnerSince>,
         upstream: &[UpstreamAnswer],
     ) -> Decision {
+        self.decide_at(Utc::now(), e164, state, max_age, owner_since, upstream)
+    }
+
+    /// The decision as of `now`, over the catalog's ranges, carriers and sources.
+    pub(super) fn decide_at(
+        &self,
+        now: DateTime<Utc>,
+        e164: &E164,
+        state: &NumberState,
+        max_age: MaxAge,
+        owner_since: Option<OwnerSince>,
+        upstream: &[UpstreamAnswer],
+    ) -> Decision {
         let ranges = self.catalog.ranges();
         let sources = self.catalog.sources();
+        let carriers = self.catalog.carriers();
         let input = CheckInput {
-            now: Utc::now(),
+            now,
             max_age,
             owner_since,
             mobile: state.mobile,
+            digits: e164.digits(),
             original_carrier: ranges.lookup(e164.digits()).map(|m| m.carrier),
-            covered_since: sources.covered_since(e164),
+            carriers: &carriers,
+            sources: &sources,
             history: &state.history,
             upstream,
         };

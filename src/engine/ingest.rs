@@ -12,9 +12,10 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::carriers::Unregistered;
 use super::{Engine, EngineError};
 use crate::domain::event::{NewEvent, RawEvent};
-use crate::domain::number::E164;
+use crate::domain::number::{E164, calling_code};
 use crate::domain::source::SourceName;
 use crate::store::InsertOutcome;
 
@@ -42,6 +43,8 @@ pub struct IngestSession {
     /// Inputs that were already exactly their own valid E.164 form in this stream.
     valid_numbers: HashSet<String>,
     batch: Vec<NewEvent>,
+    /// Carrier names of the batch to register first (only when the server does that).
+    unregistered: Unregistered,
     rejected: u64,
     errors: Vec<(u64, String)>,
     /// Sources are re-read from the store at most once per stream when an unknown name
@@ -58,6 +61,7 @@ impl IngestSession {
         IngestSession {
             valid_numbers: HashSet::new(),
             batch: Vec::with_capacity(engine.config.ingest_batch_size),
+            unregistered: Unregistered::default(),
             engine,
             rejected: 0,
             errors: Vec::new(),
@@ -71,15 +75,26 @@ impl IngestSession {
     /// failure is an error.
     pub async fn push(&mut self, index: u64, raw: RawEvent) -> Result<(), EngineError> {
         let region = self.engine.config.default_region;
+        let register = self.engine.config.register_unknown_carriers;
+        let carriers = self.engine.carriers();
         let known = &self.valid_numbers;
-        let validated = NewEvent::validate_with(raw, Utc::now(), |input| {
-            // A number seen before in exactly its E.164 form needs no second parse
-            // (libphonenumber costs ~7 us a number).
-            if known.contains(input) {
-                return Ok(E164::from_trusted(input.to_string()));
-            }
-            E164::parse(input, region)
-        });
+        let unregistered = &mut self.unregistered;
+        let validated = NewEvent::validate_with(
+            raw,
+            Utc::now(),
+            |input| {
+                // A number seen before in exactly its E.164 form needs no second parse
+                // (libphonenumber costs ~7 us a number).
+                if known.contains(input) {
+                    return Ok(E164::from_trusted(input.to_string()));
+                }
+                E164::parse(input, region)
+            },
+            |field, name, number| {
+                let country = calling_code(number.digits());
+                unregistered.resolve(&carriers, register, field, name, country)
+            },
+        );
         let event = match validated {
             Ok(event) => event,
             Err(e) => {
@@ -148,6 +163,8 @@ impl IngestSession {
         if self.batch.is_empty() {
             return Ok(());
         }
+        let unregistered = std::mem::take(&mut self.unregistered);
+        self.engine.register_unreviewed(unregistered).await?;
         let batch = std::mem::replace(
             &mut self.batch,
             Vec::with_capacity(self.engine.config.ingest_batch_size),
@@ -189,6 +206,10 @@ async fn write_batches(
             .map_err(|e| engine.store_failed(e))?;
         engine.numbers.invalidate(batch.iter().map(|e| &e.number));
         engine.events_committed();
+        let mut delivered: Vec<&SourceName> = batch.iter().map(|e| &e.fact.source).collect();
+        delivered.sort();
+        delivered.dedup();
+        engine.heard_from(delivered).await?;
         total.inserted += outcome.inserted;
         total.duplicates += outcome.duplicates;
         tracing::debug!(

@@ -6,12 +6,14 @@ pub mod alerts;
 pub mod audit_memo;
 pub mod auth;
 mod availability;
+mod carriers;
 mod catalog;
 mod check;
 pub mod cloud_events;
 pub mod ingest;
 pub mod keys;
 pub mod number_cache;
+mod sources;
 mod upstream;
 pub mod webhooks;
 
@@ -22,22 +24,25 @@ use chrono::{FixedOffset, Offset, Utc};
 
 use crate::domain::FieldError;
 use crate::domain::auth::Scope;
+use crate::domain::carrier::CarrierRegistry;
 use crate::domain::decision::{DEFAULT_MAX_LOOKBACK_HOURS, Policy};
 use crate::domain::event::StoredEvent;
 use crate::domain::number::Region;
-use crate::domain::source::{Source, SourceSet};
+use crate::domain::source::SourceSet;
 use crate::error::ErrorKind;
-use crate::ranges::shipped::shipped_ranges;
+use crate::ranges::shipped::{shipped_carriers, shipped_ranges};
 use crate::ranges::{CarrierTable, RangeEntry};
 use crate::store::{Change, EventCursor, EventQuery, Store, StoreError};
 use crate::upstream::{UpstreamConfig, Upstreams};
 use access_log::AccessLog;
 use auth::{Admission, AuthError, AuthMode, Authenticator, Limits};
 use availability::Availability;
+pub use carriers::RangeImport;
 use catalog::Catalog;
 pub use check::{CheckAnswer, CheckRequest};
 pub use ingest::{DEFAULT_INGEST_BATCH_SIZE, IngestSession, IngestSummary, MAX_REPORTED_ERRORS};
 use number_cache::NumberCache;
+pub use sources::SourceDefinition;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -97,6 +102,9 @@ pub struct EngineConfig {
     pub request_timeout: Duration,
     /// Operators asked where no source covers a number; none by default.
     pub upstream: UpstreamConfig,
+    /// Register carrier names nobody registered (as unreviewed carriers, listed for
+    /// review) instead of refusing them.
+    pub register_unknown_carriers: bool,
 }
 
 impl Default for EngineConfig {
@@ -118,6 +126,7 @@ impl Default for EngineConfig {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             upstream: UpstreamConfig::default(),
+            register_unknown_carriers: false,
         }
     }
 }
@@ -146,9 +155,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads sources and carrier ranges (on first start, with no ranges stored, imports
-    /// the shipped range files), then follows the database's change feed, if it has one,
-    /// and watches the database's health in the background.
+    /// Loads carriers, sources and carrier ranges (on first start, with none stored, the
+    /// shipped registry and range files), then follows the database's change feed, if it
+    /// has one, and watches the database's health and the sources' freshness in the
+    /// background.
     pub async fn start(
         store: Arc<dyn Store>,
         config: EngineConfig,
@@ -159,9 +169,8 @@ impl Engine {
         } else {
             None
         };
-        let upstreams = upstream::build(config.upstream.clone())?;
         let engine = Arc::new(Engine {
-            upstreams: std::sync::RwLock::new(upstreams),
+            upstreams: std::sync::RwLock::new(None),
             numbers: NumberCache::new(config.cache_capacity),
             catalog: Catalog::default(),
             availability: Availability::new(changes.is_some()),
@@ -172,14 +181,27 @@ impl Engine {
             store,
             config,
         });
+        if engine.store.list_carriers().await?.is_empty() {
+            let shipped = shipped_carriers();
+            engine.store.upsert_carriers(&shipped).await?;
+            tracing::info!(
+                carriers = shipped.len(),
+                "loaded the shipped carrier registry"
+            );
+        }
+        engine.reload_carriers().await?;
         if engine.store.load_ranges().await?.is_empty() {
-            let shipped = dedup_keep_last(shipped_ranges());
-            engine.store.upsert_ranges(&shipped).await?;
-            tracing::info!(ranges = shipped.len(), "loaded the shipped carrier ranges");
+            let imported = engine.import_ranges(shipped_ranges()).await?;
+            tracing::info!(
+                ranges = imported.written,
+                "loaded the shipped carrier ranges"
+            );
         }
         engine.reload_ranges().await?;
         engine.reload_sources().await?;
+        engine.reload_upstreams(engine.config.upstream.clone())?;
         tokio::spawn(watch_database(Arc::downgrade(&engine)));
+        tokio::spawn(sources::watch_freshness(Arc::downgrade(&engine)));
         tokio::spawn(webhooks::dispatch(Arc::downgrade(&engine)));
         if engine.config.retention.is_some() {
             tokio::spawn(purge_periodically(Arc::downgrade(&engine)));
@@ -248,10 +270,6 @@ impl Engine {
         &self.config
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// Starts an ingest stream; see [`IngestSession`].
     pub fn ingest(self: &Arc<Self>) -> IngestSession {
         IngestSession::new(self.clone())
@@ -274,12 +292,6 @@ impl Engine {
         Ok(EventPage { events, next })
     }
 
-    pub async fn upsert_source(&self, source: &Source) -> Result<(), EngineError> {
-        self.store.upsert_source(source).await?;
-        self.reload_sources().await?;
-        Ok(())
-    }
-
     pub fn sources(&self) -> Arc<SourceSet> {
         self.catalog.sources()
     }
@@ -290,18 +302,45 @@ impl Engine {
         Ok(())
     }
 
-    /// Upserts ranges (a later entry wins over an earlier one with the same prefix) and
-    /// rebuilds the lookup table. Returns (written, total).
-    pub async fn import_ranges(&self, ranges: Vec<RangeEntry>) -> Result<(u64, u64), EngineError> {
-        let ranges = dedup_keep_last(ranges);
-        let written = self.store.upsert_ranges(&ranges).await?;
-        self.reload_ranges().await?;
-        Ok((written, self.catalog.ranges().len() as u64))
+    pub fn carriers(&self) -> Arc<CarrierRegistry> {
+        self.catalog.carriers()
     }
 
+    async fn reload_carriers(&self) -> Result<(), StoreError> {
+        let carriers = self.store.list_carriers().await?;
+        self.catalog.set_carriers(CarrierRegistry::new(carriers));
+        self.reroute_upstreams();
+        Ok(())
+    }
+
+    /// Rebuilds the lookup table from the stored ranges, whose carriers are ids (or, in
+    /// ranges stored before carriers had ids, names that resolve to them).
     async fn reload_ranges(&self) -> Result<(), StoreError> {
-        let table = CarrierTable::new(&self.store.load_ranges().await?);
-        self.catalog.set_ranges(table);
+        let stored = self.store.load_ranges().await?;
+        let carriers = self.carriers();
+        let mut unresolved = 0usize;
+        let resolved: Vec<_> = stored
+            .iter()
+            .filter_map(|r| {
+                let country = crate::domain::number::calling_code(r.prefix.as_str());
+                match carriers.resolve(&r.carrier, country) {
+                    Ok(c) => Some((&r.prefix, c.id.clone())),
+                    Err(_) => {
+                        unresolved += 1;
+                        None
+                    }
+                }
+            })
+            .collect();
+        if unresolved > 0 {
+            tracing::warn!(
+                unresolved,
+                "stored ranges name carriers the registry does not know; they are left out \
+                 until the carriers are registered (numguard carriers add)"
+            );
+        }
+        self.catalog
+            .set_ranges(CarrierTable::new(resolved.iter().map(|(p, c)| (*p, c))));
         Ok(())
     }
 
@@ -315,6 +354,10 @@ impl Engine {
             }
             Change::Sources => self.reload_sources().await,
             Change::Ranges => self.reload_ranges().await,
+            Change::Carriers => match self.reload_carriers().await {
+                Ok(()) => self.reload_ranges().await,
+                Err(e) => Err(e),
+            },
             Change::Keys => {
                 self.auth.forget_cached();
                 Ok(())
@@ -325,7 +368,10 @@ impl Engine {
                 self.events_committed();
                 self.availability.set_feed(true);
                 match self.reload_sources().await {
-                    Ok(()) => self.reload_ranges().await,
+                    Ok(()) => match self.reload_carriers().await {
+                        Ok(()) => self.reload_ranges().await,
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 }
             }

@@ -9,20 +9,35 @@ use chrono::NaiveDate;
 
 use super::number_cache::NumberState;
 use super::{Engine, EngineError};
+use crate::domain::carrier::CarrierRegistry;
 use crate::domain::decision::{Decision, MaxAge, Ownership, SimSwap};
 use crate::domain::number::E164;
 use crate::domain::owner_since::OwnerSince;
 use crate::upstream::{Route, UpstreamConfig, Upstreams};
 
 /// The look-ups for `config`, or `None` when it names no provider.
-pub(super) fn build(config: UpstreamConfig) -> Result<Option<Arc<Upstreams>>, EngineError> {
+pub(super) fn build(
+    config: UpstreamConfig,
+    carriers: &CarrierRegistry,
+) -> Result<Option<Arc<Upstreams>>, EngineError> {
     if config.providers.providers.is_empty() {
         return Ok(None);
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let upstreams = Upstreams::new(config).map_err(EngineError::UpstreamSetup)?;
+    route(&upstreams, carriers);
     tracing::info!(providers = ?upstreams.names(), "upstream look-ups on");
     Ok(Some(Arc::new(upstreams)))
+}
+
+/// Points each provider at the carriers its names resolve to, saying which do not.
+fn route(upstreams: &Upstreams, carriers: &CarrierRegistry) {
+    for problem in upstreams.resolve_carriers(carriers) {
+        tracing::error!(
+            "{problem}; that name routes nowhere until the carrier is registered \
+             (numguard carriers add|alias)"
+        );
+    }
 }
 
 /// What a decision still needs from the operator, and which providers routed it.
@@ -37,7 +52,7 @@ pub(super) struct Needs {
 impl Engine {
     /// Replaces the providers (their cached answers and circuit states start afresh).
     pub fn reload_upstreams(&self, config: UpstreamConfig) -> Result<(), EngineError> {
-        let fresh = build(config)?;
+        let fresh = build(config, &self.carriers())?;
         if fresh.is_none() {
             tracing::info!("upstream look-ups off");
         }
@@ -48,6 +63,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Re-resolves the providers' carrier names after the registry changed.
+    pub(super) fn reroute_upstreams(&self) {
+        if let Some(upstreams) = self.current_upstreams() {
+            route(&upstreams, &self.carriers());
+        }
+    }
+
     fn current_upstreams(&self) -> Option<Arc<Upstreams>> {
         self.upstreams
             .read()
@@ -55,11 +77,13 @@ impl Engine {
             .clone()
     }
 
-    /// `None` when the decision needs nothing the operator could give.
+    /// What to ask the operator; `None` when the decision needs nothing the operator could
+    /// give, or when no provider serves the number's carrier (which the decision's
+    /// UNKNOWN reasons then say).
     pub(super) fn upstream_needs(
         &self,
         state: &NumberState,
-        decision: &Decision,
+        decision: &mut Decision,
         owner_since: Option<&OwnerSince>,
     ) -> Option<Needs> {
         let sim_swap = decision.sim_swap == SimSwap::Unknown;
@@ -71,7 +95,11 @@ impl Engine {
             return None;
         }
         let upstreams = self.current_upstreams()?;
-        let route = upstreams.route(decision.current_carrier.as_deref())?;
+        let carrier = decision.current_carrier.as_ref().map(|c| &c.id);
+        let Some(route) = upstreams.route(carrier) else {
+            decision.note_no_provider();
+            return None;
+        };
         Some(Needs {
             upstreams,
             route,

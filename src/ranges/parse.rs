@@ -44,6 +44,8 @@ pub struct LineError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParsedRanges {
     pub entries: Vec<RangeEntry>,
+    /// The 1-based line of each entry.
+    pub lines: Vec<usize>,
     pub errors: Vec<LineError>,
 }
 
@@ -60,7 +62,10 @@ pub fn parse_ranges(text: &str, format: RangeFormat) -> ParsedRanges {
             RangeFormat::MicCsv => mic_line(line),
         };
         match result {
-            Ok(Some(entry)) => parsed.entries.push(entry),
+            Ok(Some(entry)) => {
+                parsed.entries.push(entry);
+                parsed.lines.push(index + 1);
+            }
             Ok(None) => {}
             Err(reason) => parsed.errors.push(LineError {
                 line: index + 1,

@@ -148,7 +148,7 @@ impl From<Refusal> for RestError {
             | Refusal::DateBeforeCoverage { .. }
             | Refusal::DateInFuture => Code::OutOfRange,
             Refusal::NotMobile => Code::ServiceNotApplicable,
-            Refusal::NotCovered => Code::IdentifierNotFound,
+            Refusal::NotCovered(_) => Code::IdentifierNotFound,
             Refusal::UpstreamUnavailable { .. } => Code::Unavailable,
         };
         RestError::new(code, r.to_string())
@@ -204,7 +204,11 @@ mod tests {
             (Refusal::MaxAgeOutsideCamara(0), 400, "OUT_OF_RANGE"),
             (Refusal::DateInFuture, 400, "OUT_OF_RANGE"),
             (Refusal::NotMobile, 422, "SERVICE_NOT_APPLICABLE"),
-            (Refusal::NotCovered, 404, "IDENTIFIER_NOT_FOUND"),
+            (
+                Refusal::NotCovered("sim_swap: no source reports SIM_SWAP".into()),
+                404,
+                "IDENTIFIER_NOT_FOUND",
+            ),
         ];
         for (refusal, status, code) in cases {
             let e = RestError::from(refusal);

@@ -10,10 +10,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::auth::{Scopes, TenantName, TimePrecision};
+use crate::domain::carrier::Carrier;
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::owner_since::OwnerSince;
-use crate::domain::source::Source;
+use crate::domain::source::{Source, SourceName};
 use crate::error::ErrorKind;
 use crate::ranges::RangeEntry;
 
@@ -118,6 +119,8 @@ pub enum Change {
     Sources,
     /// Carrier ranges were imported.
     Ranges,
+    /// Carriers were registered or changed.
+    Carriers,
     /// An API key was revoked or a tenant's settings changed.
     Keys,
     /// The feed is (again) listening. Anything before this may have been missed, so
@@ -266,9 +269,21 @@ pub struct EventQuery {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Creates or replaces a source by name.
+    /// Creates or replaces a source's definition by name; its freshness state
+    /// (`complete_until`) is kept.
     async fn upsert_source(&self, source: &Source) -> Result<(), StoreError>;
     async fn list_sources(&self) -> Result<Vec<Source>, StoreError>;
+    /// Moves a source's `complete_until` forward to `at` (never back); `false` when no
+    /// source has that name.
+    async fn advance_complete_until(
+        &self,
+        name: &SourceName,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Creates or replaces carriers by id.
+    async fn upsert_carriers(&self, carriers: &[Carrier]) -> Result<(), StoreError>;
+    /// Every carrier, by id.
+    async fn list_carriers(&self) -> Result<Vec<Carrier>, StoreError>;
     /// Inserts a batch in one transaction; returns after the commit.
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome, StoreError>;
     /// Every event of one number, in no particular order.

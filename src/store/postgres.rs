@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder, Row};
 use tokio::sync::{mpsc, watch};
 
 use super::sql::queue::{self, Queue};
@@ -18,9 +18,10 @@ use super::{
     StoreError, SubscriptionRecord, WatchRecord, sql,
 };
 use crate::domain::auth::{TenantName, TimePrecision};
+use crate::domain::carrier::Carrier;
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
-use crate::domain::source::Source;
+use crate::domain::source::{Source, SourceName};
 use crate::ranges::RangeEntry;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -128,6 +129,7 @@ async fn listen(
                         _ => match notification.payload() {
                             "sources" => Some(Change::Sources),
                             "keys" => Some(Change::Keys),
+                            "carriers" => Some(Change::Carriers),
                             _ => Some(Change::Ranges),
                         },
                     };
@@ -184,22 +186,26 @@ fn numbers_change(payload: &str, origin: &str, echo: &watch::Sender<u64>) -> Opt
 #[async_trait]
 impl Store for PgStore {
     async fn upsert_source(&self, source: &Source) -> Result<(), StoreError> {
-        let covers: Vec<String> = source.covers.iter().map(|p| p.to_string()).collect();
+        let columns = sql::SourceColumns::of(source);
         sqlx::query(
-            "INSERT INTO sources (name, tracking_since, covers) VALUES ($1, $2, $3)
+            "INSERT INTO sources (name, tracking_since, covers, scopes, max_lag_us)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (name) DO UPDATE SET tracking_since = excluded.tracking_since,
-                 covers = excluded.covers, updated_at = now()",
+                 covers = excluded.covers, scopes = excluded.scopes,
+                 max_lag_us = excluded.max_lag_us, updated_at = now()",
         )
         .bind(source.name.as_str().to_string())
         .bind(source.tracking_since)
-        .bind(covers)
+        .bind(sql::covers_of(source))
+        .bind(columns.scopes)
+        .bind(columns.max_lag_us)
         .execute(&self.pool)
         .await?;
         self.notify_catalog("sources").await
     }
 
     async fn list_sources(&self) -> Result<Vec<Source>, StoreError> {
-        sqlx::query("SELECT name, tracking_since, covers FROM sources ORDER BY name")
+        sqlx::query(sql::SOURCE_SELECT)
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -209,8 +215,45 @@ impl Store for PgStore {
                     row.try_get("name")?,
                     row.try_get("tracking_since")?,
                     &covers,
+                    sql::SourceColumns::read(row)?,
                 )
             })
+            .collect()
+    }
+
+    async fn advance_complete_until(
+        &self,
+        name: &SourceName,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sql::advance_complete_until::<Postgres>(name, at)
+            .build()
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() > 0 {
+            self.notify_catalog("sources").await?;
+        }
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn upsert_carriers(&self, carriers: &[Carrier]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in carriers.chunks(1_000) {
+            sql::upsert_carriers::<Postgres>(chunk)
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.notify_catalog("carriers").await
+    }
+
+    async fn list_carriers(&self) -> Result<Vec<Carrier>, StoreError> {
+        sqlx::query(sql::SELECT_CARRIERS)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(sql::carrier_from)
             .collect()
     }
 
@@ -237,8 +280,8 @@ impl Store for PgStore {
             numbers.push(e.number.as_str().to_string());
             kinds.push(e.fact.kind.as_str().to_string());
             times.push(e.fact.occurred_at);
-            froms.push(e.fact.from_carrier.clone());
-            tos.push(e.fact.to_carrier.clone());
+            froms.push(e.fact.from_carrier.as_ref().map(|c| c.to_string()));
+            tos.push(e.fact.to_carrier.as_ref().map(|c| c.to_string()));
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let payloads = notify_payloads(&self.origin, seq, &numbers);

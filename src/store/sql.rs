@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
 
 use super::{EventQuery, StoreError};
+use crate::domain::carrier::{Carrier, CarrierId};
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::owner_since::OwnerSince;
-use crate::domain::source::Source;
+use crate::domain::source::{Scope, Source, SourceName};
 use crate::ranges::RangeEntry;
 
 pub const SELECT_EVENTS: &str = "SELECT id, source, source_event_id, number, kind, occurred_at, \
@@ -82,9 +83,15 @@ where
         source_event_id: row.try_get("source_event_id")?,
         kind: kind_from(&kind)?,
         occurred_at: time(row, "occurred_at")?,
-        from_carrier: row.try_get("from_carrier")?,
-        to_carrier: row.try_get("to_carrier")?,
+        from_carrier: carrier_id_from(row.try_get("from_carrier")?),
+        to_carrier: carrier_id_from(row.try_get("to_carrier")?),
     })
+}
+
+/// Events store carrier ids (events from before carriers had ids keep the name they came
+/// with; it matches no id, so no carrier-scoped source counts them as its subscriber's).
+fn carrier_id_from(text: Option<String>) -> Option<CarrierId> {
+    text.map(|t| CarrierId::from_trusted(&t))
 }
 
 /// Sorts rows of `number` plus the [`fact_from`] columns into one history per number, in
@@ -141,14 +148,198 @@ where
     })
 }
 
-/// A source as stored: its covers come back as a list of prefix strings.
+/// A scope as stored, in the `scopes` JSON column.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredScope {
+    prefix: String,
+    carriers: Vec<String>,
+    kinds: Vec<String>,
+}
+
+/// The `scopes` column of a source.
+pub fn scopes_json(source: &Source) -> String {
+    let stored: Vec<StoredScope> = source
+        .scopes
+        .iter()
+        .map(|s| StoredScope {
+            prefix: s.prefix.to_string(),
+            carriers: s.carriers.iter().map(|c| c.to_string()).collect(),
+            kinds: s.kinds.iter().map(|k| k.as_str().to_string()).collect(),
+        })
+        .collect();
+    serde_json::to_string(&stored).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// The legacy `covers` column: every prefix the source's scopes name.
+pub fn covers_of(source: &Source) -> Vec<String> {
+    let mut covers: Vec<String> = source.scopes.iter().map(|s| s.prefix.to_string()).collect();
+    covers.dedup();
+    covers
+}
+
+/// The columns a source is stored in beside its name, tracking start and covers.
+pub struct SourceColumns {
+    pub scopes: Option<String>,
+    pub max_lag_us: Option<i64>,
+    pub complete_until_us: Option<i64>,
+}
+
+impl SourceColumns {
+    pub fn of(source: &Source) -> SourceColumns {
+        SourceColumns {
+            scopes: Some(scopes_json(source)),
+            max_lag_us: source.max_lag.and_then(|lag| lag.num_microseconds()),
+            complete_until_us: source.complete_until.map(micros),
+        }
+    }
+
+    pub fn read<R>(row: &R) -> Result<SourceColumns, StoreError>
+    where
+        R: Row,
+        for<'c> &'c str: ColumnIndex<R>,
+        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(SourceColumns {
+            scopes: row.try_get("scopes")?,
+            max_lag_us: row.try_get("max_lag_us")?,
+            complete_until_us: row.try_get("complete_until_us")?,
+        })
+    }
+}
+
+/// Every source with every column [`source_from`] reads.
+pub const SOURCE_SELECT: &str = "SELECT name, tracking_since, covers, scopes, max_lag_us, \
+     complete_until_us FROM sources ORDER BY name";
+
+/// A source as stored. Scopes were validated on the way in, so they are read back as
+/// they are; a row without scopes takes its covers as whole prefixes.
 pub fn source_from(
     name: String,
     tracking_since: DateTime<Utc>,
     covers: &[String],
+    columns: SourceColumns,
 ) -> Result<Source, StoreError> {
-    Source::new(&name, Some(tracking_since), covers)
-        .map_err(|e| StoreError::Corrupt(format!("source {name:?}: {e}")))
+    let corrupt = |e: String| StoreError::Corrupt(format!("source {name:?}: {e}"));
+    let scopes = match &columns.scopes {
+        None => covers
+            .iter()
+            .map(|c| whole_scope(c))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(corrupt)?,
+        Some(json) => serde_json::from_str::<Vec<StoredScope>>(json)
+            .map_err(|e| corrupt(e.to_string()))?
+            .into_iter()
+            .map(|s| {
+                Ok(Scope {
+                    prefix: s.prefix.parse().map_err(|e| format!("{e}"))?,
+                    carriers: s
+                        .carriers
+                        .iter()
+                        .map(|c| CarrierId::from_trusted(c))
+                        .collect(),
+                    kinds: s
+                        .kinds
+                        .iter()
+                        .map(|k| k.parse().map_err(|e| format!("{e}")))
+                        .collect::<Result<Vec<_>, String>>()?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(corrupt)?,
+    };
+    Ok(Source {
+        name: name.parse().map_err(|e| corrupt(format!("{e}")))?,
+        tracking_since,
+        scopes,
+        max_lag: columns.max_lag_us.map(chrono::Duration::microseconds),
+        complete_until: columns.complete_until_us.map(from_micros).transpose()?,
+    })
+}
+
+fn whole_scope(prefix: &str) -> Result<Scope, String> {
+    Ok(Scope {
+        prefix: prefix.parse().map_err(|e| format!("{e}"))?,
+        carriers: Vec::new(),
+        kinds: EventKind::ALL.to_vec(),
+    })
+}
+
+/// Moves a source's `complete_until` forward to `at`, never back.
+pub fn advance_complete_until<DB>(name: &SourceName, at: DateTime<Utc>) -> QueryBuilder<DB>
+where
+    DB: Database,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::new(
+        "UPDATE sources SET complete_until_us = CASE WHEN complete_until_us IS NULL OR complete_until_us < ",
+    );
+    sql.push_bind(micros(at))
+        .push(" THEN ")
+        .push_bind(micros(at))
+        .push(" ELSE complete_until_us END WHERE name = ")
+        .push_bind(name.as_str().to_string());
+    sql
+}
+
+pub const SELECT_CARRIERS: &str =
+    "SELECT id, name, country_code, mcc_mnc, aliases, reviewed FROM carriers ORDER BY id";
+
+/// Inserts or replaces carriers by id.
+pub fn upsert_carriers<DB>(carriers: &[Carrier]) -> QueryBuilder<DB>
+where
+    DB: Database,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    bool: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    let now = micros(Utc::now());
+    let mut sql = QueryBuilder::new(
+        "INSERT INTO carriers (id, name, country_code, mcc_mnc, aliases, reviewed, updated_at) ",
+    );
+    sql.push_values(carriers, |mut row, c| {
+        row.push_bind(c.id.to_string())
+            .push_bind(c.name.clone())
+            .push_bind(i64::from(c.country_code))
+            .push_bind(serde_json::to_string(&c.mcc_mnc).unwrap_or_else(|_| "[]".into()))
+            .push_bind(serde_json::to_string(&c.aliases).unwrap_or_else(|_| "[]".into()))
+            .push_bind(c.reviewed)
+            .push_bind(now);
+    });
+    sql.push(
+        " ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+         country_code = excluded.country_code, mcc_mnc = excluded.mcc_mnc, \
+         aliases = excluded.aliases, reviewed = excluded.reviewed, \
+         updated_at = excluded.updated_at",
+    );
+    sql
+}
+
+/// Reads a row of [`SELECT_CARRIERS`].
+pub fn carrier_from<R>(row: &R) -> Result<Carrier, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id: String = row.try_get("id")?;
+    let corrupt = |e: String| StoreError::Corrupt(format!("carrier {id:?}: {e}"));
+    let list = |column: &str| -> Result<Vec<String>, StoreError> {
+        let json: String = row.try_get(column)?;
+        serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))
+    };
+    let country_code: i64 = row.try_get("country_code")?;
+    Ok(Carrier {
+        id: CarrierId::from_trusted(&id),
+        name: row.try_get("name")?,
+        country_code: u16::try_from(country_code).map_err(|e| corrupt(e.to_string()))?,
+        mcc_mnc: list("mcc_mnc")?,
+        aliases: list("aliases")?,
+        reviewed: row.try_get("reviewed")?,
+    })
 }
 
 pub fn range_from(prefix: String, carrier: String) -> Result<RangeEntry, StoreError> {

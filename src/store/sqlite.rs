@@ -17,9 +17,10 @@ use super::{
     StoreError, SubscriptionRecord, WatchRecord, sql,
 };
 use crate::domain::auth::{TenantName, TimePrecision};
+use crate::domain::carrier::Carrier;
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
-use crate::domain::source::Source;
+use crate::domain::source::{Source, SourceName};
 use crate::ranges::RangeEntry;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -78,15 +79,19 @@ fn time_at(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn upsert_source(&self, source: &Source) -> Result<(), StoreError> {
-        let covers: Vec<&str> = source.covers.iter().map(|p| p.as_str()).collect();
+        let columns = sql::SourceColumns::of(source);
         sqlx::query(
-            "INSERT INTO sources (name, tracking_since, covers, updated_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO sources (name, tracking_since, covers, scopes, max_lag_us, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?)
              ON CONFLICT (name) DO UPDATE SET tracking_since = excluded.tracking_since,
-                 covers = excluded.covers, updated_at = excluded.updated_at",
+                 covers = excluded.covers, scopes = excluded.scopes,
+                 max_lag_us = excluded.max_lag_us, updated_at = excluded.updated_at",
         )
         .bind(source.name.as_str())
         .bind(micros(source.tracking_since))
-        .bind(covers.join(" "))
+        .bind(sql::covers_of(source).join(" "))
+        .bind(columns.scopes)
+        .bind(columns.max_lag_us)
         .bind(micros(Utc::now()))
         .execute(&self.write)
         .await?;
@@ -94,7 +99,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_sources(&self) -> Result<Vec<Source>, StoreError> {
-        sqlx::query("SELECT name, tracking_since, covers FROM sources ORDER BY name")
+        sqlx::query(sql::SOURCE_SELECT)
             .fetch_all(&self.read)
             .await?
             .iter()
@@ -105,8 +110,42 @@ impl Store for SqliteStore {
                     row.try_get("name")?,
                     time_at(row, "tracking_since")?,
                     &covers,
+                    sql::SourceColumns::read(row)?,
                 )
             })
+            .collect()
+    }
+
+    async fn advance_complete_until(
+        &self,
+        name: &SourceName,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sql::advance_complete_until::<Sqlite>(name, at)
+            .build()
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn upsert_carriers(&self, carriers: &[Carrier]) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        for chunk in carriers.chunks(ROWS_PER_INSERT) {
+            sql::upsert_carriers::<Sqlite>(chunk)
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_carriers(&self) -> Result<Vec<Carrier>, StoreError> {
+        sqlx::query(sql::SELECT_CARRIERS)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(sql::carrier_from)
             .collect()
     }
 
@@ -125,8 +164,8 @@ impl Store for SqliteStore {
                     .push_bind(e.number.as_str().to_string())
                     .push_bind(e.fact.kind.as_str())
                     .push_bind(micros(e.fact.occurred_at))
-                    .push_bind(e.fact.from_carrier.clone())
-                    .push_bind(e.fact.to_carrier.clone())
+                    .push_bind(e.fact.from_carrier.as_ref().map(|c| c.to_string()))
+                    .push_bind(e.fact.to_carrier.as_ref().map(|c| c.to_string()))
                     .push_bind(ingested_at);
             });
             insert.push(" ON CONFLICT (source, source_event_id) DO NOTHING");

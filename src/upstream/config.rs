@@ -22,8 +22,7 @@ pub struct ProvidersFile {
 #[serde(deny_unknown_fields)]
 pub struct Provider {
     pub name: String,
-    /// Carrier names as they appear in the range data and in PORT events; matched without
-    /// regard to case.
+    /// Carriers it serves, by id or by any spelling the carrier registry knows.
     pub carriers: Vec<String>,
     /// The operator's API root: `{base_url}/sim-swap/v2/check` and
     /// `{base_url}/number-recycling/v0.2/check`.
@@ -110,12 +109,6 @@ impl Provider {
             *url = checked;
         }
         Ok(self)
-    }
-
-    pub fn serves(&self, carrier: &str) -> bool {
-        self.carriers
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(carrier))
     }
 }
 
@@ -208,8 +201,6 @@ mod tests {
         let p = provider("docomo").validated().unwrap();
         assert_eq!(p.carriers, ["NTT Docomo"]);
         assert_eq!(p.base_url, "https://api.docomo.example/camara");
-        assert!(p.serves("ntt docomo"));
-        assert!(!p.serves("KDDI"));
         let plain = Provider {
             base_url: "http://api.example.com".into(),
             ..provider("x")

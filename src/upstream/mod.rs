@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use moka::Expiry;
 
+use crate::domain::carrier::{CarrierId, CarrierRegistry};
 use crate::domain::number::E164;
 use crate::domain::upstream::{Question, UpstreamAnswer};
 use breaker::BreakerConfig;
@@ -97,6 +98,9 @@ fn time_to_live(
 
 pub struct Upstreams {
     providers: Vec<ProviderClient>,
+    /// Per provider, the carrier ids its names resolve to in the registry (re-resolved
+    /// when carriers change).
+    serves: std::sync::RwLock<Vec<Vec<CarrierId>>>,
     cache: moka::future::Cache<Key, Cached>,
     settings: UpstreamSettings,
 }
@@ -106,6 +110,7 @@ pub struct Upstreams {
 pub struct Route(usize);
 
 impl Upstreams {
+    /// Builds the clients; route them with [`Upstreams::resolve_carriers`].
     pub fn new(config: UpstreamConfig) -> Result<Upstreams, String> {
         let UpstreamConfig {
             providers: file,
@@ -122,6 +127,7 @@ impl Upstreams {
             .collect();
         Ok(Upstreams {
             providers,
+            serves: std::sync::RwLock::default(),
             cache: moka::future::Cache::builder()
                 .max_capacity(settings.cache_capacity)
                 .expire_after(PerEntry)
@@ -134,12 +140,43 @@ impl Upstreams {
         self.providers.iter().map(ProviderClient::name).collect()
     }
 
-    /// The provider serving `carrier`, if one is configured.
-    pub fn route(&self, carrier: Option<&str>) -> Option<Route> {
-        let carrier = carrier?;
-        self.providers
+    /// Resolves each provider's carrier names to ids in `carriers`, for routing. Returns
+    /// the names that resolve to none (`provider: reason`); those route nowhere until a
+    /// carrier registered later makes them resolve.
+    pub fn resolve_carriers(&self, carriers: &CarrierRegistry) -> Vec<String> {
+        let mut unresolved = Vec::new();
+        let serves = self
+            .providers
             .iter()
-            .position(|p| p.provider.serves(carrier))
+            .map(|p| {
+                p.provider
+                    .carriers
+                    .iter()
+                    .filter_map(|name| match carriers.resolve(name, None) {
+                        Ok(c) => Some(c.id.clone()),
+                        Err(e) => {
+                            unresolved.push(format!("provider {:?}: carriers: {e}", p.name()));
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        *self
+            .serves
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = serves;
+        unresolved
+    }
+
+    /// The provider serving `carrier`, if one is configured.
+    pub fn route(&self, carrier: Option<&CarrierId>) -> Option<Route> {
+        let carrier = carrier?;
+        self.serves
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .position(|ids| ids.contains(carrier))
             .map(Route)
     }
 

@@ -241,6 +241,8 @@ pub fn port(
     }
 }
 
+/// Registers a live source that sees every carrier and kind under `covers`, and hears from
+/// it now, so it counts as complete up to now (for its max lag, an hour).
 pub async fn add_source(server: &TestServer, name: &str, since: DateTime<Utc>, covers: &[&str]) {
     server
         .admin()
@@ -249,9 +251,25 @@ pub async fn add_source(server: &TestServer, name: &str, since: DateTime<Utc>, c
             name: name.into(),
             tracking_since: Some(timestamp(since)),
             covers: covers.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
         })
         .await
         .expect("upsert source");
+    heartbeat(server, name).await;
+}
+
+/// Hears from a source now.
+pub async fn heartbeat(server: &TestServer, name: &str) -> pb::Source {
+    server
+        .admin()
+        .await
+        .heartbeat(pb::HeartbeatRequest {
+            source: name.into(),
+            complete_until: None,
+        })
+        .await
+        .expect("heartbeat")
+        .into_inner()
 }
 
 pub async fn ingest(server: &TestServer, events: Vec<pb::Event>) -> pb::IngestSummary {

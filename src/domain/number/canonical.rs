@@ -39,6 +39,20 @@ pub struct Canonical {
     pub mobile: bool,
 }
 
+/// Whether the metadata knows `code` as a country calling code.
+pub fn is_calling_code(code: u16) -> bool {
+    PLANS.known.get(usize::from(code)).copied().unwrap_or(false)
+}
+
+/// The country calling code `digits` (E.164 without `+`, or a prefix of it) start with:
+/// calling codes are prefix-free, so the first known 1-, 2- or 3-digit prefix is it.
+pub fn calling_code(digits: &str) -> Option<u16> {
+    (1..=3.min(digits.len())).find_map(|len| {
+        let code: u16 = digits[..len].parse().ok()?;
+        is_calling_code(code).then_some(code)
+    })
+}
+
 /// Reads `input` if it is `+` and digits that the library would accept unchanged as a
 /// valid number; `None` means "ask the library".
 pub fn read(input: &str) -> Option<Canonical> {

@@ -3,6 +3,8 @@
 
 mod canonical;
 
+pub use canonical::{calling_code, is_calling_code};
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,0 +1,374 @@
+//! What the sources can see of one number (SPEC §1 "sees", §2 "covered"): the serving
+//! carrier instant by instant, which kinds each source reports while it serves, how far
+//! each source's data is complete, and so from when each question can be answered and, where
+//! it cannot, why. Pure: the history, the sources and `now` in; intervals out.
+//!
+//! Instants are whole microseconds (every input instant is cut to them), so an interval is
+//! a closed range of integers and "just after t" is `t + 1`.
+
+use chrono::{DateTime, Utc};
+
+use super::carrier::CarrierId;
+use super::event::{EventFact, EventKind};
+use super::source::{SourceName, SourceSet};
+
+/// A question a check answers, each needing its own kinds to be seen (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Question {
+    /// Needs `SIM_SWAP`, `PORT` and `REASSIGN`.
+    SimSwap,
+    /// Needs `DISCONNECT`.
+    Ownership,
+    /// Needs `DEVICE_SWAP`.
+    DeviceSwap,
+}
+
+impl Question {
+    pub const ALL: [Question; 3] = [Question::SimSwap, Question::Ownership, Question::DeviceSwap];
+
+    pub fn needs(self) -> &'static [EventKind] {
+        match self {
+            Question::SimSwap => &[EventKind::SimSwap, EventKind::Port, EventKind::Reassign],
+            Question::Ownership => &[EventKind::Disconnect],
+            Question::DeviceSwap => &[EventKind::DeviceSwap],
+        }
+    }
+
+    /// The field of the answer it fills.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Question::SimSwap => "sim_swap",
+            Question::Ownership => "ownership",
+            Question::DeviceSwap => "device_swap",
+        }
+    }
+}
+
+/// What coverage looks at for one number.
+#[derive(Debug, Clone, Copy)]
+pub struct CoverageInput<'a> {
+    /// The number, E.164 without `+`.
+    pub digits: &'a str,
+    pub now: DateTime<Utc>,
+    /// The range holder.
+    pub range_holder: Option<&'a CarrierId>,
+    /// The number's events, in any order; its ports make the serving-carrier timeline.
+    pub history: &'a [EventFact],
+    pub sources: &'a SourceSet,
+}
+
+/// One question's coverage, as answers report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuestionCoverage {
+    pub question: Question,
+    /// The earliest instant from which the question is covered at every instant up to
+    /// now; `None` when it is not covered now.
+    pub covered_since: Option<DateTime<Utc>>,
+    /// The sources that supply its kinds from `covered_since` to now, by name.
+    pub sources: Vec<SourceName>,
+    /// When the question's answer is UNKNOWN, why: the gap in coverage, named.
+    pub gap: Option<String>,
+}
+
+/// Why one needed kind is not seen at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub kind: EventKind,
+    pub at: DateTime<Utc>,
+    pub cause: GapCause,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GapCause {
+    /// No source reports the kind for numbers under this number's prefixes.
+    NoSource,
+    /// Sources report it only for other carriers' subscribers; `serving` served it then.
+    OtherCarriers { serving: Option<CarrierId> },
+    /// The sources that would see it start tracking only at `from`.
+    NotYetTracking { from: DateTime<Utc> },
+    /// A source that would see it has data only up to `complete_until` (`None`: it was
+    /// never heard from).
+    Stale {
+        source: SourceName,
+        complete_until: Option<DateTime<Utc>>,
+    },
+}
+
+/// Who served a number when: `carriers[i]` from `starts[i]` on (SPEC §1: the `to_carrier`
+/// of the newest `PORT` strictly before the instant, else the range holder).
+#[derive(Debug, Clone)]
+struct Timeline<'a> {
+    starts: Vec<i64>,
+    carriers: Vec<Option<&'a CarrierId>>,
+}
+
+impl<'a> Timeline<'a> {
+    fn new(holder: Option<&'a CarrierId>, history: &'a [EventFact]) -> Timeline<'a> {
+        let mut ports: Vec<&EventFact> = history
+            .iter()
+            .filter(|e| e.kind == EventKind::Port)
+            .collect();
+        ports.sort_by(|a, b| a.chronological(b));
+        let mut timeline = Timeline {
+            starts: vec![i64::MIN],
+            carriers: vec![holder],
+        };
+        for port in ports {
+            let start = micros(port.occurred_at).saturating_add(1);
+            let carrier = port.to_carrier.as_ref();
+            if timeline.starts.last() == Some(&start) {
+                // Equal times: the later port in the fixed order wins.
+                if let Some(last) = timeline.carriers.last_mut() {
+                    *last = carrier;
+                }
+            } else {
+                timeline.starts.push(start);
+                timeline.carriers.push(carrier);
+            }
+        }
+        timeline
+    }
+
+    fn serving_at(&self, t: i64) -> Option<&'a CarrierId> {
+        let i = self.starts.partition_point(|&s| s <= t).saturating_sub(1);
+        self.carriers.get(i).copied().flatten()
+    }
+
+    /// Each stretch as `(first, last, carrier)`.
+    fn segments(&self) -> impl Iterator<Item = (i64, i64, Option<&'a CarrierId>)> + '_ {
+        self.starts.iter().enumerate().map(|(i, &start)| {
+            let last = self.starts.get(i + 1).map_or(i64::MAX, |next| next - 1);
+            (start, last, self.carriers[i])
+        })
+    }
+}
+
+/// Coverage of one number as of `now`: per kind, the stretches some source sees it.
+#[derive(Debug, Clone)]
+pub struct Coverage<'a> {
+    input: CoverageInput<'a>,
+    timeline: Timeline<'a>,
+    now: i64,
+    /// Per kind (in `EventKind::ALL` order): who sees it when.
+    seen: [Vec<Seen<'a>>; 5],
+    /// Per kind: the start of the covered run that reaches now.
+    runs: [Option<i64>; 5],
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen<'a> {
+    first: i64,
+    last: i64,
+    source: &'a SourceName,
+}
+
+impl<'a> Coverage<'a> {
+    pub fn new(input: CoverageInput<'a>) -> Coverage<'a> {
+        let timeline = Timeline::new(input.range_holder, input.history);
+        let now = micros(input.now);
+        let seen = EventKind::ALL.map(|kind| seen_by_sources(&input, &timeline, kind));
+        let runs = std::array::from_fn(|i| run_reaching(&seen[i], now));
+        Coverage {
+            input,
+            timeline,
+            now,
+            seen,
+            runs,
+        }
+    }
+
+    /// Whether any source's prefix takes in the number at all.
+    pub fn touched(&self) -> bool {
+        self.input
+            .sources
+            .iter()
+            .any(|s| s.touches(self.input.digits))
+    }
+
+    /// The carrier serving the number at `t`.
+    pub fn serving_at(&self, t: DateTime<Utc>) -> Option<&'a CarrierId> {
+        self.timeline.serving_at(micros(t))
+    }
+
+    fn covered_since_micros(&self, question: Question) -> Option<i64> {
+        question
+            .needs()
+            .iter()
+            .map(|&k| self.runs[index(k)])
+            .try_fold(i64::MIN, |latest, run| run.map(|r| latest.max(r)))
+    }
+
+    /// From when `question` is covered through now.
+    pub fn covered_since(&self, question: Question) -> Option<DateTime<Utc>> {
+        self.covered_since_micros(question).map(instant)
+    }
+
+    /// The question's coverage, with the sources that supply it.
+    pub fn of(&self, question: Question) -> QuestionCoverage {
+        let since = self.covered_since_micros(question);
+        let mut sources: Vec<SourceName> = match since {
+            None => Vec::new(),
+            Some(since) => question
+                .needs()
+                .iter()
+                .flat_map(|&k| &self.seen[index(k)])
+                .filter(|s| s.last >= since && s.first <= self.now)
+                .map(|s| s.source.clone())
+                .collect(),
+        };
+        sources.sort();
+        sources.dedup();
+        QuestionCoverage {
+            question,
+            covered_since: since.map(instant),
+            sources,
+            gap: None,
+        }
+    }
+
+    /// Why `question` is not covered further back: for each needed kind not seen at the
+    /// latest instant that is uncovered (now, when it is not covered now), the cause.
+    pub fn gaps(&self, question: Question) -> Vec<Gap> {
+        let at = match self.covered_since_micros(question) {
+            Some(since) => since.saturating_sub(1),
+            None => self.now,
+        };
+        question
+            .needs()
+            .iter()
+            .filter(|&&k| self.runs[index(k)].is_none_or(|run| run > at))
+            .map(|&kind| Gap {
+                kind,
+                at: instant(at),
+                cause: self.cause(kind, at),
+            })
+            .collect()
+    }
+
+    fn cause(&self, kind: EventKind, at: i64) -> GapCause {
+        let digits = self.input.digits;
+        let now = self.input.now;
+        let reporting: Vec<_> = self
+            .input
+            .sources
+            .iter()
+            .flat_map(|s| s.scopes.iter().map(move |scope| (s, scope)))
+            .filter(|(_, scope)| scope.reports(digits, kind))
+            .collect();
+        if reporting.is_empty() {
+            return GapCause::NoSource;
+        }
+        let serving = self.timeline.serving_at(at);
+        let seeing: Vec<_> = reporting
+            .into_iter()
+            .filter(|(_, scope)| scope.sees_carrier(serving))
+            .map(|(s, _)| s)
+            .collect();
+        if seeing.is_empty() {
+            return GapCause::OtherCarriers {
+                serving: serving.cloned(),
+            };
+        }
+        let stale = seeing
+            .iter()
+            .filter(|s| micros(s.tracking_since) <= at)
+            .filter(|s| s.complete_to(now).is_none_or(|end| micros(end) < at))
+            .max_by_key(|s| s.complete_until);
+        if let Some(s) = stale {
+            return GapCause::Stale {
+                source: s.name.clone(),
+                complete_until: s.complete_until,
+            };
+        }
+        match seeing
+            .iter()
+            .map(|s| s.tracking_since)
+            .filter(|&t| micros(t) > at)
+            .min()
+        {
+            Some(from) => GapCause::NotYetTracking { from },
+            None => GapCause::NoSource,
+        }
+    }
+}
+
+/// Every stretch in which some source sees `kind` on the number.
+fn seen_by_sources<'a>(
+    input: &CoverageInput<'a>,
+    timeline: &Timeline<'a>,
+    kind: EventKind,
+) -> Vec<Seen<'a>> {
+    let mut seen = Vec::new();
+    for source in input.sources.iter() {
+        let Some(end) = source.complete_to(input.now) else {
+            continue;
+        };
+        let (first, last) = (micros(source.tracking_since), micros(end));
+        if first > last {
+            continue;
+        }
+        for scope in source
+            .scopes
+            .iter()
+            .filter(|s| s.reports(input.digits, kind))
+        {
+            if scope.carriers.is_empty() {
+                seen.push(Seen {
+                    first,
+                    last,
+                    source: &source.name,
+                });
+                continue;
+            }
+            for (from, to, carrier) in timeline.segments() {
+                let (lo, hi) = (first.max(from), last.min(to));
+                if lo <= hi && scope.sees_carrier(carrier) {
+                    seen.push(Seen {
+                        first: lo,
+                        last: hi,
+                        source: &source.name,
+                    });
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// The first instant of the unbroken stretch of `seen` that contains `now`.
+fn run_reaching(seen: &[Seen<'_>], now: i64) -> Option<i64> {
+    let mut spans: Vec<(i64, i64)> = seen.iter().map(|s| (s.first, s.last)).collect();
+    spans.sort_unstable();
+    let mut run: Option<(i64, i64)> = None;
+    for (first, last) in spans {
+        run = match run {
+            Some((start, end)) if first <= end.saturating_add(1) => Some((start, end.max(last))),
+            Some((start, end)) if start <= now && now <= end => return Some(start),
+            _ => Some((first, last)),
+        };
+    }
+    run.filter(|&(start, end)| start <= now && now <= end)
+        .map(|(start, _)| start)
+}
+
+fn index(kind: EventKind) -> usize {
+    match kind {
+        EventKind::SimSwap => 0,
+        EventKind::Port => 1,
+        EventKind::Disconnect => 2,
+        EventKind::Reassign => 3,
+        EventKind::DeviceSwap => 4,
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn instant(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+#[cfg(test)]
+#[path = "coverage_tests.rs"]
+mod tests;

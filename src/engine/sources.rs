@@ -1,0 +1,150 @@
+//! Sources: their definitions, and their freshness (SPEC §1): ingests and heartbeats keep a
+//! live feed fresh, a file import declares its cut-off, and a source that goes stale is
+//! logged once.
+
+use std::collections::HashSet;
+use std::sync::Weak;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Engine, EngineError};
+use crate::domain::FieldError;
+use crate::domain::event::{MAX_CLOCK_SKEW, to_storage_precision};
+use crate::domain::source::{RawScope, Source, SourceName};
+
+/// A live source's `complete_until` is written at most this often by ingests: freshness is
+/// judged against `max_lag`, minutes or hours, so a second is plenty.
+const INGEST_FRESHNESS_STEP: chrono::Duration = chrono::Duration::seconds(1);
+
+/// How often freshness is looked at for the stale warning.
+const FRESHNESS_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A source as an operator defines it.
+#[derive(Debug, Clone, Default)]
+pub struct SourceDefinition {
+    pub name: String,
+    pub tracking_since: Option<DateTime<Utc>>,
+    pub scopes: Vec<RawScope>,
+    /// `None`: fed by files, complete only up to declared cut-offs.
+    pub max_lag: Option<chrono::Duration>,
+}
+
+impl Engine {
+    /// Creates or replaces a source's definition; its freshness is kept.
+    pub async fn upsert_source(&self, definition: SourceDefinition) -> Result<Source, EngineError> {
+        let source = Source::new(
+            &definition.name,
+            definition.tracking_since,
+            &definition.scopes,
+            definition.max_lag,
+            &self.carriers(),
+        )?;
+        self.store
+            .upsert_source(&source)
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        self.reload_sources().await?;
+        self.sources()
+            .get(&source.name)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(format!("source {} vanished", source.name)))
+    }
+
+    /// Declares a source's data complete up to `until` (now when `None`): a live feed's
+    /// heartbeat, or a file's cut-off. `complete_until` only ever moves forward.
+    pub async fn heartbeat(
+        &self,
+        name: &str,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Source, EngineError> {
+        let name: SourceName = name
+            .parse()
+            .map_err(|e| FieldError::new("source", format!("{e}")))?;
+        let now = Utc::now();
+        let until = to_storage_precision(until.unwrap_or(now));
+        if until > now + MAX_CLOCK_SKEW {
+            return Err(FieldError::new(
+                "complete_until",
+                "is in the future; data cannot be complete past now",
+            )
+            .into());
+        }
+        let found = self
+            .store
+            .advance_complete_until(&name, until.min(now))
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        if !found {
+            return Err(EngineError::NotFound(format!(
+                "source {:?} is not registered",
+                name.as_str()
+            )));
+        }
+        self.reload_sources().await?;
+        self.sources()
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(format!("source {name} vanished")))
+    }
+
+    /// After an ingest commit: the live sources that delivered are heard from now. Written
+    /// at most once a [`INGEST_FRESHNESS_STEP`] per source.
+    pub(super) async fn heard_from<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a SourceName>,
+    ) -> Result<(), EngineError> {
+        let now = to_storage_precision(Utc::now());
+        let sources = self.sources();
+        let mut advanced = false;
+        for name in names {
+            let due = sources.get(name).is_some_and(|s| {
+                s.max_lag.is_some()
+                    && s.complete_until
+                        .is_none_or(|until| now - until >= INGEST_FRESHNESS_STEP)
+            });
+            if due {
+                self.store
+                    .advance_complete_until(name, now)
+                    .await
+                    .map_err(|e| self.store_failed(e))?;
+                advanced = true;
+            }
+        }
+        if advanced {
+            self.reload_sources().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Logs a live source at WARN once when it goes stale (and at INFO when it is heard from
+/// again), for as long as the engine lives.
+pub(super) async fn watch_freshness(engine: Weak<Engine>) {
+    let mut stale: HashSet<SourceName> = HashSet::new();
+    loop {
+        tokio::time::sleep(FRESHNESS_WATCH_INTERVAL).await;
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        let now = Utc::now();
+        for source in engine.sources().iter().filter(|s| s.max_lag.is_some()) {
+            // A source never heard from has nothing to go stale from.
+            if source.complete_until.is_none() {
+                continue;
+            }
+            let fresh = source.is_fresh(now);
+            if !fresh && stale.insert(source.name.clone()) {
+                tracing::warn!(
+                    source = %source.name,
+                    complete_until = ?source.complete_until,
+                    max_lag_seconds = source.max_lag.map(|l| l.num_seconds()),
+                    "source went stale: not heard from within its max_lag; answers that \
+                     need it are UNKNOWN (FEED_STALE) past its complete_until"
+                );
+            } else if fresh && stale.remove(&source.name) {
+                tracing::info!(source = %source.name, "source is fresh again");
+            }
+        }
+    }
+}
