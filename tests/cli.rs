@@ -6,6 +6,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::binary::{BIN, Served};
+use common::{Backend, TestDb};
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
@@ -36,6 +37,13 @@ fn every_command_has_help() {
         vec!["sources", "--help"],
         vec!["sources", "add", "--help"],
         vec!["sources", "list", "--help"],
+        vec!["sources", "update", "--help"],
+        vec!["sources", "heartbeat", "--help"],
+        vec!["carriers", "--help"],
+        vec!["carriers", "list", "--help"],
+        vec!["carriers", "show", "--help"],
+        vec!["carriers", "add", "--help"],
+        vec!["carriers", "alias", "--help"],
         vec!["keys", "--help"],
         vec!["keys", "create", "--help"],
         vec!["keys", "list", "--help"],
@@ -629,5 +637,186 @@ async fn upstreams_are_managed_in_a_file_that_serve_uses_and_audits_count_the_lo
     assert_eq!(operator.calls(), 4);
     let report = std::fs::read_to_string(&report).unwrap();
     assert!(report.contains("UPSTREAM"), "{report}");
+    served.stop();
+}
+
+/// The README's operator examples through the CLI, on both backends: a porting database, a
+/// carrier's feed, a disconnect database and a daily file, and their freshness.
+#[test]
+fn scoped_sources_and_freshness_through_the_cli() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let db = runtime.block_on(TestDb::new(backend));
+        scoped_sources_and_freshness(&db.url);
+    }
+}
+
+fn json_of(o: Output) -> Value {
+    serde_json::from_str(&stdout(&ok(o))).unwrap()
+}
+
+fn scoped_sources_and_freshness(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(url);
+    let add = |args: &[&str]| {
+        let mut all = vec!["sources", "add"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--tracking-since", "2025-01-01"]);
+        ok(served.run(&all))
+    };
+    add(&["mnp-db", "--scope", "81::PORT"]);
+    add(&[
+        "docomo-feed",
+        "--scope",
+        "81:株式会社ＮＴＴドコモ:SIM_SWAP,DISCONNECT,REASSIGN,DEVICE_SWAP",
+        "--max-lag",
+        "3s",
+    ]);
+    add(&["fcc-rnd", "--scope", "1::DISCONNECT"]);
+    let listed = stdout(&ok(served.run(&["sources", "list"])));
+    assert!(
+        listed.contains("docomo-feed: tracking since 2025-01-01T00:00:00+00:00; sees 81 (jp-docomo; SIM_SWAP,DISCONNECT,REASSIGN,DEVICE_SWAP); live (max lag 3s), never heard from"),
+        "{listed}"
+    );
+    for name in ["mnp-db", "docomo-feed", "fcc-rnd"] {
+        let beat = stdout(&ok(served.run(&["sources", "heartbeat", name])));
+        assert!(beat.contains("fresh"), "{beat}");
+    }
+
+    // docomo's subscriber is answered; SoftBank's is UNKNOWN, and the gap says why.
+    let docomo = json_of(served.run(&["check", "+817010012345", "--json"]));
+    assert_eq!(
+        docomo["sim_swap"], "SIM_SWAP_STATUS_NOT_SWAPPED",
+        "{docomo}"
+    );
+    assert_eq!(docomo["coverage"][0]["sources"][0], "docomo-feed");
+    assert_eq!(docomo["current_carrier_ref"]["id"], "jp-docomo");
+    let softbank = stdout(&ok(served.run(&["check", "+817011012345"])));
+    assert!(softbank.contains("sim swap:      UNKNOWN"), "{softbank}");
+    assert!(
+        softbank.contains(
+            "gap: sim_swap: no source reports SIM_SWAP for subscribers of SoftBank (jp-softbank)"
+        ),
+        "{softbank}"
+    );
+    assert!(
+        softbank.contains("SoftBank [jp-softbank] (original)"),
+        "{softbank}"
+    );
+
+    // A disconnect database: ownership, never SIM swap.
+    let us = json_of(served.run(&[
+        "check",
+        "+12015550123",
+        "--owner-since",
+        "2026-01-01",
+        "--json",
+    ]));
+    assert_eq!(us["ownership"], "OWNERSHIP_STATUS_UNCHANGED", "{us}");
+    assert_eq!(us["sim_swap"], "SIM_SWAP_STATUS_UNKNOWN", "{us}");
+
+    // Ported from docomo to SoftBank a month ago: docomo's feed sees it only until then.
+    let month_ago =
+        (Utc::now() - chrono::Duration::days(30)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let ports = dir.path().join("ports.csv");
+    std::fs::write(
+        &ports,
+        format!(
+            "source_event_id,phone_number,kind,occurred_at,from_carrier,to_carrier\n\
+             p1,+817010012345,PORT,{month_ago},NTT Docomo,ソフトバンク株式会社\n"
+        ),
+    )
+    .unwrap();
+    ok(served.run(&[
+        "import",
+        "events",
+        ports.to_str().unwrap(),
+        "--source",
+        "mnp-db",
+    ]));
+    let ported =
+        json_of(served.run(&["check", "+817010012345", "--max-age-hours", "24", "--json"]));
+    assert_eq!(ported["sim_swap"], "SIM_SWAP_STATUS_UNKNOWN", "{ported}");
+    assert_eq!(ported["current_carrier_ref"]["id"], "jp-softbank");
+
+    // docomo's feed falls silent: stale after its max lag, logged once, back with a heartbeat.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let listed = stdout(&ok(served.run(&["sources", "list"])));
+        if listed.contains("docomo-feed") && listed.contains("live, STALE (max lag 3s)") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never stale: {listed}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let stale = stdout(&ok(served.run(&["check", "+817010099999"])));
+    assert!(stale.contains("FEED_STALE"), "{stale}");
+    served.wait_for_log("source went stale");
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let warned = served
+        .log()
+        .lines()
+        .filter(|l| l.contains("source went stale") && l.contains("docomo-feed"))
+        .count();
+    assert_eq!(warned, 1, "logged once");
+    ok(served.run(&["sources", "heartbeat", "docomo-feed"]));
+    let fresh = json_of(served.run(&["check", "+817010099999", "--json"]));
+    assert_eq!(fresh["sim_swap"], "SIM_SWAP_STATUS_NOT_SWAPPED", "{fresh}");
+
+    // A daily file: bounded by the cut-off its import declares.
+    add(&["daily", "--scope", "8190:KDDI", "--files"]);
+    let cut_off =
+        (Utc::now() - chrono::Duration::hours(6)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let three_days_ago =
+        (Utc::now() - chrono::Duration::days(3)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let daily = dir.path().join("daily.csv");
+    std::fs::write(
+        &daily,
+        format!(
+            "source_event_id,phone_number,kind,occurred_at,from_carrier,to_carrier\n\
+             s1,+819012345678,SIM_SWAP,{three_days_ago},,\n"
+        ),
+    )
+    .unwrap();
+    let import = stdout(&ok(served.run(&[
+        "import",
+        "events",
+        daily.to_str().unwrap(),
+        "--source",
+        "daily",
+        "--complete-until",
+        &cut_off,
+    ])));
+    assert!(import.contains("fed by files, complete until"), "{import}");
+    let kddi = json_of(served.run(&["check", "+819012345678", "--max-age-hours", "24", "--json"]));
+    assert_eq!(
+        kddi["reasons"][0]["code"], "REASON_CODE_FEED_STALE",
+        "{kddi}"
+    );
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "source_event_id,phone_number,kind,occurred_at,from_carrier,to_carrier\n\
+         s2,garbage,SIM_SWAP,2026-01-01T00:00:00Z,,\n",
+    )
+    .unwrap();
+    let refused = served.run(&[
+        "import",
+        "events",
+        bad.to_str().unwrap(),
+        "--source",
+        "daily",
+        "--complete-until",
+        &Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("was not declared complete"),
+        "{}",
+        stderr(&refused)
+    );
     served.stop();
 }

@@ -31,7 +31,7 @@ impl ReportFormat {
 }
 
 /// The columns of a CSV report, in order.
-pub const CSV_COLUMNS: [&str; 15] = [
+pub const CSV_COLUMNS: [&str; 20] = [
     "line",
     "customer_ref",
     "phone_number",
@@ -40,11 +40,19 @@ pub const CSV_COLUMNS: [&str; 15] = [
     "ownership",
     "original_carrier",
     "current_carrier",
+    "original_carrier_id",
+    "current_carrier_id",
     "latest_sim_change",
     "last_port_at",
     "port_count",
     "ported_since_owner",
+    // The SIM-change question's coverage start, then the ownership question's.
     "covered_since",
+    "ownership_covered_since",
+    // Every source that supplies a question's coverage, `;`-separated.
+    "coverage_sources",
+    // Why each UNKNOWN answer is unknown, `; `-separated.
+    "gaps",
     "reasons",
     "error",
 ];
@@ -93,6 +101,26 @@ impl<W: Write> ReportWriter<W> {
         match &mut self.sink {
             Sink::Csv(csv) => {
                 let reasons = reasons_text(&r.reasons);
+                let coverage = |q: pb::CoverageQuestion| {
+                    r.coverage.iter().find(|c| c.question == i32::from(q))
+                };
+                let ownership_since = coverage(pb::CoverageQuestion::Ownership)
+                    .and_then(|c| time(c.covered_since.as_ref()))
+                    .unwrap_or_default();
+                let mut sources: Vec<&str> = r
+                    .coverage
+                    .iter()
+                    .flat_map(|c| c.sources.iter().map(String::as_str))
+                    .collect();
+                sources.sort_unstable();
+                sources.dedup();
+                let gaps: Vec<&str> = r
+                    .coverage
+                    .iter()
+                    .filter(|c| !c.gap.is_empty())
+                    .map(|c| c.gap.as_str())
+                    .collect();
+                let id = |c: Option<&pb::CarrierRef>| c.map(|c| c.id.clone()).unwrap_or_default();
                 csv.write_record([
                     row.line.to_string().as_str(),
                     row.customer_ref,
@@ -108,6 +136,8 @@ impl<W: Write> ReportWriter<W> {
                     ),
                     &r.original_carrier,
                     &r.current_carrier,
+                    &id(r.original_carrier_ref.as_ref()),
+                    &id(r.current_carrier_ref.as_ref()),
                     &time(r.latest_sim_change.as_ref()).unwrap_or_default(),
                     &time(r.last_port_at.as_ref()).unwrap_or_default(),
                     &r.port_count.to_string(),
@@ -117,6 +147,9 @@ impl<W: Write> ReportWriter<W> {
                         "false"
                     },
                     &time(r.covered_since.as_ref()).unwrap_or_default(),
+                    &ownership_since,
+                    &sources.join(";"),
+                    &gaps.join("; "),
                     &reasons,
                     "",
                 ])?;
@@ -320,6 +353,28 @@ mod tests {
             latest_sim_change: Some(timestamp(at)),
             original_carrier: "NTT DOCOMO".into(),
             current_carrier: "NTT DOCOMO".into(),
+            original_carrier_ref: Some(pb::CarrierRef {
+                id: "jp-docomo".into(),
+                name: "NTT DOCOMO".into(),
+            }),
+            current_carrier_ref: Some(pb::CarrierRef {
+                id: "jp-docomo".into(),
+                name: "NTT DOCOMO".into(),
+            }),
+            coverage: vec![
+                pb::Coverage {
+                    question: pb::CoverageQuestion::SimSwap.into(),
+                    covered_since: Some(timestamp(at)),
+                    sources: vec!["mnp".into(), "docomo".into()],
+                    gap: String::new(),
+                },
+                pb::Coverage {
+                    question: pb::CoverageQuestion::DeviceSwap.into(),
+                    covered_since: None,
+                    sources: vec![],
+                    gap: "device_swap: no source reports DEVICE_SWAP for this number".into(),
+                },
+            ],
             reasons: vec![
                 pb::Reason {
                     code: pb::ReasonCode::OwnerChanged.into(),
@@ -356,12 +411,14 @@ mod tests {
         assert_eq!(lines[0], CSV_COLUMNS.join(","));
         assert_eq!(
             lines[1],
-            "2,c1,+819012345678,BLOCK,SWAPPED,CHANGED,NTT DOCOMO,NTT DOCOMO,2026-06-01T00:00:00Z,,0,false,,\
+            "2,c1,+819012345678,BLOCK,SWAPPED,CHANGED,NTT DOCOMO,NTT DOCOMO,jp-docomo,jp-docomo,\
+             2026-06-01T00:00:00Z,,0,false,,,docomo;mnp,\
+             device_swap: no source reports DEVICE_SWAP for this number,\
              OWNER_CHANGED:REASSIGN@2026-06-01T00:00:00Z; OWNER_CHANGED:DISCONNECT@2026-06-01T00:00:00Z,"
         );
         assert_eq!(
             lines[2],
-            "3,c2,090,,,,,,,,,,,,line 3: phone_number is not valid"
+            "3,c2,090,,,,,,,,,,,,,,,,,line 3: phone_number is not valid"
         );
         assert_eq!(summary.rows, 2);
         assert_eq!(summary.rejected, 1);

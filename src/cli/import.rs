@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use tokio::sync::mpsc;
 
@@ -13,6 +14,7 @@ use super::batches::{self, Batcher};
 use super::client::{ServerArgs, status_message};
 use super::event_file::{EventFileFormat, read_events};
 use super::progress;
+use super::sources::{describe, heartbeat, parse_time};
 use crate::api::pb;
 use crate::ranges::{LineError, RangeFormat, parse_ranges};
 
@@ -48,6 +50,11 @@ enum ImportCommand {
         /// File format; by default `.jsonl`/`.ndjson` is JSON Lines and anything else CSV.
         #[arg(long, env = "NUMGUARD_EVENT_FORMAT", value_enum)]
         format: Option<EventFileFormat>,
+        /// The file's cut-off: its data is complete up to this instant (RFC 3339 or
+        /// YYYY-MM-DD, UTC). Declared for the source once every line was accepted, so
+        /// checks count the source up to it; a file with refused lines declares nothing.
+        #[arg(long, env = "NUMGUARD_COMPLETE_UNTIL")]
+        complete_until: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -64,8 +71,12 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             file,
             source,
             format,
+            complete_until,
             server,
-        } => import_events(file, source, format, &server).await,
+        } => {
+            let complete_until = complete_until.as_deref().map(parse_time).transpose()?;
+            import_events(file, source, format, complete_until, &server).await
+        }
     }
 }
 
@@ -138,8 +149,10 @@ async fn import_events(
     file: PathBuf,
     source: String,
     format: Option<EventFileFormat>,
+    complete_until: Option<DateTime<Utc>>,
     server: &ServerArgs,
 ) -> anyhow::Result<ExitCode> {
+    let name = source.clone();
     let handle = File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
     let size = handle.metadata().map(|m| m.len()).unwrap_or(0);
     let format = format.unwrap_or_else(|| EventFileFormat::from_path(&file));
@@ -190,5 +203,18 @@ async fn import_events(
         unreadable,
         summary.rejected
     );
+    if let Some(until) = complete_until {
+        let refused = unreadable + summary.rejected;
+        if refused > 0 {
+            eprintln!(
+                "source {name} was not declared complete until {}: {refused} lines were \
+                 refused; correct them and import the file again",
+                until.to_rfc3339()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        let declared = heartbeat(server, name, Some(until)).await?;
+        println!("{}", describe(&declared));
+    }
     Ok(ExitCode::SUCCESS)
 }

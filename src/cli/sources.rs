@@ -307,7 +307,8 @@ fn freshness_text(s: &pb::Source) -> String {
     }
 }
 
-fn describe(s: &pb::Source) -> String {
+/// One line on a source: what it sees and how fresh it is.
+pub fn describe(s: &pb::Source) -> String {
     let scopes: Vec<String> = s.scopes.iter().map(scope_text).collect();
     format!(
         "{}: tracking since {}; sees {}; {}",
