@@ -695,7 +695,7 @@ fn scoped_sources_and_freshness(url: &str) {
     assert!(softbank.contains("sim swap:      UNKNOWN"), "{softbank}");
     assert!(
         softbank.contains(
-            "gap: sim_swap: no source reports SIM_SWAP for subscribers of SoftBank (jp-softbank)"
+            "gap: sim_swap: no source reports SIM_SWAP or REASSIGN for subscribers of SoftBank (jp-softbank)"
         ),
         "{softbank}"
     );

@@ -158,7 +158,9 @@ async fn a_porting_database_and_a_docomo_feed_answer_only_for_docomo_subscribers
     assert_eq!(reason_codes(&r), [ReasonCode::NoData, ReasonCode::NoData]);
     let why = detail(&r, ReasonCode::NoData);
     assert!(
-        why.contains("no source reports SIM_SWAP for subscribers of SoftBank (jp-softbank)"),
+        why.contains(
+            "no source reports SIM_SWAP or REASSIGN for subscribers of SoftBank (jp-softbank)"
+        ),
         "{why}"
     );
     assert!(
@@ -247,7 +249,7 @@ async fn a_disconnect_database_answers_ownership_but_never_sim_swap(backend: Bac
     assert_eq!(r.sim_swap(), SimSwapStatus::Unknown);
     let why = detail(&r, ReasonCode::NoData);
     assert!(
-        why.starts_with("sim_swap: no source reports SIM_SWAP for this number"),
+        why == "sim_swap: no source reports SIM_SWAP or PORT or REASSIGN for this number",
         "{why}"
     );
     assert_eq!(

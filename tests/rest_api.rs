@@ -892,3 +892,62 @@ async fn retrieve_date_tells_times_only_as_precisely_as_the_tenant_may_see_them(
     assert_eq!(status, StatusCode::OK);
     assert_eq!(quiet["latestSimChange"], Value::Null);
 }
+
+#[tokio::test]
+async fn an_unknown_is_refused_naming_the_gap_never_answered_false() {
+    let rest = Rest::start(dev_config()).await;
+    let admin = || async { rest.server.admin().await };
+    // docomo's feed: docomo's subscribers only.
+    admin()
+        .await
+        .upsert_source(pb::Source {
+            name: "docomo-feed".into(),
+            tracking_since: Some(numguard::api::convert::timestamp(at(
+                "2025-01-01T00:00:00Z",
+            ))),
+            scopes: vec![pb::SourceScope {
+                prefix: "81".into(),
+                carriers: vec!["docomo".into()],
+                kinds: vec![],
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    heartbeat(&rest.server, "docomo-feed").await;
+    let docomo = "+817010012345";
+    let softbank = "+817011012345";
+    let (status, body) = rest
+        .post(
+            "/sim-swap/v2/check",
+            json!({ "phoneNumber": docomo, "maxAge": 24 }),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &body),
+        (200, &json!({ "swapped": false }))
+    );
+    for (path, body) in [
+        (
+            "/sim-swap/v2/check",
+            json!({ "phoneNumber": softbank, "maxAge": 24 }),
+        ),
+        (
+            "/sim-swap/v2/retrieve-date",
+            json!({ "phoneNumber": softbank }),
+        ),
+        ("/device-swap/v1/check", json!({ "phoneNumber": softbank })),
+        (
+            "/number-recycling/v0.2/check",
+            json!({ "phoneNumber": softbank, "specifiedDate": "2026-03-01" }),
+        ),
+    ] {
+        let got = rest.post(path, body).await;
+        assert_error(&got, 404, "IDENTIFIER_NOT_FOUND");
+        let message = got.1["message"].as_str().unwrap();
+        assert!(
+            message.contains("for subscribers of SoftBank (jp-softbank)"),
+            "{path}: {message}"
+        );
+    }
+}

@@ -280,7 +280,7 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
     let untouched = !coverage.touched() && original_carrier.is_none();
     let explain = |q: coverage::Question, unknown: bool, needed: &str, upstream| {
         (unknown && !untouched)
-            .then(|| unknown_reason(q, needed, &coverage.gaps(q), input.carriers, upstream))
+            .then(|| unknown_reason(q, needed, &coverage.gaps(q), now, input.carriers, upstream))
     };
     let sim_unknown = explain(
         coverage::Question::SimSwap,
@@ -487,6 +487,7 @@ fn unknown_reason(
     question: coverage::Question,
     needed: &str,
     gaps: &[Gap],
+    now: DateTime<Utc>,
     carriers: &CarrierRegistry,
     upstream: Option<&UpstreamAnswer>,
 ) -> Reason {
@@ -506,9 +507,20 @@ fn unknown_reason(
         GapCause::Stale { complete_until, .. } => Some(*complete_until),
         _ => None,
     });
-    let details: Vec<String> = gaps
+    // Kinds missing for the same cause at the same instant are named together.
+    let mut grouped: Vec<(&Gap, Vec<EventKind>)> = Vec::new();
+    for gap in gaps {
+        match grouped
+            .iter_mut()
+            .find(|(g, _)| g.cause == gap.cause && g.at == gap.at)
+        {
+            Some((_, kinds)) => kinds.push(gap.kind),
+            None => grouped.push((gap, vec![gap.kind])),
+        }
+    }
+    let details: Vec<String> = grouped
         .iter()
-        .map(|g| gap_detail(g, needed, carriers))
+        .map(|(gap, kinds)| gap_detail(gap, kinds, needed, now, carriers))
         .collect();
     let detail = if details.is_empty() {
         format!("{what}: no event source covers this number")
@@ -527,31 +539,45 @@ fn unknown_reason(
     }
 }
 
-fn gap_detail(gap: &Gap, needed: &str, carriers: &CarrierRegistry) -> String {
-    let kind = gap.kind;
+fn gap_detail(
+    gap: &Gap,
+    kinds: &[EventKind],
+    needed: &str,
+    now: DateTime<Utc>,
+    carriers: &CarrierRegistry,
+) -> String {
+    let kinds = kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ");
     match &gap.cause {
-        GapCause::NoSource => format!("no source reports {kind} for this number"),
+        GapCause::NoSource => format!("no source reports {kinds} for this number"),
+        GapCause::OtherCarriers { serving } if gap.at == now => format!(
+            "no source reports {kinds} for subscribers of {}, which serves the number",
+            named(carriers, serving.as_ref()),
+        ),
         GapCause::OtherCarriers { serving } => format!(
-            "no source reports {kind} for subscribers of {}, which served the number at {}",
+            "no source reports {kinds} for subscribers of {}, which served the number until {}",
             named(carriers, serving.as_ref()),
             gap.at.to_rfc3339()
         ),
         GapCause::NotYetTracking { from } => format!(
-            "{kind} is tracked only since {}, after {needed}",
+            "no source reports {kinds} before {}, after {needed}",
             from.to_rfc3339()
         ),
         GapCause::Stale {
             source,
             complete_until: Some(until),
         } => format!(
-            "source {source} is stale: its {kind} data is complete only until {}",
+            "source {source} is stale: its {kinds} data is complete only until {}",
             until.to_rfc3339()
         ),
         GapCause::Stale {
             source,
             complete_until: None,
         } => format!(
-            "source {source} has never been heard from, so its {kind} data counts for nothing yet"
+            "source {source} has never been heard from, so its {kinds} data counts for nothing yet"
         ),
     }
 }

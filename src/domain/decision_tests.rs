@@ -891,7 +891,7 @@ fn a_carrier_feed_answers_for_its_subscribers_and_names_the_gap_for_others() {
     let detail = &d.reasons[0].detail;
     assert!(
         detail.starts_with(
-            "sim_swap: no source reports SIM_SWAP for subscribers of SoftBank (jp-softbank)"
+            "sim_swap: no source reports SIM_SWAP or REASSIGN for subscribers of SoftBank (jp-softbank)"
         ),
         "{detail}"
     );
@@ -935,7 +935,7 @@ fn an_owner_since_before_coverage_names_when_coverage_starts() {
     assert_eq!(d.ownership, Ownership::Unknown);
     let detail = &d.reasons[0].detail;
     assert!(
-        detail.starts_with("ownership: DISCONNECT is tracked only since 2026-04-01T00:00:00+00:00, after owner_since"),
+        detail.starts_with("ownership: no source reports DISCONNECT before 2026-04-01T00:00:00+00:00, after owner_since"),
         "{detail}"
     );
 }
