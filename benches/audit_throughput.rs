@@ -35,6 +35,10 @@ struct Args {
     /// Rows in the customer list.
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
+    /// After the two audits, register 20 carrier-scoped sources with 3 scopes each and
+    /// audit once more on the same data.
+    #[arg(long)]
+    scoped: bool,
     /// Extra arguments for `numguard serve`, e.g. `--serve-arg=--no-access-log`.
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     serve_args: Vec<String>,
@@ -154,8 +158,17 @@ async fn main() {
     );
     reset_peak(pid);
     let report = dir.path().join("report.csv");
-    for label in ["first audit (cold cache)", "second audit (warm cache)"] {
+    let mut labels = vec!["first audit (cold cache)", "second audit (warm cache)"];
+    if args.scoped {
+        labels.push("third audit (warm cache, 20 scoped sources)");
+    }
+    let mut walls = Vec::new();
+    for label in labels {
+        if label.starts_with("third") {
+            support::add_scoped_sources(connect(&server.url).await).await;
+        }
         let run = audit(&server.url, &list, &report);
+        walls.push(run.wall.as_secs_f64());
         let rows = run.summary["rows"].as_u64().unwrap_or(0);
         assert_eq!(rows, args.rows, "one report line per row");
         println!(
@@ -170,6 +183,12 @@ async fn main() {
         println!(
             "  verdicts {}, reasons {}, rejected {}",
             run.summary["verdicts"], run.summary["reasons"], run.summary["rejected"]
+        );
+    }
+    if let [_, warm, scoped] = walls[..] {
+        println!(
+            "20 scoped sources: {:+.1}% rows/s against the second audit",
+            (warm / scoped - 1.0) * 100.0
         );
     }
     drop(server);

@@ -46,6 +46,10 @@ struct Args {
     /// Also measure the REST facade's SIM Swap check.
     #[arg(long)]
     rest: bool,
+    /// After the measurements with the one bench source, register 20 carrier-scoped
+    /// sources with 3 scopes each and measure warm and cold again on the same data.
+    #[arg(long)]
+    scoped: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -93,6 +97,25 @@ async fn drive(channels: &[Channel], rpc: Rpc, args: &Args) -> Phase {
     .await
 }
 
+/// Checks every number once, which fills the cache.
+async fn warm_up(channel: &Channel, numbers: u64) {
+    let mut check = NumberCheckClient::new(channel.clone());
+    let t = Instant::now();
+    for i in 0..numbers {
+        check
+            .check_number(pb::CheckNumberRequest {
+                phone_number: number(i),
+                ..Default::default()
+            })
+            .await
+            .expect("warm-up check");
+    }
+    println!(
+        "warm-up: {numbers} sequential checks in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+}
+
 async fn connect_all(server: &Server, connections: usize) -> Vec<Channel> {
     let mut channels = Vec::new();
     for _ in 0..connections.max(1) {
@@ -105,6 +128,16 @@ fn print_row(name: &str, p: &Phase) {
     println!("{}", p.row(name));
 }
 
+/// Server CPU time per request while `phase` ran: steadier than throughput on a shared
+/// machine, as it does not count the time the server waited for a core.
+async fn with_cpu(server: &Server, phase: impl Future<Output = Phase>) -> (Phase, f64) {
+    let before = support::cpu_time(server.pid());
+    let phase = phase.await;
+    let used = support::cpu_time(server.pid()) - before;
+    let micros = used.as_secs_f64() * 1e6 / phase.requests.max(1) as f64;
+    (phase, micros)
+}
+
 /// Health, CheckNumber, (REST SIM Swap check,) health on one server; returns (check
 /// req/s, mean health req/s, REST check req/s).
 async fn measure(
@@ -113,8 +146,12 @@ async fn measure(
     args: &Args,
     label: &str,
 ) -> (f64, f64, Option<f64>) {
-    let health_a = drive(channels, Rpc::Health, args).await;
-    let checks = drive(channels, Rpc::Check, args).await;
+    let (health_a, health_cpu) = with_cpu(server, drive(channels, Rpc::Health, args)).await;
+    let (checks, check_cpu) = with_cpu(server, drive(channels, Rpc::Check, args)).await;
+    println!(
+        "server CPU per request, {label}: Health {health_cpu:.1} us, CheckNumber {check_cpu:.1} us (Health / CheckNumber {:.2})",
+        health_cpu / check_cpu
+    );
     let rest = match &server.rest_url {
         Some(base) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -164,23 +201,7 @@ async fn main() {
         return;
     }
 
-    // Warm-up: every number checked once, which fills the cache.
-    let mut check = NumberCheckClient::new(channels[0].clone());
-    let t = Instant::now();
-    for i in 0..args.numbers {
-        check
-            .check_number(pb::CheckNumberRequest {
-                phone_number: number(i),
-                ..Default::default()
-            })
-            .await
-            .expect("warm-up check");
-    }
-    println!(
-        "warm-up: {} sequential checks in {:.2} s",
-        args.numbers,
-        t.elapsed().as_secs_f64()
-    );
+    warm_up(&channels[0], args.numbers).await;
     println!(
         "\n{} in flight over {} connections, {} s per phase",
         args.load.concurrency, args.load.connections, args.load.seconds
@@ -196,8 +217,23 @@ async fn main() {
     let channels = connect_all(&cold_server, args.load.connections).await;
     let (cold, cold_health, cold_rest) =
         measure(&channels, &cold_server, &args, "cache disabled").await;
-    drop(channels);
-    drop(cold_server);
+    let scoped = if args.scoped {
+        support::add_scoped_sources(channels[0].clone()).await;
+        let label = "cache disabled, 20 scoped sources";
+        let (cold_scoped, health, _) = measure(&channels, &cold_server, &args, label).await;
+        drop(channels);
+        drop(cold_server);
+        let server = start_server(&db.url, rest_args);
+        let channels = connect_all(&server, args.load.connections).await;
+        warm_up(&channels[0], args.numbers).await;
+        let label = "warm cache, 20 scoped sources";
+        let (warm_scoped, warm_health, _) = measure(&channels, &server, &args, label).await;
+        Some((warm_scoped / warm_health, cold_scoped / health))
+    } else {
+        drop(channels);
+        drop(cold_server);
+        None
+    };
     db.drop_database().await;
 
     println!("\nwarm CheckNumber / Health: {:.2}", warm / warm_health);
@@ -206,6 +242,13 @@ async fn main() {
         "cold / warm CheckNumber (each against its own server's health): {:.2}",
         (cold / cold_health) / (warm / warm_health)
     );
+    if let Some((warm_scoped, cold_scoped)) = scoped {
+        println!(
+            "with 20 scoped sources: warm CheckNumber / Health {warm_scoped:.2} ({:+.1}%), cold {cold_scoped:.2} ({:+.1}%)",
+            (warm_scoped / (warm / warm_health) - 1.0) * 100.0,
+            (cold_scoped / (cold / cold_health) - 1.0) * 100.0,
+        );
+    }
     if let (Some(warm_rest), Some(cold_rest)) = (warm_rest, cold_rest) {
         println!(
             "warm REST sim-swap check / Health: {:.2}",

@@ -171,6 +171,11 @@ async fn the_current_carriers_provider_is_asked_even_after_a_port() {
     let r = check_number(&server, lonely).await;
     assert!(r.upstream.is_empty());
     assert!(has_reason(&r, ReasonCode::NoData), "{:?}", r.reasons);
+    let why = &r.reasons[0].detail;
+    assert!(
+        why.ends_with("; no upstream provider serves NTT docomo (jp-docomo)"),
+        "the answer says no provider serves the carrier: {why}"
+    );
     assert_eq!(r.verdict(), Verdict::StepUp);
 }
 

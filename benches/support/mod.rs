@@ -194,6 +194,68 @@ pub async fn seed(channel: Channel, total: u64, numbers: u64) -> (u64, Duration)
     (summary.accepted, started.elapsed())
 }
 
+/// Carrier-scoped feeds a bench registers beside its own source, so that every check
+/// weighs them (issue 14's cost of scoped coverage).
+pub const SCOPED_SOURCES: usize = 20;
+
+/// Registers [`SCOPED_SOURCES`] live sources with three scopes each — one carrier's
+/// subscribers under 8190 (every kind but PORT), another's under 8180 (SIM_SWAP and
+/// REASSIGN), and any carrier's DISCONNECTs under 8170 — and hears from each.
+pub async fn add_scoped_sources(channel: Channel) {
+    const CARRIERS: [&str; 5] = [
+        "jp-docomo",
+        "jp-kddi",
+        "jp-softbank",
+        "jp-rakuten",
+        "jp-okinawa-cellular",
+    ];
+    let mut admin = AdminClient::new(channel);
+    let kinds = |k: &[pb::EventKind]| k.iter().map(|&k| i32::from(k)).collect::<Vec<_>>();
+    for i in 0..SCOPED_SOURCES {
+        let name = format!("feed-{i:02}");
+        let scope = |prefix: &str, carriers: &[&str], k: &[pb::EventKind]| pb::SourceScope {
+            prefix: prefix.into(),
+            carriers: carriers.iter().map(|c| c.to_string()).collect(),
+            kinds: kinds(k),
+        };
+        admin
+            .upsert_source(pb::Source {
+                name: name.clone(),
+                tracking_since: Some(timestamp(
+                    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+                )),
+                scopes: vec![
+                    scope(
+                        "8190",
+                        &[CARRIERS[i % 5]],
+                        &[
+                            pb::EventKind::SimSwap,
+                            pb::EventKind::Disconnect,
+                            pb::EventKind::Reassign,
+                            pb::EventKind::DeviceSwap,
+                        ],
+                    ),
+                    scope(
+                        "8180",
+                        &[CARRIERS[(i + 1) % 5]],
+                        &[pb::EventKind::SimSwap, pb::EventKind::Reassign],
+                    ),
+                    scope("8170", &[], &[pb::EventKind::Disconnect]),
+                ],
+                ..Default::default()
+            })
+            .await
+            .expect("scoped source");
+        admin
+            .heartbeat(pb::HeartbeatRequest {
+                source: name,
+                complete_until: None,
+            })
+            .await
+            .expect("heartbeat");
+    }
+}
+
 /// How hard a measured phase drives the server.
 #[derive(Debug, clap::Args)]
 pub struct Load {
@@ -288,6 +350,24 @@ pub fn proc_status_mib(pid: u32, field: &str) -> f64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// CPU time a process has used so far, user and system, all threads (Linux: fields 14 and
+/// 15 of /proc/PID/stat, in clock ticks of 10 ms).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after it are counted from its ')'.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 /// Resets a process's peak RSS to its current RSS (Linux: write 5 to clear_refs).

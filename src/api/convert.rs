@@ -105,13 +105,19 @@ pub fn raw_event(e: pb::Event) -> Result<RawEvent, FieldError> {
 pub fn stored_event(e: StoredEvent) -> pb::Event {
     let fact = e.event.fact;
     pb::Event {
-        source: fact.source.to_string(),
+        source: fact.source.as_str().to_owned(),
         source_event_id: fact.source_event_id,
-        phone_number: e.event.number.to_string(),
+        phone_number: e.event.number.as_str().to_owned(),
         kind: kind_to_pb(fact.kind).into(),
         occurred_at: Some(timestamp(fact.occurred_at)),
-        from_carrier: fact.from_carrier.map(|c| c.to_string()).unwrap_or_default(),
-        to_carrier: fact.to_carrier.map(|c| c.to_string()).unwrap_or_default(),
+        from_carrier: fact
+            .from_carrier
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+        to_carrier: fact
+            .to_carrier
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
         ingested_at: Some(timestamp(e.ingested_at)),
     }
 }
@@ -208,7 +214,7 @@ pub fn carrier_from_pb(c: &pb::Carrier) -> Result<Carrier, FieldError> {
 
 fn carrier_ref(c: &CarrierRef) -> pb::CarrierRef {
     pb::CarrierRef {
-        id: c.id.to_string(),
+        id: c.id.as_str().to_owned(),
         name: c.name.clone(),
     }
 }
@@ -222,7 +228,7 @@ fn coverage(c: QuestionCoverage) -> pb::Coverage {
     pb::Coverage {
         question: question.into(),
         covered_since: c.covered_since.map(timestamp),
-        sources: c.sources.iter().map(|s| s.to_string()).collect(),
+        sources: c.sources.iter().map(|s| s.as_str().to_owned()).collect(),
         gap: c.gap.unwrap_or_default(),
     }
 }
@@ -301,7 +307,7 @@ pub fn check_response(
 ) -> pb::CheckNumberResponse {
     let event_time = |t: Option<DateTime<Utc>>| t.and_then(|t| precision.apply(t)).map(timestamp);
     pb::CheckNumberResponse {
-        phone_number: number.to_string(),
+        phone_number: number.as_str().to_owned(),
         verdict: verdict(d.verdict).into(),
         sim_swap: sim_swap(d.sim_swap).into(),
         latest_sim_change: event_time(d.latest_sim_change),

@@ -64,7 +64,8 @@ pub struct QuestionCoverage {
     /// The earliest instant from which the question is covered at every instant up to
     /// now; `None` when it is not covered now.
     pub covered_since: Option<DateTime<Utc>>,
-    /// The sources that supply its kinds from `covered_since` to now, by name.
+    /// The sources that supply its kinds for the period asked about (from the later of
+    /// `covered_since` and the instant the question needs, to now), by name.
     pub sources: Vec<SourceName>,
     /// When the question's answer is UNKNOWN, why: the gap in coverage, named.
     pub gap: Option<String>,
@@ -110,9 +111,11 @@ impl<'a> Timeline<'a> {
             .collect();
         ports.sort_by(|a, b| a.chronological(b));
         let mut timeline = Timeline {
-            starts: vec![i64::MIN],
-            carriers: vec![holder],
+            starts: Vec::with_capacity(ports.len() + 1),
+            carriers: Vec::with_capacity(ports.len() + 1),
         };
+        timeline.starts.push(i64::MIN);
+        timeline.carriers.push(holder);
         for port in ports {
             let start = micros(port.occurred_at).saturating_add(1);
             let carrier = port.to_carrier.as_ref();
@@ -143,46 +146,52 @@ impl<'a> Timeline<'a> {
     }
 }
 
-/// Coverage of one number as of `now`: per kind, the stretches some source sees it.
+/// Coverage of one number as of `now`: the stretches in which sources see kinds of events
+/// on it.
 #[derive(Debug, Clone)]
 pub struct Coverage<'a> {
     input: CoverageInput<'a>,
     timeline: Timeline<'a>,
     now: i64,
-    /// Per kind (in `EventKind::ALL` order): who sees it when.
-    seen: [Vec<Seen<'a>>; 5],
-    /// Per kind: the start of the covered run that reaches now.
+    /// Who sees which kinds when, sorted by start.
+    stretches: Vec<Stretch>,
+    /// Per kind (in `EventKind::ALL` order): the start of the covered run that reaches now.
     runs: [Option<i64>; 5],
+    /// Some source's prefix takes in the number.
+    touched: bool,
 }
 
+/// A stretch of instants in which one source sees some kinds on the number.
 #[derive(Debug, Clone, Copy)]
-struct Seen<'a> {
+struct Stretch {
     first: i64,
     last: i64,
-    source: &'a SourceName,
+    /// [`EventKind::bit`]s.
+    kinds: u8,
+    /// The source's position in the (name-ordered) source set.
+    source: usize,
 }
 
 impl<'a> Coverage<'a> {
     pub fn new(input: CoverageInput<'a>) -> Coverage<'a> {
         let timeline = Timeline::new(input.range_holder, input.history);
         let now = micros(input.now);
-        let seen = EventKind::ALL.map(|kind| seen_by_sources(&input, &timeline, kind));
-        let runs = std::array::from_fn(|i| run_reaching(&seen[i], now));
+        let (mut stretches, touched) = stretches(&input, &timeline);
+        stretches.sort_unstable_by_key(|s| (s.first, s.last));
+        let runs = EventKind::ALL.map(|kind| run_reaching(&stretches, kind.bit(), now));
         Coverage {
             input,
             timeline,
             now,
-            seen,
+            stretches,
             runs,
+            touched,
         }
     }
 
     /// Whether any source's prefix takes in the number at all.
     pub fn touched(&self) -> bool {
-        self.input
-            .sources
-            .iter()
-            .any(|s| s.touches(self.input.digits))
+        self.touched
     }
 
     /// The carrier serving the number at `t`.
@@ -203,25 +212,32 @@ impl<'a> Coverage<'a> {
         self.covered_since_micros(question).map(instant)
     }
 
-    /// The question's coverage, with the sources that supply it.
-    pub fn of(&self, question: Question) -> QuestionCoverage {
+    /// The question's coverage, with the sources that supply it from `from` (the instant
+    /// the question needs: the window start, or `owner_since`) to now.
+    pub fn of(&self, question: Question, from: DateTime<Utc>) -> QuestionCoverage {
         let since = self.covered_since_micros(question);
-        let mut sources: Vec<SourceName> = match since {
+        let needs = question.needs().iter().fold(0, |bits, k| bits | k.bit());
+        let mut supplying: Vec<usize> = match since {
             None => Vec::new(),
-            Some(since) => question
-                .needs()
+            Some(since) => self
+                .stretches
                 .iter()
-                .flat_map(|&k| &self.seen[index(k)])
-                .filter(|s| s.last >= since && s.first <= self.now)
-                .map(|s| s.source.clone())
+                .filter(|s| s.kinds & needs != 0)
+                .filter(|s| s.last >= since.max(micros(from)) && s.first <= self.now)
+                .map(|s| s.source)
                 .collect(),
         };
-        sources.sort();
-        sources.dedup();
+        supplying.sort_unstable();
+        supplying.dedup();
+        let sources = self.input.sources;
         QuestionCoverage {
             question,
             covered_since: since.map(instant),
-            sources,
+            sources: supplying
+                .iter()
+                .filter_map(|&i| sources.at(i))
+                .map(|s| s.name.clone())
+                .collect(),
             gap: None,
         }
     }
@@ -292,55 +308,47 @@ impl<'a> Coverage<'a> {
     }
 }
 
-/// Every stretch in which some source sees `kind` on the number.
-fn seen_by_sources<'a>(
-    input: &CoverageInput<'a>,
-    timeline: &Timeline<'a>,
-    kind: EventKind,
-) -> Vec<Seen<'a>> {
-    let mut seen = Vec::new();
-    for source in input.sources.iter() {
-        let Some(end) = source.complete_to(input.now) else {
+/// Every stretch in which some source sees some kinds on the number, and whether any
+/// source's prefix takes the number in at all.
+fn stretches(input: &CoverageInput<'_>, timeline: &Timeline<'_>) -> (Vec<Stretch>, bool) {
+    let now = micros(input.now);
+    let mut stretches = Vec::with_capacity(16);
+    let mut touched = false;
+    for (source, scope) in input.sources.scopes_taking_in(input.digits) {
+        touched = true;
+        let Some((first, last)) = input.sources.complete_stretch(source, now) else {
             continue;
         };
-        let (first, last) = (micros(source.tracking_since), micros(end));
-        if first > last {
+        let kinds = scope.kind_bits();
+        if scope.carriers.is_empty() {
+            stretches.push(Stretch {
+                first,
+                last,
+                kinds,
+                source,
+            });
             continue;
         }
-        for scope in source
-            .scopes
-            .iter()
-            .filter(|s| s.reports(input.digits, kind))
-        {
-            if scope.carriers.is_empty() {
-                seen.push(Seen {
-                    first,
-                    last,
-                    source: &source.name,
+        for (from, to, carrier) in timeline.segments() {
+            let (lo, hi) = (first.max(from), last.min(to));
+            if lo <= hi && scope.sees_carrier(carrier) {
+                stretches.push(Stretch {
+                    first: lo,
+                    last: hi,
+                    kinds,
+                    source,
                 });
-                continue;
-            }
-            for (from, to, carrier) in timeline.segments() {
-                let (lo, hi) = (first.max(from), last.min(to));
-                if lo <= hi && scope.sees_carrier(carrier) {
-                    seen.push(Seen {
-                        first: lo,
-                        last: hi,
-                        source: &source.name,
-                    });
-                }
             }
         }
     }
-    seen
+    (stretches, touched)
 }
 
-/// The first instant of the unbroken stretch of `seen` that contains `now`.
-fn run_reaching(seen: &[Seen<'_>], now: i64) -> Option<i64> {
-    let mut spans: Vec<(i64, i64)> = seen.iter().map(|s| (s.first, s.last)).collect();
-    spans.sort_unstable();
+/// The first instant of the unbroken stretch of `kind`'s stretches (sorted by start) that
+/// contains `now`.
+fn run_reaching(stretches: &[Stretch], kind: u8, now: i64) -> Option<i64> {
     let mut run: Option<(i64, i64)> = None;
-    for (first, last) in spans {
+    for &Stretch { first, last, .. } in stretches.iter().filter(|s| s.kinds & kind != 0) {
         run = match run {
             Some((start, end)) if first <= end.saturating_add(1) => Some((start, end.max(last))),
             Some((start, end)) if start <= now && now <= end => return Some(start),

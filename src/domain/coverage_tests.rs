@@ -92,7 +92,7 @@ fn a_carrier_feed_and_a_porting_database_cover_that_carriers_subscribers() {
     let sources = porting_db_and_docomo_feed();
     let docomo = id("jp-docomo");
     let c = coverage(&sources, &docomo, &[]);
-    let sim = c.of(Question::SimSwap);
+    let sim = c.of(Question::SimSwap, days_ago(10));
     assert_eq!(sim.covered_since, Some(days_ago(365)));
     let names: Vec<&str> = sim.sources.iter().map(|s| s.as_str()).collect();
     assert_eq!(names, ["docomo-feed", "mnp"]);
@@ -128,7 +128,7 @@ fn another_carriers_subscriber_is_not_covered_and_the_gap_names_the_carrier() {
         );
     }
     assert_eq!(
-        c.of(Question::SimSwap),
+        c.of(Question::SimSwap, days_ago(10)),
         QuestionCoverage {
             question: Question::SimSwap,
             covered_since: None,
@@ -255,7 +255,7 @@ fn a_file_source_is_bounded_by_its_cut_off_and_a_live_one_continues_it() {
     let c = coverage(&both, &holder, &[]);
     assert_eq!(c.covered_since(Question::Ownership), Some(days_ago(365)));
     let names: Vec<String> = c
-        .of(Question::Ownership)
+        .of(Question::Ownership, days_ago(400))
         .sources
         .iter()
         .map(|s| s.to_string())
@@ -293,4 +293,26 @@ fn a_number_no_scope_takes_in_is_untouched() {
     });
     assert!(!c.touched());
     assert_eq!(c.covered_since(Question::Ownership), None);
+}
+
+#[test]
+fn the_sources_named_are_those_that_supply_the_period_asked_about() {
+    let sources = SourceSet::new(vec![
+        live("mnp", &[("81", &[], PORTING)]),
+        live("docomo-feed", &[("81", &["jp-docomo"], NOT_PORTS)]),
+        live("softbank-feed", &[("81", &["jp-softbank"], NOT_PORTS)]),
+    ]);
+    let docomo = id("jp-docomo");
+    let ported = [port(days_ago(30), "jp-docomo", "jp-softbank", "p1")];
+    let c = coverage(&sources, &docomo, &ported);
+    let names = |from| -> Vec<String> {
+        c.of(Question::SimSwap, from)
+            .sources
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    assert_eq!(names(days_ago(10)), ["mnp", "softbank-feed"]);
+    assert_eq!(names(days_ago(40)), ["docomo-feed", "mnp", "softbank-feed"]);
+    assert_eq!(c.covered_since(Question::SimSwap), Some(days_ago(365)));
 }

@@ -323,9 +323,13 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
                 coverage::Question::Ownership => ownership == Ownership::Unknown,
                 coverage::Question::DeviceSwap => device_swap == SimSwap::Unknown,
             };
+            let from = match (q, &input.owner_since) {
+                (coverage::Question::Ownership, Some(owner)) => owner.coverage_needed_from(),
+                _ => window_start,
+            };
             QuestionCoverage {
                 gap: if unknown { gap_of(q) } else { None },
-                ..coverage.of(q)
+                ..coverage.of(q, from)
             }
         })
         .collect();

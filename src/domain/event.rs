@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::FieldError;
 use super::carrier::{CarrierId, CarrierRegistry, carrier_name};
@@ -45,6 +45,11 @@ impl EventKind {
     /// Ends the registered owner's hold on the number.
     pub fn ends_ownership(self) -> bool {
         matches!(self, EventKind::Disconnect | EventKind::Reassign)
+    }
+
+    /// A bit of its own, for sets of kinds.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
     }
 
     /// Place among events with the same `occurred_at` (SPEC §2): an ownership ends before
@@ -259,7 +264,8 @@ pub fn resolve_carrier(
 /// Times are stored with microsecond precision (both backends hold that much), so values
 /// are cut to it on the way in and a read-back equals what was validated.
 pub fn to_storage_precision(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
+    // Cheaper than `duration_trunc`, and this runs on every check.
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
 #[cfg(test)]

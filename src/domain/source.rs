@@ -15,7 +15,7 @@ pub const MAX_SOURCE_NAME_LEN: usize = 64;
 
 /// A source's name: 1..=64 of letters, digits, `-`, `_`, `.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SourceName(String);
+pub struct SourceName(Box<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceNameError {
@@ -37,7 +37,7 @@ impl FromStr for SourceName {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if well_formed {
-            Ok(SourceName(s.to_string()))
+            Ok(SourceName(Box::from(s)))
         } else {
             Err(SourceNameError::Malformed(s.to_string()))
         }
@@ -65,6 +65,8 @@ pub struct Scope {
     pub carriers: Vec<CarrierId>,
     /// Sorted, without repeats; never empty (no kinds given means all five).
     pub kinds: Vec<EventKind>,
+    /// `kinds` as bits, for the check's hot path.
+    kind_bits: u8,
 }
 
 /// A scope as received: carrier names not yet resolved, kinds possibly empty.
@@ -93,7 +95,7 @@ impl Scope {
             .parse()
             .map_err(|e| FieldError::new("scopes.prefix", format!("{e}")))?;
         let country = calling_code(prefix.as_str());
-        let mut ids = raw
+        let ids = raw
             .carriers
             .iter()
             .map(|name| {
@@ -103,20 +105,25 @@ impl Scope {
                     .map_err(|e| FieldError::new("scopes.carriers", e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        ids.sort();
-        ids.dedup();
-        let mut kinds = if raw.kinds.is_empty() {
-            EventKind::ALL.to_vec()
-        } else {
-            raw.kinds.clone()
-        };
+        Ok(Scope::new(prefix, ids, raw.kinds.clone()))
+    }
+
+    /// A scope of resolved carriers; no kinds means all five.
+    pub fn new(prefix: Prefix, mut carriers: Vec<CarrierId>, mut kinds: Vec<EventKind>) -> Scope {
+        carriers.sort();
+        carriers.dedup();
+        if kinds.is_empty() {
+            kinds = EventKind::ALL.to_vec();
+        }
         kinds.sort();
         kinds.dedup();
-        Ok(Scope {
+        let kind_bits = kinds.iter().fold(0, |bits, k| bits | k.bit());
+        Scope {
             prefix,
-            carriers: ids,
+            carriers,
             kinds,
-        })
+            kind_bits,
+        }
     }
 
     /// All carriers and all kinds: what a bare prefix used to mean.
@@ -126,7 +133,12 @@ impl Scope {
 
     /// Whether it reports `kind` on numbers under its prefix (whoever serves them).
     pub fn reports(&self, digits: &str, kind: EventKind) -> bool {
-        self.prefix.matches(digits) && self.kinds.contains(&kind)
+        self.prefix.matches(digits) && self.kind_bits & kind.bit() != 0
+    }
+
+    /// Its kinds as [`EventKind::bit`]s.
+    pub fn kind_bits(&self) -> u8 {
+        self.kind_bits
     }
 
     /// Whether it sees subscribers of `carrier` (a number's serving carrier).
@@ -195,20 +207,15 @@ impl Source {
 
     /// Whether it is live and was heard from within `max_lag` of `now`.
     pub fn is_fresh(&self, now: DateTime<Utc>) -> bool {
-        match (self.max_lag, self.complete_until) {
-            (Some(lag), Some(until)) => now - until <= lag,
-            _ => false,
-        }
+        Freshness::of(self).is_fresh(now.timestamp_micros())
     }
 
     /// The last instant its data is complete at, as of `now`: now itself while fresh,
     /// else its `complete_until` (never later than now); `None` if it never was.
     pub fn complete_to(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        if self.is_fresh(now) {
-            Some(now)
-        } else {
-            self.complete_until.map(|until| until.min(now))
-        }
+        Freshness::of(self)
+            .complete_to(now.timestamp_micros())
+            .and_then(DateTime::from_timestamp_micros)
     }
 
     /// Whether some scope's prefix takes in the number, for any kind or carrier.
@@ -217,16 +224,93 @@ impl Source {
     }
 }
 
+/// A source's freshness in microseconds: the rule of SPEC §1, written once, cheap enough
+/// for every check.
+#[derive(Debug, Clone, Copy)]
+struct Freshness {
+    tracking_since: i64,
+    complete_until: Option<i64>,
+    max_lag: Option<i64>,
+}
+
+impl Freshness {
+    fn of(source: &Source) -> Freshness {
+        Freshness {
+            tracking_since: source.tracking_since.timestamp_micros(),
+            complete_until: source.complete_until.map(|t| t.timestamp_micros()),
+            max_lag: source.max_lag.and_then(|lag| lag.num_microseconds()),
+        }
+    }
+
+    fn is_fresh(&self, now: i64) -> bool {
+        match (self.max_lag, self.complete_until) {
+            (Some(lag), Some(until)) => now.saturating_sub(until) <= lag,
+            _ => false,
+        }
+    }
+
+    fn complete_to(&self, now: i64) -> Option<i64> {
+        if self.is_fresh(now) {
+            Some(now)
+        } else {
+            self.complete_until.map(|until| until.min(now))
+        }
+    }
+}
+
 /// All known sources, for coverage questions and ingest validation.
 #[derive(Debug, Clone, Default)]
 pub struct SourceSet {
+    /// By name.
     sources: Vec<Source>,
+    freshness: Vec<Freshness>,
+    /// Each distinct scope prefix, with the scopes that have it as `(source, scope)`
+    /// positions: a check compares the number with a few prefixes, not with every scope.
+    by_prefix: Vec<(Prefix, Vec<(usize, usize)>)>,
 }
 
 impl SourceSet {
     pub fn new(mut sources: Vec<Source>) -> Self {
         sources.sort_by(|a, b| a.name.cmp(&b.name));
-        SourceSet { sources }
+        let mut by_prefix: Vec<(Prefix, Vec<(usize, usize)>)> = Vec::new();
+        for (i, source) in sources.iter().enumerate() {
+            for (j, scope) in source.scopes.iter().enumerate() {
+                match by_prefix.iter_mut().find(|(p, _)| *p == scope.prefix) {
+                    Some((_, scopes)) => scopes.push((i, j)),
+                    None => by_prefix.push((scope.prefix.clone(), vec![(i, j)])),
+                }
+            }
+        }
+        SourceSet {
+            freshness: sources.iter().map(Freshness::of).collect(),
+            sources,
+            by_prefix,
+        }
+    }
+
+    /// The scopes whose prefix takes in `digits`, as `(source position, scope)`.
+    pub fn scopes_taking_in<'a>(
+        &'a self,
+        digits: &'a str,
+    ) -> impl Iterator<Item = (usize, &'a Scope)> + 'a {
+        self.by_prefix
+            .iter()
+            .filter(|(prefix, _)| prefix.matches(digits))
+            .flat_map(|(_, scopes)| scopes.iter())
+            .map(|&(i, j)| (i, &self.sources[i].scopes[j]))
+    }
+
+    /// The source at `position` (in name order).
+    pub fn at(&self, position: usize) -> Option<&Source> {
+        self.sources.get(position)
+    }
+
+    /// The instants (microseconds) the source at `position` has complete data for, as of
+    /// `now`: from its `tracking_since` to where its freshness says.
+    pub fn complete_stretch(&self, position: usize, now: i64) -> Option<(i64, i64)> {
+        let f = self.freshness.get(position)?;
+        let end = f.complete_to(now)?;
+        (f.tracking_since <= end).then_some((f.tracking_since, end))
     }
 
     pub fn get(&self, name: &SourceName) -> Option<&Source> {

@@ -1,5 +1,5 @@
 //! What every check reads and imports replace whole: the source set, the carrier table and
-//! the carrier registry.
+//! the carrier registry, swapped in together as one snapshot so a check takes one lock.
 
 use std::sync::{Arc, RwLock};
 
@@ -7,49 +7,60 @@ use crate::domain::carrier::CarrierRegistry;
 use crate::domain::source::SourceSet;
 use crate::ranges::CarrierTable;
 
+/// The catalog as one check sees it.
+#[derive(Default, Clone)]
+pub struct Snapshot {
+    pub sources: Arc<SourceSet>,
+    pub ranges: Arc<CarrierTable>,
+    pub carriers: Arc<CarrierRegistry>,
+}
+
 #[derive(Default)]
 pub struct Catalog {
-    sources: RwLock<Arc<SourceSet>>,
-    ranges: RwLock<Arc<CarrierTable>>,
-    carriers: RwLock<Arc<CarrierRegistry>>,
+    current: RwLock<Arc<Snapshot>>,
 }
 
 impl Catalog {
-    pub fn carriers(&self) -> Arc<CarrierRegistry> {
-        read(&self.carriers)
-    }
-
-    pub fn set_carriers(&self, carriers: CarrierRegistry) {
-        write(&self.carriers, carriers);
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        // The lock only guards an Arc swap, which cannot leave the value half-written, so a
+        // poisoned lock still holds a consistent value.
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub fn sources(&self) -> Arc<SourceSet> {
-        read(&self.sources)
+        self.snapshot().sources.clone()
     }
 
     pub fn ranges(&self) -> Arc<CarrierTable> {
-        read(&self.ranges)
+        self.snapshot().ranges.clone()
+    }
+
+    pub fn carriers(&self) -> Arc<CarrierRegistry> {
+        self.snapshot().carriers.clone()
     }
 
     pub fn set_sources(&self, sources: SourceSet) {
-        write(&self.sources, sources);
+        self.update(|s| s.sources = Arc::new(sources));
     }
 
     pub fn set_ranges(&self, ranges: CarrierTable) {
-        write(&self.ranges, ranges);
+        self.update(|s| s.ranges = Arc::new(ranges));
     }
-}
 
-// The locks only guard an Arc swap, which cannot leave the value half-written, so a
-// poisoned lock still holds a consistent value.
-fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
-    lock.read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone()
-}
+    pub fn set_carriers(&self, carriers: CarrierRegistry) {
+        self.update(|s| s.carriers = Arc::new(carriers));
+    }
 
-fn write<T>(lock: &RwLock<Arc<T>>, value: T) {
-    *lock
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(value);
+    fn update(&self, change: impl FnOnce(&mut Snapshot)) {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = Snapshot::clone(&current);
+        change(&mut next);
+        *current = Arc::new(next);
+    }
 }

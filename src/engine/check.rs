@@ -308,18 +308,16 @@ impl Engine {
         owner_since: Option<OwnerSince>,
         upstream: &[UpstreamAnswer],
     ) -> Decision {
-        let ranges = self.catalog.ranges();
-        let sources = self.catalog.sources();
-        let carriers = self.catalog.carriers();
+        let catalog = self.catalog.snapshot();
         let input = CheckInput {
             now,
             max_age,
             owner_since,
             mobile: state.mobile,
             digits: e164.digits(),
-            original_carrier: ranges.lookup(e164.digits()).map(|m| m.carrier),
-            carriers: &carriers,
-            sources: &sources,
+            original_carrier: catalog.ranges.lookup(e164.digits()).map(|m| m.carrier),
+            carriers: &catalog.carriers,
+            sources: &catalog.sources,
             history: &state.history,
             upstream,
         };

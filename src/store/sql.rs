@@ -231,19 +231,19 @@ pub fn source_from(
             .map_err(|e| corrupt(e.to_string()))?
             .into_iter()
             .map(|s| {
-                Ok(Scope {
-                    prefix: s.prefix.parse().map_err(|e| format!("{e}"))?,
-                    carriers: s
-                        .carriers
+                let kinds = s
+                    .kinds
+                    .iter()
+                    .map(|k| k.parse().map_err(|e| format!("{e}")))
+                    .collect::<Result<Vec<_>, String>>()?;
+                Ok(Scope::new(
+                    s.prefix.parse().map_err(|e| format!("{e}"))?,
+                    s.carriers
                         .iter()
                         .map(|c| CarrierId::from_trusted(c))
                         .collect(),
-                    kinds: s
-                        .kinds
-                        .iter()
-                        .map(|k| k.parse().map_err(|e| format!("{e}")))
-                        .collect::<Result<Vec<_>, String>>()?,
-                })
+                    kinds,
+                ))
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(corrupt)?,
@@ -258,11 +258,8 @@ pub fn source_from(
 }
 
 fn whole_scope(prefix: &str) -> Result<Scope, String> {
-    Ok(Scope {
-        prefix: prefix.parse().map_err(|e| format!("{e}"))?,
-        carriers: Vec::new(),
-        kinds: EventKind::ALL.to_vec(),
-    })
+    let prefix = prefix.parse().map_err(|e| format!("{e}"))?;
+    Ok(Scope::new(prefix, Vec::new(), Vec::new()))
 }
 
 /// Moves a source's `complete_until` forward to `at`, never back.
