@@ -319,14 +319,6 @@ impl CarrierRegistry {
     pub fn iter(&self) -> impl Iterator<Item = &Carrier> {
         self.carriers.iter()
     }
-
-    pub fn len(&self) -> usize {
-        self.carriers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.carriers.is_empty()
-    }
 }
 
 /// An id for a carrier the server registers on its own from an unknown name: the name's

@@ -217,11 +217,6 @@ impl Source {
             .complete_to(now.timestamp_micros())
             .and_then(DateTime::from_timestamp_micros)
     }
-
-    /// Whether some scope's prefix takes in the number, for any kind or carrier.
-    pub fn touches(&self, digits: &str) -> bool {
-        self.scopes.iter().any(|s| s.prefix.matches(digits))
-    }
 }
 
 /// A source's freshness in microseconds: the rule of SPEC §1, written once, cheap enough
