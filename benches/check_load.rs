@@ -50,6 +50,10 @@ struct Args {
     /// sources with 3 scopes each and measure warm and cold again on the same data.
     #[arg(long)]
     scoped: bool,
+    /// How many scoped sources `--scoped` registers; 0 measures the same phases with none,
+    /// which shows how much a second server alone moves the figures.
+    #[arg(long, default_value_t = support::SCOPED_SOURCES)]
+    scoped_sources: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -218,15 +222,15 @@ async fn main() {
     let (cold, cold_health, cold_rest) =
         measure(&channels, &cold_server, &args, "cache disabled").await;
     let scoped = if args.scoped {
-        support::add_scoped_sources(channels[0].clone()).await;
-        let label = "cache disabled, 20 scoped sources";
+        support::add_scoped_sources(channels[0].clone(), args.scoped_sources).await;
+        let label = &format!("cache disabled, {} scoped sources", args.scoped_sources);
         let (cold_scoped, health, _) = measure(&channels, &cold_server, &args, label).await;
         drop(channels);
         drop(cold_server);
         let server = start_server(&db.url, rest_args);
         let channels = connect_all(&server, args.load.connections).await;
         warm_up(&channels[0], args.numbers).await;
-        let label = "warm cache, 20 scoped sources";
+        let label = &format!("warm cache, {} scoped sources", args.scoped_sources);
         let (warm_scoped, warm_health, _) = measure(&channels, &server, &args, label).await;
         Some((warm_scoped / warm_health, cold_scoped / health))
     } else {
@@ -244,7 +248,8 @@ async fn main() {
     );
     if let Some((warm_scoped, cold_scoped)) = scoped {
         println!(
-            "with 20 scoped sources: warm CheckNumber / Health {warm_scoped:.2} ({:+.1}%), cold {cold_scoped:.2} ({:+.1}%)",
+            "with {} scoped sources: warm CheckNumber / Health {warm_scoped:.2} ({:+.1}%), cold {cold_scoped:.2} ({:+.1}%)",
+            args.scoped_sources,
             (warm_scoped / (warm / warm_health) - 1.0) * 100.0,
             (cold_scoped / (cold / cold_health) - 1.0) * 100.0,
         );

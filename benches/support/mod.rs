@@ -198,10 +198,10 @@ pub async fn seed(channel: Channel, total: u64, numbers: u64) -> (u64, Duration)
 /// weighs them (issue 14's cost of scoped coverage).
 pub const SCOPED_SOURCES: usize = 20;
 
-/// Registers [`SCOPED_SOURCES`] live sources with three scopes each — one carrier's
+/// Registers `count` (normally [`SCOPED_SOURCES`]) live sources with three scopes each — one carrier's
 /// subscribers under 8190 (every kind but PORT), another's under 8180 (SIM_SWAP and
 /// REASSIGN), and any carrier's DISCONNECTs under 8170 — and hears from each.
-pub async fn add_scoped_sources(channel: Channel) {
+pub async fn add_scoped_sources(channel: Channel, count: usize) {
     const CARRIERS: [&str; 5] = [
         "jp-docomo",
         "jp-kddi",
@@ -211,7 +211,7 @@ pub async fn add_scoped_sources(channel: Channel) {
     ];
     let mut admin = AdminClient::new(channel);
     let kinds = |k: &[pb::EventKind]| k.iter().map(|&k| i32::from(k)).collect::<Vec<_>>();
-    for i in 0..SCOPED_SOURCES {
+    for i in 0..count {
         let name = format!("feed-{i:02}");
         let scope = |prefix: &str, carriers: &[&str], k: &[pb::EventKind]| pb::SourceScope {
             prefix: prefix.into(),
