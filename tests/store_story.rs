@@ -218,3 +218,114 @@ async fn store_story(backend: Backend) {
     assert_eq!(reopened.list_sources().await.unwrap().len(), 1);
     assert_eq!(reopened.history(&number).await.unwrap().len(), 2);
 }
+
+/// A PostgreSQL database written under migrations 0001–0007 (instants as TIMESTAMPTZ,
+/// covers as an array) reads back the same through today's store after 0008 turns every
+/// instant into integer microseconds.
+#[tokio::test]
+async fn postgres_data_from_the_timestamptz_migrations_reads_back_the_same() {
+    use numguard::domain::owner_since::OwnerSince;
+    use sqlx::{Connection, PgConnection};
+
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut older = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/postgres"))
+        .await
+        .expect("read migrations");
+    older.migrations = older
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 7)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let mut conn = PgConnection::connect(&db.url).await.expect("connect");
+    older.run(&mut conn).await.expect("migrations 0001–0007");
+    for statement in [
+        "INSERT INTO sources (name, tracking_since, covers, updated_at) \
+         VALUES ('feed', '2025-01-01T00:00:00.000001Z', '{81,8190}', '2026-11-01T00:00:00Z')",
+        "INSERT INTO events (source, source_event_id, number, kind, occurred_at, to_carrier, \
+         ingested_at) VALUES ('feed', 'e1', '+819012345678', 'PORT', \
+         '2026-05-02T10:00:00.123456Z', 'jp-kddi', '2026-05-02T10:00:01.5Z'), \
+         ('feed', 'e2', '+819012345678', 'SIM_SWAP', '1969-12-31T23:59:59.5Z', NULL, \
+         '2026-05-03T00:00:00Z')",
+        "INSERT INTO carrier_ranges (prefix, carrier) VALUES ('8190', 'jp-docomo')",
+        "INSERT INTO tenants (name, created_at) VALUES ('acme', '2026-01-01T00:00:00Z')",
+        "INSERT INTO api_keys (id, tenant, scopes, hash, created_at, revoked_at) \
+         VALUES ('k1', 'acme', 'check', '\\x0102', '2026-01-02T03:04:05.678901Z', \
+         '2026-02-01T00:00:00Z')",
+        "INSERT INTO access_log (tenant, number_hash, first_at, last_at, checks) \
+         VALUES ('acme', 'abcd', '2026-03-01T00:00:00.000002Z', '2026-03-01T12:00:00Z', 3)",
+        "INSERT INTO watchlist (tenant, customer_ref, number, owner_since_start, owner_since_end) \
+         VALUES ('acme', 'c1', '+819012345678', '2026-04-01T00:00:00Z', '2026-04-02T00:00:00Z'), \
+         ('acme', 'c2', '+819012345678', '2026-04-01T09:30:00.25Z', NULL)",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    let _ = conn.close().await;
+
+    let store = numguard::store::open(&db.url).await.expect("open migrates");
+    let sources = store.list_sources().await.unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0].tracking_since, t("2025-01-01T00:00:00.000001Z"));
+    let prefixes: Vec<String> = sources[0]
+        .scopes
+        .iter()
+        .map(|s| s.prefix.to_string())
+        .collect();
+    assert_eq!(prefixes, ["81", "8190"]);
+
+    let number = E164::parse("+819012345678", None).unwrap();
+    let mut history = store.history(&number).await.unwrap();
+    history.sort_by_key(|f| f.occurred_at);
+    assert_eq!(history[0].occurred_at, t("1969-12-31T23:59:59.5Z"));
+    assert_eq!(history[1].occurred_at, t("2026-05-02T10:00:00.123456Z"));
+    assert_eq!(history[1].to_carrier.as_ref().unwrap().as_str(), "jp-kddi");
+    let listed = store
+        .list_events(&EventQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed[0].ingested_at, t("2026-05-02T10:00:01.5Z"));
+
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!(keys[0].created_at, t("2026-01-02T03:04:05.678901Z"));
+    assert_eq!(keys[0].revoked_at, Some(t("2026-02-01T00:00:00Z")));
+    assert_eq!(keys[0].hash, vec![1, 2]);
+    let access = store.access_log("abcd").await.unwrap();
+    assert_eq!(access[0].first_at, t("2026-03-01T00:00:00.000002Z"));
+    assert_eq!(access[0].checks, 3);
+    let watch = store
+        .list_watch(&"acme".parse().unwrap(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        watch[0].owner_since,
+        OwnerSince::Day {
+            start: t("2026-04-01T00:00:00Z"),
+            end: t("2026-04-02T00:00:00Z"),
+        }
+    );
+    assert_eq!(
+        watch[1].owner_since,
+        OwnerSince::At(t("2026-04-01T09:30:00.25Z"))
+    );
+    assert_eq!(store.load_ranges().await.unwrap().len(), 1);
+
+    // And the migrated tables take new rows.
+    let added = store
+        .insert_events(&[new_event(
+            "e3",
+            "+819012345678",
+            EventKind::Disconnect,
+            t("2026-06-01T00:00:00Z"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(added.inserted, 1);
+    assert_eq!(store.history(&number).await.unwrap().len(), 3);
+}

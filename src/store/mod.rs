@@ -1,7 +1,9 @@
-//! Storage: one trait, one implementation per backend. Stores store; they do not decide.
+//! Storage: one trait and one SQL implementation of it, with what differs per backend
+//! behind `sql_store::Backend`. Stores store; they do not decide.
 
 pub mod postgres;
 mod sql;
+mod sql_store;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::domain::owner_since::OwnerSince;
 use crate::domain::source::{Source, SourceName};
 use crate::error::ErrorKind;
 use crate::ranges::RangeEntry;
+use sql_store::SqlStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -404,11 +407,13 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 
 pub async fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(
-            sqlite::SqliteStore::open(url, options.sqlite_max_bytes).await?,
-        ))
+        Ok(Arc::new(SqlStore::new(
+            sqlite::SqliteBackend::open(url, options.sqlite_max_bytes).await?,
+        )))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(Arc::new(postgres::PgStore::open(url).await?))
+        Ok(Arc::new(SqlStore::new(
+            postgres::PgBackend::open(url).await?,
+        )))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

@@ -1,6 +1,5 @@
-//! SQL shared by the backends: the event-listing filters and row decoding. Only times
-//! differ between them (SQLite: integer microseconds, PostgreSQL: `timestamptz`), so
-//! those come in as functions.
+//! Statements and row readers shared by the backends. Every instant is stored as integer
+//! microseconds since the epoch on both, so one text and one reader serve both.
 
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
@@ -17,13 +16,9 @@ pub const SELECT_EVENTS: &str = "SELECT id, source, source_event_id, number, kin
      from_carrier, to_carrier, ingested_at FROM events WHERE 1 = 1";
 
 /// Appends the WHERE conditions, newest-first order and limit of a listing.
-pub fn push_event_filters<DB, T>(
-    sql: &mut QueryBuilder<DB>,
-    query: &EventQuery,
-    time: impl Fn(DateTime<Utc>) -> T,
-) where
+pub fn push_event_filters<DB>(sql: &mut QueryBuilder<DB>, query: &EventQuery)
+where
     DB: Database,
-    T: for<'t> Encode<'t, DB> + Type<DB>,
     String: for<'t> Encode<'t, DB> + Type<DB>,
     i64: for<'t> Encode<'t, DB> + Type<DB>,
 {
@@ -40,16 +35,16 @@ pub fn push_event_filters<DB, T>(
         sql.push(")");
     }
     if let Some(since) = query.since {
-        sql.push(" AND occurred_at >= ").push_bind(time(since));
+        sql.push(" AND occurred_at >= ").push_bind(micros(since));
     }
     if let Some(until) = query.until {
-        sql.push(" AND occurred_at < ").push_bind(time(until));
+        sql.push(" AND occurred_at < ").push_bind(micros(until));
     }
     if let Some(after) = query.after {
         sql.push(" AND (occurred_at < ")
-            .push_bind(time(after.occurred_at))
+            .push_bind(micros(after.occurred_at))
             .push(" OR (occurred_at = ")
-            .push_bind(time(after.occurred_at))
+            .push_bind(micros(after.occurred_at))
             .push(" AND id < ")
             .push_bind(after.id)
             .push("))");
@@ -64,15 +59,13 @@ fn kind_from(text: &str) -> Result<EventKind, StoreError> {
 }
 
 /// Reads `source, source_event_id, kind, occurred_at, from_carrier, to_carrier`.
-pub fn fact_from<R>(
-    row: &R,
-    time: impl Fn(&R, &str) -> Result<DateTime<Utc>, StoreError>,
-) -> Result<EventFact, StoreError>
+pub fn fact_from<R>(row: &R) -> Result<EventFact, StoreError>
 where
     R: Row,
     for<'c> &'c str: ColumnIndex<R>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     let kind: String = row.try_get("kind")?;
     let source: String = row.try_get("source")?;
@@ -82,7 +75,7 @@ where
             .map_err(|e| StoreError::Corrupt(format!("source name: {e}")))?,
         source_event_id: row.try_get("source_event_id")?,
         kind: kind_from(&kind)?,
-        occurred_at: time(row, "occurred_at")?,
+        occurred_at: time_at(row, "occurred_at")?,
         from_carrier: carrier_id_from(row.try_get("from_carrier")?),
         to_carrier: carrier_id_from(row.try_get("to_carrier")?),
     })
@@ -96,16 +89,13 @@ fn carrier_id_from(text: Option<String>) -> Option<CarrierId> {
 
 /// Sorts rows of `number` plus the [`fact_from`] columns into one history per number, in
 /// the order of `numbers`.
-pub fn group_histories<R>(
-    numbers: &[E164],
-    rows: &[R],
-    time: impl Fn(&R, &str) -> Result<DateTime<Utc>, StoreError>,
-) -> Result<Vec<Vec<EventFact>>, StoreError>
+pub fn group_histories<R>(numbers: &[E164], rows: &[R]) -> Result<Vec<Vec<EventFact>>, StoreError>
 where
     R: Row,
     for<'c> &'c str: ColumnIndex<R>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     let position: std::collections::HashMap<&str, usize> = numbers
         .iter()
@@ -121,16 +111,13 @@ where
                 E164::from_trusted(number).masked()
             )));
         };
-        histories[i].push(fact_from(row, &time)?);
+        histories[i].push(fact_from(row)?);
     }
     Ok(histories)
 }
 
 /// Reads a whole row of [`SELECT_EVENTS`].
-pub fn stored_event_from<R>(
-    row: &R,
-    time: impl Fn(&R, &str) -> Result<DateTime<Utc>, StoreError>,
-) -> Result<StoredEvent, StoreError>
+pub fn stored_event_from<R>(row: &R) -> Result<StoredEvent, StoreError>
 where
     R: Row,
     for<'c> &'c str: ColumnIndex<R>,
@@ -142,9 +129,9 @@ where
         id: row.try_get("id")?,
         event: NewEvent {
             number: E164::from_trusted(row.try_get("number")?),
-            fact: fact_from(row, &time)?,
+            fact: fact_from(row)?,
         },
-        ingested_at: time(row, "ingested_at")?,
+        ingested_at: time_at(row, "ingested_at")?,
     })
 }
 
@@ -523,9 +510,31 @@ pub fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn from_micros(v: i64) -> Result<DateTime<Utc>, StoreError> {
+pub fn from_micros(v: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(v)
         .ok_or_else(|| StoreError::Corrupt(format!("time {v} is out of range")))
+}
+
+/// Reads an instant column.
+pub fn time_at<R>(row: &R, column: &str) -> Result<DateTime<Utc>, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    from_micros(row.try_get(column)?)
+}
+
+/// Reads an optional instant column.
+pub fn optional_time_at<R>(row: &R, column: &str) -> Result<Option<DateTime<Utc>>, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get::<Option<i64>, _>(column)?
+        .map(from_micros)
+        .transpose()
 }
 
 /// Reads a row of [`SELECT_SUBSCRIPTIONS`] (same column types on both backends).
