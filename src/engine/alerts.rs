@@ -73,10 +73,7 @@ impl Engine {
         let upserted = if valid.is_empty() {
             0
         } else {
-            self.store
-                .upsert_watch(tenant, &valid)
-                .await
-                .map_err(|e| self.store_failed(e))?
+            self.store.upsert_watch(tenant, &valid).await?
         };
         // Shared scans were made with the old watchlist.
         self.alert_pages.invalidate_all();
@@ -117,11 +114,7 @@ impl Engine {
         tenant: &TenantName,
         refs: &[String],
     ) -> Result<u64, EngineError> {
-        let removed = self
-            .store
-            .remove_watch(tenant, refs)
-            .await
-            .map_err(|e| self.store_failed(e))?;
+        let removed = self.store.remove_watch(tenant, refs).await?;
         self.alert_pages.invalidate_all();
         Ok(removed)
     }
@@ -136,8 +129,7 @@ impl Engine {
         let mut page = self
             .store
             .list_watch(tenant, after, limit.saturating_add(1))
-            .await
-            .map_err(|e| self.store_failed(e))?;
+            .await?;
         let next = if page.len() > limit as usize {
             page.truncate(limit as usize);
             page.last().map(|w| w.customer_ref.clone())
@@ -156,11 +148,7 @@ impl Engine {
         kinds: Vec<EventKind>,
     ) -> Result<mpsc::Receiver<Result<Alert, EngineError>>, EngineError> {
         let cursor = match resume_after {
-            0 => self
-                .store
-                .last_event_id()
-                .await
-                .map_err(|e| self.store_failed(e))?,
+            0 => self.store.last_event_id().await?,
             n => i64::try_from(n).unwrap_or(i64::MAX),
         };
         tracing::debug!(
@@ -186,8 +174,7 @@ impl Engine {
         let state = self
             .numbers
             .get_or_load(&number, || self.store.history(e164))
-            .await
-            .map_err(|e| self.store_failed(e))?;
+            .await?;
         let at = row.event.event.fact.occurred_at;
         let as_of_event = NumberState {
             mobile: number.mobile,
@@ -239,11 +226,7 @@ impl Engine {
             .get_with(key.clone(), || Arc::new(tokio::sync::OnceCell::new()));
         let page = cell
             .get_or_try_init(|| async {
-                let page = self
-                    .store
-                    .alerts_after(tenant, cursor, kinds, PAGE)
-                    .await
-                    .map_err(|e| self.store_failed(e))?;
+                let page = self.store.alerts_after(tenant, cursor, kinds, PAGE).await?;
                 let mut alerts = Vec::with_capacity(page.alerts.len());
                 for row in page.alerts {
                     let decision = self.alert_decision(&row).await?;

@@ -80,10 +80,7 @@ impl Engine {
         if fresh.is_empty() {
             return Ok(());
         }
-        self.store
-            .upsert_carriers(&fresh)
-            .await
-            .map_err(|e| self.store_failed(e))?;
+        self.store.upsert_carriers(&fresh).await?;
         self.reload_carriers().await?;
         let ids: Vec<&str> = fresh.iter().map(|c| c.id.as_str()).collect();
         tracing::warn!(
@@ -156,8 +153,7 @@ impl Engine {
         }
         self.store
             .upsert_carriers(std::slice::from_ref(&carrier))
-            .await
-            .map_err(|e| self.store_failed(e))?;
+            .await?;
         self.reload_carriers().await?;
         // Ranges stored under a name that now resolves come into the table.
         self.reload_ranges().await?;

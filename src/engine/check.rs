@@ -163,7 +163,7 @@ impl Engine {
                 let load = self
                     .numbers
                     .get_or_load(&number, || self.store.history(&number.e164));
-                let state = Box::pin(load).await.map_err(|e| self.store_failed(e))?;
+                let state = Box::pin(load).await?;
                 (number.e164, state)
             }
         };
@@ -218,11 +218,7 @@ impl Engine {
         }
         if !wanted.is_empty() {
             let numbers: Vec<E164> = wanted.iter().map(|(n, _)| n.e164.clone()).collect();
-            let histories = self
-                .store
-                .histories(&numbers)
-                .await
-                .map_err(|e| self.store_failed(e))?;
+            let histories = self.store.histories(&numbers).await?;
             let mut memo = lock(memo);
             for ((number, epoch), history) in wanted.iter().zip(histories) {
                 let state = NumberState {

@@ -199,11 +199,7 @@ async fn write_batches(
 ) -> Result<InsertOutcome, EngineError> {
     let mut total = InsertOutcome::default();
     while let Some(batch) = queue.recv().await {
-        let outcome = engine
-            .store
-            .insert_events(&batch)
-            .await
-            .map_err(|e| engine.store_failed(e))?;
+        let outcome = engine.store.insert_events(&batch).await?;
         engine.numbers.invalidate(batch.iter().map(|e| &e.number));
         engine.events_committed();
         let mut delivered: Vec<&SourceName> = batch.iter().map(|e| &e.fact.source).collect();

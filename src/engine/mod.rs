@@ -15,6 +15,7 @@ pub mod keys;
 pub mod number_cache;
 mod sources;
 mod upstream;
+mod watched_store;
 pub mod webhooks;
 
 use std::sync::{Arc, Weak};
@@ -48,8 +49,9 @@ pub use sources::SourceDefinition;
 pub enum EngineError {
     #[error(transparent)]
     Invalid(#[from] FieldError),
+    /// Any store failure but an outage, which is [`EngineError::Unavailable`].
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("the database is unavailable; numguard does not answer from partial data, retry later")]
     Unavailable,
     #[error("{0}")]
@@ -59,6 +61,15 @@ pub enum EngineError {
     WriterFailed,
     #[error("upstream look-ups cannot start: {0}")]
     UpstreamSetup(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => EngineError::Unavailable,
+            other => EngineError::Store(other),
+        }
+    }
 }
 
 impl EngineError {
@@ -143,7 +154,7 @@ pub struct Engine {
     config: EngineConfig,
     numbers: NumberCache,
     catalog: Catalog,
-    availability: Availability,
+    availability: Arc<Availability>,
     auth: Authenticator,
     access: Option<AccessLog>,
     /// Counts commits of events, here or (through the change feed) on other replicas;
@@ -164,6 +175,11 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Arc<Engine>, EngineError> {
         let changes = store.take_changes();
+        let availability = Arc::new(Availability::new(changes.is_some()));
+        let store: Arc<dyn Store> = Arc::new(watched_store::WatchedStore::new(
+            store,
+            availability.clone(),
+        ));
         let access = if config.access_log {
             Some(AccessLog::start(store.clone()).await?)
         } else {
@@ -173,7 +189,7 @@ impl Engine {
             upstreams: std::sync::RwLock::new(None),
             numbers: NumberCache::new(config.cache_capacity),
             catalog: Catalog::default(),
-            availability: Availability::new(changes.is_some()),
+            availability,
             auth: Authenticator::new(config.auth, config.limits),
             access,
             commits: tokio::sync::watch::channel(0).0,
@@ -258,14 +274,6 @@ impl Engine {
 
     /// Turns a store failure into the engine's error, noting an unreachable database so
     /// later requests fail fast until the health watch sees it back.
-    fn store_failed(&self, e: StoreError) -> EngineError {
-        if matches!(e, StoreError::Unavailable(_)) {
-            self.availability.set_database(false);
-            return EngineError::Unavailable;
-        }
-        EngineError::Store(e)
-    }
-
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }

@@ -40,10 +40,7 @@ impl Engine {
             definition.max_lag,
             &self.carriers(),
         )?;
-        self.store
-            .upsert_source(&source)
-            .await
-            .map_err(|e| self.store_failed(e))?;
+        self.store.upsert_source(&source).await?;
         self.reload_sources().await?;
         self.sources()
             .get(&source.name)
@@ -73,8 +70,7 @@ impl Engine {
         let found = self
             .store
             .advance_complete_until(&name, until.min(now))
-            .await
-            .map_err(|e| self.store_failed(e))?;
+            .await?;
         if !found {
             return Err(EngineError::NotFound(format!(
                 "source {:?} is not registered",
@@ -104,10 +100,7 @@ impl Engine {
                         .is_none_or(|until| now - until >= INGEST_FRESHNESS_STEP)
             });
             if due {
-                self.store
-                    .advance_complete_until(name, now)
-                    .await
-                    .map_err(|e| self.store_failed(e))?;
+                self.store.advance_complete_until(name, now).await?;
                 advanced = true;
             }
         }

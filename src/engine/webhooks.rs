@@ -82,11 +82,7 @@ impl Engine {
             return Err(FieldError::new("token_expire_time", "is in the past").into());
         }
         // Alerts from now on, like a new stream.
-        let cursor = self
-            .store
-            .last_event_id()
-            .await
-            .map_err(|e| self.store_failed(e))?;
+        let cursor = self.store.last_event_id().await?;
         let record = SubscriptionRecord {
             id: hex(&rand::random::<[u8; 8]>()),
             tenant: tenant.clone(),
@@ -103,10 +99,7 @@ impl Engine {
             format: new.format,
             token_expire_at: new.token_expire_at,
         };
-        self.store
-            .create_subscription(&record)
-            .await
-            .map_err(|e| self.store_failed(e))?;
+        self.store.create_subscription(&record).await?;
         Ok(record)
     }
 
@@ -117,7 +110,7 @@ impl Engine {
         self.store
             .subscriptions(Some(tenant))
             .await
-            .map_err(|e| self.store_failed(e))
+            .map_err(EngineError::from)
     }
 
     /// Ends one of the tenant's active subscriptions (of `format`, if given); another
@@ -145,7 +138,7 @@ impl Engine {
                 &[cloud_events::ended(&found, ENDED_DELETED)],
             )
             .await
-            .map_err(|e| self.store_failed(e))
+            .map_err(EngineError::from)
     }
 
     /// Queues the subscription's new events, and its end when it is due.
@@ -156,7 +149,7 @@ impl Engine {
                 .store
                 .advance_subscription(&sub.id, sub.cursor, sub.sent, Some(reason), &[end])
                 .await
-                .map_err(|e| self.store_failed(e));
+                .map_err(EngineError::from);
         }
         let (mut cursor, mut sent) = (sub.cursor, sub.sent);
         loop {
@@ -186,8 +179,7 @@ impl Engine {
             }
             self.store
                 .advance_subscription(&sub.id, cursor, sent, ended, &queue)
-                .await
-                .map_err(|e| self.store_failed(e))?;
+                .await?;
             if full {
                 return Ok(());
             }
@@ -205,8 +197,7 @@ impl Engine {
             let events = self
                 .store
                 .number_events_after(number, cursor, &sub.kinds, SCAN_PAGE)
-                .await
-                .map_err(|e| self.store_failed(e))?;
+                .await?;
             let Some(scanned_to) = events.last().map(|e| e.id) else {
                 return Ok(None);
             };
@@ -247,7 +238,7 @@ impl Engine {
                     .store
                     .sink_gone(&d.subscription_id)
                     .await
-                    .map_err(|e| self.store_failed(e));
+                    .map_err(EngineError::from);
             }
             Ok(r) => Err(format!("sink answered {}", r.status())),
             Err(e) => Err(format!("sink unreachable: {e}")),
@@ -261,7 +252,7 @@ impl Engine {
         self.store
             .finish_delivery(d.id, outcome.is_ok(), retry_at, error)
             .await
-            .map_err(|e| self.store_failed(e))
+            .map_err(EngineError::from)
     }
 }
 
@@ -309,19 +300,11 @@ pub(super) async fn dispatch(engine: Weak<Engine>) {
 }
 
 async fn dispatch_once(engine: &Arc<Engine>, client: &reqwest::Client) -> Result<(), EngineError> {
-    let active = engine
-        .store
-        .subscriptions(None)
-        .await
-        .map_err(|e| engine.store_failed(e))?;
+    let active = engine.store.subscriptions(None).await?;
     for sub in &active {
         engine.feed(sub).await?;
     }
-    let due = engine
-        .store
-        .due_deliveries(DELIVERIES_PER_TICK)
-        .await
-        .map_err(|e| engine.store_failed(e))?;
+    let due = engine.store.due_deliveries(DELIVERIES_PER_TICK).await?;
     for d in due {
         engine.deliver(client, d).await?;
     }

@@ -1,0 +1,105 @@
+//! The one place that tells the engine the database is down: every store call goes through
+//! [`WatchedStore`], which marks the database unavailable when a call fails as
+//! [`StoreError::Unavailable`]. The health loop marks it up again once a ping answers.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::availability::Availability;
+use crate::domain::auth::{TenantName, TimePrecision};
+use crate::domain::carrier::Carrier;
+use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
+use crate::domain::number::E164;
+use crate::domain::source::{Source, SourceName};
+use crate::ranges::RangeEntry;
+use crate::store::{
+    AccessRecord, AlertPage, Change, Delivery, EventQuery, InsertOutcome, KeyRecord, Store,
+    StoreError, SubscriptionRecord, WatchRecord,
+};
+
+/// A [`Store`] that reports its own outages to the engine's [`Availability`].
+pub struct WatchedStore {
+    inner: Arc<dyn Store>,
+    availability: Arc<Availability>,
+}
+
+impl WatchedStore {
+    pub fn new(inner: Arc<dyn Store>, availability: Arc<Availability>) -> WatchedStore {
+        WatchedStore {
+            inner,
+            availability,
+        }
+    }
+
+    fn watch<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if matches!(result, Err(StoreError::Unavailable(_))) {
+            self.availability.set_database(false);
+        }
+        result
+    }
+}
+
+/// Writes the `Store` impl: each method passes its arguments on and watches the result.
+macro_rules! watched {
+    ($(fn $name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
+        #[async_trait]
+        impl Store for WatchedStore {
+            $(
+                async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
+                    self.watch(self.inner.$name($($arg),*).await)
+                }
+            )*
+
+            fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+                self.inner.take_changes()
+            }
+        }
+    };
+}
+
+watched! {
+    fn upsert_source(source: &Source) -> ();
+    fn list_sources() -> Vec<Source>;
+    fn advance_complete_until(name: &SourceName, at: DateTime<Utc>) -> bool;
+    fn upsert_carriers(carriers: &[Carrier]) -> ();
+    fn list_carriers() -> Vec<Carrier>;
+    fn insert_events(events: &[NewEvent]) -> InsertOutcome;
+    fn history(number: &E164) -> Vec<EventFact>;
+    fn histories(numbers: &[E164]) -> Vec<Vec<EventFact>>;
+    fn list_events(query: &EventQuery) -> Vec<StoredEvent>;
+    fn upsert_ranges(ranges: &[RangeEntry]) -> u64;
+    fn load_ranges() -> Vec<RangeEntry>;
+    fn ping() -> ();
+    fn create_key(key: &KeyRecord) -> ();
+    fn find_key(id: &str) -> Option<KeyRecord>;
+    fn list_keys() -> Vec<KeyRecord>;
+    fn revoke_key(id: &str) -> bool;
+    fn set_time_precision(tenant: &TenantName, precision: TimePrecision) -> bool;
+    fn time_precision(tenant: &TenantName) -> TimePrecision;
+    fn setting_or_init(name: &str, initial: &str) -> String;
+    fn record_access(records: &[AccessRecord]) -> ();
+    fn access_log(number_hash: &str) -> Vec<AccessRecord>;
+    fn purge_events(before: DateTime<Utc>) -> u64;
+    fn upsert_watch(tenant: &TenantName, entries: &[WatchRecord]) -> u64;
+    fn remove_watch(tenant: &TenantName, refs: &[String]) -> u64;
+    fn list_watch(tenant: &TenantName, after: Option<&str>, limit: u32) -> Vec<WatchRecord>;
+    fn alerts_after(tenant: &TenantName, after: i64, kinds: &[EventKind], limit: u32) -> AlertPage;
+    fn last_event_id() -> i64;
+    fn number_events_after(number: &E164, after: i64, kinds: &[EventKind], limit: u32)
+        -> Vec<StoredEvent>;
+    fn create_subscription(s: &SubscriptionRecord) -> ();
+    fn subscriptions(tenant: Option<&TenantName>) -> Vec<SubscriptionRecord>;
+    fn advance_subscription(
+        id: &str,
+        cursor: i64,
+        sent: u64,
+        ended: Option<&str>,
+        deliveries: &[(String, String)]
+    ) -> ();
+    fn due_deliveries(limit: u32) -> Vec<Delivery>;
+    fn finish_delivery(id: i64, delivered: bool, retry_at: DateTime<Utc>, error: Option<&str>)
+        -> ();
+    fn sink_gone(subscription_id: &str) -> ();
+}
