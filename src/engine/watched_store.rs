@@ -26,6 +26,7 @@ pub struct WatchedStore {
 }
 
 impl WatchedStore {
+    /// Watches `inner` on behalf of `availability`.
     pub fn new(inner: Arc<dyn Store>, availability: Arc<Availability>) -> WatchedStore {
         WatchedStore {
             inner,

@@ -44,6 +44,8 @@ pub struct PgBackend {
 }
 
 impl PgBackend {
+    /// Connects, migrates (replicas starting together migrate once) and starts listening
+    /// for changes.
     pub async fn open(url: &str) -> Result<PgBackend, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
