@@ -506,6 +506,11 @@ pub const SELECT_DUE: &str = "SELECT d.id, d.subscription_id, d.body, d.attempts
      s.token FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
      WHERE d.delivered_at IS NULL AND d.next_attempt_at <= ";
 
+/// A count as stored: a BIGINT, saturating.
+pub fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 pub fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -618,16 +623,12 @@ pub mod queue {
     use chrono::{DateTime, Utc};
     use sqlx::{Database, Encode, QueryBuilder, Type};
 
-    use super::{kinds_text, micros};
+    use super::{count, kinds_text, micros};
     use crate::domain::auth::TenantName;
     use crate::store::SubscriptionRecord;
 
     /// Events per multi-row insert: four columns each, well within either bind limit.
     pub const DELIVERIES_PER_INSERT: usize = 500;
-
-    fn count(n: u64) -> i64 {
-        i64::try_from(n).unwrap_or(i64::MAX)
-    }
 
     /// The statements, for one backend.
     pub struct Queue<DB>(PhantomData<DB>);

@@ -11,7 +11,7 @@ use sqlx::{
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::sql::queue::{self, Queue};
-use super::sql::{self, micros, optional_time_at, time_at};
+use super::sql::{self, count, micros, optional_time_at, time_at};
 use super::{
     AccessRecord, AlertPage, Change, Delivery, EventQuery, InsertOutcome, KeyRecord, Store,
     StoreError, SubscriptionRecord, WatchRecord,
@@ -153,10 +153,6 @@ where
             statement
         })
         .collect()
-}
-
-fn count(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 const SELECT_KEYS: &str = "SELECT id, tenant, scopes, hash, created_at, revoked_at FROM api_keys";
