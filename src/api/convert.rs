@@ -228,7 +228,7 @@ fn coverage(c: QuestionCoverage) -> pb::Coverage {
     pb::Coverage {
         question: question.into(),
         covered_since: c.covered_since.map(timestamp),
-        sources: c.sources.iter().map(|s| s.as_str().to_owned()).collect(),
+        sources: c.sources.into_iter().map(String::from).collect(),
         gap: c.gap.unwrap_or_default(),
     }
 }

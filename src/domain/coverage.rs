@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::carrier::CarrierId;
 use super::event::{EventFact, EventKind};
-use super::source::{SourceName, SourceSet};
+use super::source::{ScopeEntry, SourceName, SourceSet};
 
 /// A question a check answers, each needing its own kinds to be seen (SPEC §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,7 +129,23 @@ impl<'a> Timeline<'a> {
                 timeline.carriers.push(carrier);
             }
         }
+        timeline.join_repeats();
         timeline
+    }
+
+    /// Joins neighbouring stretches served by the same carrier (a port to the carrier
+    /// already serving, as when two feeds report one port), so coverage cuts
+    /// the number's time no finer than a change of carrier.
+    fn join_repeats(&mut self) {
+        let mut i = 1;
+        while i < self.starts.len() {
+            if self.carriers[i] == self.carriers[i - 1] {
+                self.starts.remove(i);
+                self.carriers.remove(i);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn serving_at(&self, t: i64) -> Option<&'a CarrierId> {
@@ -217,27 +233,30 @@ impl<'a> Coverage<'a> {
     pub fn of(&self, question: Question, from: DateTime<Utc>) -> QuestionCoverage {
         let since = self.covered_since_micros(question);
         let needs = question.needs().iter().fold(0, |bits, k| bits | k.bit());
-        let mut supplying: Vec<usize> = match since {
-            None => Vec::new(),
-            Some(since) => self
-                .stretches
-                .iter()
-                .filter(|s| s.kinds & needs != 0)
-                .filter(|s| s.last >= since.max(micros(from)) && s.first <= self.now)
-                .map(|s| s.source)
-                .collect(),
-        };
+        // Sized up front: grown one push at a time they reallocated on every check.
+        let mut supplying: Vec<usize> = Vec::with_capacity(self.stretches.len());
+        if let Some(since) = since {
+            let from = since.max(micros(from));
+            supplying.extend(
+                self.stretches
+                    .iter()
+                    .filter(|s| s.kinds & needs != 0 && s.last >= from && s.first <= self.now)
+                    .map(|s| s.source),
+            );
+        }
         supplying.sort_unstable();
         supplying.dedup();
-        let sources = self.input.sources;
+        let mut sources = Vec::with_capacity(supplying.len());
+        sources.extend(
+            supplying
+                .iter()
+                .filter_map(|&i| self.input.sources.at(i))
+                .map(|s| s.name.clone()),
+        );
         QuestionCoverage {
             question,
             covered_since: since.map(instant),
-            sources: supplying
-                .iter()
-                .filter_map(|&i| sources.at(i))
-                .map(|s| s.name.clone())
-                .collect(),
+            sources,
             gap: None,
         }
     }
@@ -312,32 +331,30 @@ impl<'a> Coverage<'a> {
 /// source's prefix takes the number in at all.
 fn stretches(input: &CoverageInput<'_>, timeline: &Timeline<'_>) -> (Vec<Stretch>, bool) {
     let now = micros(input.now);
+    let sources = input.sources;
     let mut stretches = Vec::with_capacity(16);
     let mut touched = false;
-    for (source, scope) in input.sources.scopes_taking_in(input.digits) {
+    let mut add = |entry: &ScopeEntry, from: i64, to: i64| {
+        if let Some((first, last)) = sources.complete_stretch(entry.source, now) {
+            let (first, last) = (first.max(from), last.min(to));
+            if first <= last {
+                stretches.push(Stretch {
+                    first,
+                    last,
+                    kinds: entry.kinds,
+                    source: entry.source,
+                });
+            }
+        }
+    };
+    for scopes in sources.scopes_taking_in(input.digits) {
         touched = true;
-        let Some((first, last)) = input.sources.complete_stretch(source, now) else {
-            continue;
-        };
-        let kinds = scope.kind_bits();
-        if scope.carriers.is_empty() {
-            stretches.push(Stretch {
-                first,
-                last,
-                kinds,
-                source,
-            });
-            continue;
+        for entry in &scopes.any_carrier {
+            add(entry, i64::MIN, i64::MAX);
         }
         for (from, to, carrier) in timeline.segments() {
-            let (lo, hi) = (first.max(from), last.min(to));
-            if lo <= hi && scope.sees_carrier(carrier) {
-                stretches.push(Stretch {
-                    first: lo,
-                    last: hi,
-                    kinds,
-                    source,
-                });
+            for entry in scopes.of_carrier(carrier) {
+                add(entry, from, to);
             }
         }
     }

@@ -50,6 +50,12 @@ impl SourceName {
     }
 }
 
+impl From<SourceName> for String {
+    fn from(name: SourceName) -> String {
+        name.0.into()
+    }
+}
+
 impl fmt::Display for SourceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -259,21 +265,86 @@ pub struct SourceSet {
     /// By name.
     sources: Vec<Source>,
     freshness: Vec<Freshness>,
-    /// Each distinct scope prefix, with the scopes that have it as `(source, scope)`
-    /// positions: a check compares the number with a few prefixes, not with every scope.
-    by_prefix: Vec<(Prefix, Vec<(usize, usize)>)>,
+    /// Each distinct scope prefix with the scopes that have it: a check compares the
+    /// number with a few prefixes, not with every scope.
+    by_prefix: Vec<PrefixScopes>,
+}
+
+/// One source's kinds under one prefix (and, where scoped, for one carrier): what a
+/// check needs of a scope, with no strings to compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScopeEntry {
+    /// The source's position in the (name-ordered) set.
+    pub source: usize,
+    /// [`EventKind::bit`]s.
+    pub kinds: u8,
+}
+
+/// The scopes under one prefix, split by whom they see: a check looks up the carriers
+/// that served the number instead of testing every carrier-scoped scope.
+#[derive(Debug, Clone)]
+pub struct PrefixScopes {
+    prefix: Prefix,
+    /// Scopes that see every carrier's subscribers.
+    pub any_carrier: Vec<ScopeEntry>,
+    /// Scopes that see one carrier's subscribers, by carrier id (sorted).
+    by_carrier: Vec<(CarrierId, Vec<ScopeEntry>)>,
+}
+
+impl PrefixScopes {
+    /// The scopes that see subscribers of `carrier`, besides `any_carrier`.
+    pub fn of_carrier(&self, carrier: Option<&CarrierId>) -> &[ScopeEntry] {
+        carrier
+            .and_then(|c| self.by_carrier.binary_search_by(|(id, _)| id.cmp(c)).ok())
+            .map_or(&[], |i| &self.by_carrier[i].1)
+    }
+}
+
+/// Adds a scope's entry; a source's scopes that differ only in kinds make one entry.
+fn add_entry(entries: &mut Vec<ScopeEntry>, entry: ScopeEntry) {
+    match entries.iter_mut().find(|e| e.source == entry.source) {
+        Some(e) => e.kinds |= entry.kinds,
+        None => entries.push(entry),
+    }
 }
 
 impl SourceSet {
     pub fn new(mut sources: Vec<Source>) -> Self {
         sources.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut by_prefix: Vec<(Prefix, Vec<(usize, usize)>)> = Vec::new();
-        for (i, source) in sources.iter().enumerate() {
-            for (j, scope) in source.scopes.iter().enumerate() {
-                match by_prefix.iter_mut().find(|(p, _)| *p == scope.prefix) {
-                    Some((_, scopes)) => scopes.push((i, j)),
-                    None => by_prefix.push((scope.prefix.clone(), vec![(i, j)])),
+        let mut by_prefix: Vec<PrefixScopes> = Vec::new();
+        for (source, scope) in sources
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.scopes.iter().map(move |scope| (i, scope)))
+        {
+            let at = match by_prefix.iter().position(|g| g.prefix == scope.prefix) {
+                Some(i) => i,
+                None => {
+                    by_prefix.push(PrefixScopes {
+                        prefix: scope.prefix.clone(),
+                        any_carrier: Vec::new(),
+                        by_carrier: Vec::new(),
+                    });
+                    by_prefix.len() - 1
                 }
+            };
+            let group = &mut by_prefix[at];
+            let entry = ScopeEntry {
+                source,
+                kinds: scope.kind_bits(),
+            };
+            if scope.carriers.is_empty() {
+                add_entry(&mut group.any_carrier, entry);
+            }
+            for carrier in &scope.carriers {
+                let i = match group.by_carrier.binary_search_by(|(id, _)| id.cmp(carrier)) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        group.by_carrier.insert(i, (carrier.clone(), Vec::new()));
+                        i
+                    }
+                };
+                add_entry(&mut group.by_carrier[i].1, entry);
             }
         }
         SourceSet {
@@ -283,16 +354,14 @@ impl SourceSet {
         }
     }
 
-    /// The scopes whose prefix takes in `digits`, as `(source position, scope)`.
+    /// The scopes under each prefix that takes in `digits`.
     pub fn scopes_taking_in<'a>(
         &'a self,
         digits: &'a str,
-    ) -> impl Iterator<Item = (usize, &'a Scope)> + 'a {
+    ) -> impl Iterator<Item = &'a PrefixScopes> + 'a {
         self.by_prefix
             .iter()
-            .filter(|(prefix, _)| prefix.matches(digits))
-            .flat_map(|(_, scopes)| scopes.iter())
-            .map(|&(i, j)| (i, &self.sources[i].scopes[j]))
+            .filter(|group| group.prefix.matches(digits))
     }
 
     /// The source at `position` (in name order).
