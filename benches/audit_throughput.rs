@@ -165,7 +165,8 @@ async fn main() {
     let mut walls = Vec::new();
     for label in labels {
         if label.starts_with("third") {
-            support::add_scoped_sources(connect(&server.url).await, support::SCOPED_SOURCES).await;
+            support::place_scoped_sources(connect(&server.url).await, support::Placement::Onto)
+                .await;
         }
         let run = audit(&server.url, &list, &report);
         walls.push(run.wall.as_secs_f64());

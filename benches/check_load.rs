@@ -17,7 +17,10 @@ use numguard::api::convert::timestamp;
 use numguard::api::pb;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use rand::Rng;
-use support::{BenchDb, Load, Phase, Server, connect, number, run_phase, seed, start_server};
+use support::{
+    BenchDb, Load, Phase, Placement, Server, connect, number, place_scoped_sources, run_phase,
+    seed, start_server,
+};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -46,14 +49,14 @@ struct Args {
     /// Also measure the REST facade's SIM Swap check.
     #[arg(long)]
     rest: bool,
-    /// After the measurements with the one bench source, register 20 carrier-scoped
-    /// sources with 3 scopes each and measure warm and cold again on the same data.
+    /// Also measure what 20 carrier-scoped sources with 3 scopes each cost: on the same
+    /// warm server, phases with the sources scoped onto the checked numbers alternate with
+    /// phases with them scoped elsewhere; then cold, the same way.
     #[arg(long)]
     scoped: bool,
-    /// How many scoped sources `--scoped` registers; 0 measures the same phases with none,
-    /// which shows how much a second server alone moves the figures.
-    #[arg(long, default_value_t = support::SCOPED_SOURCES)]
-    scoped_sources: usize,
+    /// Rounds of the alternation `--scoped` runs.
+    #[arg(long, default_value_t = 2)]
+    scoped_rounds: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -179,6 +182,31 @@ async fn measure(
     (checks.rps(), health, rest.map(|r| r.rps()))
 }
 
+/// Alternates phases with the scoped sources placed onto the checked numbers and away
+/// from them, on one server, so drift over the run weighs on both alike; returns how much
+/// the CheckNumber / Health ratio moves with them, in percent (over the rounds' summed
+/// rates). The sources are left placed away.
+async fn alternate(channels: &[Channel], server: &Server, args: &Args, label: &str) -> f64 {
+    let (mut onto, mut away) = ((0.0, 0.0), (0.0, 0.0));
+    for _ in 0..args.scoped_rounds {
+        for (placement, sums, name) in [
+            (
+                Placement::Onto,
+                &mut onto,
+                "scoped sources seeing the numbers",
+            ),
+            (Placement::Away, &mut away, "scoped sources elsewhere"),
+        ] {
+            place_scoped_sources(channels[0].clone(), placement).await;
+            let label = format!("{label}, {} {name}", support::SCOPED_SOURCES);
+            let (checks, health, _) = measure(channels, server, args, &label).await;
+            sums.0 += checks;
+            sums.1 += health;
+        }
+    }
+    ((onto.0 / onto.1) / (away.0 / away.1) - 1.0) * 100.0
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -213,6 +241,10 @@ async fn main() {
     println!("| phase | requests | errors | req/s | p50 | p99 |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     let (warm, warm_health, warm_rest) = measure(&channels, &server, &args, "warm cache").await;
+    let warm_scoped = match args.scoped {
+        true => Some(alternate(&channels, &server, &args, "warm cache").await),
+        false => None,
+    };
     drop(channels);
     drop(server);
 
@@ -221,23 +253,12 @@ async fn main() {
     let channels = connect_all(&cold_server, args.load.connections).await;
     let (cold, cold_health, cold_rest) =
         measure(&channels, &cold_server, &args, "cache disabled").await;
-    let scoped = if args.scoped {
-        support::add_scoped_sources(channels[0].clone(), args.scoped_sources).await;
-        let label = &format!("cache disabled, {} scoped sources", args.scoped_sources);
-        let (cold_scoped, health, _) = measure(&channels, &cold_server, &args, label).await;
-        drop(channels);
-        drop(cold_server);
-        let server = start_server(&db.url, rest_args);
-        let channels = connect_all(&server, args.load.connections).await;
-        warm_up(&channels[0], args.numbers).await;
-        let label = &format!("warm cache, {} scoped sources", args.scoped_sources);
-        let (warm_scoped, warm_health, _) = measure(&channels, &server, &args, label).await;
-        Some((warm_scoped / warm_health, cold_scoped / health))
-    } else {
-        drop(channels);
-        drop(cold_server);
-        None
+    let cold_scoped = match args.scoped {
+        true => Some(alternate(&channels, &cold_server, &args, "cache disabled").await),
+        false => None,
     };
+    drop(channels);
+    drop(cold_server);
     db.drop_database().await;
 
     println!("\nwarm CheckNumber / Health: {:.2}", warm / warm_health);
@@ -246,13 +267,14 @@ async fn main() {
         "cold / warm CheckNumber (each against its own server's health): {:.2}",
         (cold / cold_health) / (warm / warm_health)
     );
-    if let Some((warm_scoped, cold_scoped)) = scoped {
-        println!(
-            "with {} scoped sources: warm CheckNumber / Health {warm_scoped:.2} ({:+.1}%), cold {cold_scoped:.2} ({:+.1}%)",
-            args.scoped_sources,
-            (warm_scoped / (warm / warm_health) - 1.0) * 100.0,
-            (cold_scoped / (cold / cold_health) - 1.0) * 100.0,
-        );
+    for (phase, change) in [("warm", warm_scoped), ("cold", cold_scoped)] {
+        if let Some(change) = change {
+            println!(
+                "{} scoped sources, {phase}: CheckNumber / Health {change:+.1}% against the same sources scoped elsewhere (same server, {} rounds)",
+                support::SCOPED_SOURCES,
+                args.scoped_rounds
+            );
+        }
     }
     if let (Some(warm_rest), Some(cold_rest)) = (warm_rest, cold_rest) {
         println!(

@@ -198,10 +198,22 @@ pub async fn seed(channel: Channel, total: u64, numbers: u64) -> (u64, Duration)
 /// weighs them (issue 14's cost of scoped coverage).
 pub const SCOPED_SOURCES: usize = 20;
 
-/// Registers `count` (normally [`SCOPED_SOURCES`]) live sources with three scopes each — one carrier's
-/// subscribers under 8190 (every kind but PORT), another's under 8180 (SIM_SWAP and
-/// REASSIGN), and any carrier's DISCONNECTs under 8170 — and hears from each.
-pub async fn add_scoped_sources(channel: Channel, count: usize) {
+/// Where [`place_scoped_sources`] puts the first scope of each source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Under 8190, so every bench number (+81 90-1…) is seen by it.
+    Onto,
+    /// Under 8160, which takes in no bench number: the sources exist but no check
+    /// consults them, the baseline for what `Onto` costs.
+    Away,
+}
+
+/// Registers (or re-registers) [`SCOPED_SOURCES`] live sources with three scopes each:
+/// one carrier's subscribers under 8190 (or 8160, see [`Placement`]) with every kind but
+/// PORT, another carrier's under 8180 with SIM_SWAP and REASSIGN, any carrier's
+/// DISCONNECTs under 8170; carriers rotated over the five Japanese ids. Each is heard from,
+/// so it is fresh and really consulted.
+pub async fn place_scoped_sources(channel: Channel, placement: Placement) {
     const CARRIERS: [&str; 5] = [
         "jp-docomo",
         "jp-kddi",
@@ -209,9 +221,13 @@ pub async fn add_scoped_sources(channel: Channel, count: usize) {
         "jp-rakuten",
         "jp-okinawa-cellular",
     ];
+    let first_prefix = match placement {
+        Placement::Onto => "8190",
+        Placement::Away => "8160",
+    };
     let mut admin = AdminClient::new(channel);
     let kinds = |k: &[pb::EventKind]| k.iter().map(|&k| i32::from(k)).collect::<Vec<_>>();
-    for i in 0..count {
+    for i in 0..SCOPED_SOURCES {
         let name = format!("feed-{i:02}");
         let scope = |prefix: &str, carriers: &[&str], k: &[pb::EventKind]| pb::SourceScope {
             prefix: prefix.into(),
@@ -226,7 +242,7 @@ pub async fn add_scoped_sources(channel: Channel, count: usize) {
                 )),
                 scopes: vec![
                     scope(
-                        "8190",
+                        first_prefix,
                         &[CARRIERS[i % 5]],
                         &[
                             pb::EventKind::SimSwap,
