@@ -6,6 +6,7 @@ pub mod cli;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod middleware;
 pub mod ranges;
 pub mod rest;
 pub mod server;

@@ -5,14 +5,11 @@ use std::sync::Arc;
 use chrono::Utc;
 use tonic::{Request, Response, Status};
 
-use super::auth::admit;
 use super::convert::{
     carrier_from_pb, carrier_to_pb, optional_datetime, source_definition_from_pb, source_to_pb,
 };
 use super::pb;
-use super::within;
 use crate::domain::FieldError;
-use crate::domain::auth::Scope;
 use crate::engine::Engine;
 use crate::ranges::RangeEntry;
 
@@ -32,76 +29,71 @@ impl pb::admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::Source>,
     ) -> Result<Response<pb::Source>, Status> {
-        within(self.limit(), self.do_upsert_source(request)).await
+        self.do_upsert_source(request).await
     }
 
     async fn list_sources(
         &self,
-        request: Request<pb::ListSourcesRequest>,
+        _: Request<pb::ListSourcesRequest>,
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
-        within(self.limit(), self.do_list_sources(request)).await
+        self.do_list_sources().await
     }
 
     async fn heartbeat(
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::Source>, Status> {
-        within(self.limit(), self.do_heartbeat(request)).await
+        self.do_heartbeat(request).await
     }
 
     async fn list_carriers(
         &self,
         request: Request<pb::ListCarriersRequest>,
     ) -> Result<Response<pb::ListCarriersResponse>, Status> {
-        within(self.limit(), self.do_list_carriers(request)).await
+        self.do_list_carriers(request).await
     }
 
     async fn get_carrier(
         &self,
         request: Request<pb::GetCarrierRequest>,
     ) -> Result<Response<pb::Carrier>, Status> {
-        within(self.limit(), self.do_get_carrier(request)).await
+        self.do_get_carrier(request).await
     }
 
     async fn upsert_carrier(
         &self,
         request: Request<pb::Carrier>,
     ) -> Result<Response<pb::Carrier>, Status> {
-        within(self.limit(), self.do_upsert_carrier(request)).await
+        self.do_upsert_carrier(request).await
     }
 
     async fn add_carrier_aliases(
         &self,
         request: Request<pb::AddCarrierAliasesRequest>,
     ) -> Result<Response<pb::Carrier>, Status> {
-        within(self.limit(), self.do_add_carrier_aliases(request)).await
+        self.do_add_carrier_aliases(request).await
     }
 
     async fn import_ranges(
         &self,
         request: Request<pb::ImportRangesRequest>,
     ) -> Result<Response<pb::ImportRangesResponse>, Status> {
-        within(self.limit(), self.do_import_ranges(request)).await
+        self.do_import_ranges(request).await
     }
 
     async fn lookup_range(
         &self,
         request: Request<pb::LookupRangeRequest>,
     ) -> Result<Response<pb::LookupRangeResponse>, Status> {
-        within(self.limit(), self.do_lookup_range(request)).await
+        self.do_lookup_range(request).await
     }
 }
 
 impl AdminApi {
-    fn limit(&self) -> std::time::Duration {
-        self.engine.config().request_timeout
-    }
-
     async fn do_upsert_source(
         &self,
         request: Request<pb::Source>,
     ) -> Result<Response<pb::Source>, Status> {
-        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
         let definition = source_definition_from_pb(request.get_ref())?;
         let source = self.engine.upsert_source(definition).await?;
         tracing::info!(source = %source.name, "source upserted");
@@ -112,7 +104,6 @@ impl AdminApi {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::Source>, Status> {
-        let _admission = admit(&self.engine, &request, Scope::Ingest).await?;
         let req = request.into_inner();
         let until = optional_datetime("complete_until", req.complete_until.as_ref())?;
         let source = self.engine.heartbeat(&req.source, until).await?;
@@ -124,7 +115,6 @@ impl AdminApi {
         &self,
         request: Request<pb::ListCarriersRequest>,
     ) -> Result<Response<pb::ListCarriersResponse>, Status> {
-        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
         let req = request.into_inner();
         let carriers = self.engine.carriers();
         Ok(Response::new(pb::ListCarriersResponse {
@@ -141,7 +131,6 @@ impl AdminApi {
         &self,
         request: Request<pb::GetCarrierRequest>,
     ) -> Result<Response<pb::Carrier>, Status> {
-        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
         let carrier = self.engine.carrier(&request.get_ref().id)?;
         Ok(Response::new(carrier_to_pb(&carrier)))
     }
@@ -150,7 +139,6 @@ impl AdminApi {
         &self,
         request: Request<pb::Carrier>,
     ) -> Result<Response<pb::Carrier>, Status> {
-        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
         let carrier = carrier_from_pb(request.get_ref())?;
         let carrier = self.engine.upsert_carrier(carrier).await?;
         tracing::info!(carrier = %carrier.id, "carrier upserted");
@@ -161,18 +149,13 @@ impl AdminApi {
         &self,
         request: Request<pb::AddCarrierAliasesRequest>,
     ) -> Result<Response<pb::Carrier>, Status> {
-        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
         let req = request.into_inner();
         let carrier = self.engine.alias_carrier(&req.id, &req.aliases).await?;
         tracing::info!(carrier = %carrier.id, "carrier aliases added");
         Ok(Response::new(carrier_to_pb(&carrier)))
     }
 
-    async fn do_list_sources(
-        &self,
-        request: Request<pb::ListSourcesRequest>,
-    ) -> Result<Response<pb::ListSourcesResponse>, Status> {
-        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
+    async fn do_list_sources(&self) -> Result<Response<pb::ListSourcesResponse>, Status> {
         let sources = self.engine.sources();
         let now = Utc::now();
         Ok(Response::new(pb::ListSourcesResponse {
@@ -184,7 +167,6 @@ impl AdminApi {
         &self,
         request: Request<pb::ImportRangesRequest>,
     ) -> Result<Response<pb::ImportRangesResponse>, Status> {
-        let _admission = admit(&self.engine, &request, Scope::Admin).await?;
         let ranges = request
             .into_inner()
             .ranges
@@ -228,7 +210,6 @@ impl AdminApi {
         &self,
         request: Request<pb::LookupRangeRequest>,
     ) -> Result<Response<pb::LookupRangeResponse>, Status> {
-        let _admission = admit(&self.engine, &request, Scope::Check).await?;
         let req = request.into_inner();
         let number = self
             .engine

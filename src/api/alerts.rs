@@ -7,14 +7,12 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::auth::admit;
+use super::auth::admitted;
 use super::convert::{
     check_response, kind_to_pb, kinds_from_pb, optional_datetime, page_size, stored_event,
     timestamp,
 };
 use super::pb;
-use super::within;
-use crate::domain::auth::Scope;
 use crate::domain::owner_since::OwnerSince;
 use crate::engine::Engine;
 use crate::engine::alerts::RawWatch;
@@ -28,10 +26,6 @@ pub struct AlertsApi {
 impl AlertsApi {
     pub fn new(engine: Arc<Engine>) -> Self {
         AlertsApi { engine }
-    }
-
-    fn limit(&self) -> std::time::Duration {
-        self.engine.config().request_timeout
     }
 
     fn entry_to_pb(&self, w: WatchRecord) -> pb::WatchEntry {
@@ -55,10 +49,10 @@ impl AlertsApi {
         &self,
         request: Request<pb::UpsertWatchRequest>,
     ) -> Result<Response<pb::UpsertWatchResponse>, Status> {
-        let admission = admit(&self.engine, &request, Scope::Watch).await?;
+        let (caller, req) = admitted(request)?;
         let mut entries = Vec::new();
         let mut bad_times = Vec::new();
-        for (i, e) in request.into_inner().entries.into_iter().enumerate() {
+        for (i, e) in req.entries.into_iter().enumerate() {
             match optional_datetime("owner_since", e.owner_since.as_ref()) {
                 Ok(owner_since) => entries.push(RawWatch {
                     customer_ref: e.customer_ref,
@@ -74,10 +68,7 @@ impl AlertsApi {
                 }
             }
         }
-        let (upserted, mut errors) = self
-            .engine
-            .upsert_watch(&admission.principal.tenant, entries)
-            .await?;
+        let (upserted, mut errors) = self.engine.upsert_watch(&caller.tenant, entries).await?;
         for (i, err) in bad_times {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             match errors.iter_mut().find(|(at, _)| *at == index) {
@@ -99,12 +90,9 @@ impl AlertsApi {
         &self,
         request: Request<pb::RemoveWatchRequest>,
     ) -> Result<Response<pb::RemoveWatchResponse>, Status> {
-        let admission = admit(&self.engine, &request, Scope::Watch).await?;
-        let refs = request.into_inner().customer_refs;
-        let removed = self
-            .engine
-            .remove_watch(&admission.principal.tenant, &refs)
-            .await?;
+        let (caller, req) = admitted(request)?;
+        let refs = req.customer_refs;
+        let removed = self.engine.remove_watch(&caller.tenant, &refs).await?;
         Ok(Response::new(pb::RemoveWatchResponse { removed }))
     }
 
@@ -112,14 +100,10 @@ impl AlertsApi {
         &self,
         request: Request<pb::ListWatchRequest>,
     ) -> Result<Response<pb::ListWatchResponse>, Status> {
-        let admission = admit(&self.engine, &request, Scope::Watch).await?;
-        let req = request.into_inner();
+        let (caller, req) = admitted(request)?;
         let limit = page_size(req.page_size)?;
         let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
-        let (page, next) = self
-            .engine
-            .list_watch(&admission.principal.tenant, after, limit)
-            .await?;
+        let (page, next) = self.engine.list_watch(&caller.tenant, after, limit).await?;
         Ok(Response::new(pb::ListWatchResponse {
             entries: page.into_iter().map(|w| self.entry_to_pb(w)).collect(),
             next_page_token: next.unwrap_or_default(),
@@ -147,8 +131,7 @@ impl AlertsApi {
         &self,
         request: Request<pb::CreateSubscriptionRequest>,
     ) -> Result<Response<pb::Subscription>, Status> {
-        let admission = admit(&self.engine, &request, Scope::Watch).await?;
-        let req = request.into_inner();
+        let (caller, req) = admitted(request)?;
         let new = NewSubscription {
             sink: req.sink,
             kinds: kinds_from_pb(&req.kinds)?,
@@ -157,10 +140,7 @@ impl AlertsApi {
             token: Some(req.sink_token),
             ..NewSubscription::default()
         };
-        let created = self
-            .engine
-            .create_subscription(&admission.principal.tenant, new)
-            .await?;
+        let created = self.engine.create_subscription(&caller.tenant, new).await?;
         Ok(Response::new(subscription_to_pb(created)))
     }
 
@@ -168,11 +148,8 @@ impl AlertsApi {
         &self,
         request: Request<pb::ListSubscriptionsRequest>,
     ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
-        let admission = admit(&self.engine, &request, Scope::Watch).await?;
-        let subscriptions = self
-            .engine
-            .list_subscriptions(&admission.principal.tenant)
-            .await?;
+        let (caller, _) = admitted(request)?;
+        let subscriptions = self.engine.list_subscriptions(&caller.tenant).await?;
         Ok(Response::new(pb::ListSubscriptionsResponse {
             subscriptions: subscriptions.into_iter().map(subscription_to_pb).collect(),
         }))
@@ -182,10 +159,10 @@ impl AlertsApi {
         &self,
         request: Request<pb::DeleteSubscriptionRequest>,
     ) -> Result<Response<pb::DeleteSubscriptionResponse>, Status> {
-        let admission = admit(&self.engine, &request, Scope::Watch).await?;
-        let id = request.into_inner().id;
+        let (caller, req) = admitted(request)?;
+        let id = req.id;
         self.engine
-            .delete_subscription(&admission.principal.tenant, &id, None)
+            .delete_subscription(&caller.tenant, &id, None)
             .await?;
         Ok(Response::new(pb::DeleteSubscriptionResponse {}))
     }
@@ -199,42 +176,42 @@ impl pb::alerts_server::Alerts for AlertsApi {
         &self,
         request: Request<pb::UpsertWatchRequest>,
     ) -> Result<Response<pb::UpsertWatchResponse>, Status> {
-        within(self.limit(), self.upsert(request)).await
+        self.upsert(request).await
     }
 
     async fn remove_watch(
         &self,
         request: Request<pb::RemoveWatchRequest>,
     ) -> Result<Response<pb::RemoveWatchResponse>, Status> {
-        within(self.limit(), self.remove(request)).await
+        self.remove(request).await
     }
 
     async fn list_watch(
         &self,
         request: Request<pb::ListWatchRequest>,
     ) -> Result<Response<pb::ListWatchResponse>, Status> {
-        within(self.limit(), self.list(request)).await
+        self.list(request).await
     }
 
     async fn create_subscription(
         &self,
         request: Request<pb::CreateSubscriptionRequest>,
     ) -> Result<Response<pb::Subscription>, Status> {
-        within(self.limit(), self.create(request)).await
+        self.create(request).await
     }
 
     async fn list_subscriptions(
         &self,
         request: Request<pb::ListSubscriptionsRequest>,
     ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
-        within(self.limit(), self.list_subs(request)).await
+        self.list_subs(request).await
     }
 
     async fn delete_subscription(
         &self,
         request: Request<pb::DeleteSubscriptionRequest>,
     ) -> Result<Response<pb::DeleteSubscriptionResponse>, Status> {
-        within(self.limit(), self.delete_sub(request)).await
+        self.delete_sub(request).await
     }
 
     type WatchAlertsStream = AlertStream;
@@ -243,10 +220,7 @@ impl pb::alerts_server::Alerts for AlertsApi {
         &self,
         request: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
-        // A stream lives long: it is admitted (key, scope, rate) but does not hold one of
-        // the in-flight places meant for requests.
-        let principal = admit(&self.engine, &request, Scope::Watch).await?.principal;
-        let req = request.into_inner();
+        let (principal, req) = admitted(request)?;
         let kinds = kinds_from_pb(&req.kinds)?;
         let alerts = self
             .engine

@@ -1,21 +1,15 @@
-//! Admission of each RPC: the bearer key from the metadata, checked for a scope.
+//! The caller of an RPC, as the admission layer ([`crate::middleware`]) admitted it.
 
 use tonic::{Request, Status};
 
-use crate::domain::auth::Scope;
-use crate::engine::Engine;
-use crate::engine::auth::Admission;
+use crate::engine::auth::Principal;
 
-/// Admits `request` if its key has `scope`; the admission must be held until the answer
-/// is sent (it is the request's in-flight permit).
-pub async fn admit<T>(
-    engine: &Engine,
-    request: &Request<T>,
-    scope: Scope,
-) -> Result<Admission, Status> {
-    let authorization = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
-    Ok(engine.admit(authorization, scope).await?)
+/// The request's admitted caller and its message. Every numguard RPC passes the admission
+/// layer, so a request without a caller is a wiring fault, answered INTERNAL.
+pub fn admitted<T>(request: Request<T>) -> Result<(Principal, T), Status> {
+    let (_, mut extensions, message) = request.into_parts();
+    let caller = extensions
+        .remove::<Principal>()
+        .ok_or_else(|| Status::internal("the request was not admitted"))?;
+    Ok((caller, message))
 }

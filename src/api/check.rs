@@ -8,12 +8,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth::admit;
+use super::auth::admitted;
 use super::convert::{check_response, optional_datetime};
 use super::pb;
-use super::within;
 use crate::domain::FieldError;
-use crate::domain::auth::Scope;
 use crate::engine::audit_memo::AuditMemo;
 use crate::engine::auth::Principal;
 use crate::engine::{CheckRequest, Engine};
@@ -43,7 +41,7 @@ impl pb::number_check_server::NumberCheck for NumberCheckApi {
         &self,
         request: Request<pb::CheckNumberRequest>,
     ) -> Result<Response<pb::CheckNumberResponse>, Status> {
-        within(self.engine.config().request_timeout, self.check(request)).await
+        self.check(request).await
     }
 
     type AuditNumbersStream = AuditStream;
@@ -55,13 +53,12 @@ impl pb::number_check_server::NumberCheck for NumberCheckApi {
         &self,
         request: Request<Streaming<pb::AuditRow>>,
     ) -> Result<Response<Self::AuditNumbersStream>, Status> {
-        let admission = admit(&self.engine, &request, Scope::Audit).await?;
+        let (caller, rows) = admitted(request)?;
         let engine = self.engine.clone();
         let (results, outgoing) = mpsc::channel(AUDIT_CHUNKS_AHEAD);
-        let chunks = request.into_inner().ready_chunks(AUDIT_CHUNK_ROWS);
+        let chunks = rows.ready_chunks(AUDIT_CHUNK_ROWS);
         tokio::spawn(async move {
-            // The admission is the stream's in-flight permit: held until the last result.
-            let caller = &admission.principal;
+            let caller = &caller;
             let memo = Mutex::new(AuditMemo::default());
             let mut first_index = 0u64;
             let mut answered = chunks
@@ -88,9 +85,7 @@ impl NumberCheckApi {
         &self,
         request: Request<pb::CheckNumberRequest>,
     ) -> Result<Response<pb::CheckNumberResponse>, Status> {
-        let admission = admit(&self.engine, &request, Scope::Check).await?;
-        let caller = &admission.principal;
-        let req = request.into_inner();
+        let (caller, req) = admitted(request)?;
         let (number, decision) = self
             .engine
             .check(

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod error;
 mod events;
 pub mod pb;
+mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::engine::Engine;
+use crate::middleware::AdmitLayer;
 use admin::AdminApi;
 use alerts::AlertsApi;
 use check::NumberCheckApi;
@@ -30,6 +32,7 @@ use pb::admin_server::AdminServer;
 use pb::alerts_server::AlertsServer;
 use pb::events_server::EventsServer;
 use pb::number_check_server::NumberCheckServer;
+use routes::GrpcRoutes;
 
 /// Mirrors the engine's availability into `grpc.health.v1`: the server ("") and every
 /// numguard service are SERVING while the database is, NOT_SERVING otherwise.
@@ -59,20 +62,6 @@ async fn report_health(health: HealthReporter, mut available: watch::Receiver<bo
 pub struct TlsIdentity {
     pub cert: Vec<u8>,
     pub key: Vec<u8>,
-}
-
-/// Runs `work` within the server's deadline for one request (clients' own `grpc-timeout`
-/// deadlines are enforced by tonic as well).
-pub(crate) async fn within<T>(
-    limit: std::time::Duration,
-    work: impl Future<Output = Result<T, tonic::Status>>,
-) -> Result<T, tonic::Status> {
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-        Err(tonic::Status::deadline_exceeded(format!(
-            "the request took longer than the server's limit of {} ms",
-            limit.as_millis()
-        )))
-    })
 }
 
 /// HTTP/2 flow-control windows, sized so that any client's stream of small messages is
@@ -128,7 +117,11 @@ pub async fn serve(
             ServerTlsConfig::new().identity(Identity::from_pem(identity.cert, identity.key)),
         )?;
     }
+    let routes = GrpcRoutes {
+        deadline: engine.config().request_timeout,
+    };
     server
+        .layer(AdmitLayer::new(engine.clone(), routes))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -148,26 +141,4 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[tokio::test]
-    async fn requests_past_the_deadline_end_with_deadline_exceeded() {
-        let slow = async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok::<_, tonic::Status>(())
-        };
-        let err = within(Duration::from_millis(10), slow).await.unwrap_err();
-        assert_eq!(err.code(), tonic::Code::DeadlineExceeded);
-        assert!(err.message().contains("10 ms"));
-        assert!(
-            within(Duration::from_secs(1), async { Ok::<_, tonic::Status>(()) })
-                .await
-                .is_ok()
-        );
-    }
 }

@@ -5,17 +5,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{Extension, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{Code, RestError};
-use super::request::{admit, json, time};
-use crate::domain::auth::Scope;
+use super::request::{json, time};
 use crate::domain::camara::{self, Swap};
 use crate::domain::decision::{Decision, MaxAge};
-use crate::engine::auth::Admission;
+use crate::engine::auth::Principal;
 use crate::engine::{CheckRequest, Engine, EngineError};
 
 #[derive(Debug, Deserialize)]
@@ -43,7 +41,7 @@ struct RecyclingBody {
 /// IDENTIFIER_NOT_FOUND.
 async fn decide(
     engine: &Engine,
-    admission: &Admission,
+    caller: &Principal,
     phone_number: Option<&str>,
     max_age: MaxAge,
     specified_date: &str,
@@ -56,7 +54,7 @@ async fn decide(
         ..CheckRequest::default()
     };
     let (_, decision) = engine
-        .check(&admission.principal.tenant, &request)
+        .check(&caller.tenant, &request)
         .await
         .map_err(|e| match e {
             EngineError::Invalid(f) if f.field == "phone_number" => RestError::unknown_number(&f),
@@ -90,14 +88,13 @@ type Reply = Result<Json<Value>, RestError>;
 
 pub async fn swap_check<A: SwapApi>(
     State(engine): State<Arc<Engine>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Principal>,
     body: Body,
 ) -> Reply {
-    let admission = admit(&engine, &headers, Scope::Check).await?;
     let body: CheckBody = json(body).await?;
     let max_age = camara::max_age(body.max_age, engine.config().max_lookback_hours)?;
     let number = body.phone_number.as_deref();
-    let decision = decide(&engine, &admission, number, max_age, "").await?;
+    let decision = decide(&engine, &caller, number, max_age, "").await?;
     Ok(Json(
         json!({ "swapped": camara::swapped(&decision, A::SWAP)? }),
     ))
@@ -105,18 +102,17 @@ pub async fn swap_check<A: SwapApi>(
 
 pub async fn swap_retrieve_date<A: SwapApi>(
     State(engine): State<Arc<Engine>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Principal>,
     body: Body,
 ) -> Reply {
-    let admission = admit(&engine, &headers, Scope::Check).await?;
     let body: RetrieveDateBody = json(body).await?;
     let max_age = camara::max_age(None, engine.config().max_lookback_hours)?;
     let number = body.phone_number.as_deref();
-    let decision = decide(&engine, &admission, number, max_age, "").await?;
+    let decision = decide(&engine, &caller, number, max_age, "").await?;
     let latest = camara::latest_change(&decision, A::SWAP)?;
     let at = match latest.at {
         // A tenant told times only to the day, or not at all, is told no more here.
-        Some(t) => Some(admission.principal.precision.apply(t).ok_or_else(|| {
+        Some(t) => Some(caller.precision.apply(t).ok_or_else(|| {
             RestError::new(
                 Code::PermissionDenied,
                 "this key's tenant may not be told when a change happened",
@@ -133,10 +129,9 @@ pub async fn swap_retrieve_date<A: SwapApi>(
 
 pub async fn number_recycling_check(
     State(engine): State<Arc<Engine>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Principal>,
     body: Body,
 ) -> Reply {
-    let admission = admit(&engine, &headers, Scope::Check).await?;
     let body: RecyclingBody = json(body).await?;
     let specified = engine
         .owner_since(None, &body.specified_date)
@@ -150,7 +145,7 @@ pub async fn number_recycling_check(
     let max_age = camara::max_age(None, engine.config().max_lookback_hours)?;
     let decision = decide(
         &engine,
-        &admission,
+        &caller,
         body.phone_number.as_deref(),
         max_age,
         &body.specified_date,

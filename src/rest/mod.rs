@@ -6,6 +6,7 @@ mod checks;
 pub mod error;
 mod openapi;
 mod request;
+mod routes;
 mod subscriptions;
 mod tls;
 
@@ -21,17 +22,28 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::api::TlsIdentity;
+use crate::domain::auth::Scope;
 use crate::engine::Engine;
+use crate::middleware::AdmitLayer;
 use checks::{DeviceSwapApi, SimSwapApi, swap_check, swap_retrieve_date};
 use error::{Code, RestError};
+use routes::RestRoutes;
 pub use tls::{TlsError, TlsListener};
 
 const X_CORRELATOR: HeaderName = HeaderName::from_static("x-correlator");
 const MAX_CORRELATOR_LEN: usize = 256;
 
-/// The routes, with CAMARA's paths.
+/// The routes, with CAMARA's paths. Each group passes the admission layer for its scope;
+/// unknown paths, wrong methods and the OpenAPI document are answered without a key.
 pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
+    let admitted = |scope| {
+        let routes = RestRoutes {
+            scope,
+            deadline: engine.config().request_timeout,
+        };
+        AdmitLayer::new(engine.clone(), routes)
+    };
+    let checks = Router::new()
         .route("/sim-swap/v2/check", post(swap_check::<SimSwapApi>))
         .route(
             "/sim-swap/v2/retrieve-date",
@@ -46,6 +58,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/device-swap/v1/retrieve-date",
             post(swap_retrieve_date::<DeviceSwapApi>),
         )
+        .route_layer(admitted(Scope::Check));
+    let subscriptions = Router::new()
         .route(
             "/sim-swap-subscriptions/v0.3/subscriptions",
             post(subscriptions::create).get(subscriptions::list),
@@ -54,6 +68,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/sim-swap-subscriptions/v0.3/subscriptions/{id}",
             get(subscriptions::get).delete(subscriptions::delete),
         )
+        .route_layer(admitted(Scope::Watch));
+    Router::new()
+        .merge(checks)
+        .merge(subscriptions)
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { RestError::new(Code::NotFound, "no such resource") })
         .method_not_allowed_fallback(|| async {

@@ -1,31 +1,14 @@
-//! What every REST handler does with a request: admit its bearer key, read its JSON body
-//! strictly (unknown properties are refused), and write times as CAMARA wants them.
+//! What every REST handler does with a request: read its JSON body strictly (unknown
+//! properties are refused), and write times as CAMARA wants them.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, header};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 
 use super::error::{Code, RestError};
-use crate::domain::auth::Scope;
-use crate::engine::Engine;
-use crate::engine::auth::Admission;
 
 /// Largest request body read; CAMARA bodies are a few hundred bytes.
 const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Admits the request if its `Authorization: Bearer` key has `scope`. The admission is
-/// the request's in-flight permit: hold it until the answer is made.
-pub async fn admit(
-    engine: &Engine,
-    headers: &HeaderMap,
-    scope: Scope,
-) -> Result<Admission, RestError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    Ok(engine.admit(authorization, scope).await?)
-}
 
 /// The body as `T`; a body that is not JSON, or does not fit `T` (a wrong type, an
 /// unknown property), is INVALID_ARGUMENT with serde's description of where.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -14,10 +14,10 @@ use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use super::error::{Code, RestError};
-use super::request::{admit, json, time};
-use crate::domain::auth::Scope;
+use super::request::{json, time};
 use crate::domain::camara;
 use crate::domain::event::EventKind;
+use crate::engine::auth::Principal;
 use crate::engine::webhooks::{ENDED_DELETED, NewSubscription};
 use crate::engine::{Engine, EngineError};
 use crate::store::{CloudEventFormat, SubscriptionRecord};
@@ -156,11 +156,10 @@ fn representation(s: &SubscriptionRecord) -> Value {
 /// The caller's CAMARA subscriptions; deleted ones are gone.
 async fn visible(
     engine: &Engine,
-    headers: &HeaderMap,
+    caller: &Principal,
 ) -> Result<Vec<SubscriptionRecord>, RestError> {
-    let admission = admit(engine, headers, Scope::Watch).await?;
     Ok(engine
-        .list_subscriptions(&admission.principal.tenant)
+        .list_subscriptions(&caller.tenant)
         .await?
         .into_iter()
         .filter(|s| {
@@ -175,10 +174,9 @@ fn not_found(id: &str) -> RestError {
 
 pub async fn create(
     State(engine): State<Arc<Engine>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Principal>,
     body: Body,
 ) -> Result<Response, RestError> {
-    let admission = admit(&engine, &headers, Scope::Watch).await?;
     let request: SubscriptionRequest = json(body).await?;
     if request.protocol != "HTTP" {
         return Err(RestError::new(
@@ -227,7 +225,7 @@ pub async fn create(
     let (token, token_expire_at) = token.unzip();
     let created = engine
         .create_subscription(
-            &admission.principal.tenant,
+            &caller.tenant,
             NewSubscription {
                 sink: request.sink,
                 kinds: EventKind::ALL
@@ -248,9 +246,9 @@ pub async fn create(
 
 pub async fn list(
     State(engine): State<Arc<Engine>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Principal>,
 ) -> Result<Json<Value>, RestError> {
-    let subscriptions = visible(&engine, &headers).await?;
+    let subscriptions = visible(&engine, &caller).await?;
     Ok(Json(Value::Array(
         subscriptions.iter().map(representation).collect(),
     )))
@@ -259,9 +257,9 @@ pub async fn list(
 pub async fn get(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Principal>,
 ) -> Result<Json<Value>, RestError> {
-    visible(&engine, &headers)
+    visible(&engine, &caller)
         .await?
         .iter()
         .find(|s| s.id == id)
@@ -272,12 +270,11 @@ pub async fn get(
 pub async fn delete(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Principal>,
 ) -> Result<StatusCode, RestError> {
-    let admission = admit(&engine, &headers, Scope::Watch).await?;
     let camara = Some(CloudEventFormat::Camara);
     engine
-        .delete_subscription(&admission.principal.tenant, &id, camara)
+        .delete_subscription(&caller.tenant, &id, camara)
         .await
         .map_err(|e| match e {
             // Unknown, ended, or not a CAMARA subscription: nothing to delete here.

@@ -1,0 +1,333 @@
+//! What every request goes through before a handler sees it, on both transports: admission
+//! (the bearer key checked for the route's scope, the per-key rate and the in-flight
+//! permit), the server's deadline, and a tracing span. One tower layer, given a
+//! [`Transport`] that names each route's needs and writes refusals in its own wire form;
+//! handlers only translate, reading the caller from the request's extensions.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::{Request, Response, header};
+use http_body::{Body, Frame, SizeHint};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::domain::auth::Scope;
+use crate::engine::Engine;
+use crate::engine::auth::{Admission, AuthError};
+
+/// What a route needs before its handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The scope the caller's key must have.
+    pub scope: Scope,
+    pub answer: Answer,
+}
+
+/// How a route answers, which says how long its request holds an in-flight place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// In one piece, within the server's deadline.
+    Once(Duration),
+    /// As a stream (or from one), holding its place until the stream ends.
+    Stream,
+    /// As a subscription that may stay open for days: admitted (key, scope, rate) but not
+    /// holding one of the places meant for requests.
+    Subscription,
+}
+
+/// Why the layer answered in the handler's stead.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("the request took longer than the server's limit of {} ms", .0.as_millis())]
+    Deadline(Duration),
+}
+
+/// A transport's side of the layer: which routes are admitted, and how a refusal looks
+/// on its wire.
+pub trait Transport: Clone + Send + Sync + 'static {
+    /// The response body of the services the layer wraps.
+    type Body: Default + Send + 'static;
+
+    /// What the route of `request` needs; `None` for routes open to anyone (health,
+    /// reflection, documents).
+    fn route<B>(&self, request: &Request<B>) -> Option<Route>;
+
+    /// The answer for a refused request.
+    fn refuse(&self, refusal: Refusal) -> Response<Self::Body>;
+}
+
+/// Admits, times and traces each request of the services it wraps.
+#[derive(Clone)]
+pub struct AdmitLayer<T> {
+    engine: Arc<Engine>,
+    transport: T,
+}
+
+impl<T> AdmitLayer<T> {
+    pub fn new(engine: Arc<Engine>, transport: T) -> Self {
+        AdmitLayer { engine, transport }
+    }
+}
+
+impl<S, T: Clone> Layer<S> for AdmitLayer<T> {
+    type Service = Admit<S, T>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Admit {
+            inner,
+            engine: self.engine.clone(),
+            transport: self.transport.clone(),
+        }
+    }
+}
+
+/// The service [`AdmitLayer`] makes.
+#[derive(Clone)]
+pub struct Admit<S, T> {
+    inner: S,
+    engine: Arc<Engine>,
+    transport: T,
+}
+
+impl<S, T, B> Service<Request<B>> for Admit<S, T>
+where
+    S: Service<Request<B>, Response = Response<T::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    T: Transport,
+    B: Send + 'static,
+{
+    type Response = Response<Held<T::Body>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // The clone that was made ready is the one that serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let Some(route) = self.transport.route(&request) else {
+            return Box::pin(async move {
+                let response = inner.call(request).await?;
+                Ok(response.map(|body| Held::new(body, None)))
+            });
+        };
+        let engine = self.engine.clone();
+        let transport = self.transport.clone();
+        let span = tracing::info_span!(
+            "request",
+            route = %request.uri().path(),
+            tenant = tracing::field::Empty
+        );
+        Box::pin(
+            async move {
+                let work = async {
+                    let authorization = request
+                        .headers()
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    let admission = match engine.admit(authorization, route.scope).await {
+                        Ok(admission) => admission,
+                        Err(e) => return Ok(refused(&transport, e.into())),
+                    };
+                    tracing::Span::current().record("tenant", admission.principal.tenant.as_str());
+                    request.extensions_mut().insert(admission.principal.clone());
+                    let held = (route.answer != Answer::Subscription).then_some(admission);
+                    let response = inner.call(request).await?;
+                    // The admission is the in-flight permit: held until the last byte of
+                    // the answer (a stream's last message) is sent.
+                    Ok(response.map(|body| Held::new(body, held)))
+                };
+                match route.answer {
+                    Answer::Once(limit) => tokio::time::timeout(limit, work)
+                        .await
+                        .unwrap_or_else(|_| Ok(refused(&transport, Refusal::Deadline(limit)))),
+                    Answer::Stream | Answer::Subscription => work.await,
+                }
+            }
+            .instrument(span),
+        )
+    }
+}
+
+fn refused<T: Transport>(transport: &T, refusal: Refusal) -> Response<Held<T::Body>> {
+    transport.refuse(refusal).map(|body| Held::new(body, None))
+}
+
+/// A response body that holds the request's admission until it is dropped.
+pub struct Held<B> {
+    body: B,
+    _admission: Option<Admission>,
+}
+
+impl<B> Held<B> {
+    fn new(body: B, admission: Option<Admission>) -> Self {
+        Held {
+            body,
+            _admission: admission,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Held<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::{BodyExt, Full};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::engine::EngineConfig;
+    use crate::engine::auth::{AuthMode, Limits, Principal};
+
+    type TestBody = Full<bytes::Bytes>;
+
+    /// Routes named by their path: `/once`, `/stream`, `/subscription`; others are open.
+    #[derive(Clone)]
+    struct Paths;
+
+    impl Transport for Paths {
+        type Body = TestBody;
+
+        fn route<B>(&self, request: &Request<B>) -> Option<Route> {
+            let answer = match request.uri().path() {
+                "/once" => Answer::Once(Duration::from_millis(200)),
+                "/stream" => Answer::Stream,
+                "/subscription" => Answer::Subscription,
+                _ => return None,
+            };
+            Some(Route {
+                scope: Scope::Check,
+                answer,
+            })
+        }
+
+        fn refuse(&self, refusal: Refusal) -> Response<TestBody> {
+            Response::new(Full::from(format!("refused: {refusal}")))
+        }
+    }
+
+    async fn engine(auth: AuthMode, max_in_flight: usize) -> (Arc<Engine>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = crate::store::open(&url).await.unwrap();
+        let config = EngineConfig {
+            auth,
+            limits: Limits {
+                max_in_flight,
+                ..Limits::default()
+            },
+            access_log: false,
+            ..EngineConfig::default()
+        };
+        (Engine::start(store, config).await.unwrap(), dir)
+    }
+
+    /// Answers with the admitted tenant (or "none"); slowly when the query is `slow`.
+    fn service(
+        engine: Arc<Engine>,
+    ) -> impl Service<Request<()>, Response = Response<Held<TestBody>>, Error = Infallible> {
+        let inner = tower::service_fn(|request: Request<()>| async move {
+            if request.uri().query() == Some("slow") {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            let tenant = request
+                .extensions()
+                .get::<Principal>()
+                .map_or("none".to_string(), |p| p.tenant.as_str().to_string());
+            Ok::<_, Infallible>(Response::new(Full::from(tenant)))
+        });
+        AdmitLayer::new(engine, Paths).layer(inner)
+    }
+
+    async fn text(response: Response<Held<TestBody>>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn get(path: &str) -> Request<()> {
+        Request::builder().uri(path).body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn admitted_requests_carry_their_caller_and_open_routes_none() {
+        let (engine, _dir) = engine(AuthMode::Disabled, 8).await;
+        let answer = service(engine.clone()).oneshot(get("/once")).await.unwrap();
+        assert_eq!(text(answer).await, "dev");
+        let answer = service(engine).oneshot(get("/open")).await.unwrap();
+        assert_eq!(text(answer).await, "none");
+    }
+
+    #[tokio::test]
+    async fn requests_without_a_key_are_refused_before_the_handler() {
+        let (engine, _dir) = engine(AuthMode::Keys, 8).await;
+        let answer = service(engine).oneshot(get("/once")).await.unwrap();
+        assert!(text(answer).await.starts_with("refused: missing API key"));
+    }
+
+    #[tokio::test]
+    async fn unary_requests_past_the_deadline_are_refused() {
+        let (engine, _dir) = engine(AuthMode::Disabled, 8).await;
+        let answer = service(engine).oneshot(get("/once?slow")).await.unwrap();
+        assert_eq!(
+            text(answer).await,
+            "refused: the request took longer than the server's limit of 200 ms"
+        );
+    }
+
+    /// The in-flight place is the answer's until its body is dropped (a stream's end),
+    /// except for subscriptions, which give it back once admitted.
+    #[tokio::test]
+    async fn answers_hold_their_in_flight_place_until_sent() {
+        let (engine, _dir) = engine(AuthMode::Disabled, 1).await;
+        let held = service(engine.clone())
+            .oneshot(get("/stream"))
+            .await
+            .unwrap();
+        let refused = service(engine.clone()).oneshot(get("/once")).await.unwrap();
+        assert!(
+            text(refused)
+                .await
+                .contains("limit of 1 requests in flight")
+        );
+        drop(held);
+        let admitted = service(engine.clone()).oneshot(get("/once")).await.unwrap();
+        assert_eq!(text(admitted).await, "dev");
+
+        let subscription = service(engine.clone())
+            .oneshot(get("/subscription"))
+            .await
+            .unwrap();
+        let admitted = service(engine).oneshot(get("/once")).await.unwrap();
+        assert_eq!(text(admitted).await, "dev");
+        drop(subscription);
+    }
+}

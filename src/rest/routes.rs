@@ -1,0 +1,41 @@
+//! What the REST routes need of the admission layer ([`crate::middleware`]): each group's
+//! scope, the server's deadline, and refusals written as CAMARA errors.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use axum::response::IntoResponse;
+
+use super::error::{Code, RestError};
+use crate::domain::auth::Scope;
+use crate::middleware::{Answer, Refusal, Route, Transport};
+
+/// A group of routes that all need `scope` and answer in one piece.
+#[derive(Debug, Clone, Copy)]
+pub struct RestRoutes {
+    pub scope: Scope,
+    pub deadline: Duration,
+}
+
+impl Transport for RestRoutes {
+    type Body = Body;
+
+    fn route<B>(&self, _: &Request<B>) -> Option<Route> {
+        Some(Route {
+            scope: self.scope,
+            answer: Answer::Once(self.deadline),
+        })
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Response<Body> {
+        let error = match refusal {
+            Refusal::Auth(e) => RestError::from(e),
+            // CAMARA declares no timeout code; the server could not answer in time.
+            deadline @ Refusal::Deadline(_) => {
+                RestError::new(Code::Unavailable, deadline.to_string())
+            }
+        };
+        error.into_response()
+    }
+}
