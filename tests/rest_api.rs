@@ -641,16 +641,17 @@ async fn bad_subscriptions_get_camara_codes() {
         400,
         "INVALID_TOKEN",
     );
-    assert_error(
-        &with(&|b| {
-            b["sinkCredential"] = json!({
-                "credentialType": "ACCESSTOKEN", "accessToken": "t",
-                "accessTokenExpiresUtc": "2020-01-01T00:00:00Z", "accessTokenType": "bearer"
-            })
+    let expired = with(&|b| {
+        b["sinkCredential"] = json!({
+            "credentialType": "ACCESSTOKEN", "accessToken": "t",
+            "accessTokenExpiresUtc": "2020-01-01T00:00:00Z", "accessTokenType": "bearer"
         })
-        .await,
-        400,
-        "INVALID_CREDENTIAL",
+    })
+    .await;
+    assert_error(&expired, 400, "INVALID_CREDENTIAL");
+    assert_eq!(
+        expired.1["message"],
+        "sinkCredential.accessTokenExpiresUtc is in the past"
     );
     assert_error(
         &with(&|b| b["sink"] = json!("http://hooks.example.com/plain")).await,
@@ -672,10 +673,12 @@ async fn bad_subscriptions_get_camara_codes() {
         400,
         "INVALID_ARGUMENT",
     );
-    assert_error(
-        &with(&|b| b["config"]["subscriptionExpireTime"] = json!("2020-01-01T00:00:00Z")).await,
-        400,
-        "INVALID_ARGUMENT",
+    let ended =
+        with(&|b| b["config"]["subscriptionExpireTime"] = json!("2020-01-01T00:00:00Z")).await;
+    assert_error(&ended, 400, "INVALID_ARGUMENT");
+    assert_eq!(
+        ended.1["message"],
+        "config.subscriptionExpireTime is in the past"
     );
     assert_error(
         &with(&|b| b["config"]["subscriptionDetail"] = json!({})).await,

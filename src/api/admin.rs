@@ -9,6 +9,7 @@ use super::convert::{
     carrier_from_pb, carrier_to_pb, optional_datetime, source_definition_from_pb, source_to_pb,
 };
 use super::pb;
+use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::engine::Engine;
 use crate::ranges::RangeEntry;
@@ -105,7 +106,7 @@ impl AdminApi {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::Source>, Status> {
         let req = request.into_inner();
-        let until = optional_datetime("complete_until", req.complete_until.as_ref())?;
+        let until = optional_datetime(Field::CompleteUntil, req.complete_until.as_ref())?;
         let source = self.engine.heartbeat(&req.source, until).await?;
         tracing::debug!(source = %source.name, "source heard from");
         Ok(Response::new(source_to_pb(&source, Utc::now())))
@@ -176,10 +177,13 @@ impl AdminApi {
                 let prefix = r
                     .prefix
                     .parse()
-                    .map_err(|e| FieldError::new("ranges", format!("[{i}].prefix {e}")))?;
+                    .map_err(|e| FieldError::new(Field::Ranges, format!("[{i}].prefix {e}")))?;
                 let carrier = r.carrier.trim().to_string();
                 if carrier.is_empty() {
-                    return Err(FieldError::new("ranges", format!("[{i}].carrier is empty")));
+                    return Err(FieldError::new(
+                        Field::Ranges,
+                        format!("[{i}].carrier is empty"),
+                    ));
                 }
                 Ok(RangeEntry { prefix, carrier })
             })
@@ -211,9 +215,9 @@ impl AdminApi {
         request: Request<pb::LookupRangeRequest>,
     ) -> Result<Response<pb::LookupRangeResponse>, Status> {
         let req = request.into_inner();
-        let number = self
-            .engine
-            .parse_number("phone_number", &req.phone_number, &req.region)?;
+        let number =
+            self.engine
+                .parse_number(Field::PhoneNumber, &req.phone_number, &req.region)?;
         let ranges = self.engine.ranges();
         let carriers = self.engine.carriers();
         let found = ranges.lookup(number.e164.digits());

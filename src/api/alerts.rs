@@ -13,6 +13,7 @@ use super::convert::{
     timestamp,
 };
 use super::pb;
+use crate::domain::Field;
 use crate::domain::owner_since::OwnerSince;
 use crate::engine::Engine;
 use crate::engine::alerts::RawWatch;
@@ -53,7 +54,7 @@ impl AlertsApi {
         let mut entries = Vec::new();
         let mut bad_times = Vec::new();
         for (i, e) in req.entries.into_iter().enumerate() {
-            match optional_datetime("owner_since", e.owner_since.as_ref()) {
+            match optional_datetime(Field::OwnerSince, e.owner_since.as_ref()) {
                 Ok(owner_since) => entries.push(RawWatch {
                     customer_ref: e.customer_ref,
                     phone_number: e.phone_number,
@@ -135,7 +136,7 @@ impl AlertsApi {
         let new = NewSubscription {
             sink: req.sink,
             kinds: kinds_from_pb(&req.kinds)?,
-            expire_at: optional_datetime("expire_time", req.expire_time.as_ref())?,
+            expire_at: optional_datetime(Field::ExpireTime, req.expire_time.as_ref())?,
             max_events: Some(req.max_events),
             token: Some(req.sink_token),
             ..NewSubscription::default()

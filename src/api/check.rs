@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::auth::admitted;
 use super::convert::{check_response, optional_datetime};
 use super::pb;
+use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::engine::audit_memo::AuditMemo;
 use crate::engine::auth::Principal;
@@ -94,7 +95,7 @@ impl NumberCheckApi {
                     phone_number: &req.phone_number,
                     region: &req.region,
                     max_age_hours: req.max_age_hours,
-                    owner_since: optional_datetime("owner_since", req.owner_since.as_ref())?,
+                    owner_since: optional_datetime(Field::OwnerSince, req.owner_since.as_ref())?,
                     owner_since_date: &req.owner_since_date,
                 },
             )
@@ -191,7 +192,7 @@ fn check_request(row: &pb::AuditRow) -> Result<CheckRequest<'_>, FieldError> {
         phone_number: &row.phone_number,
         region: &row.region,
         max_age_hours: row.max_age_hours,
-        owner_since: optional_datetime("owner_since", row.owner_since.as_ref())?,
+        owner_since: optional_datetime(Field::OwnerSince, row.owner_since.as_ref())?,
         owner_since_date: &row.owner_since_date,
     })
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
 use super::pb;
+use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::auth::TimePrecision;
 use crate::domain::carrier::Carrier;
@@ -27,7 +28,7 @@ pub fn page_size(n: u32) -> Result<u32, FieldError> {
         0 => Ok(DEFAULT_PAGE_SIZE),
         n if n <= MAX_PAGE_SIZE => Ok(n),
         n => Err(FieldError::new(
-            "page_size",
+            Field::PageSize,
             format!("must be in 0..={MAX_PAGE_SIZE}, got {n}"),
         )),
     }
@@ -40,17 +41,26 @@ pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
     }
 }
 
-pub fn datetime(field: &'static str, ts: &Timestamp) -> Result<DateTime<Utc>, FieldError> {
+fn instant(ts: &Timestamp) -> Result<DateTime<Utc>, &'static str> {
     let nanos = u32::try_from(ts.nanos)
         .ok()
         .filter(|n| *n < 1_000_000_000)
-        .ok_or_else(|| FieldError::new(field, "has nanos outside 0..1e9"))?;
-    DateTime::from_timestamp(ts.seconds, nanos)
-        .ok_or_else(|| FieldError::new(field, "is out of the supported time range"))
+        .ok_or("has nanos outside 0..1e9")?;
+    DateTime::from_timestamp(ts.seconds, nanos).ok_or("is out of the supported time range")
+}
+
+/// A request's timestamp field as an instant.
+pub fn datetime(field: Field, ts: &Timestamp) -> Result<DateTime<Utc>, FieldError> {
+    instant(ts).map_err(|message| FieldError::new(field, message))
+}
+
+/// A timestamp the server sent, for display; `None` if it is no instant.
+pub fn received(ts: &Timestamp) -> Option<DateTime<Utc>> {
+    instant(ts).ok()
 }
 
 pub fn optional_datetime(
-    field: &'static str,
+    field: Field,
     ts: Option<&Timestamp>,
 ) -> Result<Option<DateTime<Utc>>, FieldError> {
     ts.map(|t| datetime(field, t)).transpose()
@@ -73,7 +83,7 @@ pub fn kinds_from_pb(kinds: &[i32]) -> Result<Vec<EventKind>, FieldError> {
         .iter()
         .map(|k| {
             kind_from_pb(*k)
-                .ok_or_else(|| FieldError::new("kinds", format!("has an unknown kind {k}")))
+                .ok_or_else(|| FieldError::new(Field::Kinds, format!("has an unknown kind {k}")))
         })
         .collect()
 }
@@ -92,7 +102,7 @@ pub fn kind_to_pb(kind: EventKind) -> pb::EventKind {
 /// own message, rather than passing for a missing one); the rest is checked by the domain.
 pub fn raw_event(e: pb::Event) -> Result<RawEvent, FieldError> {
     Ok(RawEvent {
-        occurred_at: optional_datetime("occurred_at", e.occurred_at.as_ref())?,
+        occurred_at: optional_datetime(Field::OccurredAt, e.occurred_at.as_ref())?,
         kind: kind_from_pb(e.kind),
         source: e.source,
         source_event_id: e.source_event_id,
@@ -162,12 +172,12 @@ fn duration(d: chrono::Duration) -> prost_types::Duration {
 /// A source's definition as received: `covers` and `scopes` together make its scopes; an
 /// unset `max_lag` is the default, a zero one a source fed by files.
 pub fn source_definition_from_pb(s: &pb::Source) -> Result<SourceDefinition, FieldError> {
-    let tracking_since = optional_datetime("tracking_since", s.tracking_since.as_ref())?;
+    let tracking_since = optional_datetime(Field::TrackingSince, s.tracking_since.as_ref())?;
     let mut scopes = Vec::with_capacity(s.covers.len() + s.scopes.len());
     for prefix in &s.covers {
         prefix
             .parse::<Prefix>()
-            .map_err(|e| FieldError::new("covers", format!("has a prefix that {e}")))?;
+            .map_err(|e| FieldError::new(Field::Covers, format!("has a prefix that {e}")))?;
         scopes.push(RawScope::whole(prefix));
     }
     for scope in &s.scopes {
@@ -175,14 +185,14 @@ pub fn source_definition_from_pb(s: &pb::Source) -> Result<SourceDefinition, Fie
             prefix: scope.prefix.clone(),
             carriers: scope.carriers.clone(),
             kinds: kinds_from_pb(&scope.kinds)
-                .map_err(|e| FieldError::new("scopes.kinds", e.message))?,
+                .map_err(|e| FieldError::new(Field::ScopesKinds, e.message))?,
         });
     }
     let max_lag = match &s.max_lag {
         None => Some(DEFAULT_MAX_LAG),
         Some(d) if d.seconds == 0 && d.nanos == 0 => None,
         Some(d) if d.seconds < 0 || d.nanos < 0 => {
-            return Err(FieldError::new("max_lag", "must not be negative"));
+            return Err(FieldError::new(Field::MaxLag, "must not be negative"));
         }
         Some(d) => Some(
             chrono::Duration::seconds(d.seconds)

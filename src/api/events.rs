@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{kinds_from_pb, optional_datetime, page_size, raw_event, stored_event};
 use super::pb;
+use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::engine::Engine;
 use crate::store::{EventCursor, EventQuery};
@@ -78,7 +79,7 @@ impl EventsApi {
         } else {
             Some(
                 self.engine
-                    .parse_number("phone_number", &req.phone_number, &req.region)?
+                    .parse_number(Field::PhoneNumber, &req.phone_number, &req.region)?
                     .e164,
             )
         };
@@ -87,8 +88,8 @@ impl EventsApi {
         let query = EventQuery {
             number,
             kinds,
-            since: optional_datetime("since", req.since.as_ref())?,
-            until: optional_datetime("until", req.until.as_ref())?,
+            since: optional_datetime(Field::Since, req.since.as_ref())?,
+            until: optional_datetime(Field::Until, req.until.as_ref())?,
             after: decode_page_token(&req.page_token)?,
             limit,
         };
@@ -109,7 +110,7 @@ fn decode_page_token(token: &str) -> Result<Option<EventCursor>, FieldError> {
     if token.is_empty() {
         return Ok(None);
     }
-    let bad = || FieldError::new("page_token", "is not a token this server issued");
+    let bad = || FieldError::new(Field::PageToken, "is not a token this server issued");
     let (micros, id) = token.split_once('.').ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let id: i64 = id.parse().map_err(|_| bad())?;
@@ -130,7 +131,7 @@ mod tests {
         assert_eq!(decode_page_token(&encode_page_token(c)).unwrap(), Some(c));
         assert_eq!(decode_page_token("").unwrap(), None);
         for bad in ["x", "1.", ".1", "1.2.3", "a.b"] {
-            assert_eq!(decode_page_token(bad).unwrap_err().field, "page_token");
+            assert_eq!(decode_page_token(bad).unwrap_err().field, Field::PageToken);
         }
     }
 }

@@ -9,7 +9,7 @@ use prost_types::Timestamp;
 use serde_json::{Value, json};
 
 use super::client::{ServerArgs, status_message};
-use crate::api::convert::{datetime, timestamp};
+use crate::api::convert::{received, timestamp};
 use crate::api::pb;
 
 #[derive(Debug, Args)]
@@ -85,7 +85,7 @@ impl OwnerSinceArg {
 
 /// An optional timestamp as RFC 3339 UTC.
 pub fn time(ts: Option<&Timestamp>) -> Option<String> {
-    ts.and_then(|t| datetime("", t).ok())
+    ts.and_then(received)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::client::{ServerArgs, status_message};
-use crate::api::convert::{datetime, kind_from_pb, kind_to_pb, timestamp};
+use crate::api::convert::{kind_from_pb, kind_to_pb, received, timestamp};
 use crate::api::pb;
 use crate::domain::event::EventKind;
 
@@ -261,8 +261,7 @@ fn parse_duration(text: &str) -> anyhow::Result<prost_types::Duration> {
 }
 
 fn time_text(t: Option<&prost_types::Timestamp>) -> Option<String> {
-    t.and_then(|t| datetime("time", t).ok())
-        .map(|t| t.to_rfc3339())
+    t.and_then(received).map(|t| t.to_rfc3339())
 }
 
 fn kinds_text(kinds: &[i32]) -> String {

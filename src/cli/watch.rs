@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::client::{ServerArgs, status_message};
 use super::progress;
-use crate::api::convert::{datetime, kind_to_pb, timestamp};
+use crate::api::convert::{kind_to_pb, received, timestamp};
 use crate::api::pb;
 use crate::domain::event::EventKind;
 use crate::ranges::LineError;
@@ -155,7 +155,7 @@ async fn import(file: PathBuf, server: &ServerArgs) -> anyhow::Result<ExitCode> 
 }
 
 fn time_text(ts: Option<&prost_types::Timestamp>) -> Option<String> {
-    ts.and_then(|t| datetime("", t).ok())
+    ts.and_then(received)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::FieldError;
+use crate::domain::Field;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -128,7 +129,7 @@ impl FromStr for TenantName {
             Ok(TenantName(s.to_string()))
         } else {
             Err(FieldError::new(
-                "tenant",
+                Field::Tenant,
                 format!("{s:?} must be 1 to 64 letters, digits, '-', '_' or '.'"),
             ))
         }
@@ -198,7 +199,7 @@ impl FromStr for TimePrecision {
             "day" => Ok(TimePrecision::Day),
             "none" => Ok(TimePrecision::None),
             _ => Err(FieldError::new(
-                "time_precision",
+                Field::TimePrecision,
                 format!("{s:?} is not one of exact, day, none"),
             )),
         }
@@ -318,7 +319,10 @@ mod tests {
     #[test]
     fn tenant_names_and_precisions() {
         assert!("acme-bank".parse::<TenantName>().is_ok());
-        assert_eq!("a b".parse::<TenantName>().unwrap_err().field, "tenant");
+        assert_eq!(
+            "a b".parse::<TenantName>().unwrap_err().field,
+            Field::Tenant
+        );
         assert_eq!("DAY".parse::<TimePrecision>().unwrap(), TimePrecision::Day);
         assert!("hour".parse::<TimePrecision>().is_err());
     }

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use unicode_normalization::UnicodeNormalization;
 
 use super::FieldError;
+use crate::domain::Field;
 
 pub const MAX_CARRIER_ID_LEN: usize = 64;
 /// Longest accepted carrier name or alias.
@@ -124,14 +125,14 @@ impl Carrier {
         let id: CarrierId = id
             .trim()
             .parse()
-            .map_err(|e: CarrierIdError| FieldError::new("id", e.to_string()))?;
-        let name = carrier_name("name", name)?;
+            .map_err(|e: CarrierIdError| FieldError::new(Field::Id, e.to_string()))?;
+        let name = carrier_name(Field::Name, name)?;
         let country_code = u16::try_from(country_code)
             .ok()
             .filter(|&c| super::number::is_calling_code(c))
             .ok_or_else(|| {
                 FieldError::new(
-                    "country_code",
+                    Field::CountryCode,
                     format!("{country_code} is not a country calling code"),
                 )
             })?;
@@ -143,7 +144,7 @@ impl Carrier {
                     Ok(code)
                 } else {
                     Err(FieldError::new(
-                        "mcc_mnc",
+                        Field::MccMnc,
                         format!("{code:?} is not an MCC and MNC (5 or 6 digits, e.g. 44010)"),
                     ))
                 }
@@ -151,7 +152,7 @@ impl Carrier {
             .collect::<Result<Vec<_>, _>>()?;
         let aliases = aliases
             .iter()
-            .map(|a| carrier_name("aliases", a))
+            .map(|a| carrier_name(Field::Aliases, a))
             .collect::<Result<Vec<_>, _>>()?;
         let mut carrier = Carrier {
             id,
@@ -185,7 +186,7 @@ impl Carrier {
 }
 
 /// A name as given: trimmed, not empty, not too long, and with something left to match on.
-pub fn carrier_name(field: &'static str, name: &str) -> Result<String, FieldError> {
+pub fn carrier_name(field: Field, name: &str) -> Result<String, FieldError> {
     let name = name.trim();
     if name.len() > MAX_CARRIER_NAME_LEN {
         return Err(FieldError::new(
@@ -432,11 +433,11 @@ mod tests {
             let mcc: Vec<String> = mcc.iter().map(|m| m.to_string()).collect();
             Carrier::new(id, name, cc, &mcc, &[]).unwrap_err().field
         };
-        assert_eq!(field("JP Docomo", "docomo", 81, &[]), "id");
-        assert_eq!(field("jp-docomo", " ", 81, &[]), "name");
-        assert_eq!(field("jp-docomo", "Co., Ltd.", 81, &[]), "name");
-        assert_eq!(field("jp-docomo", "docomo", 999, &[]), "country_code");
-        assert_eq!(field("jp-docomo", "docomo", 81, &["4401"]), "mcc_mnc");
+        assert_eq!(field("JP Docomo", "docomo", 81, &[]), Field::Id);
+        assert_eq!(field("jp-docomo", " ", 81, &[]), Field::Name);
+        assert_eq!(field("jp-docomo", "Co., Ltd.", 81, &[]), Field::Name);
+        assert_eq!(field("jp-docomo", "docomo", 999, &[]), Field::CountryCode);
+        assert_eq!(field("jp-docomo", "docomo", 81, &["4401"]), Field::MccMnc);
         let ok = Carrier::new(
             "jp-docomo",
             "docomo",

@@ -9,6 +9,7 @@ use super::event::{EventFact, EventKind};
 use super::owner_since::OwnerSince;
 use super::source::SourceSet;
 use super::upstream::{Question, UpstreamAnswer};
+use crate::domain::Field;
 
 pub const DEFAULT_MAX_AGE_HOURS: u32 = 240;
 pub const DEFAULT_MAX_LOOKBACK_HOURS: u32 = 2400;
@@ -25,7 +26,7 @@ impl MaxAge {
         }
         if hours > max_lookback_hours {
             return Err(FieldError::new(
-                "max_age_hours",
+                Field::MaxAgeHours,
                 format!("must be in 1..={max_lookback_hours}, got {hours}"),
             ));
         }

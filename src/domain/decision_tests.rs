@@ -122,7 +122,7 @@ fn max_age_bounds() {
     assert_eq!(MaxAge::new(1, 2400).unwrap().hours(), 1);
     assert_eq!(MaxAge::new(2400, 2400).unwrap().hours(), 2400);
     let err = MaxAge::new(2401, 2400).unwrap_err();
-    assert_eq!(err.field, "max_age_hours");
+    assert_eq!(err.field, Field::MaxAgeHours);
     assert_eq!(
         err.to_string(),
         "max_age_hours must be in 1..=2400, got 2401"

@@ -4,9 +4,10 @@
 use std::net::IpAddr;
 
 use super::FieldError;
+use crate::domain::Field;
 
 /// The URL, normalised, if it is `https` or loopback `http`; else why not, naming `field`.
-pub fn https_or_loopback(field: &'static str, url: &str) -> Result<String, FieldError> {
+pub fn https_or_loopback(field: Field, url: &str) -> Result<String, FieldError> {
     let parsed = url::Url::parse(url.trim())
         .map_err(|e| FieldError::new(field, format!("{url:?} is not a URL: {e}")))?;
     let loopback = match parsed.host() {
@@ -32,10 +33,10 @@ mod tests {
 
     #[test]
     fn https_or_loopback_http_only() {
-        assert!(https_or_loopback("sink", "https://hooks.example.com/numguard").is_ok());
-        assert!(https_or_loopback("sink", "http://127.0.0.1:8080/x").is_ok());
-        assert!(https_or_loopback("sink", "http://localhost/x").is_ok());
-        assert!(https_or_loopback("sink", "http://[::1]:9/x").is_ok());
+        assert!(https_or_loopback(Field::Sink, "https://hooks.example.com/numguard").is_ok());
+        assert!(https_or_loopback(Field::Sink, "http://127.0.0.1:8080/x").is_ok());
+        assert!(https_or_loopback(Field::Sink, "http://localhost/x").is_ok());
+        assert!(https_or_loopback(Field::Sink, "http://[::1]:9/x").is_ok());
         for bad in [
             "http://hooks.example.com/x",
             "ftp://127.0.0.1/",
@@ -43,8 +44,8 @@ mod tests {
             "",
         ] {
             assert_eq!(
-                https_or_loopback("sink", bad).unwrap_err().field,
-                "sink",
+                https_or_loopback(Field::Sink, bad).unwrap_err().field,
+                Field::Sink,
                 "{bad}"
             );
         }

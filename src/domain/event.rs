@@ -9,6 +9,7 @@ use super::FieldError;
 use super::carrier::{CarrierId, CarrierRegistry, carrier_name};
 use super::number::{E164, Region, calling_code};
 use super::source::SourceName;
+use crate::domain::Field;
 
 /// How far in the future an `occurred_at` may lie: feeds' clocks drift a little, not more.
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
@@ -182,54 +183,54 @@ impl NewEvent {
         raw: RawEvent,
         now: DateTime<Utc>,
         parse_number: impl FnOnce(&str) -> Result<E164, super::number::NumberError>,
-        mut carrier: impl FnMut(&'static str, &str, &E164) -> Result<CarrierId, FieldError>,
+        mut carrier: impl FnMut(Field, &str, &E164) -> Result<CarrierId, FieldError>,
     ) -> Result<NewEvent, FieldError> {
         let source: SourceName = raw
             .source
             .parse()
-            .map_err(|e| FieldError::new("source", format!("{e}")))?;
+            .map_err(|e| FieldError::new(Field::Source, format!("{e}")))?;
         let source_event_id = raw.source_event_id.trim().to_string();
         if source_event_id.is_empty() {
-            return Err(FieldError::new("source_event_id", "is empty"));
+            return Err(FieldError::new(Field::SourceEventId, "is empty"));
         }
         if source_event_id.len() > MAX_EVENT_ID_LEN {
             return Err(FieldError::new(
-                "source_event_id",
+                Field::SourceEventId,
                 format!("is longer than {MAX_EVENT_ID_LEN} bytes"),
             ));
         }
         let number = parse_number(&raw.phone_number)
-            .map_err(|e| FieldError::new("phone_number", e.to_string()))?;
+            .map_err(|e| FieldError::new(Field::PhoneNumber, e.to_string()))?;
         let kind = raw.kind.ok_or_else(|| {
             FieldError::new(
-                "kind",
+                Field::Kind,
                 "is missing or unknown; use SIM_SWAP, PORT, DISCONNECT, REASSIGN or DEVICE_SWAP",
             )
         })?;
         let occurred_at = raw
             .occurred_at
-            .ok_or_else(|| FieldError::new("occurred_at", "is missing"))?;
+            .ok_or_else(|| FieldError::new(Field::OccurredAt, "is missing"))?;
         if occurred_at > now + MAX_CLOCK_SKEW {
             return Err(FieldError::new(
-                "occurred_at",
+                Field::OccurredAt,
                 format!(
                     "is more than {} minutes in the future",
                     MAX_CLOCK_SKEW.num_minutes()
                 ),
             ));
         }
-        let mut carrier_field = |field: &'static str, name: &str| {
+        let mut carrier_field = |field: Field, name: &str| {
             if name.trim().is_empty() {
                 return Ok(None);
             }
             let name = carrier_name(field, name)?;
             carrier(field, &name, &number).map(Some)
         };
-        let from_carrier = carrier_field("from_carrier", &raw.from_carrier)?;
-        let to_carrier = carrier_field("to_carrier", &raw.to_carrier)?;
+        let from_carrier = carrier_field(Field::FromCarrier, &raw.from_carrier)?;
+        let to_carrier = carrier_field(Field::ToCarrier, &raw.to_carrier)?;
         if kind == EventKind::Port && to_carrier.is_none() {
             return Err(FieldError::new(
-                "to_carrier",
+                Field::ToCarrier,
                 "is required for a PORT event",
             ));
         }
@@ -251,7 +252,7 @@ impl NewEvent {
 /// several countries' carriers share), or an error naming `field` and the name.
 pub fn resolve_carrier(
     carriers: &CarrierRegistry,
-    field: &'static str,
+    field: Field,
     name: &str,
     number: &E164,
 ) -> Result<CarrierId, FieldError> {
@@ -304,7 +305,7 @@ mod tests {
         NewEvent::validate(r, None, now(), &carriers())
     }
 
-    fn field_of(r: RawEvent) -> &'static str {
+    fn field_of(r: RawEvent) -> Field {
         validate(r).unwrap_err().field
     }
 
@@ -320,35 +321,35 @@ mod tests {
     fn each_bad_field_is_named() {
         let mut r = raw(EventKind::SimSwap);
         r.source = String::new();
-        assert_eq!(field_of(r), "source");
+        assert_eq!(field_of(r), Field::Source);
 
         let mut r = raw(EventKind::SimSwap);
         r.source_event_id = " ".into();
-        assert_eq!(field_of(r), "source_event_id");
+        assert_eq!(field_of(r), Field::SourceEventId);
 
         let mut r = raw(EventKind::SimSwap);
         r.phone_number = "garbage".into();
-        assert_eq!(field_of(r), "phone_number");
+        assert_eq!(field_of(r), Field::PhoneNumber);
 
         let mut r = raw(EventKind::SimSwap);
         r.kind = None;
-        assert_eq!(field_of(r), "kind");
+        assert_eq!(field_of(r), Field::Kind);
 
         let mut r = raw(EventKind::SimSwap);
         r.occurred_at = None;
-        assert_eq!(field_of(r), "occurred_at");
+        assert_eq!(field_of(r), Field::OccurredAt);
 
         let mut r = raw(EventKind::SimSwap);
         r.to_carrier = "x".repeat(201);
-        assert_eq!(field_of(r), "to_carrier");
+        assert_eq!(field_of(r), Field::ToCarrier);
 
         let mut r = raw(EventKind::Port);
         r.to_carrier = "Unheard Of Telecom".into();
         let err = validate(r).unwrap_err();
-        assert_eq!(err.field, "to_carrier");
+        assert_eq!(err.field, Field::ToCarrier);
         assert!(err.message.contains("Unheard Of Telecom"), "{err}");
 
-        assert_eq!(field_of(raw(EventKind::Port)), "to_carrier");
+        assert_eq!(field_of(raw(EventKind::Port)), Field::ToCarrier);
     }
 
     #[test]

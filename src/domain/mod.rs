@@ -8,6 +8,7 @@ pub mod coverage;
 pub mod decision;
 pub mod endpoint;
 pub mod event;
+pub mod field;
 pub mod number;
 pub mod owner_since;
 pub mod prefix;
@@ -16,17 +17,19 @@ pub mod source;
 pub(crate) mod test_support;
 pub mod upstream;
 
+pub use field::Field;
+
 /// A rejected input field. The message reads after the field name, so `Display` gives e.g.
 /// "max_age_hours must be in 1..=2400, got 2401".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field} {message}")]
 pub struct FieldError {
-    pub field: &'static str,
+    pub field: Field,
     pub message: String,
 }
 
 impl FieldError {
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(field: Field, message: impl Into<String>) -> Self {
         FieldError {
             field,
             message: message.into(),

@@ -10,6 +10,7 @@ use super::carrier::{CarrierId, CarrierRegistry};
 use super::event::EventKind;
 use super::number::calling_code;
 use super::prefix::Prefix;
+use crate::domain::Field;
 
 pub const MAX_SOURCE_NAME_LEN: usize = 64;
 
@@ -99,7 +100,7 @@ impl Scope {
         let prefix: Prefix = raw
             .prefix
             .parse()
-            .map_err(|e| FieldError::new("scopes.prefix", format!("{e}")))?;
+            .map_err(|e| FieldError::new(Field::ScopesPrefix, format!("{e}")))?;
         let country = calling_code(prefix.as_str());
         let ids = raw
             .carriers
@@ -108,7 +109,7 @@ impl Scope {
                 carriers
                     .resolve(name, country)
                     .map(|c| c.id.clone())
-                    .map_err(|e| FieldError::new("scopes.carriers", e.to_string()))
+                    .map_err(|e| FieldError::new(Field::ScopesCarriers, e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Scope::new(prefix, ids, raw.kinds.clone()))
@@ -182,17 +183,20 @@ impl Source {
     ) -> Result<Source, FieldError> {
         let name = name
             .parse()
-            .map_err(|e: SourceNameError| FieldError::new("name", e.to_string()))?;
+            .map_err(|e: SourceNameError| FieldError::new(Field::Name, e.to_string()))?;
         let tracking_since =
-            tracking_since.ok_or_else(|| FieldError::new("tracking_since", "is missing"))?;
+            tracking_since.ok_or_else(|| FieldError::new(Field::TrackingSince, "is missing"))?;
         if scopes.is_empty() {
             return Err(FieldError::new(
-                "scopes",
+                Field::Scopes,
                 "is empty; give at least one scope (or a covers prefix such as \"81\")",
             ));
         }
         if max_lag.is_some_and(|lag| lag <= Duration::zero()) {
-            return Err(FieldError::new("max_lag", "must be positive when given"));
+            return Err(FieldError::new(
+                Field::MaxLag,
+                "must be positive when given",
+            ));
         }
         let mut scopes = scopes
             .iter()
@@ -437,7 +441,7 @@ mod tests {
             ..raw
         };
         let err = Scope::resolve(&unknown, &registry()).unwrap_err();
-        assert_eq!(err.field, "scopes.carriers");
+        assert_eq!(err.field, Field::ScopesCarriers);
         assert!(err.message.contains("SoftBank"), "{err}");
     }
 
@@ -481,20 +485,20 @@ mod tests {
         let new =
             |name: &str, since, scopes: &[RawScope], lag| Source::new(name, since, scopes, lag, &r);
         let field = |e: Result<Source, FieldError>| e.unwrap_err().field;
-        assert_eq!(field(new("", since, &whole(&["81"]), None)), "name");
-        assert_eq!(field(new("a b", since, &whole(&["81"]), None)), "name");
+        assert_eq!(field(new("", since, &whole(&["81"]), None)), Field::Name);
+        assert_eq!(field(new("a b", since, &whole(&["81"]), None)), Field::Name);
         assert_eq!(
             field(new("ok", None, &whole(&["81"]), None)),
-            "tracking_since"
+            Field::TrackingSince
         );
-        assert_eq!(field(new("ok", since, &[], None)), "scopes");
+        assert_eq!(field(new("ok", since, &[], None)), Field::Scopes);
         assert_eq!(
             field(new("ok", since, &whole(&["+81"]), None)),
-            "scopes.prefix"
+            Field::ScopesPrefix
         );
         assert_eq!(
             field(new("ok", since, &whole(&["81"]), Some(Duration::zero()))),
-            "max_lag"
+            Field::MaxLag
         );
         let set = SourceSet::new(vec![
             new("docomo", since, &whole(&["8190", "81", "8190"]), None).unwrap(),

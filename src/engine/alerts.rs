@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::number_cache::NumberState;
 use super::{Engine, EngineError};
+use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::auth::TenantName;
 use crate::domain::decision::{Decision, MaxAge};
@@ -83,22 +84,22 @@ impl Engine {
     fn watch_record(&self, raw: RawWatch) -> Result<WatchRecord, FieldError> {
         let customer_ref = raw.customer_ref.trim().to_string();
         if customer_ref.is_empty() {
-            return Err(FieldError::new("customer_ref", "is empty"));
+            return Err(FieldError::new(Field::CustomerRef, "is empty"));
         }
         if customer_ref.len() > MAX_CUSTOMER_REF_LEN {
             return Err(FieldError::new(
-                "customer_ref",
+                Field::CustomerRef,
                 format!("is longer than {MAX_CUSTOMER_REF_LEN} bytes"),
             ));
         }
         let number = self
-            .parse_number("phone_number", &raw.phone_number, &raw.region)?
+            .parse_number(Field::PhoneNumber, &raw.phone_number, &raw.region)?
             .e164;
         let owner_since = self
             .owner_since(raw.owner_since, &raw.owner_since_date)?
             .ok_or_else(|| {
                 FieldError::new(
-                    "owner_since",
+                    Field::OwnerSince,
                     "is missing (give owner_since or owner_since_date)",
                 )
             })?;
@@ -169,8 +170,9 @@ impl Engine {
     /// The check of the alert's number as of its event, for the earliest watching entry.
     async fn alert_decision(&self, row: &AlertRow) -> Result<Decision, EngineError> {
         let e164 = &row.event.event.number;
-        let number = ParsedNumber::parse(e164.as_str(), None)
-            .map_err(|e| EngineError::Invalid(FieldError::new("phone_number", e.to_string())))?;
+        let number = ParsedNumber::parse(e164.as_str(), None).map_err(|e| {
+            EngineError::Invalid(FieldError::new(Field::PhoneNumber, e.to_string()))
+        })?;
         let state = self
             .numbers
             .get_or_load(&number, || self.store.history(e164))

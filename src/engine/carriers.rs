@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{Engine, EngineError, dedup_keep_last};
+use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::carrier::{Carrier, CarrierId, CarrierRegistry, ResolveError, provisional_id};
 use crate::domain::number::calling_code;
@@ -34,7 +35,7 @@ impl Unregistered {
         &mut self,
         registry: &CarrierRegistry,
         register: bool,
-        field: &'static str,
+        field: Field,
         name: &str,
         country_code: Option<u16>,
     ) -> Result<CarrierId, FieldError> {
@@ -102,7 +103,8 @@ impl Engine {
         let mut accepted = Vec::with_capacity(ranges.len());
         for (index, range) in ranges.into_iter().enumerate() {
             let country = calling_code(range.prefix.as_str());
-            match unregistered.resolve(&registry, register, "carrier", &range.carrier, country) {
+            match unregistered.resolve(&registry, register, Field::Carrier, &range.carrier, country)
+            {
                 Ok(id) => accepted.push(RangeEntry {
                     prefix: range.prefix,
                     carrier: id.to_string(),
@@ -137,10 +139,12 @@ impl Engine {
         let mut carrier = self.carrier(id)?;
         let aliases = aliases
             .iter()
-            .map(|a| crate::domain::carrier::carrier_name("aliases", a))
+            .map(|a| crate::domain::carrier::carrier_name(Field::Aliases, a))
             .collect::<Result<Vec<_>, _>>()?;
         if aliases.is_empty() {
-            return Err(FieldError::new("aliases", "is empty; give at least one spelling").into());
+            return Err(
+                FieldError::new(Field::Aliases, "is empty; give at least one spelling").into(),
+            );
         }
         carrier.add_aliases(aliases);
         carrier.reviewed = true;
@@ -149,7 +153,7 @@ impl Engine {
 
     async fn save_carrier(&self, carrier: Carrier) -> Result<Carrier, EngineError> {
         if let Some(conflict) = self.carriers().conflict(&carrier) {
-            return Err(FieldError::new("aliases", conflict.to_string()).into());
+            return Err(FieldError::new(Field::Aliases, conflict.to_string()).into());
         }
         self.store
             .upsert_carriers(std::slice::from_ref(&carrier))

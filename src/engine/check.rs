@@ -12,6 +12,7 @@ use futures::StreamExt;
 use super::audit_memo::AuditMemo;
 use super::number_cache::NumberState;
 use super::{Engine, EngineError};
+use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::auth::TenantName;
 use crate::domain::decision::{CheckInput, Decision, MaxAge, decide};
@@ -61,7 +62,7 @@ impl Engine {
     /// Reads a number given as E.164 or national format; `region` may be empty.
     pub fn parse_number(
         &self,
-        field: &'static str,
+        field: Field,
         input: &str,
         region: &str,
     ) -> Result<ParsedNumber, FieldError> {
@@ -76,7 +77,7 @@ impl Engine {
     fn region(&self, region: &str) -> Result<Region, FieldError> {
         region
             .parse()
-            .map_err(|e| FieldError::new("region", format!("{e}")))
+            .map_err(|e| FieldError::new(Field::Region, format!("{e}")))
     }
 
     pub fn max_age(&self, hours: u32) -> Result<MaxAge, FieldError> {
@@ -93,7 +94,7 @@ impl Engine {
         let date = date.trim();
         match (at, date.is_empty()) {
             (Some(_), false) => Err(FieldError::new(
-                "owner_since_date",
+                Field::OwnerSinceDate,
                 "cannot be given together with owner_since",
             )),
             (Some(at), true) => Ok(Some(OwnerSince::at(at))),
@@ -101,13 +102,13 @@ impl Engine {
             (None, false) => {
                 let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
                     FieldError::new(
-                        "owner_since_date",
+                        Field::OwnerSinceDate,
                         format!("{date:?} is not a YYYY-MM-DD date"),
                     )
                 })?;
                 OwnerSince::on_date(day, &self.config.date_zone)
                     .map(Some)
-                    .ok_or_else(|| FieldError::new("owner_since_date", "is out of range"))
+                    .ok_or_else(|| FieldError::new(Field::OwnerSinceDate, "is out of range"))
             }
         }
     }
@@ -126,7 +127,7 @@ impl Engine {
                 Number::Cached(E164::from_trusted(request.phone_number.to_string()), state)
             }
             None => Number::Parsed(self.parse_number(
-                "phone_number",
+                Field::PhoneNumber,
                 request.phone_number,
                 request.region,
             )?),

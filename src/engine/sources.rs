@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{Engine, EngineError};
+use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::event::{MAX_CLOCK_SKEW, to_storage_precision};
 use crate::domain::source::{RawScope, Source, SourceName};
@@ -57,12 +58,12 @@ impl Engine {
     ) -> Result<Source, EngineError> {
         let name: SourceName = name
             .parse()
-            .map_err(|e| FieldError::new("source", format!("{e}")))?;
+            .map_err(|e| FieldError::new(Field::Source, format!("{e}")))?;
         let now = Utc::now();
         let until = to_storage_precision(until.unwrap_or(now));
         if until > now + MAX_CLOCK_SKEW {
             return Err(FieldError::new(
-                "complete_until",
+                Field::CompleteUntil,
                 "is in the future; data cannot be complete past now",
             )
             .into());

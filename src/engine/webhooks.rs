@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::cloud_events::{self, Queued};
 use super::{Engine, EngineError};
+use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::auth::{TenantName, hex};
 use crate::domain::endpoint::https_or_loopback;
@@ -73,13 +74,13 @@ impl Engine {
         tenant: &TenantName,
         new: NewSubscription,
     ) -> Result<SubscriptionRecord, EngineError> {
-        let sink = https_or_loopback("sink", &new.sink)?;
+        let sink = https_or_loopback(Field::Sink, &new.sink)?;
         let now = Utc::now();
         if new.expire_at.is_some_and(|t| t <= now) {
-            return Err(FieldError::new("expire_time", "is in the past").into());
+            return Err(FieldError::new(Field::ExpireTime, "is in the past").into());
         }
         if new.token_expire_at.is_some_and(|t| t <= now) {
-            return Err(FieldError::new("token_expire_time", "is in the past").into());
+            return Err(FieldError::new(Field::TokenExpireTime, "is in the past").into());
         }
         // Alerts from now on, like a new stream.
         let cursor = self.store.last_event_id().await?;

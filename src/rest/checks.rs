@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::error::{Code, RestError};
 use super::request::{json, time};
+use crate::domain::Field;
 use crate::domain::camara::{self, Swap};
 use crate::domain::decision::{Decision, MaxAge};
 use crate::engine::auth::Principal;
@@ -57,7 +58,9 @@ async fn decide(
         .check(&caller.tenant, &request)
         .await
         .map_err(|e| match e {
-            EngineError::Invalid(f) if f.field == "phone_number" => RestError::unknown_number(&f),
+            EngineError::Invalid(f) if f.field == Field::PhoneNumber => {
+                RestError::unknown_number(&f)
+            }
             e => e.into(),
         })?;
     Ok(decision)

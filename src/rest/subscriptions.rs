@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::error::{Code, RestError};
 use super::request::{json, time};
+use crate::domain::Field;
 use crate::domain::camara;
 use crate::domain::event::EventKind;
 use crate::engine::auth::Principal;
@@ -103,12 +104,6 @@ fn bearer(
     let expires = c
         .access_token_expires_utc
         .ok_or_else(|| missing("accessTokenExpiresUtc"))?;
-    if expires <= Utc::now() {
-        return Err(RestError::new(
-            Code::InvalidCredential,
-            "sinkCredential.accessTokenExpiresUtc is in the past",
-        ));
-    }
     Ok(Some((token, expires)))
 }
 
@@ -206,18 +201,9 @@ pub async fn create(
             ));
         }
     };
-    if config
-        .subscription_expire_time
-        .is_some_and(|t| t <= Utc::now())
-    {
-        return Err(RestError::new(
-            Code::InvalidArgument,
-            "config.subscriptionExpireTime is in the past",
-        ));
-    }
     let phone_number = camara::phone_number(config.subscription_detail.phone_number.as_deref())?;
     let number = engine
-        .parse_number("phone_number", phone_number, "")
+        .parse_number(Field::PhoneNumber, phone_number, "")
         .map_err(|e| RestError::unknown_number(&e))?;
     if !number.mobile {
         return Err(camara::Refusal::NotMobile.into());
@@ -240,8 +226,25 @@ pub async fn create(
                 format: CloudEventFormat::Camara,
             },
         )
-        .await?;
+        .await
+        .map_err(camara_field)?;
     Ok((StatusCode::CREATED, Json(representation(&created))).into_response())
+}
+
+/// The engine's refusal of a field, in CAMARA's names and codes.
+fn camara_field(error: EngineError) -> RestError {
+    let EngineError::Invalid(f) = &error else {
+        return error.into();
+    };
+    let (code, name) = match f.field {
+        Field::ExpireTime => (Code::InvalidArgument, "config.subscriptionExpireTime"),
+        Field::TokenExpireTime => (
+            Code::InvalidCredential,
+            "sinkCredential.accessTokenExpiresUtc",
+        ),
+        _ => return error.into(),
+    };
+    RestError::new(code, format!("{name} {}", f.message))
 }
 
 pub async fn list(

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::endpoint::https_or_loopback;
 
@@ -80,7 +81,7 @@ impl Provider {
             error,
         };
         if self.name.trim().is_empty() {
-            return Err(invalid(FieldError::new("name", "is empty")));
+            return Err(invalid(FieldError::new(Field::Name, "is empty")));
         }
         self.carriers = self
             .carriers
@@ -89,18 +90,21 @@ impl Provider {
             .filter(|c| !c.is_empty())
             .collect();
         if self.carriers.is_empty() {
-            return Err(invalid(FieldError::new("carriers", "names no carrier")));
+            return Err(invalid(FieldError::new(
+                Field::Carriers,
+                "names no carrier",
+            )));
         }
         if self.max_concurrency == 0 {
             return Err(invalid(FieldError::new(
-                "max_concurrency",
+                Field::MaxConcurrency,
                 "must be at least 1",
             )));
         }
-        let base = https_or_loopback("base_url", &self.base_url).map_err(invalid)?;
+        let base = https_or_loopback(Field::BaseUrl, &self.base_url).map_err(invalid)?;
         let token_url = match &self.auth {
             Auth::Oauth2 { token_url, .. } => {
-                Some(https_or_loopback("token_url", token_url).map_err(invalid)?)
+                Some(https_or_loopback(Field::TokenUrl, token_url).map_err(invalid)?)
             }
             Auth::Bearer { .. } => None,
         };
@@ -207,7 +211,7 @@ mod tests {
         };
         assert!(matches!(
             plain.validated(),
-            Err(ConfigError::Invalid { error, .. }) if error.field == "base_url"
+            Err(ConfigError::Invalid { error, .. }) if error.field == Field::BaseUrl
         ));
         let none = Provider {
             carriers: vec![" ".into()],
