@@ -54,6 +54,9 @@ struct Args {
     /// phases with them scoped elsewhere; then cold, the same way.
     #[arg(long)]
     scoped: bool,
+    /// Extra arguments for `numguard serve`, e.g. `--serve-arg=--no-access-log`.
+    #[arg(long = "serve-arg", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
     /// Rounds of the alternation `--scoped` runs.
     #[arg(long, default_value_t = 2)]
     scoped_rounds: usize,
@@ -211,12 +214,12 @@ async fn alternate(channels: &[Channel], server: &Server, args: &Args, label: &s
 async fn main() {
     let args = Args::parse();
     let mut db = BenchDb::create(&args.backend).await;
-    let rest_args: &[&str] = if args.rest {
-        &["--rest-listen", "127.0.0.1:0"]
-    } else {
-        &[]
-    };
-    let server = start_server(&db.url, rest_args);
+    let mut serve_args: Vec<&str> = args.serve_args.iter().map(String::as_str).collect();
+    if args.rest {
+        serve_args.extend(["--rest-listen", "127.0.0.1:0"]);
+    }
+    let extra = serve_args.as_slice();
+    let server = start_server(&db.url, extra);
     let channels = connect_all(&server, args.load.connections).await;
 
     let (accepted, took) = seed(channels[0].clone(), args.events, args.numbers).await;
@@ -249,7 +252,7 @@ async fn main() {
     drop(server);
 
     // The same data through a server with its cache disabled: every check reads the store.
-    let cold_server = start_server(&db.url, &[&["--cache-capacity", "0"], rest_args].concat());
+    let cold_server = start_server(&db.url, &[&["--cache-capacity", "0"], extra].concat());
     let channels = connect_all(&cold_server, args.load.connections).await;
     let (cold, cold_health, cold_rest) =
         measure(&channels, &cold_server, &args, "cache disabled").await;

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -18,6 +19,7 @@ pub struct ServerConfig {
     /// `sqlite://FILE` (created on first start) or `postgres://...`.
     pub database_url: String,
     pub engine: EngineConfig,
+    pub transport: TransportConfig,
     /// PEM certificate chain and private key; plain HTTP/2 when `None`.
     pub tls: Option<TlsFiles>,
     pub store: crate::store::StoreOptions,
@@ -25,8 +27,26 @@ pub struct ServerConfig {
     pub upstreams_file: Option<std::path::PathBuf>,
 }
 
+/// What the transports enforce per request, the same on gRPC and REST.
+#[derive(Debug, Clone, Copy)]
+pub struct TransportConfig {
+    /// Largest gRPC message accepted.
+    pub max_message_bytes: usize,
+    /// Longest a request answered in one piece may take on the server.
+    pub request_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            max_message_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// How long in-flight requests may run on after a shutdown signal.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -112,12 +132,23 @@ pub async fn run_with(
             let listener = crate::rest::RestListener::new(rest, tls.as_ref())
                 .context("cannot serve the REST facade")?;
             tracing::info!(%addr, tls = tls.is_some(), "CAMARA REST facade serving");
-            let serving = crate::rest::serve(listener, engine.clone(), asked_for(asked.clone()));
+            let serving = crate::rest::serve(
+                listener,
+                engine.clone(),
+                config.transport.request_timeout,
+                asked_for(asked.clone()),
+            );
             Some(tokio::spawn(serving))
         }
         None => None,
     };
-    let serving = crate::api::serve(listener, engine.clone(), tls, asked_for(asked.clone()));
+    let serving = crate::api::serve(
+        listener,
+        engine.clone(),
+        config.transport,
+        tls,
+        asked_for(asked.clone()),
+    );
     tokio::pin!(serving);
     tokio::select! {
         served = &mut serving => served?,

@@ -15,6 +15,7 @@ use numguard::api::pb::{self, EventKind};
 use numguard::domain::auth::TimePrecision;
 use numguard::engine::EngineConfig;
 use numguard::engine::auth::{AuthMode, Limits};
+use numguard::server::TransportConfig;
 use numguard::store::Store;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
@@ -387,11 +388,11 @@ async fn retention_purges_old_events(backend: Backend) {
 
 async fn oversized_messages_are_refused_cleanly(backend: Backend) {
     let db = Arc::new(TestDb::new(backend).await);
-    let config = EngineConfig {
+    let transport = TransportConfig {
         max_message_bytes: 64 * 1024,
-        ..dev_config()
+        ..TransportConfig::default()
     };
-    let server = TestServer::start_in(db, config).await;
+    let server = TestServer::start_in_with(db, dev_config(), transport).await;
     let huge = pb::ImportRangesRequest {
         ranges: (0..20_000)
             .map(|i| pb::CarrierRange {
@@ -429,6 +430,7 @@ async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
     let config = numguard::server::ServerConfig {
         database_url: format!("sqlite://{}", dir.path().join("ng.db").display()),
         engine: dev_config(),
+        transport: Default::default(),
         tls: Some(numguard::server::TlsFiles { cert, key }),
         store: Default::default(),
         upstreams_file: None,

@@ -24,6 +24,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::engine::Engine;
 use crate::middleware::AdmitLayer;
+use crate::server::TransportConfig;
 use admin::AdminApi;
 use alerts::AlertsApi;
 use check::NumberCheckApi;
@@ -89,10 +90,11 @@ pub enum ServeError {
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
+    transport: TransportConfig,
     tls: Option<TlsIdentity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let max_message = engine.config().max_message_bytes;
+    let max_message = transport.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(report_health(health, engine.availability()));
 
@@ -118,7 +120,7 @@ pub async fn serve(
         )?;
     }
     let routes = GrpcRoutes {
-        deadline: engine.config().request_timeout,
+        deadline: transport.request_timeout,
     };
     server
         .layer(AdmitLayer::new(engine.clone(), routes))

@@ -15,7 +15,7 @@ use crate::domain::decision::{DEFAULT_MAX_LOOKBACK_HOURS, Policy, Verdict};
 use crate::domain::number::Region;
 use crate::engine::auth::{AuthMode, Limits};
 use crate::engine::{DEFAULT_INGEST_BATCH_SIZE, EngineConfig};
-use crate::server::{Listeners, ServerConfig, TlsFiles, run_with as run_server};
+use crate::server::{Listeners, ServerConfig, TlsFiles, TransportConfig, run_with as run_server};
 use crate::store::StoreOptions;
 use crate::upstream::breaker::BreakerConfig;
 use crate::upstream::config::ProvidersFile;
@@ -77,10 +77,10 @@ pub struct ServeArgs {
     #[arg(long, env = "NUMGUARD_MAX_IN_FLIGHT", default_value_t = Limits::default().max_in_flight)]
     max_in_flight: usize,
     /// Largest gRPC message accepted, in bytes.
-    #[arg(long, env = "NUMGUARD_MAX_MESSAGE_BYTES", default_value_t = EngineConfig::default().max_message_bytes)]
+    #[arg(long, env = "NUMGUARD_MAX_MESSAGE_BYTES", default_value_t = TransportConfig::default().max_message_bytes)]
     max_message_bytes: usize,
     /// Longest a unary request may run on the server, in milliseconds.
-    #[arg(long, env = "NUMGUARD_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "NUMGUARD_REQUEST_TIMEOUT_MS", default_value_t = default_request_timeout_ms())]
     request_timeout_ms: u64,
     /// Purge events that occurred more than this many days ago (0 keeps them forever).
     #[arg(long, env = "NUMGUARD_RETENTION_DAYS", default_value_t = 0)]
@@ -135,6 +135,10 @@ enum OnUnknown {
     Block,
 }
 
+fn default_request_timeout_ms() -> u64 {
+    u64::try_from(TransportConfig::default().request_timeout.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn parse_offset(s: &str) -> Result<FixedOffset, String> {
     if s.eq_ignore_ascii_case("utc") || s == "Z" {
         return Ok(Utc.fix());
@@ -186,10 +190,12 @@ impl ServeArgs {
                 register_unknown_carriers: self.register_unknown_carriers,
                 retention: (self.retention_days > 0)
                     .then(|| chrono::Duration::days(i64::from(self.retention_days))),
-                max_message_bytes: self.max_message_bytes,
-                request_timeout: Duration::from_millis(self.request_timeout_ms),
                 upstream,
                 ..EngineConfig::default()
+            },
+            transport: TransportConfig {
+                max_message_bytes: self.max_message_bytes,
+                request_timeout: Duration::from_millis(self.request_timeout_ms),
             },
             store: StoreOptions {
                 sqlite_max_bytes: self.sqlite_max_size_mb.map(|mb| mb.saturating_mul(1 << 20)),

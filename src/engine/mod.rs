@@ -107,10 +107,6 @@ pub struct EngineConfig {
     pub retention: Option<chrono::Duration>,
     /// How often the retention purge runs.
     pub retention_interval: Duration,
-    /// Largest gRPC message accepted.
-    pub max_message_bytes: usize,
-    /// Longest a unary request may take on the server.
-    pub request_timeout: Duration,
     /// Operators asked where no source covers a number; none by default.
     pub upstream: UpstreamConfig,
     /// Register carrier names nobody registered (as unreviewed carriers, listed for
@@ -134,8 +130,6 @@ impl Default for EngineConfig {
             retention: None,
             retention_interval: Duration::from_secs(3600),
             // Range imports are the big messages: 10,000 ranges per request are ~0.4 MiB.
-            max_message_bytes: 4 * 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
             upstream: UpstreamConfig::default(),
             register_unknown_carriers: false,
         }

@@ -12,6 +12,7 @@ mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
@@ -35,12 +36,9 @@ const MAX_CORRELATOR_LEN: usize = 256;
 
 /// The routes, with CAMARA's paths. Each group passes the admission layer for its scope;
 /// unknown paths, wrong methods and the OpenAPI document are answered without a key.
-pub fn router(engine: Arc<Engine>) -> Router {
+pub fn router(engine: Arc<Engine>, deadline: Duration) -> Router {
     let admitted = |scope| {
-        let routes = RestRoutes {
-            scope,
-            deadline: engine.config().request_timeout,
-        };
+        let routes = RestRoutes { scope, deadline };
         AdmitLayer::new(engine.clone(), routes)
     };
     let checks = Router::new()
@@ -130,9 +128,10 @@ impl RestListener {
 pub async fn serve(
     listener: RestListener,
     engine: Arc<Engine>,
+    deadline: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(engine);
+    let app = router(engine, deadline);
     match listener {
         RestListener::Plain(tcp) => axum::serve(tcp, app).with_graceful_shutdown(shutdown).await,
         RestListener::Tls(tls) => axum::serve(tls, app).with_graceful_shutdown(shutdown).await,

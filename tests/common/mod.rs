@@ -26,7 +26,7 @@ use numguard::domain::auth::{Scopes, TenantName};
 use numguard::engine::EngineConfig;
 use numguard::engine::auth::AuthMode;
 use numguard::engine::keys::create_key;
-use numguard::server::{Listeners, ServerConfig, run_with};
+use numguard::server::{Listeners, ServerConfig, TransportConfig, run_with};
 use numguard::store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -59,7 +59,7 @@ impl TestServer {
 
     /// A server reaching the test database through `url` (e.g. through a proxy).
     pub async fn start_with_url(db: Arc<TestDb>, url: &str, engine: EngineConfig) -> TestServer {
-        TestServer::launch(db, url, engine, false).await
+        TestServer::launch(db, url, engine, TransportConfig::default(), false).await
     }
 
     /// The same, also serving the CAMARA REST facade.
@@ -68,7 +68,7 @@ impl TestServer {
         url: &str,
         engine: EngineConfig,
     ) -> TestServer {
-        TestServer::launch(db, url, engine, true).await
+        TestServer::launch(db, url, engine, TransportConfig::default(), true).await
     }
 
     /// A server that also serves the CAMARA REST facade, on a new database.
@@ -79,10 +79,26 @@ impl TestServer {
     /// A server that also serves the CAMARA REST facade, on an existing test database.
     pub async fn start_rest_in(db: Arc<TestDb>, engine: EngineConfig) -> TestServer {
         let url = db.url.clone();
-        TestServer::launch(db, &url, engine, true).await
+        TestServer::launch(db, &url, engine, TransportConfig::default(), true).await
     }
 
-    async fn launch(db: Arc<TestDb>, url: &str, engine: EngineConfig, rest: bool) -> TestServer {
+    /// A server with its own transport limits, on an existing test database.
+    pub async fn start_in_with(
+        db: Arc<TestDb>,
+        engine: EngineConfig,
+        transport: TransportConfig,
+    ) -> TestServer {
+        let url = db.url.clone();
+        TestServer::launch(db, &url, engine, transport, false).await
+    }
+
+    async fn launch(
+        db: Arc<TestDb>,
+        url: &str,
+        engine: EngineConfig,
+        transport: TransportConfig,
+        rest: bool,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let rest = match rest {
@@ -93,6 +109,7 @@ impl TestServer {
         let config = ServerConfig {
             database_url: url.to_string(),
             engine,
+            transport,
             tls: None,
             store: Default::default(),
             upstreams_file: None,
