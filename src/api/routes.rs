@@ -98,6 +98,17 @@ mod tests {
     }
 
     #[test]
+    fn a_request_past_the_deadline_ends_with_deadline_exceeded() {
+        let routes = GrpcRoutes {
+            deadline: Duration::from_millis(10),
+        };
+        let response = routes.refuse(Refusal::Deadline(Duration::from_millis(10)));
+        let status = Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert!(status.message().contains("10 ms"));
+    }
+
+    #[test]
     fn health_reflection_and_unknown_methods_pass_unadmitted() {
         for path in [
             "/grpc.health.v1.Health/Check",

@@ -39,3 +39,32 @@ impl Transport for RestRoutes {
         error.into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::auth::AuthError;
+
+    fn refused(refusal: Refusal) -> (u16, serde_json::Value) {
+        let routes = RestRoutes {
+            scope: Scope::Check,
+            deadline: Duration::from_millis(5),
+        };
+        let response = routes.refuse(refusal);
+        let status = response.status().as_u16();
+        let body =
+            futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096)).unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[test]
+    fn refusals_are_camara_errors() {
+        let (status, body) = refused(Refusal::Deadline(Duration::from_millis(5)));
+        assert_eq!(status, 503);
+        assert_eq!(body["code"], "UNAVAILABLE");
+        assert!(body["message"].as_str().unwrap().contains("5 ms"));
+        let (status, body) = refused(Refusal::Auth(AuthError::Missing));
+        assert_eq!(status, 401);
+        assert_eq!(body["code"], "UNAUTHENTICATED");
+    }
+}
