@@ -122,7 +122,9 @@ where
         };
         let engine = self.engine.clone();
         let transport = self.transport.clone();
-        let span = tracing::info_span!(
+        // At DEBUG: at the default INFO level a disabled span costs nothing, while an
+        // enabled one is formatted on every request (5.8k instructions of a 121k warm check).
+        let span = tracing::debug_span!(
             "request",
             route = %request.uri().path(),
             tenant = tracing::field::Empty
