@@ -13,15 +13,12 @@ use chrono::{TimeZone, Utc};
 use clap::Parser;
 use numguard::api::convert::timestamp;
 use numguard::api::pb;
-use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::alerts_client::AlertsClient;
 use numguard::api::pb::events_client::EventsClient;
+use numguard_testkit::bench::{add_source, connect, number, start_server};
+use numguard_testkit::{Backend, TestDb};
 use rand::Rng;
-use support::{BenchDb, connect, number, start_server};
 use tokio::sync::Mutex;
-
-#[path = "support/mod.rs"]
-mod support;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -34,9 +31,9 @@ struct Args {
     /// HTTP/2 connections the streams share.
     #[arg(long, default_value_t = 8)]
     connections: usize,
-    /// sqlite or postgres (NUMGUARD_BENCH_POSTGRES_URL, default the local server).
+    /// sqlite or postgres (NUMGUARD_TEST_POSTGRES_URL, default the local server).
     #[arg(long, default_value = "sqlite")]
-    backend: String,
+    backend: Backend,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -44,22 +41,12 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let mut db = BenchDb::create(&args.backend).await;
+    let db = TestDb::new(args.backend).await;
     let server = start_server(&db.url, &["--rate-limit", "0", "--max-in-flight", "100000"]);
     let url = server.url.clone();
     let channel = connect(&url).await;
 
-    AdminClient::new(channel.clone())
-        .upsert_source(pb::Source {
-            name: "bench".into(),
-            tracking_since: Some(timestamp(
-                Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
-            )),
-            covers: vec!["81".into()],
-            ..Default::default()
-        })
-        .await
-        .expect("source");
+    add_source(channel.clone()).await;
     let mut alerts = AlertsClient::new(channel.clone());
     let owner_since = timestamp(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
     for chunk in (0..args.watched).collect::<Vec<_>>().chunks(5_000) {
@@ -173,5 +160,4 @@ async fn main() {
         task.abort();
     }
     drop(server);
-    db.drop_database().await;
 }

@@ -18,13 +18,11 @@ use std::time::{Duration, Instant};
 use chrono::{Duration as Span, Utc};
 use clap::Parser;
 use numguard::domain::number::ParsedNumber;
-use serde_json::Value;
-use support::{
-    BenchDb, Placement, connect, number, proc_status_mib, reset_peak, seed, start_server,
+use numguard_testkit::bench::{
+    Placement, connect, number, proc_status_mib, reset_peak, seed, start_server,
 };
-
-#[path = "support/mod.rs"]
-mod support;
+use numguard_testkit::{Backend, TestDb};
+use serde_json::Value;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -132,7 +130,7 @@ fn audit(url: &str, list: &Path, report: &Path) -> Run {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let db = BenchDb::create("sqlite").await;
+    let db = TestDb::new(Backend::Sqlite).await;
     let extra: Vec<&str> = args.serve_args.iter().map(String::as_str).collect();
     let server = start_server(&db.url, &extra);
     let (accepted, took) = seed(connect(&server.url).await, args.events, args.numbers).await;
@@ -177,7 +175,8 @@ async fn main() {
     let (mut onto, mut away) = (0.0, 0.0);
     for (label, placement) in steps {
         if let Some(placement) = placement {
-            support::place_scoped_sources(connect(&server.url).await, placement).await;
+            numguard_testkit::bench::place_scoped_sources(connect(&server.url).await, placement)
+                .await;
         }
         let run = audit(&server.url, &list, &report);
         let wall = run.wall.as_secs_f64();

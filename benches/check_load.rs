@@ -16,17 +16,16 @@ use clap::Parser;
 use numguard::api::convert::timestamp;
 use numguard::api::pb;
 use numguard::api::pb::number_check_client::NumberCheckClient;
-use rand::Rng;
-use support::{
-    BenchDb, Load, Phase, Placement, Server, connect, number, place_scoped_sources, run_phase,
-    seed, start_server,
+use numguard_testkit::bench::{
+    Load, Phase, Placement, SCOPED_SOURCES, connect, cpu_time, number, place_scoped_sources,
+    run_phase, seed, start_server,
 };
+use numguard_testkit::process::Served;
+use numguard_testkit::{Backend, TestDb};
+use rand::Rng;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-
-#[path = "support/mod.rs"]
-mod support;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -39,10 +38,10 @@ struct Args {
     #[command(flatten)]
     load: Load,
     /// Database: `sqlite` (a fresh temporary file) or `postgres` (a fresh database on
-    /// NUMGUARD_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres,
+    /// NUMGUARD_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres,
     /// dropped afterwards).
     #[arg(long, default_value = "sqlite")]
-    backend: String,
+    backend: Backend,
     /// Stop after the ingest measurement.
     #[arg(long)]
     ingest_only: bool,
@@ -126,7 +125,7 @@ async fn warm_up(channel: &Channel, numbers: u64) {
     );
 }
 
-async fn connect_all(server: &Server, connections: usize) -> Vec<Channel> {
+async fn connect_all(server: &Served, connections: usize) -> Vec<Channel> {
     let mut channels = Vec::new();
     for _ in 0..connections.max(1) {
         channels.push(connect(&server.url).await);
@@ -140,10 +139,10 @@ fn print_row(name: &str, p: &Phase) {
 
 /// Server CPU time per request while `phase` ran: steadier than throughput on a shared
 /// machine, as it does not count the time the server waited for a core.
-async fn with_cpu(server: &Server, phase: impl Future<Output = Phase>) -> (Phase, f64) {
-    let before = support::cpu_time(server.pid());
+async fn with_cpu(server: &Served, phase: impl Future<Output = Phase>) -> (Phase, f64) {
+    let before = cpu_time(server.pid());
     let phase = phase.await;
-    let used = support::cpu_time(server.pid()) - before;
+    let used = cpu_time(server.pid()) - before;
     let micros = used.as_secs_f64() * 1e6 / phase.requests.max(1) as f64;
     (phase, micros)
 }
@@ -152,7 +151,7 @@ async fn with_cpu(server: &Server, phase: impl Future<Output = Phase>) -> (Phase
 /// req/s, mean health req/s, REST check req/s).
 async fn measure(
     channels: &[Channel],
-    server: &Server,
+    server: &Served,
     args: &Args,
     label: &str,
 ) -> (f64, f64, Option<f64>) {
@@ -189,7 +188,7 @@ async fn measure(
 /// from them, on one server, so drift over the run weighs on both alike; returns how much
 /// the CheckNumber / Health ratio moves with them, in percent (over the rounds' summed
 /// rates). The sources are left placed away.
-async fn alternate(channels: &[Channel], server: &Server, args: &Args, label: &str) -> f64 {
+async fn alternate(channels: &[Channel], server: &Served, args: &Args, label: &str) -> f64 {
     let (mut onto, mut away) = ((0.0, 0.0), (0.0, 0.0));
     for _ in 0..args.scoped_rounds {
         for (placement, sums, name) in [
@@ -201,7 +200,7 @@ async fn alternate(channels: &[Channel], server: &Server, args: &Args, label: &s
             (Placement::Away, &mut away, "scoped sources elsewhere"),
         ] {
             place_scoped_sources(channels[0].clone(), placement).await;
-            let label = format!("{label}, {} {name}", support::SCOPED_SOURCES);
+            let label = format!("{label}, {} {name}", SCOPED_SOURCES);
             let (checks, health, _) = measure(channels, server, args, &label).await;
             sums.0 += checks;
             sums.1 += health;
@@ -213,7 +212,7 @@ async fn alternate(channels: &[Channel], server: &Server, args: &Args, label: &s
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let mut db = BenchDb::create(&args.backend).await;
+    let db = TestDb::new(args.backend).await;
     let mut serve_args: Vec<&str> = args.serve_args.iter().map(String::as_str).collect();
     if args.rest {
         serve_args.extend(["--rest-listen", "127.0.0.1:0"]);
@@ -232,7 +231,6 @@ async fn main() {
     );
     if args.ingest_only {
         drop(server);
-        db.drop_database().await;
         return;
     }
 
@@ -262,7 +260,6 @@ async fn main() {
     };
     drop(channels);
     drop(cold_server);
-    db.drop_database().await;
 
     println!("\nwarm CheckNumber / Health: {:.2}", warm / warm_health);
     println!("cold CheckNumber / Health: {:.2}", cold / cold_health);
@@ -274,8 +271,7 @@ async fn main() {
         if let Some(change) = change {
             println!(
                 "{} scoped sources, {phase}: CheckNumber / Health {change:+.1}% against the same sources scoped elsewhere (same server, {} rounds)",
-                support::SCOPED_SOURCES,
-                args.scoped_rounds
+                SCOPED_SOURCES, args.scoped_rounds
             );
         }
     }

@@ -22,10 +22,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use numguard::api::pb;
 use numguard::api::pb::number_check_client::NumberCheckClient;
-use support::{BenchDb, connect, number, proc_status_mib, reset_peak, start_server};
-
-#[path = "support/mod.rs"]
-mod support;
+use numguard_testkit::bench::{connect, number, proc_status_mib, reset_peak, start_server};
+use numguard_testkit::{Backend, TestDb};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -201,7 +199,7 @@ async fn check_load(url: &str, tasks: u64, stop: Arc<AtomicBool>) -> (u64, u64) 
 async fn main() {
     let args = Args::parse();
     let n = args.messages;
-    let db = BenchDb::create("sqlite").await;
+    let db = TestDb::new(Backend::Sqlite).await;
     let server = start_server(&db.url, &[]);
     let pid = server.pid();
     let dir = tempfile::tempdir().unwrap();

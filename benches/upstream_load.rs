@@ -21,19 +21,14 @@ use numguard::api::pb;
 use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::upstream::config::{Auth, Provider, ProvidersFile};
+use numguard_testkit::bench::{Load, connect, number, run_phase, start_server};
+use numguard_testkit::operator;
+use numguard_testkit::{Backend, TestDb};
 use rand::Rng;
-use support::{BenchDb, Load, connect, number, run_phase, start_server};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "../tests/common/operator.rs"]
-#[allow(dead_code)] // the bench uses part of the tests' fake operator
-mod operator;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -99,7 +94,7 @@ async fn main() {
     let args = Args::parse();
     let op = operator::Operator::start().await;
     op.behave(|b| b.delay = Duration::from_millis(args.delay_ms));
-    let db = BenchDb::create("sqlite").await;
+    let db = TestDb::new(Backend::Sqlite).await;
     let providers_file = tempfile::NamedTempFile::new().expect("temp file");
     ProvidersFile {
         providers: vec![Provider {

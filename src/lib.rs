@@ -10,5 +10,6 @@ pub mod middleware;
 pub mod ranges;
 pub mod rest;
 pub mod server;
+pub mod settings;
 pub mod store;
 pub mod upstream;

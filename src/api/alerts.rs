@@ -15,10 +15,11 @@ use super::convert::{
 use super::pb;
 use crate::domain::Field;
 use crate::domain::owner_since::OwnerSince;
+use crate::domain::subscription::Subscription;
+use crate::domain::watch::WatchEntry;
 use crate::engine::Engine;
 use crate::engine::alerts::RawWatch;
 use crate::engine::webhooks::NewSubscription;
-use crate::store::{SubscriptionRecord, WatchRecord};
 
 pub struct AlertsApi {
     engine: Arc<Engine>,
@@ -29,7 +30,7 @@ impl AlertsApi {
         AlertsApi { engine }
     }
 
-    fn entry_to_pb(&self, w: WatchRecord) -> pb::WatchEntry {
+    fn entry_to_pb(&self, w: WatchEntry) -> pb::WatchEntry {
         let (start, date) = match w.owner_since {
             OwnerSince::At(at) => (at, String::new()),
             OwnerSince::Day { start, .. } => {
@@ -112,7 +113,8 @@ impl AlertsApi {
     }
 }
 
-fn subscription_to_pb(s: SubscriptionRecord) -> pb::Subscription {
+fn subscription_to_pb(s: Subscription) -> pb::Subscription {
+    let active = s.is_active();
     pb::Subscription {
         id: s.id,
         sink: s.sink,
@@ -120,7 +122,7 @@ fn subscription_to_pb(s: SubscriptionRecord) -> pb::Subscription {
         expire_time: s.expire_at.map(timestamp),
         max_events: s.max_events.unwrap_or(0),
         sent: s.sent,
-        active: s.ended_reason.is_none(),
+        active,
         ended_reason: s.ended_reason.unwrap_or_default(),
         phone_number: s.number.map(|n| n.as_str().to_string()).unwrap_or_default(),
         format: s.format.as_str().to_string(),

@@ -43,7 +43,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gRPC server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Ask a running server whether a number still belongs to its owner.
     Check(check::CheckArgs),
     /// Audit a customer list (CSV) against a running server and write a report.
@@ -70,7 +70,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         init_logging(&self.log);
         match self.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Check(args) => check::run(args).await,
             Command::Audit(args) => audit::run(args).await,
             Command::Import(args) => import::run(args).await,

@@ -7,14 +7,13 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use crate::settings::DEFAULT_UPSTREAMS_FILE;
 use crate::upstream::config::{Auth, DEFAULT_MAX_CONCURRENCY, Provider, ProvidersFile};
-
-pub const DEFAULT_FILE: &str = "numguard-upstreams.toml";
 
 #[derive(Debug, Args)]
 pub struct UpstreamsArgs {
     /// The providers file (TOML, written readable by its owner only).
-    #[arg(long, env = "NUMGUARD_UPSTREAMS_FILE", default_value = DEFAULT_FILE, global = true)]
+    #[arg(long, env = "NUMGUARD_UPSTREAMS_FILE", default_value = DEFAULT_UPSTREAMS_FILE, global = true)]
     file: PathBuf,
     #[command(subcommand)]
     command: UpstreamsCommand,

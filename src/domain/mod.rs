@@ -13,9 +13,11 @@ pub mod number;
 pub mod owner_since;
 pub mod prefix;
 pub mod source;
+pub mod subscription;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod upstream;
+pub mod watch;
 
 pub use field::Field;
 

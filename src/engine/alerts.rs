@@ -20,7 +20,8 @@ use crate::domain::auth::TenantName;
 use crate::domain::decision::{Decision, MaxAge};
 use crate::domain::event::{EventKind, StoredEvent};
 use crate::domain::number::ParsedNumber;
-use crate::store::{AlertRow, WatchRecord};
+use crate::domain::watch::WatchEntry;
+use crate::store::AlertRow;
 
 /// Events scanned per store query.
 const PAGE: u32 = 1_000;
@@ -56,7 +57,7 @@ impl Engine {
         tenant: &TenantName,
         entries: Vec<RawWatch>,
     ) -> Result<(u64, Vec<(u32, String)>), EngineError> {
-        let mut valid: Vec<WatchRecord> = Vec::with_capacity(entries.len());
+        let mut valid: Vec<WatchEntry> = Vec::with_capacity(entries.len());
         let mut position: HashMap<String, usize> = HashMap::new();
         let mut errors = Vec::new();
         for (index, raw) in entries.into_iter().enumerate() {
@@ -81,7 +82,7 @@ impl Engine {
         Ok((upserted, errors))
     }
 
-    fn watch_record(&self, raw: RawWatch) -> Result<WatchRecord, FieldError> {
+    fn watch_record(&self, raw: RawWatch) -> Result<WatchEntry, FieldError> {
         let customer_ref = raw.customer_ref.trim().to_string();
         if customer_ref.is_empty() {
             return Err(FieldError::new(Field::CustomerRef, "is empty"));
@@ -103,7 +104,7 @@ impl Engine {
                     "is missing (give owner_since or owner_since_date)",
                 )
             })?;
-        Ok(WatchRecord {
+        Ok(WatchEntry {
             customer_ref,
             number,
             owner_since,
@@ -126,7 +127,7 @@ impl Engine {
         tenant: &TenantName,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<WatchRecord>, Option<String>), EngineError> {
+    ) -> Result<(Vec<WatchEntry>, Option<String>), EngineError> {
         let mut page = self
             .store
             .list_watch(tenant, after, limit.saturating_add(1))

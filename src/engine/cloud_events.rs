@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use super::alerts::Alert;
 use crate::domain::event::{EventKind, StoredEvent};
-use crate::store::{CloudEventFormat, SubscriptionRecord};
+use crate::domain::subscription::CloudEventFormat;
+use crate::store::SubscriptionRecord;
 
 /// A queued event: its CloudEvent id (unique per subscription and occurrence) and body.
 pub type Queued = (String, String);

@@ -13,10 +13,11 @@ use crate::domain::carrier::Carrier;
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::source::{Source, SourceName};
+use crate::domain::watch::WatchEntry;
 use crate::ranges::RangeEntry;
 use crate::store::{
     AccessRecord, AlertPage, Change, Delivery, EventQuery, InsertOutcome, KeyRecord, Store,
-    StoreError, SubscriptionRecord, WatchRecord,
+    StoreError, SubscriptionRecord,
 };
 
 /// A [`Store`] that reports its own outages to the engine's [`Availability`].
@@ -83,9 +84,9 @@ watched! {
     fn record_access(records: &[AccessRecord]) -> ();
     fn access_log(number_hash: &str) -> Vec<AccessRecord>;
     fn purge_events(before: DateTime<Utc>) -> u64;
-    fn upsert_watch(tenant: &TenantName, entries: &[WatchRecord]) -> u64;
+    fn upsert_watch(tenant: &TenantName, entries: &[WatchEntry]) -> u64;
     fn remove_watch(tenant: &TenantName, refs: &[String]) -> u64;
-    fn list_watch(tenant: &TenantName, after: Option<&str>, limit: u32) -> Vec<WatchRecord>;
+    fn list_watch(tenant: &TenantName, after: Option<&str>, limit: u32) -> Vec<WatchEntry>;
     fn alerts_after(tenant: &TenantName, after: i64, kinds: &[EventKind], limit: u32) -> AlertPage;
     fn last_event_id() -> i64;
     fn number_events_after(number: &E164, after: i64, kinds: &[EventKind], limit: u32)

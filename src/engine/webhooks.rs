@@ -17,7 +17,8 @@ use crate::domain::auth::{TenantName, hex};
 use crate::domain::endpoint::https_or_loopback;
 use crate::domain::event::EventKind;
 use crate::domain::number::E164;
-use crate::store::{CloudEventFormat, Delivery, SubscriptionRecord};
+use crate::domain::subscription::{CloudEventFormat, Subscription};
+use crate::store::{Delivery, SubscriptionRecord};
 
 /// The dispatcher looks for new alerts and due deliveries at least this often.
 const TICK: Duration = Duration::from_millis(200);
@@ -73,7 +74,7 @@ impl Engine {
         &self,
         tenant: &TenantName,
         new: NewSubscription,
-    ) -> Result<SubscriptionRecord, EngineError> {
+    ) -> Result<Subscription, EngineError> {
         let sink = https_or_loopback(Field::Sink, &new.sink)?;
         let now = Utc::now();
         if new.expire_at.is_some_and(|t| t <= now) {
@@ -101,17 +102,15 @@ impl Engine {
             token_expire_at: new.token_expire_at,
         };
         self.store.create_subscription(&record).await?;
-        Ok(record)
+        Ok(record.into())
     }
 
     pub async fn list_subscriptions(
         &self,
         tenant: &TenantName,
-    ) -> Result<Vec<SubscriptionRecord>, EngineError> {
-        self.store
-            .subscriptions(Some(tenant))
-            .await
-            .map_err(EngineError::from)
+    ) -> Result<Vec<Subscription>, EngineError> {
+        let records = self.store.subscriptions(Some(tenant)).await?;
+        Ok(records.into_iter().map(Subscription::from).collect())
     }
 
     /// Ends one of the tenant's active subscriptions (of `format`, if given); another
@@ -123,7 +122,8 @@ impl Engine {
         format: Option<CloudEventFormat>,
     ) -> Result<(), EngineError> {
         let found = self
-            .list_subscriptions(tenant)
+            .store
+            .subscriptions(Some(tenant))
             .await?
             .into_iter()
             .find(|s| {

@@ -18,10 +18,10 @@ use super::request::{json, time};
 use crate::domain::Field;
 use crate::domain::camara;
 use crate::domain::event::EventKind;
+use crate::domain::subscription::{CloudEventFormat, Subscription};
 use crate::engine::auth::Principal;
 use crate::engine::webhooks::{ENDED_DELETED, NewSubscription};
 use crate::engine::{Engine, EngineError};
-use crate::store::{CloudEventFormat, SubscriptionRecord};
 
 pub const SWAPPED_TYPE: &str = "org.camaraproject.sim-swap-subscriptions.v0.swapped";
 
@@ -121,7 +121,7 @@ fn check_types(types: &[String]) -> Result<(), RestError> {
     }
 }
 
-fn representation(s: &SubscriptionRecord) -> Value {
+fn representation(s: &Subscription) -> Value {
     let mut config = json!({
         "subscriptionDetail": { "phoneNumber": s.number.as_ref().map(|n| n.as_str()) },
     });
@@ -138,21 +138,16 @@ fn representation(s: &SubscriptionRecord) -> Value {
         "types": [SWAPPED_TYPE],
         "config": config,
         "startsAt": time(s.created_at),
-        "status": if s.ended_reason.is_none() { "ACTIVE" } else { "EXPIRED" },
+        "status": if s.is_active() { "ACTIVE" } else { "EXPIRED" },
     });
-    // The subscription ends at its expiry time or when the sink's token does, if sooner.
-    let ends = [s.expire_at, s.token_expire_at].into_iter().flatten().min();
-    if let Some(t) = ends {
+    if let Some(t) = s.ends_at() {
         body["expiresAt"] = json!(time(t));
     }
     body
 }
 
 /// The caller's CAMARA subscriptions; deleted ones are gone.
-async fn visible(
-    engine: &Engine,
-    caller: &Principal,
-) -> Result<Vec<SubscriptionRecord>, RestError> {
+async fn visible(engine: &Engine, caller: &Principal) -> Result<Vec<Subscription>, RestError> {
     Ok(engine
         .list_subscriptions(&caller.tenant)
         .await?

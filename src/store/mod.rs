@@ -17,6 +17,8 @@ use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::owner_since::OwnerSince;
 use crate::domain::source::{Source, SourceName};
+use crate::domain::subscription::{CloudEventFormat, Subscription};
+use crate::domain::watch::WatchEntry;
 use crate::error::ErrorKind;
 use crate::ranges::RangeEntry;
 use sql_store::SqlStore;
@@ -154,14 +156,6 @@ pub struct AccessRecord {
     pub checks: u64,
 }
 
-/// One watched number of a tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchRecord {
-    pub customer_ref: String,
-    pub number: E164,
-    pub owner_since: OwnerSince,
-}
-
 /// A stored event on a watched number, with the watching entries it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRow {
@@ -194,32 +188,21 @@ pub struct SubscriptionRecord {
     pub token_expire_at: Option<DateTime<Utc>>,
 }
 
-/// Which CloudEvent types and data a subscription is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloudEventFormat {
-    /// `numguard.alert.v1.*`, with the alert's customer refs and verdict.
-    Numguard,
-    /// `org.camaraproject.sim-swap-subscriptions.v0.*`.
-    Camara,
-}
-
-impl CloudEventFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloudEventFormat::Numguard => "numguard",
-            CloudEventFormat::Camara => "camara",
-        }
-    }
-}
-
-impl std::str::FromStr for CloudEventFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "numguard" => Ok(CloudEventFormat::Numguard),
-            "camara" => Ok(CloudEventFormat::Camara),
-            other => Err(format!("unknown CloudEvent format {other:?}")),
+/// What the tenant sees of a subscription: all but the sink's token and the scan position.
+impl From<SubscriptionRecord> for Subscription {
+    fn from(r: SubscriptionRecord) -> Subscription {
+        Subscription {
+            id: r.id,
+            sink: r.sink,
+            kinds: r.kinds,
+            expire_at: r.expire_at,
+            max_events: r.max_events,
+            sent: r.sent,
+            ended_reason: r.ended_reason,
+            created_at: r.created_at,
+            number: r.number,
+            format: r.format,
+            token_expire_at: r.token_expire_at,
         }
     }
 }
@@ -328,7 +311,7 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_watch(
         &self,
         tenant: &TenantName,
-        entries: &[WatchRecord],
+        entries: &[WatchEntry],
     ) -> Result<u64, StoreError>;
     async fn remove_watch(&self, tenant: &TenantName, refs: &[String]) -> Result<u64, StoreError>;
     /// Entries ordered by customer_ref, after `after`.
@@ -337,7 +320,7 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantName,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<WatchRecord>, StoreError>;
+    ) -> Result<Vec<WatchEntry>, StoreError>;
     /// Scans the next `limit` events (of `kinds`) after id `after` for the tenant's
     /// alerts: events on watched numbers after the watching entries' owner_since.
     async fn alerts_after(

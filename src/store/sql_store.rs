@@ -14,13 +14,14 @@ use super::sql::queue::{self, Queue};
 use super::sql::{self, count, micros, optional_time_at, time_at};
 use super::{
     AccessRecord, AlertPage, Change, Delivery, EventQuery, InsertOutcome, KeyRecord, Store,
-    StoreError, SubscriptionRecord, WatchRecord,
+    StoreError, SubscriptionRecord,
 };
 use crate::domain::auth::{TenantName, TimePrecision};
 use crate::domain::carrier::Carrier;
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::source::{Source, SourceName};
+use crate::domain::watch::WatchEntry;
 use crate::ranges::RangeEntry;
 
 /// Rows per multi-row statement: 8 columns × 500 stays far below either bind limit.
@@ -454,7 +455,7 @@ where
     async fn upsert_watch(
         &self,
         tenant: &TenantName,
-        entries: &[WatchRecord],
+        entries: &[WatchEntry],
     ) -> Result<u64, StoreError> {
         let now = micros(Utc::now());
         let statements = chunked(
@@ -501,7 +502,7 @@ where
         tenant: &TenantName,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<WatchRecord>, StoreError> {
+    ) -> Result<Vec<WatchEntry>, StoreError> {
         let mut select = QueryBuilder::new(
             "SELECT customer_ref, number, owner_since_start, owner_since_end FROM watchlist \
              WHERE tenant = ",
@@ -516,7 +517,7 @@ where
             .await?
             .iter()
             .map(|row| {
-                Ok(WatchRecord {
+                Ok(WatchEntry {
                     customer_ref: row.try_get("customer_ref")?,
                     number: E164::from_trusted(row.try_get("number")?),
                     owner_since: sql::owner_since_from(

@@ -3,14 +3,10 @@
 //! carrier, the answer cache, single flight, timeouts and the circuit breaker, 429, token
 //! renewal, audits, and local data winning where a source covers the number.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::operator::{CLIENT_ID, CLIENT_SECRET, Operator};
-use common::*;
 use numguard::api::convert::timestamp;
 use numguard::api::pb::{self, EventKind, OwnershipStatus, ReasonCode, SimSwapStatus, Verdict};
 use numguard::domain::decision::Policy;
@@ -19,6 +15,8 @@ use numguard::engine::EngineConfig;
 use numguard::upstream::breaker::BreakerConfig;
 use numguard::upstream::config::{Auth, Provider, ProvidersFile};
 use numguard::upstream::{UpstreamConfig, UpstreamSettings};
+use numguard_testkit::operator::{CLIENT_ID, CLIENT_SECRET, Operator};
+use numguard_testkit::*;
 use tokio_stream::StreamExt;
 
 /// Alpha Mobile's range (81901111...) and Beta Mobile's (81902111...), longer than the

@@ -1,15 +1,13 @@
 //! Webhook subscriptions against a local HTTP receiver, on both backends.
 
-mod common;
-
 use std::time::Duration;
 
 use chrono::Utc;
-use common::receiver::{Received, Receiver};
-use common::*;
 use numguard::api::convert::timestamp;
 use numguard::api::pb::alerts_client::AlertsClient;
 use numguard::api::pb::{self, EventKind};
+use numguard_testkit::receiver::{Received, Receiver};
+use numguard_testkit::*;
 use tonic::Code;
 use tonic::transport::Channel;
 

@@ -1,16 +1,14 @@
 //! One story through the `Store` trait, told on both backends: what one stores, the other
 //! must give back the same way.
 
-mod common;
-
 use chrono::{DateTime, Duration, Utc};
-use common::{Backend, TestDb};
 use numguard::domain::carrier::{Carrier, CarrierRegistry};
 use numguard::domain::event::{EventKind, NewEvent, RawEvent};
 use numguard::domain::number::E164;
 use numguard::domain::source::{RawScope, Source};
 use numguard::ranges::RangeEntry;
 use numguard::store::{EventCursor, EventQuery};
+use numguard_testkit::{Backend, TestDb, on_both_backends};
 
 on_both_backends!(store_story);
 

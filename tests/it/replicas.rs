@@ -2,18 +2,16 @@
 //! acknowledges, the other reflects at once, with no stale cache entry; and a replica
 //! whose notification connection drops reconnects, drops its cache and says so.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::binary::Served;
-use common::{Backend, TestDb, at, event};
 use numguard::api::convert::timestamp;
 use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::api::pb::{self, EventKind, SimSwapStatus};
+use numguard_testkit::process::Served;
+use numguard_testkit::{Backend, TestDb, at, event};
 use sqlx::{Connection, PgConnection};
 use tonic::transport::Channel;
 
@@ -169,7 +167,7 @@ async fn a_replica_that_loses_its_notifications_drops_its_cache_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_on_a_fresh_database_both_come_up() {
     let db = TestDb::new(Backend::Postgres).await;
-    let config = common::dev_config;
+    let config = numguard_testkit::dev_config;
     // Both migrate and both seed the shipped ranges at the same moment.
     let (a, b) = tokio::join!(
         async {

@@ -3,15 +3,13 @@
 //! carrier across a port, freshness, carrier names in every spelling, and times at
 //! microsecond precision.
 
-mod common;
-
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use common::*;
 use numguard::api::convert::timestamp;
 use numguard::api::pb::{
     self, CoverageQuestion, EventKind, OwnershipStatus, ReasonCode, SimSwapStatus, Verdict,
 };
 use numguard::engine::EngineConfig;
+use numguard_testkit::*;
 
 on_both_backends!(
     a_porting_database_and_a_docomo_feed_answer_only_for_docomo_subscribers,

@@ -1,15 +1,37 @@
-//! The real `numguard` binary as a server process.
+//! The real `numguard` binary as a server process, and as a command.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::{BufRead, BufReader, Lines};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_numguard");
+/// The `numguard` binary cargo built for the running test or bench: it sits in the profile
+/// directory (`target/<profile>/`) above the `deps/` directory holding this executable.
+pub fn bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let profile = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test executable lies in target/<profile>/deps");
+        let bin = profile.join(format!("numguard{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            bin.exists(),
+            "{} is missing: cargo builds it before integration tests and benches",
+            bin.display()
+        );
+        bin
+    })
+}
 
 pub struct Served {
     child: Child,
+    /// The gRPC address, `http://host:port`.
     pub url: String,
+    /// The REST facade's base URL, when started with `--rest-listen`.
+    pub rest_url: Option<String>,
     log: Arc<Mutex<Vec<String>>>,
     stdout: Arc<Mutex<Vec<String>>>,
 }
@@ -20,6 +42,24 @@ impl Drop for Served {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads log lines (keeping them) until one gives the address a listener bound.
+fn next_addr(lines: &mut Lines<BufReader<ChildStderr>>, log: &Mutex<Vec<String>>) -> String {
+    loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .expect("read log");
+        log.lock().unwrap().push(line.clone());
+        if let Some(rest) = line.split("addr=").nth(1) {
+            return rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
         }
     }
 }
@@ -36,13 +76,15 @@ impl Served {
         Served::start_with_env(database_url, args, &[])
     }
 
+    /// The same with extra environment; `NUMGUARD_LOG` defaults to `debug`, so tests can
+    /// read what the server logged.
     pub fn start_with_env(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Served {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
+            .env("NUMGUARD_LOG", "debug")
             .envs(env.iter().copied())
             .env("NUMGUARD_DATABASE_URL", database_url)
-            .env("NUMGUARD_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -55,23 +97,13 @@ impl Served {
                 out_sink.lock().unwrap().push(line);
             }
         });
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("serve exited before listening")
-                .expect("read log");
-            log.lock().unwrap().push(line.clone());
-            if let Some(rest) = line.split("addr=").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-            }
-        };
+        // gRPC's address is logged first, then the REST facade's.
+        let addr = next_addr(&mut lines, &log);
+        let rest_url = args
+            .contains(&"--rest-listen")
+            .then(|| format!("http://{}", next_addr(&mut lines, &log)));
         // Keep reading the log so the child never blocks on a full pipe.
         let sink = log.clone();
         std::thread::spawn(move || {
@@ -82,9 +114,15 @@ impl Served {
         Served {
             child,
             url: format!("http://{addr}"),
+            rest_url,
             log,
             stdout,
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the server printed on stdout so far.
@@ -93,7 +131,7 @@ impl Served {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        Command::new(bin())
             .args(args)
             .env("NUMGUARD_SERVER", &self.url)
             .output()

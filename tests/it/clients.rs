@@ -4,8 +4,6 @@
 //! generated modules, `examples/node/node_modules`, `tools/node_modules`) and fail with
 //! that advice when it is missing.
 
-mod common;
-
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,11 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::binary::{BIN, Served};
-use common::proxy::Proxy;
-use common::{Backend, TestDb, new_key};
 use numguard::api::pb;
 use numguard::api::pb::number_check_client::NumberCheckClient;
+use numguard_testkit::process::{Served, bin};
+use numguard_testkit::proxy::Proxy;
+use numguard_testkit::{Backend, TestDb, new_key};
 use tonic::metadata::MetadataValue;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -139,7 +137,7 @@ async fn keyed_server() -> (Served, String, Arc<TestDb>) {
 
 /// The numguard CLI against `served` with `key`.
 fn cli(served: &Served, key: &str, args: &[&str]) -> Ran {
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(bin());
     command.args(args);
     run(command, &served.url, key, Duration::from_secs(60)).ok()
 }

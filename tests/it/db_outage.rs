@@ -2,17 +2,15 @@
 //! back: checks answer UNAVAILABLE, never a verdict from partial data; health says
 //! NOT_SERVING; and the server recovers by itself.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::proxy::Proxy;
-use common::*;
 use numguard::api::pb::{self, EventKind, SimSwapStatus};
 use numguard::engine::EngineConfig;
+use numguard_testkit::proxy::Proxy;
+use numguard_testkit::*;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;

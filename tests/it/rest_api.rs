@@ -2,17 +2,15 @@
 //! each endpoint's answer, each CAMARA error code, `x-correlator`, and a SIM-swap
 //! subscription delivered to a local receiver.
 
-mod common;
-
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use common::receiver::Receiver;
-use common::*;
 use numguard::api::pb::{self, EventKind};
 use numguard::domain::auth::TimePrecision;
 use numguard::engine::EngineConfig;
 use numguard::engine::auth::{AuthMode, Limits};
+use numguard_testkit::receiver::Receiver;
+use numguard_testkit::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -1,12 +1,10 @@
 //! The real `numguard` binary: `serve` in a child process and the client commands
 //! against it.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::binary::{BIN, Served};
-use common::{Backend, TestDb};
+use numguard_testkit::process::{Served, bin};
+use numguard_testkit::{Backend, TestDb};
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
@@ -58,10 +56,10 @@ fn every_command_has_help() {
         vec!["upstreams", "list", "--help"],
         vec!["upstreams", "remove", "--help"],
     ] {
-        let o = ok(Command::new(BIN).args(&args).output().unwrap());
+        let o = ok(Command::new(bin()).args(&args).output().unwrap());
         assert!(stdout(&o).contains("Usage"), "{args:?}");
     }
-    let serve = stdout(&ok(Command::new(BIN)
+    let serve = stdout(&ok(Command::new(bin())
         .args(["serve", "--help"])
         .output()
         .unwrap()));
@@ -262,7 +260,7 @@ fn a_tour_through_the_cli() {
 
 #[test]
 fn client_commands_fail_clearly_without_a_server() {
-    let o = Command::new(BIN)
+    let o = Command::new(bin())
         .args(["check", "+819012345678", "--server", "http://127.0.0.1:9"])
         .output()
         .unwrap();
@@ -302,7 +300,7 @@ fn first_start_prints_one_key_and_keys_are_managed_on_the_database() {
     ok(served.run(&["check", "+819012345678", "--api-key", &first_key]));
 
     // An operator makes a check-only key for a tenant, directly on the database.
-    let created = ok(Command::new(BIN)
+    let created = ok(Command::new(bin())
         .args([
             "keys",
             "create",
@@ -326,7 +324,7 @@ fn first_start_prints_one_key_and_keys_are_managed_on_the_database() {
         stderr(&denied)
     );
 
-    let listed = ok(Command::new(BIN)
+    let listed = ok(Command::new(bin())
         .args(["keys", "list", "--json", "--database-url", &db])
         .output()
         .unwrap());
@@ -339,7 +337,7 @@ fn first_start_prints_one_key_and_keys_are_managed_on_the_database() {
         .collect();
     assert_eq!(tenants, vec!["acme", "default"]);
     assert!(
-        !stdout(&ok(Command::new(BIN)
+        !stdout(&ok(Command::new(bin())
             .args(["keys", "list", "--database-url", &db])
             .output()
             .unwrap()))
@@ -353,7 +351,7 @@ fn first_start_prints_one_key_and_keys_are_managed_on_the_database() {
         !log.contains(&first_key) && !log.contains(&acme_key),
         "keys never reach the log"
     );
-    let who = ok(Command::new(BIN)
+    let who = ok(Command::new(bin())
         .args([
             "access-log",
             "090-1234-5678",
@@ -385,7 +383,7 @@ fn first_start_prints_one_key_and_keys_are_managed_on_the_database() {
 #[test]
 fn dev_mode_only_listens_on_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(BIN)
+    let o = Command::new(bin())
         .args(["serve", "--dev", "--listen", "0.0.0.0:0"])
         .env(
             "NUMGUARD_DATABASE_URL",
@@ -395,6 +393,95 @@ fn dev_mode_only_listens_on_loopback() {
         .unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("loopback"), "{}", stderr(&o));
+}
+
+/// `serve` with its settings in layers: the file, then the environment, then flags.
+#[test]
+fn settings_come_from_a_file_then_the_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("numguard.toml");
+    std::fs::write(
+        &file,
+        "[engine]\ncache_capacity = 7\ndate_zone = \"+09:00\"\n\n[limits]\nmax_in_flight = 10\nrate_limit = 5.0\n",
+    )
+    .unwrap();
+    let printed = stdout(&ok(Command::new(bin())
+        .args(["serve", "--print-config", "--max-in-flight", "30"])
+        .env("NUMGUARD_CONFIG", &file)
+        .env("NUMGUARD_MAX_IN_FLIGHT", "20")
+        .env("NUMGUARD_RATE_LIMIT", "6")
+        .output()
+        .unwrap()));
+    let settings: toml::Table = printed.parse().expect("--print-config prints TOML");
+    let engine = &settings["engine"];
+    assert_eq!(
+        engine["cache_capacity"].as_integer(),
+        Some(7),
+        "from the file"
+    );
+    assert_eq!(
+        engine["date_zone"].as_str(),
+        Some("+09:00"),
+        "from the file"
+    );
+    let limits = &settings["limits"];
+    assert_eq!(
+        limits["rate_limit"].as_float(),
+        Some(6.0),
+        "the environment over the file"
+    );
+    assert_eq!(
+        limits["max_in_flight"].as_integer(),
+        Some(30),
+        "a flag over both"
+    );
+    assert_eq!(
+        settings["server"]["listen"].as_str(),
+        Some("127.0.0.1:50051"),
+        "a default where nobody said otherwise"
+    );
+    // What was printed is a settings file that reads back the same.
+    let again = dir.path().join("printed.toml");
+    std::fs::write(&again, &printed).unwrap();
+    let reread = stdout(&ok(Command::new(bin())
+        .args(["serve", "--print-config", "--config"])
+        .arg(&again)
+        .output()
+        .unwrap()));
+    assert_eq!(reread, printed);
+
+    // A misspelt key, a bad value in the environment and a zero flag are refused, by name.
+    std::fs::write(&file, "[limits]\nmax_in_fligth = 10\n").unwrap();
+    for (extra, env, expected) in [
+        (vec![], None, "max_in_fligth"),
+        (
+            vec!["--config", "/dev/null"],
+            Some(("NUMGUARD_RATE_BURST", "0.5")),
+            "limits.rate_burst must be at least 1",
+        ),
+        (
+            vec!["--config", "/dev/null", "--max-in-flight", "0"],
+            None,
+            "limits.max_in_flight must be at least 1",
+        ),
+        (
+            vec!["--config", "/dev/null", "--ingest-batch-size", "0"],
+            None,
+            "engine.ingest_batch_size",
+        ),
+    ] {
+        let mut command = Command::new(bin());
+        command
+            .args(["serve", "--print-config"])
+            .args(&extra)
+            .env("NUMGUARD_CONFIG", &file);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let o = command.output().unwrap();
+        assert!(!o.status.success(), "{extra:?} was accepted");
+        assert!(stderr(&o).contains(expected), "{extra:?}: {}", stderr(&o));
+    }
 }
 
 #[test]
@@ -437,7 +524,7 @@ fn watching_numbers_and_tailing_alerts_from_the_cli() {
     assert_eq!(listed[1]["phone_number"], "+818012345678");
     assert_eq!(listed[0]["owner_since_date"], "2026-01-01");
 
-    let mut tail = Command::new(BIN)
+    let mut tail = Command::new(bin())
         .args(["alerts", "tail", "--json", "--server", &served.url])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -527,13 +614,13 @@ async fn serve_with_rest_listen_answers_camara_requests_and_stops_cleanly() {
 // Two workers: the fake operator must answer while the test blocks on a child process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstreams_are_managed_in_a_file_that_serve_uses_and_audits_count_the_look_ups() {
-    let operator = common::operator::Operator::start().await;
+    let operator = numguard_testkit::operator::Operator::start().await;
     operator.swapped("+819011110001");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("upstreams.toml");
     let file_arg = file.to_str().unwrap();
     let upstreams = |args: &[&str]| {
-        Command::new(BIN)
+        Command::new(bin())
             .args(["upstreams", "--file", file_arg])
             .args(args)
             .output()
@@ -551,7 +638,9 @@ async fn upstreams_are_managed_in_a_file_that_serve_uses_and_audits_count_the_lo
     ]));
     let listed = stdout(&ok(upstreams(&["list", "--json"])));
     assert!(listed.contains("\"spare\""), "{listed}");
-    assert!(!listed.contains(common::operator::CLIENT_SECRET) && !listed.contains("t0k3n"));
+    assert!(
+        !listed.contains(numguard_testkit::operator::CLIENT_SECRET) && !listed.contains("t0k3n")
+    );
     ok(upstreams(&["remove", "spare"]));
     assert!(!upstreams(&["remove", "spare"]).status.success());
     let refused = upstreams(&[
@@ -600,9 +689,9 @@ async fn upstreams_are_managed_in_a_file_that_serve_uses_and_audits_count_the_lo
         "--token-url",
         &operator.token_url(),
         "--client-id",
-        common::operator::CLIENT_ID,
+        numguard_testkit::operator::CLIENT_ID,
         "--client-secret",
-        common::operator::CLIENT_SECRET,
+        numguard_testkit::operator::CLIENT_SECRET,
         "--max-concurrency",
         "2",
     ]));

@@ -1,19 +1,17 @@
 //! Batch audits: `AuditNumbers` over gRPC on both backends, and `numguard audit` (the real
 //! binary) from a CSV list to a report.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Output;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, Utc};
-use common::binary::Served;
-use common::*;
 use numguard::api::convert::timestamp;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::api::pb::{self, EventKind, OwnershipStatus, ReasonCode, SimSwapStatus, Verdict};
+use numguard_testkit::process::Served;
+use numguard_testkit::*;
 use serde_json::Value;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -677,7 +675,7 @@ async fn fatal_errors_exit_non_zero_and_bad_rows_do_not() {
         (Some(2), Some(2))
     );
 
-    let unreachable = std::process::Command::new(common::binary::BIN)
+    let unreachable = std::process::Command::new(numguard_testkit::process::bin())
         .args([
             "audit",
             "--input",

@@ -13,6 +13,28 @@ pub enum Backend {
     Postgres,
 }
 
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" => Ok(Backend::Postgres),
+            other => Err(format!("unknown backend {other:?}; use sqlite or postgres")),
+        }
+    }
+}
+
+/// A fresh, empty database, dropped (PostgreSQL) or deleted (SQLite) when this is dropped.
 pub struct TestDb {
     pub url: String,
     pub backend: Backend,
@@ -120,6 +142,7 @@ impl Drop for TestDb {
     }
 }
 
+#[cfg(test)]
 #[test]
 fn urls_get_their_database_replaced() {
     assert_eq!(

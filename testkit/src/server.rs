@@ -1,39 +1,24 @@
-//! Test helpers: a real server on an ephemeral port over a fresh database (a SQLite file,
-//! or a PostgreSQL database created for the test and dropped after it), and real gRPC
-//! clients.
-
-#![allow(dead_code)] // each test binary uses its own subset
-
-pub mod binary;
-pub mod db;
-pub mod operator;
-pub mod proxy;
-pub mod receiver;
-
-pub use db::{Backend, TestDb};
+//! A real server in this process: `numguard::server::run_with` on ephemeral ports over a
+//! test database, and gRPC clients to it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use numguard::api::convert::timestamp;
-use numguard::api::pb;
 use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
-use numguard::domain::auth::{Scopes, TenantName};
 use numguard::engine::EngineConfig;
-use numguard::engine::auth::AuthMode;
-use numguard::engine::keys::create_key;
 use numguard::server::{Listeners, ServerConfig, TransportConfig, run_with};
-use numguard::store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::db::{Backend, TestDb};
+use crate::fixtures::dev_config;
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -189,156 +174,4 @@ impl TestServer {
         }
         self.db.clone()
     }
-}
-
-/// Runs an async test body once per backend: `on_both_backends!(name, ...)` expects an
-/// `async fn name(backend: Backend)` and makes tests `name::sqlite` and `name::postgres`.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn sqlite() {
-                    super::$name($crate::common::Backend::Sqlite).await
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    super::$name($crate::common::Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
-
-/// The engine as `serve --dev` runs it (no API keys): most tests are about other things.
-pub fn dev_config() -> EngineConfig {
-    EngineConfig {
-        auth: AuthMode::Disabled,
-        ..EngineConfig::default()
-    }
-}
-
-pub fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .expect("test time")
-        .with_timezone(&Utc)
-}
-
-pub fn event(
-    source: &str,
-    id: &str,
-    number: &str,
-    kind: pb::EventKind,
-    occurred_at: DateTime<Utc>,
-) -> pb::Event {
-    pb::Event {
-        source: source.into(),
-        source_event_id: id.into(),
-        phone_number: number.into(),
-        kind: kind.into(),
-        occurred_at: Some(timestamp(occurred_at)),
-        ..Default::default()
-    }
-}
-
-pub fn port(
-    source: &str,
-    id: &str,
-    number: &str,
-    occurred_at: DateTime<Utc>,
-    from: &str,
-    to: &str,
-) -> pb::Event {
-    pb::Event {
-        from_carrier: from.into(),
-        to_carrier: to.into(),
-        ..event(source, id, number, pb::EventKind::Port, occurred_at)
-    }
-}
-
-/// Registers a live source that sees every carrier and kind under `covers`, and hears from
-/// it now, so it counts as complete up to now (for its max lag, an hour).
-pub async fn add_source(server: &TestServer, name: &str, since: DateTime<Utc>, covers: &[&str]) {
-    server
-        .admin()
-        .await
-        .upsert_source(pb::Source {
-            name: name.into(),
-            tracking_since: Some(timestamp(since)),
-            covers: covers.iter().map(|c| c.to_string()).collect(),
-            ..Default::default()
-        })
-        .await
-        .expect("upsert source");
-    heartbeat(server, name).await;
-}
-
-/// Hears from a source now.
-pub async fn heartbeat(server: &TestServer, name: &str) -> pb::Source {
-    server
-        .admin()
-        .await
-        .heartbeat(pb::HeartbeatRequest {
-            source: name.into(),
-            complete_until: None,
-        })
-        .await
-        .expect("heartbeat")
-        .into_inner()
-}
-
-pub async fn ingest(server: &TestServer, events: Vec<pb::Event>) -> pb::IngestSummary {
-    server
-        .events()
-        .await
-        .ingest_events(tokio_stream::iter(events))
-        .await
-        .expect("ingest")
-        .into_inner()
-}
-
-pub async fn check_number(server: &TestServer, number: &str) -> pb::CheckNumberResponse {
-    check_with(
-        server,
-        pb::CheckNumberRequest {
-            phone_number: number.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("check")
-}
-
-pub async fn check_with(
-    server: &TestServer,
-    request: pb::CheckNumberRequest,
-) -> Result<pb::CheckNumberResponse, tonic::Status> {
-    server
-        .check()
-        .await
-        .check_number(request)
-        .await
-        .map(|r| r.into_inner())
-}
-
-pub fn reason_codes(r: &pb::CheckNumberResponse) -> Vec<pb::ReasonCode> {
-    r.reasons.iter().map(|r| r.code()).collect()
-}
-
-/// Opens the test database's store directly, as `numguard keys` does.
-pub async fn store(db: &TestDb) -> Arc<dyn Store> {
-    numguard::store::open(&db.url).await.expect("open store")
-}
-
-/// A new API key for `tenant` with `scopes` (e.g. "check,watch"); returns its secret.
-pub async fn new_key(db: &TestDb, tenant: &str, scopes: &str) -> String {
-    let tenant: TenantName = tenant.parse().unwrap();
-    let scopes: Scopes = scopes.parse().unwrap();
-    create_key(store(db).await.as_ref(), &tenant, scopes)
-        .await
-        .expect("create key")
-        .0
-        .secret_text
 }

@@ -1,16 +1,14 @@
 //! Crashes and a database that stops taking writes: nothing acknowledged is lost, nothing
 //! is stored twice, and no wrong verdict is given.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::binary::Served;
-use common::{Backend, TestDb, event};
 use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::api::pb::{self, EventKind, SimSwapStatus};
+use numguard_testkit::process::Served;
+use numguard_testkit::{Backend, TestDb, event, on_both_backends};
 use sqlx::{Connection, PgConnection};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -166,7 +164,7 @@ async fn a_read_only_database_refuses_writes_clearly_and_still_answers_checks() 
 
     // The operator makes the database read-only (e.g. a failover to a standby).
     let name = db.url.rsplit('/').next().unwrap().to_string();
-    let mut admin = PgConnection::connect(&common::db::postgres_admin_url())
+    let mut admin = PgConnection::connect(&numguard_testkit::db::postgres_admin_url())
         .await
         .unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(

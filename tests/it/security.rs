@@ -1,13 +1,10 @@
 //! Keys, scopes, limits, privacy settings and TLS, through a real server and client, on
 //! both backends.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::*;
 use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
@@ -17,6 +14,7 @@ use numguard::engine::EngineConfig;
 use numguard::engine::auth::{AuthMode, Limits};
 use numguard::server::TransportConfig;
 use numguard::store::Store;
+use numguard_testkit::*;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;

@@ -1,14 +1,12 @@
 //! The gRPC services end to end: a real tonic client against a real server on an
 //! ephemeral port with a temporary SQLite file.
 
-mod common;
-
 use chrono::{Duration, Utc};
-use common::*;
 use numguard::api::convert::timestamp;
 use numguard::api::pb::{self, EventKind, OwnershipStatus, ReasonCode, SimSwapStatus, Verdict};
 use numguard::domain::carrier::CarrierRegistry;
 use numguard::engine::EngineConfig;
+use numguard_testkit::*;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;

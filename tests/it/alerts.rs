@@ -1,15 +1,13 @@
 //! Watchlists and the resumable alert stream, on both backends.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::*;
 use numguard::api::convert::timestamp;
 use numguard::api::pb::alerts_client::AlertsClient;
 use numguard::api::pb::{self, EventKind};
+use numguard_testkit::*;
 use tonic::Code;
 use tonic::transport::Channel;
 

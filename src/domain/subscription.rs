@@ -1,0 +1,79 @@
+//! Webhook subscriptions as their tenants see them.
+
+use chrono::{DateTime, Utc};
+
+use super::event::EventKind;
+use super::number::E164;
+
+/// Which CloudEvent types and data a subscription is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudEventFormat {
+    /// `numguard.alert.v1.*`, with the alert's customer refs and verdict.
+    Numguard,
+    /// `org.camaraproject.sim-swap-subscriptions.v0.*`.
+    Camara,
+}
+
+impl CloudEventFormat {
+    /// The name stored and shown: `numguard` or `camara`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloudEventFormat::Numguard => "numguard",
+            CloudEventFormat::Camara => "camara",
+        }
+    }
+}
+
+impl std::str::FromStr for CloudEventFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "numguard" => Ok(CloudEventFormat::Numguard),
+            "camara" => Ok(CloudEventFormat::Camara),
+            other => Err(format!("unknown CloudEvent format {other:?}")),
+        }
+    }
+}
+
+/// A webhook subscription as the tenant that made it sees it: what it follows, where it
+/// sends and whether it still runs. Never the sink's token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Random, hex; unique across tenants.
+    pub id: String,
+    /// Where CloudEvents are POSTed.
+    pub sink: String,
+    /// The event kinds followed; empty means every kind.
+    pub kinds: Vec<EventKind>,
+    /// When it ends by itself.
+    pub expire_at: Option<DateTime<Utc>>,
+    /// It ends once this many events were sent.
+    pub max_events: Option<u64>,
+    /// Events sent so far.
+    pub sent: u64,
+    /// Why it ended; `None` while it runs.
+    pub ended_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Follows this one number's events (a CAMARA subscription) rather than the tenant's
+    /// watchlist.
+    pub number: Option<E164>,
+    pub format: CloudEventFormat,
+    /// When the sink's bearer token stops working; the subscription ends then.
+    pub token_expire_at: Option<DateTime<Utc>>,
+}
+
+impl Subscription {
+    /// Whether it still sends.
+    pub fn is_active(&self) -> bool {
+        self.ended_reason.is_none()
+    }
+
+    /// When it ends by itself: at its expiry or when the sink's token does, if sooner.
+    pub fn ends_at(&self) -> Option<DateTime<Utc>> {
+        [self.expire_at, self.token_expire_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}

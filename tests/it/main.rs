@@ -1,0 +1,18 @@
+//! numguard's integration tests, one binary: each module drives the real server (in this
+//! process or as the built binary) through real clients, on SQLite and on PostgreSQL.
+//! What they share is in the `numguard-testkit` crate, which the benches use too.
+
+mod alerts;
+mod audits;
+mod cli;
+mod clients;
+mod coverage;
+mod db_outage;
+mod faults;
+mod grpc_api;
+mod replicas;
+mod rest_api;
+mod security;
+mod store_story;
+mod upstream;
+mod webhooks;
