@@ -89,6 +89,7 @@ fn floor(path: &Path) -> (Duration, u64) {
 }
 
 /// Peak resident memory of children this process has waited for, in MiB.
+#[allow(unsafe_code)] // getrusage has no safe wrapper in std
 fn children_peak_mib() -> f64 {
     // SAFETY: getrusage only writes into the struct it is given.
     let usage = unsafe {

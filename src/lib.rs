@@ -1,15 +1,24 @@
 //! numguard: decides whether a phone number still belongs to its registered owner, from
 //! carrier ranges and porting / SIM-swap / disconnection / reassignment events.
 
+#[allow(missing_docs)]
 pub mod api;
+#[allow(missing_docs)]
 pub mod cli;
 pub mod domain;
 pub mod engine;
+#[allow(missing_docs)]
 pub mod error;
+#[allow(missing_docs)]
 pub mod middleware;
+#[allow(missing_docs)]
 pub mod ranges;
+#[allow(missing_docs)]
 pub mod rest;
+#[allow(missing_docs)]
 pub mod server;
+#[allow(missing_docs)]
 pub mod settings;
 pub mod store;
+#[allow(missing_docs)]
 pub mod upstream;

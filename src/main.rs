@@ -1,3 +1,5 @@
+//! The `numguard` command: the server and its command-line clients (see `numguard::cli`).
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -10,16 +10,23 @@ use sha2::{Digest, Sha256};
 use super::FieldError;
 use crate::domain::Field;
 
+/// What an API key may do; each RPC and REST route needs one scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
+    /// `CheckNumber` and the CAMARA checks.
     Check,
+    /// Batch audits of customer lists.
     Audit,
+    /// Watchlists, alert streams and webhook subscriptions.
     Watch,
+    /// Sending events.
     Ingest,
+    /// Sources, carriers, ranges and the other administration RPCs.
     Admin,
 }
 
 impl Scope {
+    /// Every scope, in the order they are listed.
     pub const ALL: [Scope; 5] = [
         Scope::Check,
         Scope::Audit,
@@ -28,6 +35,7 @@ impl Scope {
         Scope::Admin,
     ];
 
+    /// The scope's name as keys and the CLI spell it, e.g. `check`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Check => "check",
@@ -49,6 +57,7 @@ impl fmt::Display for Scope {
     }
 }
 
+/// A scope name that is not one of [`Scope::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a scope (check, audit, watch, ingest, admin)")]
 pub struct UnknownScope(pub String);
@@ -70,18 +79,22 @@ impl FromStr for Scope {
 pub struct Scopes(u8);
 
 impl Scopes {
+    /// Every scope.
     pub fn all() -> Scopes {
         Scopes(Scope::ALL.iter().fold(0, |acc, s| acc | s.bit()))
     }
 
+    /// Whether `scope` is among these.
     pub fn contains(self, scope: Scope) -> bool {
         self.0 & scope.bit() != 0
     }
 
+    /// The scopes held, in [`Scope::ALL`]'s order.
     pub fn iter(self) -> impl Iterator<Item = Scope> {
         Scope::ALL.into_iter().filter(move |s| self.contains(*s))
     }
 
+    /// Whether no scope is held.
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
@@ -147,6 +160,7 @@ impl TenantName {
         TenantName("default".to_string())
     }
 
+    /// The tenant's name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -161,6 +175,7 @@ impl fmt::Display for TenantName {
 /// How precisely a tenant is told when a SIM change or port happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum TimePrecision {
+    /// The instant as recorded.
     #[default]
     Exact,
     /// The UTC date only (time set to 00:00:00Z).
@@ -170,6 +185,7 @@ pub enum TimePrecision {
 }
 
 impl TimePrecision {
+    /// The precision's name, e.g. `day`.
     pub fn as_str(self) -> &'static str {
         match self {
             TimePrecision::Exact => "exact",
@@ -211,8 +227,11 @@ pub const KEY_PREFIX: &str = "ng_";
 
 /// A freshly made key: the full text is shown once; only `hash` is kept.
 pub struct NewKey {
+    /// The public part, shown by `keys list` and used to revoke.
     pub id: String,
+    /// The whole key, `ng_<id>_<secret>`: shown once, never stored.
     pub secret_text: String,
+    /// What the store keeps: [`key_hash`] of the whole key.
     pub hash: [u8; 32],
 }
 
@@ -245,6 +264,7 @@ pub fn key_id(presented: &str) -> Option<&str> {
     well_formed.then_some(id)
 }
 
+/// The SHA-256 of a presented key, as stored and compared.
 pub fn key_hash(presented: &str) -> [u8; 32] {
     Sha256::digest(presented.as_bytes()).into()
 }
@@ -256,6 +276,7 @@ pub fn key_matches(presented: &str, stored: &[u8]) -> bool {
     stored.len() == hash.len() && bool::from(hash.as_slice().ct_eq(stored))
 }
 
+/// Lower-case hexadecimal of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

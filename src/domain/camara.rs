@@ -12,36 +12,63 @@ use super::upstream::Question;
 
 /// CAMARA's `maxAge` bounds, whatever the server allows.
 pub const MAX_AGE_RANGE: std::ops::RangeInclusive<i64> = 1..=2400;
+/// The `maxAge` a CAMARA check uses when it gives none, in hours.
 pub const DEFAULT_MAX_AGE: i64 = 240;
 
 /// Why a CAMARA question is not answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// No `phoneNumber` in the body, and the token does not name one.
     #[error("phoneNumber is missing: with a two-legged token it must be in the request body")]
     MissingPhoneNumber,
+    /// A `phoneNumber` that is not `+` and 5 to 15 digits.
     #[error("phoneNumber {0:?} does not match ^\\+[1-9][0-9]{{4,14}}$")]
     MalformedPhoneNumber(String),
+    /// A `maxAge` outside CAMARA's 1..=2400 hours.
     #[error("maxAge must be in 1..=2400 hours, got {0}")]
     MaxAgeOutsideCamara(i64),
+    /// A `maxAge` within CAMARA's bounds but over this server's `max_lookback_hours`.
     #[error("maxAge {asked} exceeds this server's monitoring limit of {limit} hours")]
-    MaxAgeOverLimit { asked: i64, limit: u32 },
+    MaxAgeOverLimit {
+        /// The hours asked for.
+        asked: i64,
+        /// The server's limit.
+        limit: u32,
+    },
+    /// A valid number that is not a mobile number.
     #[error("the service is not applicable: the number is valid but not a mobile number")]
     NotMobile,
     /// What the data cannot see, as the decision names the gap.
     #[error("numguard cannot tell: {0}")]
     NotCovered(String),
+    /// The window asked for starts before the number's data does.
     #[error(
         "maxAge reaches before the data for this number begins ({since}); at most {hours} \
          hours can be checked"
     )]
-    WindowBeforeCoverage { since: String, hours: i64 },
+    WindowBeforeCoverage {
+        /// When the data begins, as text for the message.
+        since: String,
+        /// The longest window that can be answered.
+        hours: i64,
+    },
+    /// The date asked about is before the number's data begins.
     #[error("specifiedDate is before the data for this number begins ({since})")]
-    DateBeforeCoverage { since: String },
+    DateBeforeCoverage {
+        /// When the data begins, as text for the message.
+        since: String,
+    },
+    /// The date asked about is after today.
     #[error("specifiedDate is in the future")]
     DateInFuture,
     /// No local data, and the operator asked in its place did not answer.
     #[error("no local data, and the operator's API ({provider}) did not answer: {why}")]
-    UpstreamUnavailable { provider: String, why: String },
+    UpstreamUnavailable {
+        /// The provider asked.
+        provider: String,
+        /// Its failure, in words.
+        why: String,
+    },
 }
 
 /// Which CAMARA "swap" a question is about.
@@ -65,6 +92,7 @@ impl Swap {
 /// The latest change, or none inside `monitored_days` of data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatestChange {
+    /// The latest change's instant, as the tenant's precision lets it be shown.
     pub at: Option<DateTime<Utc>>,
     /// Whole days the data covers this number; only given when `at` is `None`.
     pub monitored_days: Option<i64>,

@@ -12,6 +12,7 @@ use unicode_normalization::UnicodeNormalization;
 use super::FieldError;
 use crate::domain::Field;
 
+/// Longest accepted carrier id.
 pub const MAX_CARRIER_ID_LEN: usize = 64;
 /// Longest accepted carrier name or alias.
 pub const MAX_CARRIER_NAME_LEN: usize = 200;
@@ -22,6 +23,7 @@ pub const MAX_CARRIER_NAME_LEN: usize = 200;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CarrierId(Box<str>);
 
+/// A text that is not a well-formed carrier id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} must be 1 to {MAX_CARRIER_ID_LEN} lower-case letters, digits or '-'")]
 pub struct CarrierIdError(String);
@@ -50,6 +52,7 @@ impl CarrierId {
         CarrierId(Box::from(s))
     }
 
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -99,6 +102,7 @@ pub fn match_key(name: &str) -> String {
 /// One operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Carrier {
+    /// Its stable id.
     pub id: CarrierId,
     /// How answers name it.
     pub name: String,
@@ -208,12 +212,19 @@ pub fn carrier_name(field: Field, name: &str) -> Result<String, FieldError> {
 /// Why a name did not resolve to one carrier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
+    /// No carrier has this name, alias or id.
     #[error(
         "{0:?} is not a known carrier name or id; register it with `numguard carriers add` or `carriers alias`"
     )]
     Unknown(String),
+    /// Several carriers (of different countries) share this spelling.
     #[error("{name:?} names more than one carrier ({}); give the carrier's id", .ids.join(", "))]
-    Ambiguous { name: String, ids: Vec<String> },
+    Ambiguous {
+        /// The name given.
+        name: String,
+        /// The carriers it could mean.
+        ids: Vec<String>,
+    },
 }
 
 /// Every carrier, found by id or by any spelling of its name.
@@ -228,8 +239,11 @@ pub struct CarrierRegistry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{alias:?} already names carrier {existing} in country code {country_code}")]
 pub struct AliasConflict {
+    /// The spelling in conflict.
     pub alias: String,
+    /// The carrier it already names.
     pub existing: CarrierId,
+    /// The country code both carriers share.
     pub country_code: u16,
 }
 
@@ -255,6 +269,7 @@ impl CarrierRegistry {
         registry
     }
 
+    /// The carrier with this id.
     pub fn get(&self, id: &CarrierId) -> Option<&Carrier> {
         self.by_id.get(id).map(|&i| &self.carriers[i])
     }
@@ -317,6 +332,7 @@ impl CarrierRegistry {
         self.get(id).map_or(id.as_str(), |c| c.name.as_str())
     }
 
+    /// Every carrier, by id.
     pub fn iter(&self) -> impl Iterator<Item = &Carrier> {
         self.carriers.iter()
     }

@@ -24,8 +24,10 @@ pub enum Question {
 }
 
 impl Question {
+    /// Every question, in the order answers list them.
     pub const ALL: [Question; 3] = [Question::SimSwap, Question::Ownership, Question::DeviceSwap];
 
+    /// The event kinds a source must report for this question to be answered.
     pub fn needs(self) -> &'static [EventKind] {
         match self {
             Question::SimSwap => &[EventKind::SimSwap, EventKind::Port, EventKind::Reassign],
@@ -49,17 +51,20 @@ impl Question {
 pub struct CoverageInput<'a> {
     /// The number, E.164 without `+`.
     pub digits: &'a str,
+    /// The instant the answer is for.
     pub now: DateTime<Utc>,
     /// The range holder.
     pub range_holder: Option<&'a CarrierId>,
     /// The number's events, in any order; its ports make the serving-carrier timeline.
     pub history: &'a [EventFact],
+    /// Every source, with its scopes and freshness.
     pub sources: &'a SourceSet,
 }
 
 /// One question's coverage, as answers report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuestionCoverage {
+    /// The question covered.
     pub question: Question,
     /// The earliest instant from which the question is covered at every instant up to
     /// now; `None` when it is not covered now.
@@ -74,23 +79,35 @@ pub struct QuestionCoverage {
 /// Why one needed kind is not seen at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
+    /// The kind not seen.
     pub kind: EventKind,
+    /// The instant it is not seen at.
     pub at: DateTime<Utc>,
+    /// Why not.
     pub cause: GapCause,
 }
 
+/// Why a kind is not seen at an instant, as a `NO_DATA` or `FEED_STALE` detail names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GapCause {
     /// No source reports the kind for numbers under this number's prefixes.
     NoSource,
     /// Sources report it only for other carriers' subscribers; `serving` served it then.
-    OtherCarriers { serving: Option<CarrierId> },
+    OtherCarriers {
+        /// The carrier serving the number then, if known.
+        serving: Option<CarrierId>,
+    },
     /// The sources that would see it start tracking only at `from`.
-    NotYetTracking { from: DateTime<Utc> },
+    NotYetTracking {
+        /// The earliest `tracking_since` among them.
+        from: DateTime<Utc>,
+    },
     /// A source that would see it has data only up to `complete_until` (`None`: it was
     /// never heard from).
     Stale {
+        /// The stale source.
         source: SourceName,
+        /// Where its data ends.
         complete_until: Option<DateTime<Utc>>,
     },
 }
@@ -189,6 +206,7 @@ struct Stretch {
 }
 
 impl<'a> Coverage<'a> {
+    /// The serving-carrier timeline and per-kind stretches of one number.
     pub fn new(input: CoverageInput<'a>) -> Coverage<'a> {
         let timeline = Timeline::new(input.range_holder, input.history);
         let now = micros(input.now);

@@ -11,7 +11,9 @@ use super::source::SourceSet;
 use super::upstream::{Question, UpstreamAnswer};
 use crate::domain::Field;
 
+/// The window a check looks back over when it gives none, in hours.
 pub const DEFAULT_MAX_AGE_HOURS: u32 = 240;
+/// The longest window a check may ask for unless the server says otherwise, in hours.
 pub const DEFAULT_MAX_LOOKBACK_HOURS: u32 = 2400;
 
 /// A validated look-back window length.
@@ -33,42 +35,63 @@ impl MaxAge {
         Ok(MaxAge(hours))
     }
 
+    /// The window's length in hours.
     pub fn hours(self) -> u32 {
         self.0
     }
 }
 
+/// What the caller should do before sending a code to the number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verdict {
+    /// Send: nothing suggests the number changed hands.
     Allow,
+    /// Ask for another factor first (a recent SIM swap or port, or an unknown answer by policy).
     StepUp,
+    /// Do not send: the number has a new owner.
     Block,
 }
 
+/// Whether the SIM (or, for device swap, the handset) changed within the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SimSwap {
+    /// A change within the window.
     Swapped,
+    /// The question is covered for the whole window and no change was seen.
     NotSwapped,
+    /// The data cannot tell; a reason names the gap.
     Unknown,
 }
 
+/// Whether the number changed hands since `owner_since`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ownership {
+    /// Covered since `owner_since`, and no disconnection or reassignment since.
     Unchanged,
+    /// Disconnected or reassigned after `owner_since`.
     Changed,
+    /// The data cannot tell; a reason names the gap.
     Unknown,
+    /// No `owner_since` was given, so the question was not asked.
     NotEvaluated,
 }
 
+/// Why a decision came out as it did; answers list one per finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReasonCode {
+    /// The SIM changed within the window.
     SimSwapped,
+    /// The number was ported within the window.
     Ported,
+    /// The number changed hands since `owner_since`.
     OwnerChanged,
+    /// No source sees what the question needs; the detail names the gap.
     NoData,
     /// A source that would answer has data only up to some instant before the one asked.
     FeedStale,
+    /// The number is outside every source's prefixes.
     NotCovered,
+    /// The number is not mobile, so SIM questions do not apply.
     NotMobile,
     /// An answer came from an operator's API: which provider, and when.
     Upstream,
@@ -76,17 +99,23 @@ pub enum ReasonCode {
     UpstreamUnavailable,
 }
 
+/// One finding behind a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reason {
+    /// What was found.
     pub code: ReasonCode,
+    /// The kind of the event behind it, if one.
     pub event_kind: Option<EventKind>,
+    /// When that event happened, if one.
     pub occurred_at: Option<DateTime<Utc>>,
+    /// Evidence or the gap, in words (never the full number).
     pub detail: String,
 }
 
 /// What a deployment decides when the data cannot answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
+    /// The verdict when a question's answer is unknown.
     pub on_unknown: Verdict,
 }
 
@@ -101,8 +130,11 @@ impl Default for Policy {
 /// Everything one decision looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckInput<'a> {
+    /// The instant the answer is for.
     pub now: DateTime<Utc>,
+    /// How far back a SIM change counts.
     pub max_age: MaxAge,
+    /// When the business last verified its customer held the number, if it says.
     pub owner_since: Option<OwnerSince>,
     /// Mobile or mobile-capable, per the numbering plan.
     pub mobile: bool,
@@ -120,31 +152,46 @@ pub struct CheckInput<'a> {
     pub upstream: &'a [UpstreamAnswer],
 }
 
+/// The answer to one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// What to do.
     pub verdict: Verdict,
+    /// Whether the SIM changed within the window.
     pub sim_swap: SimSwap,
+    /// The latest SIM change (SIM swap, port or reassignment) seen, if any.
     pub latest_sim_change: Option<DateTime<Utc>>,
     /// The same three answers for `DEVICE_SWAP` events (CAMARA Device Swap); it does not
     /// enter the verdict, as a new handset keeps the SIM and its owner.
     pub device_swap: SimSwap,
+    /// The latest handset change seen, if any.
     pub latest_device_change: Option<DateTime<Utc>>,
     /// Mobile or mobile-capable, per the numbering plan.
     pub mobile: bool,
+    /// Whether the number changed hands since `owner_since`.
     pub ownership: Ownership,
+    /// The range holder.
     pub original_carrier: Option<CarrierRef>,
+    /// The carrier serving the number now: the latest port's `to_carrier`, else the range holder.
     pub current_carrier: Option<CarrierRef>,
+    /// The latest port, if any.
     pub last_port_at: Option<DateTime<Utc>>,
+    /// Ports seen in the number's whole history.
     pub port_count: u32,
+    /// Whether a port happened after `owner_since`.
     pub ported_since_owner: bool,
+    /// The findings, one per reason.
     pub reasons: Vec<Reason>,
+    /// The window's start: `evaluated_at` less `max_age`.
     pub window_start: DateTime<Utc>,
+    /// The window's end: `evaluated_at`.
     pub window_end: DateTime<Utc>,
     /// When the SIM-change question's coverage starts (see `coverage` for each question).
     pub covered_since: Option<DateTime<Utc>>,
     /// Per question (SIM change, ownership, device swap): from when it is covered, by
     /// which sources.
     pub coverage: Vec<QuestionCoverage>,
+    /// The instant the answer is for.
     pub evaluated_at: DateTime<Utc>,
     /// The operator answers this decision was given, used or not.
     pub upstream: Vec<UpstreamAnswer>,
@@ -153,7 +200,9 @@ pub struct Decision {
 /// A carrier as answers report it: id and display name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CarrierRef {
+    /// The carrier's id.
     pub id: CarrierId,
+    /// Its display name.
     pub name: String,
 }
 

@@ -16,16 +16,23 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 /// Longest accepted `source_event_id`.
 pub const MAX_EVENT_ID_LEN: usize = 200;
 
+/// What happened to a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
+    /// A new SIM for the same subscription.
     SimSwap,
+    /// The number moved to another carrier.
     Port,
+    /// The subscription ended; the number may be recycled.
     Disconnect,
+    /// The number was given to a new subscriber.
     Reassign,
+    /// A new handset for the same SIM.
     DeviceSwap,
 }
 
 impl EventKind {
+    /// Every kind, in the order lists show them.
     pub const ALL: [EventKind; 5] = [
         EventKind::SimSwap,
         EventKind::Port,
@@ -65,6 +72,7 @@ impl EventKind {
         }
     }
 
+    /// The kind's wire name, e.g. `SIM_SWAP`.
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::SimSwap => "SIM_SWAP",
@@ -82,6 +90,7 @@ impl fmt::Display for EventKind {
     }
 }
 
+/// A kind name that is not one of [`EventKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not one of SIM_SWAP, PORT, DISCONNECT, REASSIGN, DEVICE_SWAP")]
 pub struct UnknownKind(pub String);
@@ -103,12 +112,17 @@ impl FromStr for EventKind {
 /// What the decision rules need to know of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFact {
+    /// The source that reported it.
     pub source: SourceName,
     /// Unique within the source.
     pub source_event_id: String,
+    /// What happened.
     pub kind: EventKind,
+    /// When it happened, to the microsecond.
     pub occurred_at: DateTime<Utc>,
+    /// For a port, the carrier it left.
     pub from_carrier: Option<CarrierId>,
+    /// For a port, the carrier it joined.
     pub to_carrier: Option<CarrierId>,
 }
 
@@ -133,28 +147,39 @@ impl EventFact {
 /// An event as received, before validation. Empty strings mean "not given".
 #[derive(Debug, Clone, Default)]
 pub struct RawEvent {
+    /// The source's name.
     pub source: String,
+    /// The event's id within the source.
     pub source_event_id: String,
+    /// The number as sent.
     pub phone_number: String,
     /// `None` when the sender gave no kind or one this server does not know.
     pub kind: Option<EventKind>,
+    /// When it happened.
     pub occurred_at: Option<DateTime<Utc>>,
+    /// For a port, the carrier it left, as the source names it.
     pub from_carrier: String,
+    /// For a port, the carrier it joined, as the source names it.
     pub to_carrier: String,
 }
 
 /// A validated event, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
+    /// The number it happened to.
     pub number: E164,
+    /// What happened.
     pub fact: EventFact,
 }
 
 /// An event read back from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
+    /// The store's id, increasing in ingest order: the alert cursor.
     pub id: i64,
+    /// The event.
     pub event: NewEvent,
+    /// When the store received it.
     pub ingested_at: DateTime<Utc>,
 }
 

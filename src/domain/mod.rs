@@ -26,11 +26,14 @@ pub use field::Field;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field} {message}")]
 pub struct FieldError {
+    /// The field that was refused.
     pub field: Field,
+    /// Why, reading after the field name.
     pub message: String,
 }
 
 impl FieldError {
+    /// A refusal of `field`; `message` reads after the field's name.
     pub fn new(field: Field, message: impl Into<String>) -> Self {
         FieldError {
             field,

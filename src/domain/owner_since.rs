@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 use super::event::to_storage_precision;
 
+/// When the business last verified that its customer holds the number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerSince {
     /// An exact instant (gRPC timestamps, RFC 3339 values).
@@ -11,7 +12,9 @@ pub enum OwnerSince {
     /// A calendar date (REST facade, CSV audits), as the span of that day in the server's
     /// time zone.
     Day {
+        /// The day's first instant.
         start: DateTime<Utc>,
+        /// The next day's first instant.
         end: DateTime<Utc>,
     },
 }

@@ -7,13 +7,17 @@ use std::str::FromStr;
 /// E.164 allows at most 15 digits, so a longer prefix can match nothing.
 pub const MAX_PREFIX_LEN: usize = 15;
 
+/// A number prefix: leading digits of E.164 without `+`, e.g. `8190`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Prefix(String);
 
+/// Why a text is not a prefix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrefixError {
+    /// Nothing but spaces.
     #[error("is empty")]
     Empty,
+    /// Not 1 to 15 digits, or starting with 0.
     #[error("{0:?} must be 1 to {MAX_PREFIX_LEN} digits without `+`, not starting with 0")]
     Malformed(String),
 }
@@ -38,6 +42,7 @@ impl FromStr for Prefix {
 }
 
 impl Prefix {
+    /// The prefix's digits.
     pub fn as_str(&self) -> &str {
         &self.0
     }

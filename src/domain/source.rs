@@ -12,16 +12,20 @@ use super::number::calling_code;
 use super::prefix::Prefix;
 use crate::domain::Field;
 
+/// Longest accepted source name.
 pub const MAX_SOURCE_NAME_LEN: usize = 64;
 
 /// A source's name: 1..=64 of letters, digits, `-`, `_`, `.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceName(Box<str>);
 
+/// Why a text is not a source name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceNameError {
+    /// Nothing but spaces.
     #[error("is empty")]
     Empty,
+    /// Too long, or with characters other than letters, digits, `-`, `_` and `.`.
     #[error("{0:?} must be 1 to {MAX_SOURCE_NAME_LEN} letters, digits, '-', '_' or '.'")]
     Malformed(String),
 }
@@ -46,6 +50,7 @@ impl FromStr for SourceName {
 }
 
 impl SourceName {
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -67,6 +72,7 @@ impl fmt::Display for SourceName {
 /// `carriers` (any carrier when empty), events of `kinds`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
+    /// The numbers it sees.
     pub prefix: Prefix,
     /// Sorted, without repeats; empty means any carrier.
     pub carriers: Vec<CarrierId>,
@@ -79,8 +85,11 @@ pub struct Scope {
 /// A scope as received: carrier names not yet resolved, kinds possibly empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawScope {
+    /// The prefix as given.
     pub prefix: String,
+    /// Carrier names or ids as given; empty means any carrier.
     pub carriers: Vec<String>,
+    /// The kinds it reports; empty means all five.
     pub kinds: Vec<EventKind>,
 }
 
@@ -158,8 +167,11 @@ impl Scope {
 /// freshness says (SPEC §1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
+    /// Its unique name.
     pub name: SourceName,
+    /// From when it reports every event within its scopes.
     pub tracking_since: DateTime<Utc>,
+    /// What it sees.
     pub scopes: Vec<Scope>,
     /// A live feed: heard from within this long, it counts as complete up to now. `None`
     /// for a source fed by files, complete only up to the cut-off each file declares.
@@ -313,6 +325,7 @@ fn add_entry(entries: &mut Vec<ScopeEntry>, entry: ScopeEntry) {
 }
 
 impl SourceSet {
+    /// Indexes the sources' scopes by prefix and carrier.
     pub fn new(mut sources: Vec<Source>) -> Self {
         sources.sort_by(|a, b| a.name.cmp(&b.name));
         let mut by_prefix: Vec<PrefixScopes> = Vec::new();
@@ -381,6 +394,7 @@ impl SourceSet {
         (f.tracking_since <= end).then_some((f.tracking_since, end))
     }
 
+    /// The source with this name.
     pub fn get(&self, name: &SourceName) -> Option<&Source> {
         self.sources
             .binary_search_by(|s| s.name.cmp(name))
@@ -388,10 +402,12 @@ impl SourceSet {
             .map(|i| &self.sources[i])
     }
 
+    /// Whether a source has this name.
     pub fn contains(&self, name: &SourceName) -> bool {
         self.get(name).is_some()
     }
 
+    /// Every source, by name.
     pub fn iter(&self) -> impl Iterator<Item = &Source> {
         self.sources.iter()
     }

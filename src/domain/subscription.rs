@@ -54,10 +54,12 @@ pub struct Subscription {
     pub sent: u64,
     /// Why it ended; `None` while it runs.
     pub ended_reason: Option<String>,
+    /// When it was made.
     pub created_at: DateTime<Utc>,
     /// Follows this one number's events (a CAMARA subscription) rather than the tenant's
     /// watchlist.
     pub number: Option<E164>,
+    /// How its CloudEvents are written.
     pub format: CloudEventFormat,
     /// When the sink's bearer token stops working; the subscription ends then.
     pub token_expire_at: Option<DateTime<Utc>>,

@@ -13,6 +13,7 @@ pub enum Question {
 }
 
 impl Question {
+    /// The question's name in answers and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             Question::SimSwap => "SIM_SWAP",
@@ -24,12 +25,15 @@ impl Question {
 /// One answer, or why none came.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamAnswer {
+    /// The provider asked, by its name in the providers file.
     pub provider: String,
+    /// What it was asked.
     pub question: Question,
     /// `Ok(true)`: swapped / recycled. `Err`: why the provider gave no answer (timeout,
     /// error, circuit open, rate limited).
     pub outcome: Result<bool, String>,
     /// When the provider answered (or failed); earlier than now when from the cache.
     pub at: DateTime<Utc>,
+    /// Whether this answer was reused from the answer cache.
     pub cached: bool,
 }

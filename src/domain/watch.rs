@@ -8,6 +8,7 @@ use super::owner_since::OwnerSince;
 pub struct WatchEntry {
     /// The tenant's own key for the entry (unique per tenant), e.g. a customer id.
     pub customer_ref: String,
+    /// The number watched.
     pub number: E164,
     /// Since when the tenant's customer has held the number; alerts concern what
     /// happened after it.

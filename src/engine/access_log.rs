@@ -40,6 +40,7 @@ enum Message {
 /// index that 256 bits would need.
 type NumberHash = [u8; 16];
 
+/// Records which tenant checked which number, as keyed hashes, written in batches by a background task.
 pub struct AccessLog {
     /// A hasher that has already taken in the pepper: each entry only adds its number.
     peppered: Sha256,
@@ -77,6 +78,7 @@ pub fn number_hash(pepper: &str, number: &E164) -> String {
 }
 
 impl AccessLog {
+    /// Reads (or creates) the database's pepper and starts the writer task.
     pub async fn start(store: Arc<dyn Store>) -> Result<AccessLog, StoreError> {
         let pepper = pepper(store.as_ref()).await?;
         let (queue, entries) = mpsc::unbounded_channel();
@@ -88,6 +90,7 @@ impl AccessLog {
         })
     }
 
+    /// Queues one entry per number for `tenant`, waiting while the queue is full.
     pub async fn record<'a>(
         &self,
         tenant: &TenantName,

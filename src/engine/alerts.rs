@@ -29,23 +29,34 @@ const PAGE: u32 = 1_000;
 const STREAM_BUFFER: usize = 64;
 /// A stream re-reads the store at least this often, even without a commit signal.
 const POLL_FALLBACK: Duration = Duration::from_secs(1);
+/// Longest accepted `customer_ref`.
 pub const MAX_CUSTOMER_REF_LEN: usize = 200;
 
 /// A watchlist entry as received.
 #[derive(Debug, Clone, Default)]
 pub struct RawWatch {
+    /// The tenant's key for the entry.
     pub customer_ref: String,
+    /// The number as sent.
     pub phone_number: String,
+    /// Region for a national-format number; may be empty.
     pub region: String,
+    /// An exact `owner_since`; at most one of this and `owner_since_date`.
     pub owner_since: Option<DateTime<Utc>>,
+    /// A date-only `owner_since`, `YYYY-MM-DD`; may be empty.
     pub owner_since_date: String,
 }
 
+/// An event that concerns watched numbers, with the decision it leads to.
 #[derive(Debug, Clone)]
 pub struct Alert {
+    /// The event's id: resume after it to miss nothing.
     pub cursor: u64,
+    /// The tenant's entries for the number.
     pub customer_refs: Vec<String>,
+    /// The event.
     pub event: StoredEvent,
+    /// The check's answer for the number just after the event.
     pub decision: Decision,
 }
 
@@ -111,6 +122,7 @@ impl Engine {
         })
     }
 
+    /// Removes the tenant's entries with these refs; returns how many there were.
     pub async fn remove_watch(
         &self,
         tenant: &TenantName,

@@ -15,6 +15,7 @@ use crate::domain::number::E164;
 /// Distinct numbers remembered per audit stream (about 30 MiB at most).
 pub const MEMO_CAPACITY: usize = 1 << 18;
 
+/// The numbers one audit stream has looked up, so a list that repeats numbers reads each once; bounded by keeping two generations.
 pub struct AuditMemo {
     young: HashMap<E164, (NumberState, u64)>,
     old: HashMap<E164, (NumberState, u64)>,
@@ -28,6 +29,7 @@ impl Default for AuditMemo {
 }
 
 impl AuditMemo {
+    /// A memo holding at most about `capacity` numbers.
     pub fn with_capacity(capacity: usize) -> Self {
         AuditMemo {
             young: HashMap::new(),

@@ -16,6 +16,7 @@ use crate::store::{KeyRecord, Store, StoreError};
 /// notification.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// Whether callers need API keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
     /// Every RPC needs `authorization: Bearer <key>` with the right scope.
@@ -24,6 +25,7 @@ pub enum AuthMode {
     Disabled,
 }
 
+/// What callers may ask of the server, per key and in all.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Requests per second per key; 0 disables the rate limit.
@@ -47,28 +49,44 @@ impl Default for Limits {
 /// The caller, once admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    /// The key's tenant.
     pub tenant: TenantName,
+    /// What the key may do.
     pub scopes: Scopes,
+    /// How precisely the tenant is told when changes happened.
     pub precision: TimePrecision,
 }
 
+/// Why a request was not admitted.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// No key was sent.
     #[error("missing API key: send the metadata `authorization: Bearer <key>`")]
     Missing,
+    /// The key is unknown, malformed or revoked.
     #[error("unknown, malformed or revoked API key")]
     Invalid,
+    /// The key lacks the scope the request needs.
     #[error("this API key lacks the `{0}` scope")]
     Forbidden(Scope),
+    /// The key is over its rate.
     #[error("rate limit of {limit} requests/s for this key exceeded; retry in {retry_ms} ms")]
-    RateLimited { limit: f64, retry_ms: u64 },
+    RateLimited {
+        /// The key's rate, per second.
+        limit: f64,
+        /// When a token is next free.
+        retry_ms: u64,
+    },
+    /// The server has its limit of requests in flight.
     #[error("the server is at its limit of {0} requests in flight; retry shortly")]
     Overloaded(usize),
+    /// The key could not be looked up.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl AuthError {
+    /// The error's kind, which each transport maps to its own codes.
     pub fn kind(&self) -> ErrorKind {
         match self {
             AuthError::Missing | AuthError::Invalid => ErrorKind::Unauthenticated,
@@ -84,6 +102,7 @@ impl AuthError {
 /// An admitted request: who it is, and its place among the requests in flight.
 #[derive(Debug)]
 pub struct Admission {
+    /// Who the caller is.
     pub principal: Principal,
     _permit: OwnedSemaphorePermit,
 }
@@ -93,6 +112,7 @@ struct Bucket {
     at: Instant,
 }
 
+/// Admits requests: the key, its scope, its rate, and a place among those in flight.
 pub struct Authenticator {
     mode: AuthMode,
     limits: Limits,
@@ -103,6 +123,7 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// An authenticator with empty caches.
     pub fn new(mode: AuthMode, limits: Limits) -> Self {
         Authenticator {
             mode,
@@ -123,6 +144,7 @@ impl Authenticator {
         }
     }
 
+    /// Whether callers need API keys.
     pub fn mode(&self) -> AuthMode {
         self.mode
     }

@@ -35,9 +35,11 @@ fn lock(memo: &Mutex<AuditMemo>) -> MutexGuard<'_, AuditMemo> {
 pub struct CheckRequest<'a> {
     /// E.164, or national format with `region` (or the server's default region).
     pub phone_number: &'a str,
+    /// ISO 3166 region for a national-format number; may be empty.
     pub region: &'a str,
     /// 0 means the default window.
     pub max_age_hours: u32,
+    /// An exact `owner_since`; at most one of this and `owner_since_date`.
     pub owner_since: Option<DateTime<Utc>>,
     /// `YYYY-MM-DD`; at most one of this and `owner_since`.
     pub owner_since_date: &'a str,
@@ -80,6 +82,7 @@ impl Engine {
             .map_err(|e| FieldError::new(Field::Region, format!("{e}")))
     }
 
+    /// The window of `hours` (0: the default), refused past the server's limit.
     pub fn max_age(&self, hours: u32) -> Result<MaxAge, FieldError> {
         MaxAge::new(hours, self.config.max_lookback_hours)
     }

@@ -25,10 +25,14 @@ pub const DEFAULT_INGEST_BATCH_SIZE: u64 = 50_000;
 /// Rejections reported one by one; the rest are only counted.
 pub const MAX_REPORTED_ERRORS: usize = 1_000;
 
+/// What one ingest stream did with its events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestSummary {
+    /// Events stored.
     pub accepted: u64,
+    /// Events already stored (same source and id), skipped.
     pub duplicates: u64,
+    /// Events refused.
     pub rejected: u64,
     /// `(index in the stream, reason)`, the first [`MAX_REPORTED_ERRORS`].
     pub errors: Vec<(u64, String)>,
@@ -38,6 +42,7 @@ pub struct IngestSummary {
 /// and the SIM change that follows it, re-sent files); past this many it starts afresh.
 const REMEMBERED_NUMBERS: usize = 100_000;
 
+/// One ingest stream: validates events, writes them in batches and acknowledges each batch after its commit.
 pub struct IngestSession {
     engine: Arc<Engine>,
     /// Inputs that were already exactly their own valid E.164 form in this stream.

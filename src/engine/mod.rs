@@ -45,20 +45,25 @@ pub use ingest::{DEFAULT_INGEST_BATCH_SIZE, IngestSession, IngestSummary, MAX_RE
 use number_cache::NumberCache;
 pub use sources::SourceDefinition;
 
+/// Why the engine did not do what it was asked; transports map [`EngineError::kind`].
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// A field of the request was refused.
     #[error(transparent)]
     Invalid(#[from] FieldError),
     /// Any store failure but an outage, which is [`EngineError::Unavailable`].
     #[error(transparent)]
     Store(StoreError),
+    /// The database is down; nothing is answered from partial data.
     #[error("the database is unavailable; numguard does not answer from partial data, retry later")]
     Unavailable,
+    /// What was named does not exist; the text says what.
     #[error("{0}")]
     NotFound(String),
     /// The ingest writer task ended without a result (it panicked).
     #[error("the ingest writer stopped unexpectedly")]
     WriterFailed,
+    /// The upstream providers could not be set up; the text says why.
     #[error("upstream look-ups cannot start: {0}")]
     UpstreamSetup(String),
 }
@@ -73,6 +78,7 @@ impl From<StoreError> for EngineError {
 }
 
 impl EngineError {
+    /// The error's kind, which each transport maps to its own codes.
     pub fn kind(&self) -> ErrorKind {
         match self {
             EngineError::Invalid(_) => ErrorKind::InvalidArgument,
@@ -84,12 +90,14 @@ impl EngineError {
     }
 }
 
+/// How the engine runs; `crate::settings` fills it from the server's settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Region for national-format numbers that come without one.
     pub default_region: Option<Region>,
     /// Upper bound for `max_age_hours`.
     pub max_lookback_hours: u32,
+    /// The verdict when the data cannot answer.
     pub policy: Policy,
     /// Numbers whose history is cached; 0 disables the cache.
     pub cache_capacity: u64,
@@ -99,7 +107,9 @@ pub struct EngineConfig {
     pub date_zone: FixedOffset,
     /// How often the database is pinged to tell whether it is up.
     pub health_interval: Duration,
+    /// Whether callers need API keys.
     pub auth: AuthMode,
+    /// Per-key rates and the in-flight limit.
     pub limits: Limits,
     /// Record which tenant checked which (hashed) number.
     pub access_log: bool,
@@ -139,10 +149,13 @@ impl Default for EngineConfig {
 /// A page of events and where the next one starts.
 #[derive(Debug)]
 pub struct EventPage {
+    /// The page's events, newest first.
     pub events: Vec<StoredEvent>,
+    /// Where the next page starts; `None` on the last page.
     pub next: Option<EventCursor>,
 }
 
+/// The application core: checks, ingest, alerts, webhooks and administration over one store, its caches and the in-memory catalog.
 pub struct Engine {
     store: Arc<dyn Store>,
     config: EngineConfig,
@@ -236,6 +249,7 @@ impl Engine {
             .await
     }
 
+    /// Whether callers need API keys.
     pub fn auth_mode(&self) -> AuthMode {
         self.auth.mode()
     }
@@ -277,6 +291,7 @@ impl Engine {
         IngestSession::new(self.clone())
     }
 
+    /// A page of stored events matching `query`, with the cursor of the next page.
     pub async fn list_events(&self, mut query: EventQuery) -> Result<EventPage, EngineError> {
         let limit = query.limit as usize;
         // One more row than asked tells whether another page exists.
@@ -294,6 +309,7 @@ impl Engine {
         Ok(EventPage { events, next })
     }
 
+    /// The current sources, with their scopes and freshness.
     pub fn sources(&self) -> Arc<SourceSet> {
         self.catalog.sources()
     }
@@ -304,6 +320,7 @@ impl Engine {
         Ok(())
     }
 
+    /// The current carrier registry.
     pub fn carriers(&self) -> Arc<CarrierRegistry> {
         self.catalog.carriers()
     }
@@ -388,6 +405,7 @@ impl Engine {
         }
     }
 
+    /// The current carrier ranges (longest-prefix table).
     pub fn ranges(&self) -> Arc<CarrierTable> {
         self.catalog.ranges()
     }

@@ -19,16 +19,21 @@ use crate::domain::event::EventFact;
 use crate::domain::number::{E164, ParsedNumber};
 use crate::store::StoreError;
 
+/// A number's events, shared between the cache and the checks reading it.
 pub type History = Arc<[EventFact]>;
 
+/// What a check needs to know of one number.
 #[derive(Debug, Clone)]
 pub struct NumberState {
+    /// Mobile, or mobile-capable, per the numbering plan.
     pub mobile: bool,
+    /// The number's events.
     pub history: History,
 }
 
 const STRIPES: usize = 1024;
 
+/// Numbers' histories kept in memory, with per-stripe epochs so a load that raced an ingest is not cached.
 pub struct NumberCache {
     /// `None` when caching is disabled (capacity 0): every check reads the store.
     cache: Option<Cache<E164, NumberState>>,
@@ -37,6 +42,7 @@ pub struct NumberCache {
 }
 
 impl NumberCache {
+    /// A cache of at most `capacity` numbers; 0 disables it.
     pub fn new(capacity: u64) -> Self {
         NumberCache {
             cache: (capacity > 0).then(|| Cache::new(capacity)),
@@ -64,6 +70,7 @@ impl NumberCache {
         cache.get(input)
     }
 
+    /// The number's state, from the cache or else from `load`, which is cached unless an ingest touched the number meanwhile.
     pub async fn get_or_load<F, Fut>(
         &self,
         number: &ParsedNumber,

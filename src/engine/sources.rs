@@ -24,8 +24,11 @@ const FRESHNESS_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// A source as an operator defines it.
 #[derive(Debug, Clone, Default)]
 pub struct SourceDefinition {
+    /// Its name.
     pub name: String,
+    /// From when it reports everything in its scopes; required.
     pub tracking_since: Option<DateTime<Utc>>,
+    /// What it sees, as given.
     pub scopes: Vec<RawScope>,
     /// `None`: fed by files, complete only up to declared cut-offs.
     pub max_lag: Option<chrono::Duration>,

@@ -26,9 +26,13 @@ const DELIVERIES_PER_TICK: u32 = 100;
 const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF_SECS: i64 = 300;
 
+/// `ended_reason` of a subscription past its `expire_at`.
 pub const ENDED_EXPIRED: &str = "SUBSCRIPTION_EXPIRED";
+/// `ended_reason` of a subscription that sent its `max_events`.
 pub const ENDED_MAX_EVENTS: &str = "MAX_EVENTS_REACHED";
+/// `ended_reason` of a deleted subscription.
 pub const ENDED_DELETED: &str = "SUBSCRIPTION_DELETED";
+/// `ended_reason` of a subscription whose sink token expired.
 pub const ENDED_TOKEN_EXPIRED: &str = "ACCESS_TOKEN_EXPIRED";
 /// Events scanned per store query for a subscription.
 const SCAN_PAGE: u32 = 1_000;
@@ -36,14 +40,21 @@ const SCAN_PAGE: u32 = 1_000;
 /// A subscription as asked for.
 #[derive(Debug, Clone)]
 pub struct NewSubscription {
+    /// Where events are POSTed: https, or http on loopback.
     pub sink: String,
+    /// The kinds sent; empty means all.
     pub kinds: Vec<EventKind>,
+    /// When it ends, if it does.
     pub expire_at: Option<DateTime<Utc>>,
+    /// It ends once this many events were sent.
     pub max_events: Option<u64>,
+    /// Bearer token sent to the sink.
     pub token: Option<String>,
+    /// When the token stops working; the subscription ends then.
     pub token_expire_at: Option<DateTime<Utc>>,
     /// One number's events rather than the watchlist's alerts.
     pub number: Option<E164>,
+    /// How its CloudEvents are written.
     pub format: CloudEventFormat,
 }
 
@@ -70,6 +81,7 @@ struct Batch {
 }
 
 impl Engine {
+    /// Makes a subscription for `tenant` that sends events from now on.
     pub async fn create_subscription(
         &self,
         tenant: &TenantName,
@@ -105,6 +117,7 @@ impl Engine {
         Ok(record.into())
     }
 
+    /// The tenant's subscriptions.
     pub async fn list_subscriptions(
         &self,
         tenant: &TenantName,

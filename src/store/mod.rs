@@ -23,6 +23,7 @@ use crate::error::ErrorKind;
 use crate::ranges::RangeEntry;
 use sql_store::SqlStore;
 
+/// Why a store operation failed; transports see only [`StoreError::kind`] and a message without database text where it matters.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or used right now; retrying later may work.
@@ -31,6 +32,7 @@ pub enum StoreError {
     /// The database URL names no supported backend.
     #[error("unsupported database URL {0:?}; use sqlite://FILE or postgres://...")]
     UnsupportedUrl(String),
+    /// The embedded migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// The database refuses writes (read-only); reads still work.
@@ -42,6 +44,7 @@ pub enum StoreError {
     /// A stored row does not read back as a valid value (edited by hand, or a bug).
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// Any other database failure.
     #[error("database error: {0}")]
     Other(#[source] sqlx::Error),
 }
@@ -102,6 +105,7 @@ fn classify(db: &dyn sqlx::error::DatabaseError) -> Option<Class> {
 }
 
 impl StoreError {
+    /// The error's kind, which each transport maps to its own codes.
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
@@ -138,28 +142,41 @@ pub enum Change {
 /// An API key as stored: never the key itself, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
+    /// The key's public id.
     pub id: String,
+    /// The tenant it belongs to.
     pub tenant: TenantName,
+    /// What it may do.
     pub scopes: Scopes,
+    /// SHA-256 of the whole key.
     pub hash: Vec<u8>,
+    /// When it was made.
     pub created_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
 /// Checks of one (hashed) number by one tenant within a span of time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRecord {
+    /// Who checked.
     pub tenant: TenantName,
+    /// The number, as its keyed hash.
     pub number_hash: String,
+    /// The first check in the span.
     pub first_at: DateTime<Utc>,
+    /// The last check in the span.
     pub last_at: DateTime<Utc>,
+    /// Checks in the span.
     pub checks: u64,
 }
 
 /// A stored event on a watched number, with the watching entries it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRow {
+    /// The event.
     pub event: StoredEvent,
+    /// The tenant's entries on its number that it concerns.
     pub customer_refs: Vec<String>,
     /// The earliest owner_since among those entries.
     pub owner_since: OwnerSince,
@@ -168,21 +185,32 @@ pub struct AlertRow {
 /// A webhook subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionRecord {
+    /// Its public id.
     pub id: String,
+    /// The tenant that made it.
     pub tenant: TenantName,
+    /// Where events are POSTed.
     pub sink: String,
+    /// The kinds sent; empty means all.
     pub kinds: Vec<EventKind>,
+    /// Bearer token sent to the sink.
     pub token: Option<String>,
+    /// When it ends, if it does.
     pub expire_at: Option<DateTime<Utc>>,
+    /// It ends once this many events were sent.
     pub max_events: Option<u64>,
+    /// Events sent so far.
     pub sent: u64,
     /// The last event id scanned for it.
     pub cursor: i64,
+    /// Why it ended; `None` while it runs.
     pub ended_reason: Option<String>,
+    /// When it was made.
     pub created_at: DateTime<Utc>,
     /// Follows this one number's events (a CAMARA subscription) rather than the tenant's
     /// watchlist.
     pub number: Option<E164>,
+    /// How its CloudEvents are written.
     pub format: CloudEventFormat,
     /// When the sink's bearer token stops working; the subscription ends then.
     pub token_expire_at: Option<DateTime<Utc>>,
@@ -210,17 +238,24 @@ impl From<SubscriptionRecord> for Subscription {
 /// A queued CloudEvent and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The queue row's id.
     pub id: i64,
+    /// The subscription it belongs to.
     pub subscription_id: String,
+    /// The CloudEvent, as JSON.
     pub body: String,
+    /// Attempts made so far.
     pub attempts: u32,
+    /// Where it goes.
     pub sink: String,
+    /// Bearer token for the sink.
     pub token: Option<String>,
 }
 
 /// One scan of the events after a position: the alerts found, and how far it read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertPage {
+    /// The alerts, in event id order.
     pub alerts: Vec<AlertRow>,
     /// The last event id the scan covered; `None` if there were no events to scan.
     pub scanned_to: Option<i64>,
@@ -229,6 +264,7 @@ pub struct AlertPage {
 /// What a batch insert did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InsertOutcome {
+    /// Events stored.
     pub inserted: u64,
     /// Events whose `(source, source_event_id)` was already stored (or repeated in the batch).
     pub duplicates: u64,
@@ -237,27 +273,36 @@ pub struct InsertOutcome {
 /// Keyset position for paging events newest-first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventCursor {
+    /// The last event's `occurred_at`.
     pub occurred_at: DateTime<Utc>,
+    /// The last event's id, which breaks ties.
     pub id: i64,
 }
 
+/// Which events to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
+    /// Only this number's events.
     pub number: Option<E164>,
     /// Empty means every kind.
     pub kinds: Vec<EventKind>,
+    /// Only events that occurred at or after this.
     pub since: Option<DateTime<Utc>>,
+    /// Only events that occurred before this.
     pub until: Option<DateTime<Utc>>,
     /// Only events strictly after this position in newest-first order.
     pub after: Option<EventCursor>,
+    /// At most this many.
     pub limit: u32,
 }
 
+/// Everything numguard keeps, on SQLite or PostgreSQL.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates or replaces a source's definition by name; its freshness state
     /// (`complete_until`) is kept.
     async fn upsert_source(&self, source: &Source) -> Result<(), StoreError>;
+    /// Every source, with its freshness.
     async fn list_sources(&self) -> Result<Vec<Source>, StoreError>;
     /// Moves a source's `complete_until` forward to `at` (never back); `false` when no
     /// source has that name.
@@ -288,7 +333,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a new key, creating its tenant if needed.
     async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    /// The key with this id, revoked or not.
     async fn find_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// Every key, revoked ones included.
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// Marks a key revoked; `false` if there is no such (unrevoked) key.
     async fn revoke_key(&self, id: &str) -> Result<bool, StoreError>;
@@ -298,9 +345,11 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantName,
         precision: TimePrecision,
     ) -> Result<bool, StoreError>;
+    /// The tenant's time precision (exact when unset).
     async fn time_precision(&self, tenant: &TenantName) -> Result<TimePrecision, StoreError>;
     /// The value of a setting, storing `initial` first if it has none (first writer wins).
     async fn setting_or_init(&self, name: &str, initial: &str) -> Result<String, StoreError>;
+    /// Appends records to the access log.
     async fn record_access(&self, records: &[AccessRecord]) -> Result<(), StoreError>;
     /// Access records of one hashed number, oldest first.
     async fn access_log(&self, number_hash: &str) -> Result<Vec<AccessRecord>, StoreError>;
@@ -313,6 +362,7 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantName,
         entries: &[WatchEntry],
     ) -> Result<u64, StoreError>;
+    /// Removes the tenant's entries with these refs; returns how many there were.
     async fn remove_watch(&self, tenant: &TenantName, refs: &[String]) -> Result<u64, StoreError>;
     /// Entries ordered by customer_ref, after `after`.
     async fn list_watch(
@@ -341,6 +391,7 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// Stores a new subscription.
     async fn create_subscription(&self, s: &SubscriptionRecord) -> Result<(), StoreError>;
     /// A tenant's subscriptions, or (with `None`) every active one.
     async fn subscriptions(
@@ -388,6 +439,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     open_with(url, StoreOptions::default()).await
 }
 
+/// Opens (creating and migrating as needed) the store a URL names, with options.
 pub async fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqlStore::new(

@@ -19,16 +19,22 @@ pub const MAX_INPUT_LEN: usize = 64;
 /// e.g. "phone_number is empty".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NumberError {
+    /// Nothing but spaces.
     #[error("is empty")]
     Empty,
+    /// Longer than any number could be written.
     #[error("is longer than {MAX_INPUT_LEN} characters")]
     TooLong,
+    /// A national number without a region to read it in.
     #[error("is not in E.164 form (+ and country code) and no region was given")]
     NoRegion,
+    /// Not readable as a number; libphonenumber's reason.
     #[error("is not a phone number: {0}")]
     Unparseable(String),
+    /// Readable, but not a valid number of its country.
     #[error("is not a valid phone number for its country")]
     Invalid,
+    /// It carries an extension.
     #[error("has an extension; give the number alone")]
     Extension,
 }
@@ -37,6 +43,7 @@ pub enum NumberError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Region(country::Id);
 
+/// A text that is not a known ISO 3166 region code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not an ISO 3166 region code known to the phone number metadata")]
 pub struct RegionError(String);
@@ -65,6 +72,7 @@ pub struct E164(String);
 /// What parsing learned about a number beyond its E.164 form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedNumber {
+    /// The number in E.164 form.
     pub e164: E164,
     /// Mobile, or mobile-capable where the plan cannot tell (NANP's fixed-line-or-mobile).
     pub mobile: bool,
@@ -142,6 +150,7 @@ impl ParsedNumber {
 }
 
 impl E164 {
+    /// Parses `input` (E.164, or national with `region`) and keeps only the E.164 form.
     pub fn parse(input: &str, region: Option<Region>) -> Result<Self, NumberError> {
         ParsedNumber::parse(input, region).map(|p| p.e164)
     }
@@ -152,6 +161,7 @@ impl E164 {
         E164(e164)
     }
 
+    /// The number as text, e.g. `+819012345678`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
