@@ -16,8 +16,9 @@ use crate::domain::source::{Source, SourceName};
 use crate::domain::watch::WatchEntry;
 use crate::ranges::RangeEntry;
 use crate::store::{
-    AccessRecord, AlertPage, Change, Delivery, EventQuery, InsertOutcome, KeyRecord, Store,
-    StoreError, SubscriptionRecord,
+    AccessLogStore, AccessRecord, AlertPage, CatalogStore, Change, ChangeFeed, Delivery,
+    EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, Store, StoreError,
+    SubscriptionRecord, SubscriptionStore, WatchlistStore,
 };
 
 /// A [`Store`] that reports its own outages to the engine's [`Availability`].
@@ -43,65 +44,87 @@ impl WatchedStore {
     }
 }
 
-/// Writes the `Store` impl: each method passes its arguments on and watches the result.
+/// Writes one store trait's impl: each method passes its arguments on and watches the
+/// result.
 macro_rules! watched {
-    ($(fn $name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
-        #[async_trait]
-        impl Store for WatchedStore {
-            $(
-                async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
-                    self.watch(self.inner.$name($($arg),*).await)
-                }
-            )*
-
-            fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
-                self.inner.take_changes()
+    ($($trait:ident { $(fn $name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)* })*) => {
+        $(
+            #[async_trait]
+            impl $trait for WatchedStore {
+                $(
+                    async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
+                        self.watch(self.inner.$name($($arg),*).await)
+                    }
+                )*
             }
-        }
+        )*
     };
 }
 
+/// A failed ping is watched like any call; the feed itself is handed on as it is.
+#[async_trait]
+impl ChangeFeed for WatchedStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.watch(self.inner.ping().await)
+    }
+
+    fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+        self.inner.take_changes()
+    }
+}
+
 watched! {
-    fn upsert_source(source: &Source) -> ();
-    fn list_sources() -> Vec<Source>;
-    fn advance_complete_until(name: &SourceName, at: DateTime<Utc>) -> bool;
-    fn upsert_carriers(carriers: &[Carrier]) -> ();
-    fn list_carriers() -> Vec<Carrier>;
-    fn insert_events(events: &[NewEvent]) -> InsertOutcome;
-    fn history(number: &E164) -> Vec<EventFact>;
-    fn histories(numbers: &[E164]) -> Vec<Vec<EventFact>>;
-    fn list_events(query: &EventQuery) -> Vec<StoredEvent>;
-    fn upsert_ranges(ranges: &[RangeEntry]) -> u64;
-    fn load_ranges() -> Vec<RangeEntry>;
-    fn ping() -> ();
-    fn create_key(key: &KeyRecord) -> ();
-    fn find_key(id: &str) -> Option<KeyRecord>;
-    fn list_keys() -> Vec<KeyRecord>;
-    fn revoke_key(id: &str) -> bool;
-    fn set_time_precision(tenant: &TenantName, precision: TimePrecision) -> bool;
-    fn time_precision(tenant: &TenantName) -> TimePrecision;
-    fn setting_or_init(name: &str, initial: &str) -> String;
-    fn record_access(records: &[AccessRecord]) -> ();
-    fn access_log(number_hash: &str) -> Vec<AccessRecord>;
-    fn purge_events(before: DateTime<Utc>) -> u64;
-    fn upsert_watch(tenant: &TenantName, entries: &[WatchEntry]) -> u64;
-    fn remove_watch(tenant: &TenantName, refs: &[String]) -> u64;
-    fn list_watch(tenant: &TenantName, after: Option<&str>, limit: u32) -> Vec<WatchEntry>;
-    fn alerts_after(tenant: &TenantName, after: i64, kinds: &[EventKind], limit: u32) -> AlertPage;
-    fn last_event_id() -> i64;
-    fn number_events_after(number: &E164, after: i64, kinds: &[EventKind], limit: u32)
-        -> Vec<StoredEvent>;
-    fn create_subscription(s: &SubscriptionRecord) -> ();
-    fn subscriptions(tenant: Option<&TenantName>) -> Vec<SubscriptionRecord>;
-    fn advance_subscription(
-        id: &str,
-        cursor: i64,
-        sent: u64,
-        ended: Option<&str>,
-        deliveries: &[(String, String)]
-    ) -> ();
-    fn due_deliveries(limit: u32) -> Vec<Delivery>;
-    fn finish_delivery(id: i64, delivered: bool, retry_at: DateTime<Utc>, error: Option<&str>)
-        -> ();
-    fn sink_gone(subscription_id: &str) -> ();
+    CatalogStore {
+        fn upsert_source(source: &Source) -> ();
+        fn list_sources() -> Vec<Source>;
+        fn advance_complete_until(name: &SourceName, at: DateTime<Utc>) -> bool;
+        fn upsert_carriers(carriers: &[Carrier]) -> ();
+        fn list_carriers() -> Vec<Carrier>;
+        fn upsert_ranges(ranges: &[RangeEntry]) -> u64;
+        fn load_ranges() -> Vec<RangeEntry>;
+    }
+    EventStore {
+        fn insert_events(events: &[NewEvent]) -> InsertOutcome;
+        fn history(number: &E164) -> Vec<EventFact>;
+        fn histories(numbers: &[E164]) -> Vec<Vec<EventFact>>;
+        fn list_events(query: &EventQuery) -> Vec<StoredEvent>;
+        fn purge_events(before: DateTime<Utc>) -> u64;
+        fn last_event_id() -> i64;
+        fn number_events_after(number: &E164, after: i64, kinds: &[EventKind], limit: u32)
+            -> Vec<StoredEvent>;
+    }
+    KeyStore {
+        fn create_key(key: &KeyRecord) -> ();
+        fn find_key(id: &str) -> Option<KeyRecord>;
+        fn list_keys() -> Vec<KeyRecord>;
+        fn revoke_key(id: &str) -> bool;
+        fn set_time_precision(tenant: &TenantName, precision: TimePrecision) -> bool;
+        fn time_precision(tenant: &TenantName) -> TimePrecision;
+    }
+    AccessLogStore {
+        fn setting_or_init(name: &str, initial: &str) -> String;
+        fn record_access(records: &[AccessRecord]) -> ();
+        fn access_log(number_hash: &str) -> Vec<AccessRecord>;
+    }
+    WatchlistStore {
+        fn upsert_watch(tenant: &TenantName, entries: &[WatchEntry]) -> u64;
+        fn remove_watch(tenant: &TenantName, refs: &[String]) -> u64;
+        fn list_watch(tenant: &TenantName, after: Option<&str>, limit: u32) -> Vec<WatchEntry>;
+        fn alerts_after(tenant: &TenantName, after: i64, kinds: &[EventKind], limit: u32) -> AlertPage;
+    }
+    SubscriptionStore {
+        fn create_subscription(s: &SubscriptionRecord) -> ();
+        fn subscriptions(tenant: Option<&TenantName>) -> Vec<SubscriptionRecord>;
+        fn advance_subscription(
+            id: &str,
+            cursor: i64,
+            sent: u64,
+            ended: Option<&str>,
+            deliveries: &[(String, String)]
+        ) -> ();
+        fn due_deliveries(limit: u32) -> Vec<Delivery>;
+        fn finish_delivery(id: i64, delivered: bool, retry_at: DateTime<Utc>, error: Option<&str>)
+            -> ();
+        fn sink_gone(subscription_id: &str) -> ();
+    }
 }

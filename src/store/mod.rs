@@ -296,9 +296,9 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
-/// Everything numguard keeps, on SQLite or PostgreSQL.
+/// Sources, the carrier registry and carrier ranges: what the engine's catalog is built from.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait CatalogStore: Send + Sync + 'static {
     /// Creates or replaces a source's definition by name; its freshness state
     /// (`complete_until`) is kept.
     async fn upsert_source(&self, source: &Source) -> Result<(), StoreError>;
@@ -315,6 +315,15 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_carriers(&self, carriers: &[Carrier]) -> Result<(), StoreError>;
     /// Every carrier, by id.
     async fn list_carriers(&self) -> Result<Vec<Carrier>, StoreError>;
+    /// Upserts by prefix (a later import wins); returns how many were written.
+    async fn upsert_ranges(&self, ranges: &[RangeEntry]) -> Result<u64, StoreError>;
+    /// Every range, in no particular order (prefixes are unique).
+    async fn load_ranges(&self) -> Result<Vec<RangeEntry>, StoreError>;
+}
+
+/// Events: the append-only log every answer is read from.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
     /// Inserts a batch in one transaction; returns after the commit.
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome, StoreError>;
     /// Every event of one number, in no particular order.
@@ -324,13 +333,23 @@ pub trait Store: Send + Sync + 'static {
     async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError>;
     /// Events newest `occurred_at` first (ties by id), filtered and paged.
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
-    /// Upserts by prefix (a later import wins); returns how many were written.
-    async fn upsert_ranges(&self, ranges: &[RangeEntry]) -> Result<u64, StoreError>;
-    /// Every range, in no particular order (prefixes are unique).
-    async fn load_ranges(&self) -> Result<Vec<RangeEntry>, StoreError>;
-    /// A cheap round trip, for health checks.
-    async fn ping(&self) -> Result<(), StoreError>;
+    /// Deletes events that occurred before `before`; returns how many.
+    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// The highest event id stored (0 if none).
+    async fn last_event_id(&self) -> Result<i64, StoreError>;
+    /// Up to `limit` events (of `kinds`) on one number after id `after`, in id order.
+    async fn number_events_after(
+        &self,
+        number: &E164,
+        after: i64,
+        kinds: &[EventKind],
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+}
 
+/// API keys and tenants.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new key, creating its tenant if needed.
     async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
     /// The key with this id, revoked or not.
@@ -347,15 +366,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// The tenant's time precision (exact when unset).
     async fn time_precision(&self, tenant: &TenantName) -> Result<TimePrecision, StoreError>;
+}
+
+/// Who checked which (hashed) number, and the database's own settings such as the hashes' pepper.
+#[async_trait]
+pub trait AccessLogStore: Send + Sync + 'static {
     /// The value of a setting, storing `initial` first if it has none (first writer wins).
     async fn setting_or_init(&self, name: &str, initial: &str) -> Result<String, StoreError>;
     /// Appends records to the access log.
     async fn record_access(&self, records: &[AccessRecord]) -> Result<(), StoreError>;
     /// Access records of one hashed number, oldest first.
     async fn access_log(&self, number_hash: &str) -> Result<Vec<AccessRecord>, StoreError>;
-    /// Deletes events that occurred before `before`; returns how many.
-    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
 
+/// Tenants' watched numbers and the alerts on them.
+#[async_trait]
+pub trait WatchlistStore: Send + Sync + 'static {
     /// Adds or replaces entries by customer_ref.
     async fn upsert_watch(
         &self,
@@ -380,17 +406,11 @@ pub trait Store: Send + Sync + 'static {
         kinds: &[EventKind],
         limit: u32,
     ) -> Result<AlertPage, StoreError>;
-    /// The highest event id stored (0 if none).
-    async fn last_event_id(&self) -> Result<i64, StoreError>;
-    /// Up to `limit` events (of `kinds`) on one number after id `after`, in id order.
-    async fn number_events_after(
-        &self,
-        number: &E164,
-        after: i64,
-        kinds: &[EventKind],
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StoreError>;
+}
 
+/// Webhook subscriptions and their queued deliveries.
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync + 'static {
     /// Stores a new subscription.
     async fn create_subscription(&self, s: &SubscriptionRecord) -> Result<(), StoreError>;
     /// A tenant's subscriptions, or (with `None`) every active one.
@@ -420,11 +440,42 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// The sink answered 410 Gone: the subscription ends and nothing more is sent.
     async fn sink_gone(&self, subscription_id: &str) -> Result<(), StoreError>;
+}
 
+/// The database's liveness, and the changes other replicas make through it.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync + 'static {
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
     /// The feed of changes made through the database by any process, for backends that
     /// several replicas share; `None` where this process is the only writer (SQLite).
     /// It can be taken once.
     fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>>;
+}
+
+/// Everything numguard keeps, on SQLite or PostgreSQL: one trait per concern, so each part
+/// of the engine can be given only the part of the store it uses.
+pub trait Store:
+    CatalogStore
+    + EventStore
+    + KeyStore
+    + AccessLogStore
+    + WatchlistStore
+    + SubscriptionStore
+    + ChangeFeed
+{
+}
+
+impl<
+    T: CatalogStore
+        + EventStore
+        + KeyStore
+        + AccessLogStore
+        + WatchlistStore
+        + SubscriptionStore
+        + ChangeFeed,
+> Store for T
+{
 }
 
 /// Settings that are not part of a database URL.

@@ -13,8 +13,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::sql::queue::{self, Queue};
 use super::sql::{self, count, micros, optional_time_at, time_at};
 use super::{
-    AccessRecord, AlertPage, Change, Delivery, EventQuery, InsertOutcome, KeyRecord, Store,
-    StoreError, SubscriptionRecord,
+    AccessLogStore, AccessRecord, AlertPage, CatalogStore, Change, ChangeFeed, Delivery,
+    EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, StoreError, SubscriptionRecord,
+    SubscriptionStore, WatchlistStore,
 };
 use crate::domain::auth::{TenantName, TimePrecision};
 use crate::domain::carrier::Carrier;
@@ -158,9 +159,13 @@ where
 
 const SELECT_KEYS: &str = "SELECT id, tenant, scopes, hash, created_at, revoked_at FROM api_keys";
 
-#[async_trait]
-impl<B> Store for SqlStore<B>
-where
+/// Writes `impl $trait for SqlStore<B>` with the bounds the generic statements need, so
+/// the bounds are written once for the seven store traits.
+macro_rules! sql_impl {
+    ($trait:ident { $($body:tt)* }) => {
+        #[async_trait]
+        impl<B> $trait for SqlStore<B>
+        where
     B: Backend,
     <B::Db as Database>::Arguments: IntoArguments<B::Db>,
     for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
@@ -171,7 +176,13 @@ where
     for<'t> Option<i64>: Encode<'t, B::Db> + Decode<'t, B::Db> + Type<B::Db>,
     for<'t> bool: Encode<'t, B::Db> + Decode<'t, B::Db> + Type<B::Db>,
     for<'t> Vec<u8>: Encode<'t, B::Db> + Decode<'t, B::Db> + Type<B::Db>,
-{
+        {
+            $($body)*
+        }
+    };
+}
+
+sql_impl!(CatalogStore {
     async fn upsert_source(&self, source: &Source) -> Result<(), StoreError> {
         let columns = sql::SourceColumns::of(source);
         let mut upsert = QueryBuilder::new(
@@ -245,6 +256,37 @@ where
         .collect()
     }
 
+    async fn upsert_ranges(&self, ranges: &[RangeEntry]) -> Result<u64, StoreError> {
+        let now = micros(Utc::now());
+        let statements = chunked(
+            ranges,
+            "INSERT INTO carrier_ranges (prefix, carrier, updated_at) ",
+            " ON CONFLICT (prefix) DO UPDATE SET carrier = excluded.carrier, \
+             updated_at = excluded.updated_at",
+            |row, r| {
+                row.push_bind(r.prefix.as_str().to_string())
+                    .push_bind(r.carrier.clone())
+                    .push_bind(now);
+            },
+        );
+        let written = write_all(self.backend.writer(), statements).await?;
+        self.backend.announce(Announce::Ranges).await?;
+        Ok(written)
+    }
+
+    async fn load_ranges(&self) -> Result<Vec<RangeEntry>, StoreError> {
+        read(
+            self.backend.reader(),
+            QueryBuilder::new("SELECT prefix, carrier FROM carrier_ranges"),
+        )
+        .await?
+        .iter()
+        .map(|row| sql::range_from(row.try_get("prefix")?, row.try_get("carrier")?))
+        .collect()
+    }
+});
+
+sql_impl!(EventStore {
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome, StoreError> {
         self.backend.insert_events(events).await
     }
@@ -277,40 +319,43 @@ where
             .collect()
     }
 
-    async fn upsert_ranges(&self, ranges: &[RangeEntry]) -> Result<u64, StoreError> {
-        let now = micros(Utc::now());
-        let statements = chunked(
-            ranges,
-            "INSERT INTO carrier_ranges (prefix, carrier, updated_at) ",
-            " ON CONFLICT (prefix) DO UPDATE SET carrier = excluded.carrier, \
-             updated_at = excluded.updated_at",
-            |row, r| {
-                row.push_bind(r.prefix.as_str().to_string())
-                    .push_bind(r.carrier.clone())
-                    .push_bind(now);
-            },
-        );
-        let written = write_all(self.backend.writer(), statements).await?;
-        self.backend.announce(Announce::Ranges).await?;
-        Ok(written)
+    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut delete = QueryBuilder::new("DELETE FROM events WHERE occurred_at < ");
+        delete.push_bind(micros(before));
+        write(self.backend.writer(), delete).await
     }
 
-    async fn load_ranges(&self) -> Result<Vec<RangeEntry>, StoreError> {
+    async fn last_event_id(&self) -> Result<i64, StoreError> {
+        let rows = read(
+            self.backend.reader(),
+            QueryBuilder::new("SELECT COALESCE(MAX(id), 0) AS last FROM events"),
+        )
+        .await?;
+        match rows.first() {
+            Some(row) => Ok(row.try_get("last")?),
+            None => Ok(0),
+        }
+    }
+
+    async fn number_events_after(
+        &self,
+        number: &E164,
+        after: i64,
+        kinds: &[EventKind],
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         read(
             self.backend.reader(),
-            QueryBuilder::new("SELECT prefix, carrier FROM carrier_ranges"),
+            sql::number_events_after(number, after, kinds, limit),
         )
         .await?
         .iter()
-        .map(|row| sql::range_from(row.try_get("prefix")?, row.try_get("carrier")?))
+        .map(sql::stored_event_from)
         .collect()
     }
+});
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        read(self.backend.reader(), QueryBuilder::new("SELECT 1")).await?;
-        Ok(())
-    }
-
+sql_impl!(KeyStore {
     async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         let mut tenant = QueryBuilder::new("INSERT INTO tenants (name, created_at) VALUES (");
         tenant
@@ -387,7 +432,9 @@ where
             None => Ok(TimePrecision::default()),
         }
     }
+});
 
+sql_impl!(AccessLogStore {
     async fn setting_or_init(&self, name: &str, initial: &str) -> Result<String, StoreError> {
         let mut insert = QueryBuilder::new("INSERT INTO settings (name, value) VALUES (");
         insert
@@ -445,13 +492,9 @@ where
             })
             .collect()
     }
+});
 
-    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut delete = QueryBuilder::new("DELETE FROM events WHERE occurred_at < ");
-        delete.push_bind(micros(before));
-        write(self.backend.writer(), delete).await
-    }
-
+sql_impl!(WatchlistStore {
     async fn upsert_watch(
         &self,
         tenant: &TenantName,
@@ -560,36 +603,9 @@ where
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(sql::group_alerts(rows))
     }
+});
 
-    async fn last_event_id(&self) -> Result<i64, StoreError> {
-        let rows = read(
-            self.backend.reader(),
-            QueryBuilder::new("SELECT COALESCE(MAX(id), 0) AS last FROM events"),
-        )
-        .await?;
-        match rows.first() {
-            Some(row) => Ok(row.try_get("last")?),
-            None => Ok(0),
-        }
-    }
-
-    async fn number_events_after(
-        &self,
-        number: &E164,
-        after: i64,
-        kinds: &[EventKind],
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        read(
-            self.backend.reader(),
-            sql::number_events_after(number, after, kinds, limit),
-        )
-        .await?
-        .iter()
-        .map(sql::stored_event_from)
-        .collect()
-    }
-
+sql_impl!(SubscriptionStore {
     async fn create_subscription(&self, s: &SubscriptionRecord) -> Result<(), StoreError> {
         write(self.backend.writer(), Queue::insert_subscription(s)).await?;
         Ok(())
@@ -657,11 +673,18 @@ where
         .await?;
         Ok(())
     }
+});
+
+sql_impl!(ChangeFeed {
+    async fn ping(&self) -> Result<(), StoreError> {
+        read(self.backend.reader(), QueryBuilder::new("SELECT 1")).await?;
+        Ok(())
+    }
 
     fn take_changes(&self) -> Option<UnboundedReceiver<Change>> {
         self.backend.take_changes()
     }
-}
+});
 
 /// Reads a row of [`SELECT_KEYS`].
 fn key_from<R>(row: &R) -> Result<KeyRecord, StoreError>
