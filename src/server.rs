@@ -110,8 +110,8 @@ pub async fn run_with(
     }
     tracing::info!(
         addr = %listener.local_addr()?,
-        ranges = engine.ranges().len(),
-        sources = engine.sources().iter().count(),
+        ranges = engine.catalog.ranges().len(),
+        sources = engine.catalog.sources().iter().count(),
         "numguard serving"
     );
     // Once shutdown is asked for, in-flight requests get a grace period; clients that keep
@@ -195,6 +195,7 @@ async fn reload_upstreams_on_hangup(engine: Weak<Engine>, path: std::path::PathB
                 .and_then(|providers| {
                     let settings = engine.config().upstream.settings.clone();
                     engine
+                        .catalog
                         .reload_upstreams(UpstreamConfig {
                             providers,
                             settings,

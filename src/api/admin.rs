@@ -96,7 +96,7 @@ impl AdminApi {
         request: Request<pb::Source>,
     ) -> Result<Response<pb::Source>, Status> {
         let definition = source_definition_from_pb(request.get_ref())?;
-        let source = self.engine.upsert_source(definition).await?;
+        let source = self.engine.catalog.upsert_source(definition).await?;
         tracing::info!(source = %source.name, "source upserted");
         Ok(Response::new(source_to_pb(&source, Utc::now())))
     }
@@ -107,7 +107,7 @@ impl AdminApi {
     ) -> Result<Response<pb::Source>, Status> {
         let req = request.into_inner();
         let until = optional_datetime(Field::CompleteUntil, req.complete_until.as_ref())?;
-        let source = self.engine.heartbeat(&req.source, until).await?;
+        let source = self.engine.catalog.heartbeat(&req.source, until).await?;
         tracing::debug!(source = %source.name, "source heard from");
         Ok(Response::new(source_to_pb(&source, Utc::now())))
     }
@@ -117,7 +117,7 @@ impl AdminApi {
         request: Request<pb::ListCarriersRequest>,
     ) -> Result<Response<pb::ListCarriersResponse>, Status> {
         let req = request.into_inner();
-        let carriers = self.engine.carriers();
+        let carriers = self.engine.catalog.carriers();
         Ok(Response::new(pb::ListCarriersResponse {
             carriers: carriers
                 .iter()
@@ -132,7 +132,7 @@ impl AdminApi {
         &self,
         request: Request<pb::GetCarrierRequest>,
     ) -> Result<Response<pb::Carrier>, Status> {
-        let carrier = self.engine.carrier(&request.get_ref().id)?;
+        let carrier = self.engine.catalog.carrier(&request.get_ref().id)?;
         Ok(Response::new(carrier_to_pb(&carrier)))
     }
 
@@ -141,7 +141,7 @@ impl AdminApi {
         request: Request<pb::Carrier>,
     ) -> Result<Response<pb::Carrier>, Status> {
         let carrier = carrier_from_pb(request.get_ref())?;
-        let carrier = self.engine.upsert_carrier(carrier).await?;
+        let carrier = self.engine.catalog.upsert_carrier(carrier).await?;
         tracing::info!(carrier = %carrier.id, "carrier upserted");
         Ok(Response::new(carrier_to_pb(&carrier)))
     }
@@ -151,13 +151,17 @@ impl AdminApi {
         request: Request<pb::AddCarrierAliasesRequest>,
     ) -> Result<Response<pb::Carrier>, Status> {
         let req = request.into_inner();
-        let carrier = self.engine.alias_carrier(&req.id, &req.aliases).await?;
+        let carrier = self
+            .engine
+            .catalog
+            .alias_carrier(&req.id, &req.aliases)
+            .await?;
         tracing::info!(carrier = %carrier.id, "carrier aliases added");
         Ok(Response::new(carrier_to_pb(&carrier)))
     }
 
     async fn do_list_sources(&self) -> Result<Response<pb::ListSourcesResponse>, Status> {
-        let sources = self.engine.sources();
+        let sources = self.engine.catalog.sources();
         let now = Utc::now();
         Ok(Response::new(pb::ListSourcesResponse {
             sources: sources.iter().map(|s| source_to_pb(s, now)).collect(),
@@ -188,7 +192,7 @@ impl AdminApi {
                 Ok(RangeEntry { prefix, carrier })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let imported = self.engine.import_ranges(ranges).await?;
+        let imported = self.engine.catalog.import_ranges(ranges).await?;
         tracing::info!(
             upserted = imported.written,
             total = imported.total,
@@ -217,9 +221,10 @@ impl AdminApi {
         let req = request.into_inner();
         let number =
             self.engine
+                .checks
                 .parse_number(Field::PhoneNumber, &req.phone_number, &req.region)?;
-        let ranges = self.engine.ranges();
-        let carriers = self.engine.carriers();
+        let ranges = self.engine.catalog.ranges();
+        let carriers = self.engine.catalog.carriers();
         let found = ranges.lookup(number.e164.digits());
         Ok(Response::new(pb::LookupRangeResponse {
             phone_number: number.e164.to_string(),

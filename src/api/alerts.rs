@@ -70,7 +70,11 @@ impl AlertsApi {
                 }
             }
         }
-        let (upserted, mut errors) = self.engine.upsert_watch(&caller.tenant, entries).await?;
+        let (upserted, mut errors) = self
+            .engine
+            .alerts
+            .upsert_watch(&caller.tenant, entries)
+            .await?;
         for (i, err) in bad_times {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             match errors.iter_mut().find(|(at, _)| *at == index) {
@@ -94,7 +98,11 @@ impl AlertsApi {
     ) -> Result<Response<pb::RemoveWatchResponse>, Status> {
         let (caller, req) = admitted(request)?;
         let refs = req.customer_refs;
-        let removed = self.engine.remove_watch(&caller.tenant, &refs).await?;
+        let removed = self
+            .engine
+            .alerts
+            .remove_watch(&caller.tenant, &refs)
+            .await?;
         Ok(Response::new(pb::RemoveWatchResponse { removed }))
     }
 
@@ -105,7 +113,11 @@ impl AlertsApi {
         let (caller, req) = admitted(request)?;
         let limit = page_size(req.page_size)?;
         let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
-        let (page, next) = self.engine.list_watch(&caller.tenant, after, limit).await?;
+        let (page, next) = self
+            .engine
+            .alerts
+            .list_watch(&caller.tenant, after, limit)
+            .await?;
         Ok(Response::new(pb::ListWatchResponse {
             entries: page.into_iter().map(|w| self.entry_to_pb(w)).collect(),
             next_page_token: next.unwrap_or_default(),
@@ -143,7 +155,11 @@ impl AlertsApi {
             token: Some(req.sink_token),
             ..NewSubscription::default()
         };
-        let created = self.engine.create_subscription(&caller.tenant, new).await?;
+        let created = self
+            .engine
+            .webhooks
+            .create_subscription(&caller.tenant, new)
+            .await?;
         Ok(Response::new(subscription_to_pb(created)))
     }
 
@@ -152,7 +168,11 @@ impl AlertsApi {
         request: Request<pb::ListSubscriptionsRequest>,
     ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
         let (caller, _) = admitted(request)?;
-        let subscriptions = self.engine.list_subscriptions(&caller.tenant).await?;
+        let subscriptions = self
+            .engine
+            .webhooks
+            .list_subscriptions(&caller.tenant)
+            .await?;
         Ok(Response::new(pb::ListSubscriptionsResponse {
             subscriptions: subscriptions.into_iter().map(subscription_to_pb).collect(),
         }))
@@ -165,6 +185,7 @@ impl AlertsApi {
         let (caller, req) = admitted(request)?;
         let id = req.id;
         self.engine
+            .webhooks
             .delete_subscription(&caller.tenant, &id, None)
             .await?;
         Ok(Response::new(pb::DeleteSubscriptionResponse {}))
@@ -227,6 +248,7 @@ impl pb::alerts_server::Alerts for AlertsApi {
         let kinds = kinds_from_pb(&req.kinds)?;
         let alerts = self
             .engine
+            .alerts
             .alerts(principal.tenant.clone(), req.resume_after, kinds)
             .await?;
         let precision = principal.precision;

@@ -89,6 +89,7 @@ impl NumberCheckApi {
         let (caller, req) = admitted(request)?;
         let (number, decision) = self
             .engine
+            .checks
             .check(
                 &caller.tenant,
                 &CheckRequest {
@@ -150,6 +151,7 @@ async fn answer_rows(
         rows.iter().map(check_request).collect();
     let valid: Vec<CheckRequest<'_>> = requests.iter().flatten().copied().collect();
     let mut answers = engine
+        .checks
         .check_many(&caller.tenant, &valid, memo)
         .await?
         .into_iter();

@@ -29,7 +29,7 @@ impl pb::events_server::Events for EventsApi {
         request: Request<Streaming<pb::Event>>,
     ) -> Result<Response<pb::IngestSummary>, Status> {
         let mut stream = request.into_inner();
-        let mut session = self.engine.ingest();
+        let mut session = self.engine.ingest.session();
         let mut index = 0u64;
         // A transport error ends the stream: what was committed stays, nothing is
         // acknowledged, and a re-send is deduplicated.
@@ -79,6 +79,7 @@ impl EventsApi {
         } else {
             Some(
                 self.engine
+                    .checks
                     .parse_number(Field::PhoneNumber, &req.phone_number, &req.region)?
                     .e164,
             )
@@ -93,7 +94,7 @@ impl EventsApi {
             after: decode_page_token(&req.page_token)?,
             limit,
         };
-        let page = self.engine.list_events(query).await?;
+        let page = self.engine.admin.list_events(query).await?;
         Ok(Response::new(pb::ListEventsResponse {
             events: page.events.into_iter().map(stored_event).collect(),
             next_page_token: page.next.map(encode_page_token).unwrap_or_default(),

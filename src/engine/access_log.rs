@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::domain::auth::{TenantName, hex};
 use crate::domain::number::E164;
-use crate::store::{AccessRecord, Store, StoreError};
+use crate::store::{AccessLogStore, AccessRecord, StoreError};
 
 const PEPPER_SETTING: &str = "access_pepper";
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -50,7 +50,7 @@ pub struct AccessLog {
 }
 
 /// The pepper of this database, created on first use.
-pub async fn pepper(store: &dyn Store) -> Result<String, StoreError> {
+pub async fn pepper(store: &dyn AccessLogStore) -> Result<String, StoreError> {
     let fresh = hex(&rand::random::<[u8; 32]>());
     store.setting_or_init(PEPPER_SETTING, &fresh).await
 }
@@ -79,7 +79,7 @@ pub fn number_hash(pepper: &str, number: &E164) -> String {
 
 impl AccessLog {
     /// Reads (or creates) the database's pepper and starts the writer task.
-    pub async fn start(store: Arc<dyn Store>) -> Result<AccessLog, StoreError> {
+    pub async fn start(store: Arc<dyn AccessLogStore>) -> Result<AccessLog, StoreError> {
         let pepper = pepper(store.as_ref()).await?;
         let (queue, entries) = mpsc::unbounded_channel();
         tokio::spawn(write_entries(store, entries));
@@ -129,7 +129,10 @@ struct Seen {
     checks: u64,
 }
 
-async fn write_entries(store: Arc<dyn Store>, mut entries: mpsc::UnboundedReceiver<Message>) {
+async fn write_entries(
+    store: Arc<dyn AccessLogStore>,
+    mut entries: mpsc::UnboundedReceiver<Message>,
+) {
     let mut pending = Pending::new();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     loop {
@@ -165,7 +168,7 @@ async fn write_entries(store: Arc<dyn Store>, mut entries: mpsc::UnboundedReceiv
     }
 }
 
-async fn flush(store: &dyn Store, pending: &mut Pending) {
+async fn flush(store: &dyn AccessLogStore, pending: &mut Pending) {
     let mut records: Vec<(&NumberHash, &TenantName, &Seen)> = pending
         .iter()
         .flat_map(|(tenant, numbers)| numbers.iter().map(move |(hash, seen)| (hash, tenant, seen)))

@@ -12,16 +12,18 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use super::EngineError;
+use super::check::CheckService;
+use super::commits::Commits;
 use super::number_cache::NumberState;
-use super::{Engine, EngineError};
 use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::auth::TenantName;
-use crate::domain::decision::{Decision, MaxAge};
+use crate::domain::decision::Decision;
 use crate::domain::event::{EventKind, StoredEvent};
 use crate::domain::number::ParsedNumber;
 use crate::domain::watch::WatchEntry;
-use crate::store::AlertRow;
+use crate::store::{AlertRow, EventStore, WatchlistStore};
 
 /// Events scanned per store query.
 const PAGE: u32 = 1_000;
@@ -60,7 +62,17 @@ pub struct Alert {
     pub decision: Decision,
 }
 
-impl Engine {
+/// Watchlists and the alerts on them: entries are validated like checks, alerts are
+/// scanned from the store and decided as of their event, and streams share their scans.
+pub struct AlertService {
+    pub(super) watchlist: Arc<dyn WatchlistStore>,
+    pub(super) events: Arc<dyn EventStore>,
+    pub(super) checks: Arc<CheckService>,
+    pub(super) commits: Commits,
+    pub(super) pages: SharedPages,
+}
+
+impl AlertService {
     /// Stores the valid entries (the last one wins for a repeated customer_ref) and
     /// returns how many, with `(index, reason)` for each refused entry.
     pub async fn upsert_watch(
@@ -86,10 +98,10 @@ impl Engine {
         let upserted = if valid.is_empty() {
             0
         } else {
-            self.store.upsert_watch(tenant, &valid).await?
+            self.watchlist.upsert_watch(tenant, &valid).await?
         };
         // Shared scans were made with the old watchlist.
-        self.alert_pages.invalidate_all();
+        self.pages.invalidate_all();
         Ok((upserted, errors))
     }
 
@@ -105,9 +117,11 @@ impl Engine {
             ));
         }
         let number = self
+            .checks
             .parse_number(Field::PhoneNumber, &raw.phone_number, &raw.region)?
             .e164;
         let owner_since = self
+            .checks
             .owner_since(raw.owner_since, &raw.owner_since_date)?
             .ok_or_else(|| {
                 FieldError::new(
@@ -128,8 +142,8 @@ impl Engine {
         tenant: &TenantName,
         refs: &[String],
     ) -> Result<u64, EngineError> {
-        let removed = self.store.remove_watch(tenant, refs).await?;
-        self.alert_pages.invalidate_all();
+        let removed = self.watchlist.remove_watch(tenant, refs).await?;
+        self.pages.invalidate_all();
         Ok(removed)
     }
 
@@ -141,7 +155,7 @@ impl Engine {
         limit: u32,
     ) -> Result<(Vec<WatchEntry>, Option<String>), EngineError> {
         let mut page = self
-            .store
+            .watchlist
             .list_watch(tenant, after, limit.saturating_add(1))
             .await?;
         let next = if page.len() > limit as usize {
@@ -162,7 +176,7 @@ impl Engine {
         kinds: Vec<EventKind>,
     ) -> Result<mpsc::Receiver<Result<Alert, EngineError>>, EngineError> {
         let cursor = match resume_after {
-            0 => self.store.last_event_id().await?,
+            0 => self.events.last_event_id().await?,
             n => i64::try_from(n).unwrap_or(i64::MAX),
         };
         tracing::debug!(
@@ -175,11 +189,6 @@ impl Engine {
         Ok(rx)
     }
 
-    /// Bumps the commit signal that live alert streams wait on.
-    pub(super) fn events_committed(&self) {
-        self.commits.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
     /// The check of the alert's number as of its event, for the earliest watching entry.
     async fn alert_decision(&self, row: &AlertRow) -> Result<Decision, EngineError> {
         let e164 = &row.event.event.number;
@@ -187,8 +196,9 @@ impl Engine {
             EngineError::Invalid(FieldError::new(Field::PhoneNumber, e.to_string()))
         })?;
         let state = self
+            .checks
             .numbers
-            .get_or_load(&number, || self.store.history(e164))
+            .get_or_load(&number, || self.events.history(e164))
             .await?;
         let at = row.event.event.fact.occurred_at;
         let as_of_event = NumberState {
@@ -201,8 +211,10 @@ impl Engine {
                 .collect::<Vec<_>>()
                 .into(),
         };
-        let max_age = MaxAge::new(0, self.config.max_lookback_hours)?;
-        Ok(self.decide_at(at, e164, &as_of_event, max_age, Some(row.owner_since), &[]))
+        let max_age = self.checks.max_age(0)?;
+        Ok(self
+            .checks
+            .decide_at(at, e164, &as_of_event, max_age, Some(row.owner_since), &[]))
     }
 }
 
@@ -228,7 +240,9 @@ pub(super) fn shared_pages() -> SharedPages {
         .build()
 }
 
-impl Engine {
+impl AlertService {
+    /// One page of the tenant's alerts after `cursor`, shared with the streams at the same
+    /// position.
     pub(super) async fn scan(
         &self,
         tenant: &TenantName,
@@ -237,11 +251,14 @@ impl Engine {
     ) -> Result<Arc<ScannedPage>, EngineError> {
         let key = (tenant.clone(), cursor, kinds.to_vec());
         let cell = self
-            .alert_pages
+            .pages
             .get_with(key.clone(), || Arc::new(tokio::sync::OnceCell::new()));
         let page = cell
             .get_or_try_init(|| async {
-                let page = self.store.alerts_after(tenant, cursor, kinds, PAGE).await?;
+                let page = self
+                    .watchlist
+                    .alerts_after(tenant, cursor, kinds, PAGE)
+                    .await?;
                 let mut alerts = Vec::with_capacity(page.alerts.len());
                 for row in page.alerts {
                     let decision = self.alert_decision(&row).await?;
@@ -260,14 +277,14 @@ impl Engine {
             .await?
             .clone();
         if page.scanned_to.is_none() {
-            self.alert_pages.invalidate(&key);
+            self.pages.invalidate(&key);
         }
         Ok(page)
     }
 }
 
 async fn stream_alerts(
-    engine: Arc<Engine>,
+    service: Arc<AlertService>,
     tenant: TenantName,
     mut cursor: i64,
     mut kinds: Vec<EventKind>,
@@ -275,11 +292,11 @@ async fn stream_alerts(
 ) {
     kinds.sort();
     kinds.dedup();
-    let mut commits = engine.commits.subscribe();
+    let mut commits = service.commits.subscribe();
     loop {
         // Seen before reading, so a commit during the read triggers another round.
         commits.borrow_and_update();
-        let page = match engine.scan(&tenant, cursor, &kinds).await {
+        let page = match service.scan(&tenant, cursor, &kinds).await {
             Ok(page) => page,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;

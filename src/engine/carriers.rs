@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{Engine, EngineError, dedup_keep_last};
+use super::catalog::Catalog;
+use super::{EngineError, dedup_keep_last};
 use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::carrier::{Carrier, CarrierId, CarrierRegistry, ResolveError, provisional_id};
@@ -30,7 +31,7 @@ pub(super) struct Unregistered {
 
 impl Unregistered {
     /// The id `name` resolves to in `registry`; an unknown name gets a provisional id,
-    /// remembered for [`Engine::register_unreviewed`], when `register` is on.
+    /// remembered for [`Catalog::register_unreviewed`], when `register` is on.
     pub fn resolve(
         &mut self,
         registry: &CarrierRegistry,
@@ -63,7 +64,7 @@ impl Unregistered {
     }
 }
 
-impl Engine {
+impl Catalog {
     /// Registers the carriers a batch named that nobody registered, as unreviewed.
     pub(super) async fn register_unreviewed(
         &self,
@@ -97,7 +98,7 @@ impl Engine {
     /// prefix's country; a range whose name resolves to none is refused, the rest kept.
     pub async fn import_ranges(&self, ranges: Vec<RangeEntry>) -> Result<RangeImport, EngineError> {
         let registry = self.carriers();
-        let register = self.config.register_unknown_carriers;
+        let register = self.register_unknown;
         let mut unregistered = Unregistered::default();
         let mut errors = Vec::new();
         let mut accepted = Vec::with_capacity(ranges.len());
@@ -118,7 +119,7 @@ impl Engine {
         self.reload_ranges().await?;
         Ok(RangeImport {
             written,
-            total: self.catalog.ranges().len() as u64,
+            total: self.ranges().len() as u64,
             errors,
         })
     }

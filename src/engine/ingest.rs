@@ -13,11 +13,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::carriers::Unregistered;
-use super::{Engine, EngineError};
+use super::catalog::Catalog;
+use super::commits::Commits;
+use super::number_cache::NumberCache;
+use super::{EngineConfig, EngineError};
 use crate::domain::event::{NewEvent, RawEvent};
 use crate::domain::number::{E164, calling_code};
 use crate::domain::source::SourceName;
-use crate::store::InsertOutcome;
+use crate::store::{EventStore, InsertOutcome};
 
 /// Events per transaction unless configured otherwise.
 pub const DEFAULT_INGEST_BATCH_SIZE: u64 = 50_000;
@@ -42,9 +45,27 @@ pub struct IngestSummary {
 /// and the SIM change that follows it, re-sent files); past this many it starts afresh.
 const REMEMBERED_NUMBERS: usize = 100_000;
 
-/// One ingest stream: validates events, writes them in batches and acknowledges each batch after its commit.
+/// Takes in events: validates them against the catalog, commits them in batches, drops the
+/// cached histories they change and signals the commit to alert streams and webhooks.
+pub struct IngestService {
+    pub(super) events: Arc<dyn EventStore>,
+    pub(super) catalog: Arc<Catalog>,
+    pub(super) numbers: Arc<NumberCache>,
+    pub(super) commits: Commits,
+    pub(super) config: Arc<EngineConfig>,
+}
+
+impl IngestService {
+    /// Starts an ingest stream; see [`IngestSession`].
+    pub fn session(self: &Arc<Self>) -> IngestSession {
+        IngestSession::new(self.clone())
+    }
+}
+
+/// One ingest stream: validates events, writes them in batches and acknowledges each
+/// batch after its commit.
 pub struct IngestSession {
-    engine: Arc<Engine>,
+    service: Arc<IngestService>,
     /// Inputs that were already exactly their own valid E.164 form in this stream.
     valid_numbers: HashSet<String>,
     batch: Vec<NewEvent>,
@@ -60,14 +81,14 @@ pub struct IngestSession {
 }
 
 impl IngestSession {
-    pub(super) fn new(engine: Arc<Engine>) -> Self {
+    fn new(service: Arc<IngestService>) -> Self {
         let (batches, queue) = mpsc::channel(1);
-        let writer = tokio::spawn(write_batches(engine.clone(), queue));
+        let writer = tokio::spawn(write_batches(service.clone(), queue));
         IngestSession {
             valid_numbers: HashSet::new(),
-            batch: Vec::with_capacity(engine.config.ingest_batch_size),
+            batch: Vec::with_capacity(service.config.ingest_batch_size),
             unregistered: Unregistered::default(),
-            engine,
+            service,
             rejected: 0,
             errors: Vec::new(),
             sources_reloaded: false,
@@ -79,9 +100,9 @@ impl IngestSession {
     /// Takes the event at `index`. A bad event is recorded as rejected; only a store
     /// failure is an error.
     pub async fn push(&mut self, index: u64, raw: RawEvent) -> Result<(), EngineError> {
-        let region = self.engine.config.default_region;
-        let register = self.engine.config.register_unknown_carriers;
-        let carriers = self.engine.carriers();
+        let region = self.service.config.default_region;
+        let register = self.service.config.register_unknown_carriers;
+        let carriers = self.service.catalog.carriers();
         let known = &self.valid_numbers;
         let unregistered = &mut self.unregistered;
         let validated = NewEvent::validate_with(
@@ -121,7 +142,7 @@ impl IngestSession {
             self.valid_numbers.insert(event.number.as_str().to_string());
         }
         self.batch.push(event);
-        if self.batch.len() >= self.engine.config.ingest_batch_size {
+        if self.batch.len() >= self.service.config.ingest_batch_size {
             self.hand_over().await?;
         }
         Ok(())
@@ -151,13 +172,13 @@ impl IngestSession {
     }
 
     async fn source_exists(&mut self, name: &SourceName) -> Result<bool, EngineError> {
-        if self.engine.sources().contains(name) {
+        if self.service.catalog.sources().contains(name) {
             return Ok(true);
         }
         if !self.sources_reloaded {
             self.sources_reloaded = true;
-            self.engine.reload_sources().await?;
-            return Ok(self.engine.sources().contains(name));
+            self.service.catalog.reload_sources().await?;
+            return Ok(self.service.catalog.sources().contains(name));
         }
         Ok(false)
     }
@@ -169,10 +190,13 @@ impl IngestSession {
             return Ok(());
         }
         let unregistered = std::mem::take(&mut self.unregistered);
-        self.engine.register_unreviewed(unregistered).await?;
+        self.service
+            .catalog
+            .register_unreviewed(unregistered)
+            .await?;
         let batch = std::mem::replace(
             &mut self.batch,
-            Vec::with_capacity(self.engine.config.ingest_batch_size),
+            Vec::with_capacity(self.service.config.ingest_batch_size),
         );
         let Some(batches) = &self.batches else {
             return Ok(());
@@ -199,18 +223,18 @@ impl Drop for IngestSession {
 /// Commits batches in order; each one's cached histories are dropped right after its
 /// commit, so they are gone before the stream is acknowledged.
 async fn write_batches(
-    engine: Arc<Engine>,
+    service: Arc<IngestService>,
     mut queue: mpsc::Receiver<Vec<NewEvent>>,
 ) -> Result<InsertOutcome, EngineError> {
     let mut total = InsertOutcome::default();
     while let Some(batch) = queue.recv().await {
-        let outcome = engine.store.insert_events(&batch).await?;
-        engine.numbers.invalidate(batch.iter().map(|e| &e.number));
-        engine.events_committed();
+        let outcome = service.events.insert_events(&batch).await?;
+        service.numbers.invalidate(batch.iter().map(|e| &e.number));
+        service.commits.bump();
         let mut delivered: Vec<&SourceName> = batch.iter().map(|e| &e.fact.source).collect();
         delivered.sort();
         delivered.dedup();
-        engine.heard_from(delivered).await?;
+        service.catalog.heard_from(delivered).await?;
         total.inserted += outcome.inserted;
         total.duplicates += outcome.duplicates;
         tracing::debug!(

@@ -1,15 +1,22 @@
-//! The application core: joins the store, the caches and the in-memory catalog, and runs
-//! the pure decision rules. The API layers translate to and from it.
+//! The application core, as one service per concern: checks (`check.rs`, with the
+//! operator look-ups in `upstream.rs`), ingest, alerts, webhooks, the catalog (sources,
+//! carriers, ranges) and the event log's administration (`admin.rs`). Each service holds
+//! only the parts of the store it uses; they share the catalog, the history cache, the
+//! commit signal and the database's availability. [`Engine`] builds them and runs what
+//! spans them: admission, the change feed and the health watch. The API layers translate
+//! to and from the services.
 
 pub mod access_log;
+pub mod admin;
 pub mod alerts;
 pub mod audit_memo;
 pub mod auth;
 mod availability;
 mod carriers;
-mod catalog;
-mod check;
+pub mod catalog;
+pub mod check;
 pub mod cloud_events;
+mod commits;
 pub mod ingest;
 pub mod keys;
 pub mod number_cache;
@@ -25,25 +32,27 @@ use chrono::{FixedOffset, Offset, Utc};
 
 use crate::domain::FieldError;
 use crate::domain::auth::Scope;
-use crate::domain::carrier::CarrierRegistry;
 use crate::domain::decision::{DEFAULT_MAX_LOOKBACK_HOURS, Policy};
-use crate::domain::event::StoredEvent;
 use crate::domain::number::Region;
-use crate::domain::source::SourceSet;
 use crate::error::ErrorKind;
-use crate::ranges::shipped::{shipped_carriers, shipped_ranges};
-use crate::ranges::{CarrierTable, RangeEntry};
-use crate::store::{Change, EventCursor, EventQuery, Store, StoreError};
-use crate::upstream::{UpstreamConfig, Upstreams};
+use crate::ranges::RangeEntry;
+use crate::store::{Change, Store, StoreError};
+use crate::upstream::UpstreamConfig;
 use access_log::AccessLog;
+pub use admin::{AdminService, EventPage};
+pub use alerts::AlertService;
 use auth::{Admission, AuthError, AuthMode, Authenticator, Limits};
 use availability::Availability;
 pub use carriers::RangeImport;
 use catalog::Catalog;
-pub use check::{CheckAnswer, CheckRequest};
-pub use ingest::{DEFAULT_INGEST_BATCH_SIZE, IngestSession, IngestSummary, MAX_REPORTED_ERRORS};
+pub use check::{CheckAnswer, CheckRequest, CheckService};
+use commits::Commits;
+pub use ingest::{
+    DEFAULT_INGEST_BATCH_SIZE, IngestService, IngestSession, IngestSummary, MAX_REPORTED_ERRORS,
+};
 use number_cache::NumberCache;
 pub use sources::SourceDefinition;
+pub use webhooks::WebhookService;
 
 /// Why the engine did not do what it was asked; transports map [`EngineError::kind`].
 #[derive(Debug, thiserror::Error)]
@@ -146,37 +155,33 @@ impl Default for EngineConfig {
     }
 }
 
-/// A page of events and where the next one starts.
-#[derive(Debug)]
-pub struct EventPage {
-    /// The page's events, newest first.
-    pub events: Vec<StoredEvent>,
-    /// Where the next page starts; `None` on the last page.
-    pub next: Option<EventCursor>,
-}
-
-/// The application core: checks, ingest, alerts, webhooks and administration over one store, its caches and the in-memory catalog.
+/// The application core: one service per concern over one store, sharing the catalog,
+/// the history cache and the database's availability. Transports call the services.
 pub struct Engine {
+    /// `CheckNumber`, audits and the CAMARA checks.
+    pub checks: Arc<CheckService>,
+    /// Event ingest.
+    pub ingest: Arc<IngestService>,
+    /// Watchlists and alert streams.
+    pub alerts: Arc<AlertService>,
+    /// Webhook subscriptions.
+    pub webhooks: Arc<WebhookService>,
+    /// Sources, carriers, ranges and the upstream providers.
+    pub catalog: Arc<Catalog>,
+    /// The event log's listing and retention.
+    pub admin: AdminService,
     store: Arc<dyn Store>,
-    config: EngineConfig,
-    numbers: NumberCache,
-    catalog: Catalog,
+    config: Arc<EngineConfig>,
+    numbers: Arc<NumberCache>,
     availability: Arc<Availability>,
     auth: Authenticator,
-    access: Option<AccessLog>,
-    /// Counts commits of events, here or (through the change feed) on other replicas;
-    /// live alert streams wait on it.
-    commits: tokio::sync::watch::Sender<u64>,
-    alert_pages: alerts::SharedPages,
-    /// `None` when no provider is configured; replaced whole when the providers change.
-    upstreams: std::sync::RwLock<Option<Arc<Upstreams>>>,
+    commits: Commits,
 }
 
 impl Engine {
-    /// Loads carriers, sources and carrier ranges (on first start, with none stored, the
-    /// shipped registry and range files), then follows the database's change feed, if it
-    /// has one, and watches the database's health and the sources' freshness in the
-    /// background.
+    /// Loads the catalog (on first start, with none stored, the shipped registry and range
+    /// files), then follows the database's change feed, if it has one, and watches the
+    /// database's health, the sources' freshness and the webhook queue in the background.
     pub async fn start(
         store: Arc<dyn Store>,
         config: EngineConfig,
@@ -192,40 +197,62 @@ impl Engine {
         } else {
             None
         };
-        let engine = Arc::new(Engine {
-            upstreams: std::sync::RwLock::new(None),
-            numbers: NumberCache::new(config.cache_capacity),
-            catalog: Catalog::default(),
-            availability,
-            auth: Authenticator::new(config.auth, config.limits),
+        let config = Arc::new(config);
+        let catalog = Arc::new(Catalog::new(
+            store.clone(),
+            config.register_unknown_carriers,
+        ));
+        catalog.load(config.upstream.clone()).await?;
+        let numbers = Arc::new(NumberCache::new(config.cache_capacity));
+        let commits = Commits::default();
+        let checks = Arc::new(CheckService {
+            events: store.clone(),
+            catalog: catalog.clone(),
+            numbers: numbers.clone(),
+            availability: availability.clone(),
             access,
-            commits: tokio::sync::watch::channel(0).0,
-            alert_pages: alerts::shared_pages(),
+            config: config.clone(),
+        });
+        let alerts = Arc::new(AlertService {
+            watchlist: store.clone(),
+            events: store.clone(),
+            checks: checks.clone(),
+            commits: commits.clone(),
+            pages: alerts::shared_pages(),
+        });
+        let engine = Arc::new(Engine {
+            ingest: Arc::new(IngestService {
+                events: store.clone(),
+                catalog: catalog.clone(),
+                numbers: numbers.clone(),
+                commits: commits.clone(),
+                config: config.clone(),
+            }),
+            webhooks: Arc::new(WebhookService {
+                subscriptions: store.clone(),
+                events: store.clone(),
+                alerts: alerts.clone(),
+                availability: availability.clone(),
+                commits: commits.clone(),
+            }),
+            admin: AdminService {
+                events: store.clone(),
+                numbers: numbers.clone(),
+                config: config.clone(),
+            },
+            auth: Authenticator::new(config.auth, config.limits),
+            checks,
+            alerts,
+            catalog,
             store,
             config,
+            numbers,
+            availability,
+            commits,
         });
-        if engine.store.list_carriers().await?.is_empty() {
-            let shipped = shipped_carriers();
-            engine.store.upsert_carriers(&shipped).await?;
-            tracing::info!(
-                carriers = shipped.len(),
-                "loaded the shipped carrier registry"
-            );
-        }
-        engine.reload_carriers().await?;
-        if engine.store.load_ranges().await?.is_empty() {
-            let imported = engine.import_ranges(shipped_ranges()).await?;
-            tracing::info!(
-                ranges = imported.written,
-                "loaded the shipped carrier ranges"
-            );
-        }
-        engine.reload_ranges().await?;
-        engine.reload_sources().await?;
-        engine.reload_upstreams(engine.config.upstream.clone())?;
         tokio::spawn(watch_database(Arc::downgrade(&engine)));
-        tokio::spawn(sources::watch_freshness(Arc::downgrade(&engine)));
-        tokio::spawn(webhooks::dispatch(Arc::downgrade(&engine)));
+        tokio::spawn(sources::watch_freshness(Arc::downgrade(&engine.catalog)));
+        tokio::spawn(webhooks::dispatch(Arc::downgrade(&engine.webhooks)));
         if engine.config.retention.is_some() {
             tokio::spawn(purge_periodically(Arc::downgrade(&engine)));
         }
@@ -256,23 +283,9 @@ impl Engine {
 
     /// Finishes background writes (the access log) before the process exits.
     pub async fn shutdown(&self) {
-        if let Some(log) = &self.access {
+        if let Some(log) = &self.checks.access {
             log.flush().await;
         }
-    }
-
-    /// Deletes events older than the retention period, if one is set; returns how many.
-    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
-        let Some(retention) = self.config.retention else {
-            return Ok(0);
-        };
-        let purged = self.store.purge_events(Utc::now() - retention).await?;
-        if purged > 0 {
-            // Which numbers lost events is not worth a query: start the cache afresh.
-            self.numbers.clear();
-            tracing::info!(purged, "purged events past the retention period");
-        }
-        Ok(purged)
     }
 
     /// Follows availability: `true` while checks may be answered.
@@ -280,87 +293,9 @@ impl Engine {
         self.availability.subscribe()
     }
 
-    /// Turns a store failure into the engine's error, noting an unreachable database so
-    /// later requests fail fast until the health watch sees it back.
+    /// How the engine runs.
     pub fn config(&self) -> &EngineConfig {
         &self.config
-    }
-
-    /// Starts an ingest stream; see [`IngestSession`].
-    pub fn ingest(self: &Arc<Self>) -> IngestSession {
-        IngestSession::new(self.clone())
-    }
-
-    /// A page of stored events matching `query`, with the cursor of the next page.
-    pub async fn list_events(&self, mut query: EventQuery) -> Result<EventPage, EngineError> {
-        let limit = query.limit as usize;
-        // One more row than asked tells whether another page exists.
-        query.limit = query.limit.saturating_add(1);
-        let mut events = self.store.list_events(&query).await?;
-        let next = if events.len() > limit {
-            events.truncate(limit);
-            events.last().map(|e| EventCursor {
-                occurred_at: e.event.fact.occurred_at,
-                id: e.id,
-            })
-        } else {
-            None
-        };
-        Ok(EventPage { events, next })
-    }
-
-    /// The current sources, with their scopes and freshness.
-    pub fn sources(&self) -> Arc<SourceSet> {
-        self.catalog.sources()
-    }
-
-    pub(crate) async fn reload_sources(&self) -> Result<(), StoreError> {
-        let sources = self.store.list_sources().await?;
-        self.catalog.set_sources(SourceSet::new(sources));
-        Ok(())
-    }
-
-    /// The current carrier registry.
-    pub fn carriers(&self) -> Arc<CarrierRegistry> {
-        self.catalog.carriers()
-    }
-
-    async fn reload_carriers(&self) -> Result<(), StoreError> {
-        let carriers = self.store.list_carriers().await?;
-        self.catalog.set_carriers(CarrierRegistry::new(carriers));
-        self.reroute_upstreams();
-        Ok(())
-    }
-
-    /// Rebuilds the lookup table from the stored ranges, whose carriers are ids (or, in
-    /// ranges stored before carriers had ids, names that resolve to them).
-    async fn reload_ranges(&self) -> Result<(), StoreError> {
-        let stored = self.store.load_ranges().await?;
-        let carriers = self.carriers();
-        let mut unresolved = 0usize;
-        let resolved: Vec<_> = stored
-            .iter()
-            .filter_map(|r| {
-                let country = crate::domain::number::calling_code(r.prefix.as_str());
-                match carriers.resolve(&r.carrier, country) {
-                    Ok(c) => Some((&r.prefix, c.id.clone())),
-                    Err(_) => {
-                        unresolved += 1;
-                        None
-                    }
-                }
-            })
-            .collect();
-        if unresolved > 0 {
-            tracing::warn!(
-                unresolved,
-                "stored ranges name carriers the registry does not know; they are left out \
-                 until the carriers are registered (numguard carriers add)"
-            );
-        }
-        self.catalog
-            .set_ranges(CarrierTable::new(resolved.iter().map(|(p, c)| (*p, c))));
-        Ok(())
     }
 
     /// Applies a change announced through the database (possibly by another replica).
@@ -368,13 +303,13 @@ impl Engine {
         let reloaded = match change {
             Change::Numbers(numbers) => {
                 self.numbers.invalidate(&numbers);
-                self.events_committed();
+                self.commits.bump();
                 Ok(())
             }
-            Change::Sources => self.reload_sources().await,
-            Change::Ranges => self.reload_ranges().await,
-            Change::Carriers => match self.reload_carriers().await {
-                Ok(()) => self.reload_ranges().await,
+            Change::Sources => self.catalog.reload_sources().await,
+            Change::Ranges => self.catalog.reload_ranges().await,
+            Change::Carriers => match self.catalog.reload_carriers().await {
+                Ok(()) => self.catalog.reload_ranges().await,
                 Err(e) => Err(e),
             },
             Change::Keys => {
@@ -384,15 +319,9 @@ impl Engine {
             Change::Connected => {
                 tracing::info!("listening for changes; dropped every cached history");
                 self.numbers.clear();
-                self.events_committed();
+                self.commits.bump();
                 self.availability.set_feed(true);
-                match self.reload_sources().await {
-                    Ok(()) => match self.reload_carriers().await {
-                        Ok(()) => self.reload_ranges().await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                }
+                self.catalog.reload_all().await
             }
             Change::Down => {
                 self.numbers.clear();
@@ -403,11 +332,6 @@ impl Engine {
         if let Err(e) = reloaded {
             tracing::warn!(error = %e, "could not reload after a change");
         }
-    }
-
-    /// The current carrier ranges (longest-prefix table).
-    pub fn ranges(&self) -> Arc<CarrierTable> {
-        self.catalog.ranges()
     }
 
     /// Whether the database answers; for health checks.
@@ -460,7 +384,7 @@ async fn purge_periodically(engine: Weak<Engine>) {
         let Some(engine) = engine.upgrade() else {
             return;
         };
-        if let Err(e) = engine.purge_expired().await {
+        if let Err(e) = engine.admin.purge_expired().await {
             tracing::warn!(error = %e, "retention purge failed; will retry");
         }
     }

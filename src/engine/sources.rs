@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Engine, EngineError};
+use super::EngineError;
+use super::catalog::Catalog;
 use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::event::{MAX_CLOCK_SKEW, to_storage_precision};
@@ -34,7 +35,7 @@ pub struct SourceDefinition {
     pub max_lag: Option<chrono::Duration>,
 }
 
-impl Engine {
+impl Catalog {
     /// Creates or replaces a source's definition; its freshness is kept.
     pub async fn upsert_source(&self, definition: SourceDefinition) -> Result<Source, EngineError> {
         let source = Source::new(
@@ -116,16 +117,16 @@ impl Engine {
 }
 
 /// Logs a live source at WARN once when it goes stale (and at INFO when it is heard from
-/// again), for as long as the engine lives.
-pub(super) async fn watch_freshness(engine: Weak<Engine>) {
+/// again), for as long as the catalog lives.
+pub(super) async fn watch_freshness(catalog: Weak<Catalog>) {
     let mut stale: HashSet<SourceName> = HashSet::new();
     loop {
         tokio::time::sleep(FRESHNESS_WATCH_INTERVAL).await;
-        let Some(engine) = engine.upgrade() else {
+        let Some(catalog) = catalog.upgrade() else {
             return;
         };
         let now = Utc::now();
-        for source in engine.sources().iter().filter(|s| s.max_lag.is_some()) {
+        for source in catalog.sources().iter().filter(|s| s.max_lag.is_some()) {
             // A source never heard from has nothing to go stale from.
             if source.complete_until.is_none() {
                 continue;
@@ -143,5 +144,119 @@ pub(super) async fn watch_freshness(engine: Weak<Engine>) {
                 tracing::info!(source = %source.name, "source is fresh again");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::domain::carrier::Carrier;
+    use crate::ranges::RangeEntry;
+    use crate::store::{CatalogStore, StoreError};
+
+    /// The catalog part of a store, in memory, counting freshness writes.
+    #[derive(Default)]
+    struct MemoryCatalog {
+        sources: Mutex<Vec<Source>>,
+        freshness_writes: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl CatalogStore for MemoryCatalog {
+        async fn upsert_source(&self, source: &Source) -> Result<(), StoreError> {
+            let mut sources = self.sources.lock().unwrap();
+            sources.retain(|s| s.name != source.name);
+            sources.push(source.clone());
+            Ok(())
+        }
+
+        async fn list_sources(&self) -> Result<Vec<Source>, StoreError> {
+            Ok(self.sources.lock().unwrap().clone())
+        }
+
+        async fn advance_complete_until(
+            &self,
+            name: &SourceName,
+            at: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            *self.freshness_writes.lock().unwrap() += 1;
+            let mut sources = self.sources.lock().unwrap();
+            let Some(source) = sources.iter_mut().find(|s| &s.name == name) else {
+                return Ok(false);
+            };
+            source.complete_until = Some(source.complete_until.map_or(at, |u| u.max(at)));
+            Ok(true)
+        }
+
+        async fn upsert_carriers(&self, _: &[Carrier]) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        async fn list_carriers(&self) -> Result<Vec<Carrier>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        async fn upsert_ranges(&self, ranges: &[RangeEntry]) -> Result<u64, StoreError> {
+            Ok(ranges.len() as u64)
+        }
+
+        async fn load_ranges(&self) -> Result<Vec<RangeEntry>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn definition(name: &str, max_lag: Option<chrono::Duration>) -> SourceDefinition {
+        SourceDefinition {
+            name: name.into(),
+            tracking_since: Some(Utc::now() - chrono::Duration::days(1)),
+            scopes: vec![RawScope::whole("81")],
+            max_lag,
+        }
+    }
+
+    #[tokio::test]
+    async fn ingests_keep_live_sources_fresh_with_one_write_a_second_at_most() {
+        let store = Arc::new(MemoryCatalog::default());
+        let catalog = Catalog::new(store.clone(), false);
+        let minutes = Some(chrono::Duration::minutes(5));
+        catalog
+            .upsert_source(definition("live", minutes))
+            .await
+            .unwrap();
+        catalog
+            .upsert_source(definition("file", None))
+            .await
+            .unwrap();
+        let (live, file): (SourceName, SourceName) =
+            ("live".parse().unwrap(), "file".parse().unwrap());
+
+        catalog.heard_from([&live, &file]).await.unwrap();
+        catalog.heard_from([&live, &file]).await.unwrap();
+
+        assert_eq!(
+            *store.freshness_writes.lock().unwrap(),
+            1,
+            "only the live source is written, and once within the second"
+        );
+        let sources = catalog.sources();
+        assert!(sources.get(&live).unwrap().complete_until.is_some());
+        assert_eq!(
+            sources.get(&file).unwrap().complete_until,
+            None,
+            "a file source is complete only up to the cut-offs its files declare"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_for_an_unknown_source_is_not_found_and_writes_nothing_else() {
+        let store = Arc::new(MemoryCatalog::default());
+        let catalog = Catalog::new(store.clone(), false);
+        let e = catalog.heartbeat("nobody", None).await.unwrap_err();
+        assert!(matches!(e, EngineError::NotFound(_)), "{e:?}");
+        assert!(store.sources.lock().unwrap().is_empty());
     }
 }

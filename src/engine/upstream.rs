@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
+use super::EngineError;
+use super::check::CheckService;
 use super::number_cache::NumberState;
-use super::{Engine, EngineError};
 use crate::domain::carrier::CarrierRegistry;
 use crate::domain::decision::{Decision, MaxAge, Ownership, SimSwap};
 use crate::domain::number::E164;
@@ -31,7 +32,7 @@ pub(super) fn build(
 }
 
 /// Points each provider at the carriers its names resolve to, saying which do not.
-fn route(upstreams: &Upstreams, carriers: &CarrierRegistry) {
+pub(super) fn route(upstreams: &Upstreams, carriers: &CarrierRegistry) {
     for problem in upstreams.resolve_carriers(carriers) {
         tracing::error!(
             "{problem}; that name routes nowhere until the carrier is registered \
@@ -49,34 +50,7 @@ pub(super) struct Needs {
     recycled_since: Option<NaiveDate>,
 }
 
-impl Engine {
-    /// Replaces the providers (their cached answers and circuit states start afresh).
-    pub fn reload_upstreams(&self, config: UpstreamConfig) -> Result<(), EngineError> {
-        let fresh = build(config, &self.carriers())?;
-        if fresh.is_none() {
-            tracing::info!("upstream look-ups off");
-        }
-        *self
-            .upstreams
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
-        Ok(())
-    }
-
-    /// Re-resolves the providers' carrier names after the registry changed.
-    pub(super) fn reroute_upstreams(&self) {
-        if let Some(upstreams) = self.current_upstreams() {
-            route(&upstreams, &self.carriers());
-        }
-    }
-
-    fn current_upstreams(&self) -> Option<Arc<Upstreams>> {
-        self.upstreams
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
+impl CheckService {
     /// What to ask the operator; `None` when the decision needs nothing the operator could
     /// give, or when no provider serves the number's carrier (which the decision's
     /// UNKNOWN reasons then say).
@@ -94,7 +68,7 @@ impl Engine {
         if !state.mobile || !(sim_swap || recycled_since.is_some()) {
             return None;
         }
-        let upstreams = self.current_upstreams()?;
+        let upstreams = self.catalog.upstreams()?;
         let carrier = decision.current_carrier.as_ref().map(|c| &c.id);
         let Some(route) = upstreams.route(carrier) else {
             decision.note_no_provider();

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::EngineError;
+use super::alerts::AlertService;
+use super::availability::Availability;
 use super::cloud_events::{self, Queued};
-use super::{Engine, EngineError};
+use super::commits::Commits;
 use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::auth::{TenantName, hex};
@@ -18,7 +21,7 @@ use crate::domain::endpoint::https_or_loopback;
 use crate::domain::event::EventKind;
 use crate::domain::number::E164;
 use crate::domain::subscription::{CloudEventFormat, Subscription};
-use crate::store::{Delivery, SubscriptionRecord};
+use crate::store::{Delivery, EventStore, SubscriptionRecord, SubscriptionStore};
 
 /// The dispatcher looks for new alerts and due deliveries at least this often.
 const TICK: Duration = Duration::from_millis(200);
@@ -80,7 +83,17 @@ struct Batch {
     scanned_to: i64,
 }
 
-impl Engine {
+/// Webhook subscriptions: made and ended here, fed from the event log or the tenant's
+/// alerts, delivered by [`dispatch`].
+pub struct WebhookService {
+    pub(super) subscriptions: Arc<dyn SubscriptionStore>,
+    pub(super) events: Arc<dyn EventStore>,
+    pub(super) alerts: Arc<AlertService>,
+    pub(super) availability: Arc<Availability>,
+    pub(super) commits: Commits,
+}
+
+impl WebhookService {
     /// Makes a subscription for `tenant` that sends events from now on.
     pub async fn create_subscription(
         &self,
@@ -96,7 +109,7 @@ impl Engine {
             return Err(FieldError::new(Field::TokenExpireTime, "is in the past").into());
         }
         // Alerts from now on, like a new stream.
-        let cursor = self.store.last_event_id().await?;
+        let cursor = self.events.last_event_id().await?;
         let record = SubscriptionRecord {
             id: hex(&rand::random::<[u8; 8]>()),
             tenant: tenant.clone(),
@@ -113,7 +126,7 @@ impl Engine {
             format: new.format,
             token_expire_at: new.token_expire_at,
         };
-        self.store.create_subscription(&record).await?;
+        self.subscriptions.create_subscription(&record).await?;
         Ok(record.into())
     }
 
@@ -122,7 +135,7 @@ impl Engine {
         &self,
         tenant: &TenantName,
     ) -> Result<Vec<Subscription>, EngineError> {
-        let records = self.store.subscriptions(Some(tenant)).await?;
+        let records = self.subscriptions.subscriptions(Some(tenant)).await?;
         Ok(records.into_iter().map(Subscription::from).collect())
     }
 
@@ -135,7 +148,7 @@ impl Engine {
         format: Option<CloudEventFormat>,
     ) -> Result<(), EngineError> {
         let found = self
-            .store
+            .subscriptions
             .subscriptions(Some(tenant))
             .await?
             .into_iter()
@@ -143,7 +156,7 @@ impl Engine {
                 s.id == id && s.ended_reason.is_none() && format.is_none_or(|f| s.format == f)
             })
             .ok_or_else(|| EngineError::NotFound(format!("no active subscription {id:?}")))?;
-        self.store
+        self.subscriptions
             .advance_subscription(
                 &found.id,
                 found.cursor,
@@ -160,7 +173,7 @@ impl Engine {
         if let Some(reason) = due_end(sub, Utc::now()) {
             let end = cloud_events::ended(sub, reason);
             return self
-                .store
+                .subscriptions
                 .advance_subscription(&sub.id, sub.cursor, sub.sent, Some(reason), &[end])
                 .await
                 .map_err(EngineError::from);
@@ -191,7 +204,7 @@ impl Engine {
             if full {
                 queue.push(cloud_events::ended(sub, ENDED_MAX_EVENTS));
             }
-            self.store
+            self.subscriptions
                 .advance_subscription(&sub.id, cursor, sent, ended, &queue)
                 .await?;
             if full {
@@ -209,7 +222,7 @@ impl Engine {
     ) -> Result<Option<Batch>, EngineError> {
         if let Some(number) = &sub.number {
             let events = self
-                .store
+                .events
                 .number_events_after(number, cursor, &sub.kinds, SCAN_PAGE)
                 .await?;
             let Some(scanned_to) = events.last().map(|e| e.id) else {
@@ -221,7 +234,7 @@ impl Engine {
                 .collect();
             return Ok(Some(Batch { events, scanned_to }));
         }
-        let page = self.scan(&sub.tenant, cursor, &sub.kinds).await?;
+        let page = self.alerts.scan(&sub.tenant, cursor, &sub.kinds).await?;
         let Some(scanned_to) = page.scanned_to else {
             return Ok(None);
         };
@@ -249,7 +262,7 @@ impl Engine {
             Ok(r) if r.status() == reqwest::StatusCode::GONE => {
                 tracing::info!(subscription = %d.subscription_id, "sink answered 410 Gone; subscription ended");
                 return self
-                    .store
+                    .subscriptions
                     .sink_gone(&d.subscription_id)
                     .await
                     .map_err(EngineError::from);
@@ -263,7 +276,7 @@ impl Engine {
         if let Some(error) = error {
             tracing::debug!(subscription = %d.subscription_id, attempts = d.attempts + 1, error, "delivery failed; will retry");
         }
-        self.store
+        self.subscriptions
             .finish_delivery(d.id, outcome.is_ok(), retry_at, error)
             .await
             .map_err(EngineError::from)
@@ -281,10 +294,10 @@ fn due_end(sub: &SubscriptionRecord, now: DateTime<Utc>) -> Option<&'static str>
     }
 }
 
-/// Feeds every active subscription and delivers what is due, for as long as the engine
+/// Feeds every active subscription and delivers what is due, for as long as the service
 /// lives. Several replicas may each do it: queued events are unique per subscription and
 /// alert, and a delivery raced by two replicas arrives twice (at least once).
-pub(super) async fn dispatch(engine: Weak<Engine>) {
+pub(super) async fn dispatch(service: Weak<WebhookService>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::Client::builder().timeout(SINK_TIMEOUT).build() {
         Ok(client) => client,
@@ -293,7 +306,7 @@ pub(super) async fn dispatch(engine: Weak<Engine>) {
             return;
         }
     };
-    let Some(mut commits) = engine.upgrade().map(|e| e.commits.subscribe()) else {
+    let Some(mut commits) = service.upgrade().map(|s| s.commits.subscribe()) else {
         return;
     };
     loop {
@@ -301,26 +314,32 @@ pub(super) async fn dispatch(engine: Weak<Engine>) {
             _ = commits.changed() => {}
             _ = tokio::time::sleep(TICK) => {}
         }
-        let Some(engine) = engine.upgrade() else {
+        let Some(service) = service.upgrade() else {
             return;
         };
-        if !engine.availability.is_up() {
+        if !service.availability.is_up() {
             continue;
         }
-        if let Err(e) = dispatch_once(&engine, &client).await {
+        if let Err(e) = service.dispatch_once(&client).await {
             tracing::warn!(error = %e, "webhook dispatch failed; will retry");
         }
     }
 }
 
-async fn dispatch_once(engine: &Arc<Engine>, client: &reqwest::Client) -> Result<(), EngineError> {
-    let active = engine.store.subscriptions(None).await?;
-    for sub in &active {
-        engine.feed(sub).await?;
+impl WebhookService {
+    /// Feeds every active subscription, then delivers what is due.
+    async fn dispatch_once(&self, client: &reqwest::Client) -> Result<(), EngineError> {
+        let active = self.subscriptions.subscriptions(None).await?;
+        for sub in &active {
+            self.feed(sub).await?;
+        }
+        let due = self
+            .subscriptions
+            .due_deliveries(DELIVERIES_PER_TICK)
+            .await?;
+        for d in due {
+            self.deliver(client, d).await?;
+        }
+        Ok(())
     }
-    let due = engine.store.due_deliveries(DELIVERIES_PER_TICK).await?;
-    for d in due {
-        engine.deliver(client, d).await?;
-    }
-    Ok(())
 }

@@ -55,6 +55,7 @@ async fn decide(
         ..CheckRequest::default()
     };
     let (_, decision) = engine
+        .checks
         .check(&caller.tenant, &request)
         .await
         .map_err(|e| match e {
@@ -137,6 +138,7 @@ pub async fn number_recycling_check(
 ) -> Reply {
     let body: RecyclingBody = json(body).await?;
     let specified = engine
+        .checks
         .owner_since(None, &body.specified_date)
         .map_err(|e| {
             RestError::new(

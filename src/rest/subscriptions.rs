@@ -149,6 +149,7 @@ fn representation(s: &Subscription) -> Value {
 /// The caller's CAMARA subscriptions; deleted ones are gone.
 async fn visible(engine: &Engine, caller: &Principal) -> Result<Vec<Subscription>, RestError> {
     Ok(engine
+        .webhooks
         .list_subscriptions(&caller.tenant)
         .await?
         .into_iter()
@@ -198,6 +199,7 @@ pub async fn create(
     };
     let phone_number = camara::phone_number(config.subscription_detail.phone_number.as_deref())?;
     let number = engine
+        .checks
         .parse_number(Field::PhoneNumber, phone_number, "")
         .map_err(|e| RestError::unknown_number(&e))?;
     if !number.mobile {
@@ -205,6 +207,7 @@ pub async fn create(
     }
     let (token, token_expire_at) = token.unzip();
     let created = engine
+        .webhooks
         .create_subscription(
             &caller.tenant,
             NewSubscription {
@@ -272,6 +275,7 @@ pub async fn delete(
 ) -> Result<StatusCode, RestError> {
     let camara = Some(CloudEventFormat::Camara);
     engine
+        .webhooks
         .delete_subscription(&caller.tenant, &id, camara)
         .await
         .map_err(|e| match e {

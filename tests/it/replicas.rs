@@ -183,8 +183,8 @@ async fn replicas_starting_together_on_a_fresh_database_both_come_up() {
                 .expect("start B")
         },
     );
-    assert!(a.ranges().len() > 7_000);
-    assert_eq!(a.ranges().len(), b.ranges().len());
+    assert!(a.catalog.ranges().len() > 7_000);
+    assert_eq!(a.catalog.ranges().len(), b.catalog.ranges().len());
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
     let migrations: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&mut conn)
