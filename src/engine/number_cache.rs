@@ -33,10 +33,20 @@ pub struct NumberState {
 
 const STRIPES: usize = 1024;
 
+/// A cached state, and whether its key, read alone as E.164, is a valid number: a state
+/// loaded after reading a national-format input is cached under the E.164 form the
+/// reading gave, which the reader might refuse on its own, so it may not stand in for
+/// reading that string (validity comes from the input alone, never from the cache).
+#[derive(Debug, Clone)]
+struct Cached {
+    state: NumberState,
+    reads_alone: bool,
+}
+
 /// Numbers' histories kept in memory, with per-stripe epochs so a load that raced an ingest is not cached.
 pub struct NumberCache {
     /// `None` when caching is disabled (capacity 0): every check reads the store.
-    cache: Option<Cache<E164, NumberState>>,
+    cache: Option<Cache<E164, Cached>>,
     epochs: Box<[Mutex<u64>]>,
     hasher: RandomState,
 }
@@ -67,7 +77,10 @@ impl NumberCache {
         if input.len() > 16 || !input.starts_with('+') {
             return None;
         }
-        cache.get(input)
+        cache
+            .get(input)
+            .filter(|cached| cached.reads_alone)
+            .map(|cached| cached.state)
     }
 
     /// The number's state, from the cache or else from `load`, which is cached unless an ingest touched the number meanwhile.
@@ -89,20 +102,25 @@ impl NumberCache {
             return Ok(state(load().await?));
         };
         if let Some(cached) = cache.get(key) {
-            return Ok(cached);
+            return Ok(cached.state);
         }
         let seen = *self.epoch(key);
         let loaded = state(load().await?);
         let epoch = self.epoch(key);
         if *epoch == seen {
-            cache.insert(key.clone(), loaded.clone());
+            let cached = Cached {
+                state: loaded.clone(),
+                // Once per load, which reads the store anyway; checks then skip reading.
+                reads_alone: ParsedNumber::parse(key.as_str(), None).is_ok(),
+            };
+            cache.insert(key.clone(), cached);
         }
         Ok(loaded)
     }
 
     /// The cached state of a number, if any (without loading it).
     pub fn get(&self, number: &E164) -> Option<NumberState> {
-        self.cache.as_ref()?.get(number)
+        self.cache.as_ref()?.get(number).map(|cached| cached.state)
     }
 
     /// The number's stripe epoch now: a state read from the store after this call is
@@ -183,6 +201,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(reloaded.history.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_that_does_not_read_alone_never_answers_for_its_text() {
+        let cache = NumberCache::new(100);
+        // What a national-format reading could give: a form the reader refuses alone.
+        let n = ParsedNumber {
+            e164: E164::from_trusted("+1999".into()),
+            mobile: true,
+        };
+        cache
+            .get_or_load(&n, || async { Ok(vec![]) })
+            .await
+            .unwrap();
+        assert!(
+            cache.get(&n.e164).is_some(),
+            "cached for readings that gave it"
+        );
+        assert!(
+            cache.get_canonical("+1999").is_none(),
+            "but not in place of reading the text"
+        );
     }
 
     #[tokio::test]

@@ -8,9 +8,14 @@ use std::time::Duration;
 
 /// The `numguard` binary cargo built for the running test or bench: it sits in the profile
 /// directory (`target/<profile>/`) above the `deps/` directory holding this executable.
+/// `NUMGUARD_SERVER_BIN` names another binary instead (to compare builds in one bench).
 pub fn bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // A bench compares server builds by pointing this at another build's binary.
+        if let Some(other) = std::env::var_os("NUMGUARD_SERVER_BIN") {
+            return PathBuf::from(other);
+        }
         let exe = std::env::current_exe().expect("the test executable's path");
         let profile = exe
             .parent()

@@ -27,6 +27,8 @@ on_both_backends!(
     on_unknown_policy_applies_to_no_data_answers,
     a_stream_spanning_many_batches_commits_them_all,
     a_cached_number_answers_exactly_like_a_parsed_one,
+    validity_comes_from_the_input_never_from_the_cache,
+    full_width_and_tel_uri_numbers_are_read_alike_by_checks_and_ingest,
     equal_times_are_ordered_by_kind_source_and_id_never_by_arrival,
 );
 
@@ -700,6 +702,102 @@ async fn a_stream_spanning_many_batches_commits_them_all(backend: Backend) {
     for i in [0, 7, 19] {
         let r = check_number(&server, &format!("+81901000{i:04}")).await;
         assert_eq!(r.sim_swap(), SimSwapStatus::Swapped, "number {i}");
+    }
+    server.stop().await;
+}
+
+/// What Japanese users type and paste, and RFC 3966 URIs, name the same number as E.164
+/// does, in checks and in ingested events.
+async fn full_width_and_tel_uri_numbers_are_read_alike_by_checks_and_ingest(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let swapped_at = Utc::now() - Duration::hours(1);
+    let summary = ingest(
+        &server,
+        vec![event(
+            "feed",
+            "e1",
+            "tel:+81-90-1234-5678",
+            EventKind::SimSwap,
+            swapped_at,
+        )],
+    )
+    .await;
+    assert_eq!(summary.accepted, 1, "{summary:?}");
+    for (phone_number, region) in [
+        ("０９０-１２３４-５６７８", "JP"),
+        ("＋８１ ９０ １２３４ ５６７８", ""),
+        ("tel:+81-90-1234-5678", ""),
+        ("tel:090-1234-5678;phone-context=+81", ""),
+        ("+81901234-5678", ""),
+    ] {
+        let answer = check_with(
+            &server,
+            pb::CheckNumberRequest {
+                phone_number: phone_number.into(),
+                region: region.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{phone_number:?}: {e}"));
+        assert_eq!(answer.phone_number, N1, "{phone_number:?}");
+        assert_eq!(
+            answer.sim_swap(),
+            SimSwapStatus::Swapped,
+            "{phone_number:?}"
+        );
+    }
+    let err = check_number_err(&server, "tel:+81-90-1234-5678;ext=7").await;
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("extension"), "{}", err.message());
+    server.stop().await;
+}
+
+async fn check_number_err(server: &TestServer, number: &str) -> tonic::Status {
+    check_with(
+        server,
+        pb::CheckNumberRequest {
+            phone_number: number.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err()
+}
+
+/// The same E.164 text gets the same answer cold and after another format of the number
+/// was read and cached (issue 16: `+37080012345` was refused cold and accepted warm).
+async fn validity_comes_from_the_input_never_from_the_cache(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let ask = |phone_number: &str, region: &str| {
+        check_with(
+            &server,
+            pb::CheckNumberRequest {
+                phone_number: phone_number.into(),
+                region: region.into(),
+                ..Default::default()
+            },
+        )
+    };
+    let outcome = |r: Result<pb::CheckNumberResponse, tonic::Status>| match r {
+        Ok(answer) => Ok(answer.phone_number),
+        Err(status) => Err((status.code(), status.message().to_string())),
+    };
+    for (e164, national, region) in [
+        ("+37080012345", "8 800 12345", "LT"),
+        ("+78001234567", "8 (800) 123-45-67", "RU"),
+        ("+819012345678", "090-1234-5678", "JP"),
+    ] {
+        let cold = outcome(ask(e164, "").await);
+        let other_format = ask(national, region).await;
+        let warm = outcome(ask(e164, "").await);
+        assert_eq!(
+            warm,
+            cold,
+            "{e164} after {national:?} ({region}) was read as {:?}",
+            other_format.map(|a| a.phone_number)
+        );
     }
     server.stop().await;
 }

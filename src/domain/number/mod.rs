@@ -2,6 +2,7 @@
 //! cached or used as a key.
 
 mod canonical;
+mod normalize;
 
 pub use canonical::{calling_code, is_calling_code};
 
@@ -79,10 +80,16 @@ pub struct ParsedNumber {
 }
 
 impl ParsedNumber {
-    /// Parses `input` as E.164 or, given a `region`, as a national number. Validity is checked
-    /// against libphonenumber's metadata; nothing is guessed.
+    /// Parses `input` as E.164 or, given a `region`, as a national number, after rewriting
+    /// what libphonenumber reads as plain digits (full-width forms, `tel:` URIs,
+    /// punctuation; see `normalize.rs`). Validity is checked against libphonenumber's
+    /// metadata; nothing is guessed.
     pub fn parse(input: &str, region: Option<Region>) -> Result<Self, NumberError> {
-        let input = input.trim();
+        if input.chars().count() > MAX_INPUT_LEN {
+            return Err(NumberError::TooLong);
+        }
+        let input = normalize::normalize(input)?;
+        let input = input.as_ref();
         if let Some(found) = canonical::read(input) {
             return Ok(ParsedNumber {
                 e164: E164(input.to_string()),
