@@ -10,6 +10,7 @@ mod coverage;
 mod db_outage;
 mod faults;
 mod grpc_api;
+mod number_reading;
 mod replicas;
 mod rest_api;
 mod security;

@@ -1,20 +1,24 @@
-//! A lock-free reading of numbers already in canonical E.164 form (`+819012345678`), the
-//! form customer lists and event feeds almost always use.
+//! Reading numbers in international form (`+` and digits, as [`super::normalize`] leaves
+//! every international input), and validating a number's E.164 form, as libphonenumber
+//! does: the country code, the national prefix stripped only where libphonenumber strips
+//! it, the region chosen among those sharing the code, and the number type decided by
+//! whole-number matches of the plan's patterns in libphonenumber's order.
 //!
-//! phonenumber 0.3 runs every metadata pattern through one process-wide, mutex-guarded LRU
-//! of compiled regexes: about 6 µs a number here, and slower, not faster, from two threads.
-//! This module compiles the same metadata patterns once per country code into plain
-//! `regex::Regex` values and repeats the library's steps for this one input shape. It
-//! answers only when the library would keep the digits as given and find the number valid;
-//! everything else (a national prefix that the library would strip, a national part that
-//! starts with 0, invalid numbers) is left to the library, so answers and error messages
-//! are the library's own. A test compares the two on numbers from every country code.
+//! phonenumber 0.3 departs from libphonenumber here: it matches a pattern from the start
+//! without requiring it to reach the end (accepting invalid numbers and calling premium
+//! rate numbers mobile), and it strips a national prefix after the country code even where
+//! that leaves no valid number (`+78001234567`). It also runs every pattern through one
+//! process-wide, mutex-guarded LRU of compiled regexes (about 6 µs a number, slower from
+//! two threads). This module compiles the same metadata once per country code into plain
+//! `regex::Regex` values, lock-free; the parser is still used for national-format input.
 
 use std::sync::{LazyLock, OnceLock};
 
 use phonenumber::country;
 use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
 use regex::{Regex, RegexBuilder};
+
+use super::NumberError;
 
 /// Country calling codes have at most three digits.
 const CODE_SPACE: usize = 1000;
@@ -53,36 +57,115 @@ pub fn calling_code(digits: &str) -> Option<u16> {
     })
 }
 
-/// Reads `input` if it is `+` and digits that the library would accept unchanged as a
-/// valid number; `None` means "ask the library".
-pub fn read(input: &str) -> Option<Canonical> {
-    let digits = input.strip_prefix('+')?;
-    if !(4..=15).contains(&digits.len())
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || digits.starts_with('0')
-    {
-        return None;
+/// Reads `digits` (E.164 without `+`, ASCII digits only) as libphonenumber reads
+/// `+digits`: the E.164 form it stands for, and what it is.
+pub fn read_international(digits: &str) -> Result<(String, Canonical), NumberError> {
+    if digits.starts_with('0') {
+        return Err(NumberError::Unparseable("invalid country code".into()));
     }
-    // Like the library: the first of the 1-, 2- and 3-digit prefixes that is a known code.
-    let (code, national) = (1..=3).find_map(|len| {
-        let code: usize = digits[..len].parse().ok()?;
-        PLANS.known[code].then(|| (code, &digits[len..]))
-    })?;
-    if national.starts_with('0') {
-        return None;
+    let (code, national) = split_code(digits)
+        .ok_or_else(|| NumberError::Unparseable("invalid country code".into()))?;
+    if national.len() < MIN_NATIONAL_LEN {
+        return Err(NumberError::Unparseable("too short".into()));
     }
-    let plan = PLANS.plans[code]
-        .get_or_init(|| CodePlan::build(code as u16))
-        .as_ref()?;
-    let region = plan.region_for(national)?;
-    if region.would_strip_prefix(national) {
-        return None;
+    if national.len() > MAX_NATIONAL_LEN {
+        return Err(NumberError::Unparseable("too long".into()));
     }
-    region.classify(national)
+    let plan = plan(code).ok_or(NumberError::Invalid)?;
+    // libphonenumber reads the rest by the rules of the code's main region.
+    let main = plan.regions.first().ok_or(NumberError::Invalid)?;
+    finish(
+        code,
+        plan,
+        main.without_national_prefix(national.to_string()),
+    )
 }
 
-/// A descriptor's pattern, anchored at the start as the library matches it, and its
-/// possible lengths.
+/// Reads `digits` (a number in national format, ASCII digits only) as libphonenumber reads
+/// it for `region` (an ISO 3166 code): an international call prefix starts a number in
+/// international form; a leading country code is dropped where the number is only valid
+/// without it; the national prefix is stripped where libphonenumber strips it.
+pub fn read_national(digits: &str, region: &str) -> Result<(String, Canonical), NumberError> {
+    let meta = DATABASE.by_id(region).ok_or(NumberError::NoRegion)?;
+    let code = usize::from(meta.country_code());
+    let plan = plan(code).ok_or(NumberError::Invalid)?;
+    let home = plan
+        .regions
+        .iter()
+        .find(|r| r.id == region)
+        .ok_or(NumberError::Invalid)?;
+    if let Some(idd) = &home.international_prefix
+        && let Some(m) = idd.find(digits)
+        && !m.is_empty()
+        && !digits[m.end()..].starts_with('0')
+    {
+        return read_international(&digits[m.end()..]);
+    }
+    if let Some(rest) = digits.strip_prefix(code.to_string().as_str()) {
+        let potential = home.without_national_prefix(rest.to_string());
+        let general = &home.general.regex;
+        if (!general.is_match(digits) && general.is_match(&potential))
+            || matches!(home.length(digits), Length::TooLong)
+        {
+            // Read on as a number with its country code, by the code's main region.
+            let main = plan.regions.first().ok_or(NumberError::Invalid)?;
+            return finish(code, plan, main.without_national_prefix(potential));
+        }
+    }
+    finish(code, plan, home.without_national_prefix(digits.to_string()))
+}
+
+/// The number `+{code}{national}`, if valid.
+fn finish(
+    code: usize,
+    plan: &CodePlan,
+    national: String,
+) -> Result<(String, Canonical), NumberError> {
+    if national.len() < MIN_NATIONAL_LEN {
+        return Err(NumberError::Unparseable("too short".into()));
+    }
+    if national.len() > MAX_NATIONAL_LEN {
+        return Err(NumberError::Unparseable("too long".into()));
+    }
+    let found = plan
+        .region_for(&national)
+        .and_then(|region| region.classify(&national))
+        .ok_or(NumberError::Invalid)?;
+    Ok((format!("+{code}{national}"), found))
+}
+
+/// Whether `e164` (`+` and digits) is a valid number, and what it is; nothing is stripped.
+pub fn validate(e164: &str) -> Option<Canonical> {
+    let (code, national) = split_code(e164.strip_prefix('+')?)?;
+    let plan = plan(code)?;
+    plan.region_for(national)?.classify(national)
+}
+
+/// libphonenumber's bounds on a national significant number.
+const MIN_NATIONAL_LEN: usize = 2;
+const MAX_NATIONAL_LEN: usize = 17;
+
+/// The calling code `digits` start with, and the rest.
+fn split_code(digits: &str) -> Option<(usize, &str)> {
+    (1..=3.min(digits.len())).find_map(|len| {
+        let code: usize = digits[..len].parse().ok()?;
+        PLANS
+            .known
+            .get(code)
+            .copied()
+            .unwrap_or(false)
+            .then(|| (code, &digits[len..]))
+    })
+}
+
+fn plan(code: usize) -> Option<&'static CodePlan> {
+    PLANS.plans[code]
+        .get_or_init(|| CodePlan::build(code as u16))
+        .as_ref()
+}
+
+/// A descriptor's pattern, matched against the whole national number as libphonenumber
+/// matches it, and its possible lengths.
 struct Pattern {
     regex: Regex,
     lengths: Box<[u16]>,
@@ -91,7 +174,7 @@ struct Pattern {
 impl Pattern {
     fn new(desc: &Descriptor) -> Option<Pattern> {
         Some(Pattern {
-            regex: anchored(desc.national_number().as_str())?,
+            regex: whole(desc.national_number().as_str())?,
             lengths: desc.possible_length().into(),
         })
     }
@@ -102,31 +185,47 @@ impl Pattern {
     }
 }
 
-/// The library looks for a match that starts at 0 (`find` then `start() == 0`); anchoring
-/// the pattern gives the same answer in one step. It compiles its patterns with
-/// whitespace ignored, so these are too.
-fn anchored(source: &str) -> Option<Regex> {
-    RegexBuilder::new(&format!("^(?:{source})"))
+/// Compiled as the metadata's patterns are meant: whitespace in them is ignored.
+fn compile(source: &str) -> Option<Regex> {
+    RegexBuilder::new(source)
         .ignore_whitespace(true)
         .build()
         .ok()
 }
 
+/// A pattern that must match at the start (libphonenumber's `lookingAt`).
+fn anchored(source: &str) -> Option<Regex> {
+    compile(&format!("^(?:{source})"))
+}
+
+/// A pattern that must match the whole text (libphonenumber's `matches`).
+fn whole(source: &str) -> Option<Regex> {
+    compile(&format!("^(?:{source})$"))
+}
+
 struct RegionPlan {
+    /// The region's ISO 3166 code (`001` for non-geographic entities).
+    id: String,
+    /// The international call prefix dialled before a country code (`00`, `010`, ...).
+    international_prefix: Option<Regex>,
     leading_digits: Option<Regex>,
     general: Pattern,
-    /// Every number type's pattern; `true` marks mobile and pager.
-    kinds: Vec<(Pattern, bool)>,
-    national_prefix: Option<String>,
+    /// Lengths only dialled locally (without an area code): not a number on their own.
+    local_lengths: Box<[u16]>,
+    /// The types libphonenumber tries before fixed line, in its order; `true` marks the
+    /// pager (counted as mobile).
+    others: Vec<(Pattern, bool)>,
+    fixed_line: Option<Pattern>,
+    mobile: Option<Pattern>,
     prefix_for_parsing: Option<Regex>,
-    has_transform_rule: bool,
+    transform_rule: Option<String>,
 }
 
 impl RegionPlan {
     fn build(meta: &Metadata) -> Option<RegionPlan> {
         let d = meta.descriptors();
-        let mut kinds = Vec::new();
-        for (desc, mobile) in [
+        let mut others = Vec::new();
+        for (desc, pager) in [
             (d.premium_rate(), false),
             (d.toll_free(), false),
             (d.shared_cost(), false),
@@ -135,60 +234,122 @@ impl RegionPlan {
             (d.pager(), true),
             (d.uan(), false),
             (d.voicemail(), false),
-            (d.fixed_line(), false),
-            (d.mobile(), true),
         ] {
             if let Some(desc) = desc {
-                kinds.push((Pattern::new(desc)?, mobile));
+                others.push((Pattern::new(desc)?, pager));
             }
         }
+        let optional = |desc: Option<&Descriptor>| match desc {
+            Some(desc) => Pattern::new(desc).map(Some),
+            None => Some(None),
+        };
         Some(RegionPlan {
+            id: meta.id().to_string(),
+            international_prefix: match meta.international_prefix() {
+                Some(re) => Some(anchored(re.as_str())?),
+                None => None,
+            },
             leading_digits: match meta.leading_digits() {
                 Some(re) => Some(anchored(re.as_str())?),
                 None => None,
             },
             general: Pattern::new(d.general())?,
-            kinds,
-            national_prefix: meta.national_prefix().map(str::to_owned),
-            prefix_for_parsing: match meta.national_prefix_for_parsing() {
-                Some(re) => Some(anchored(re.as_str())?),
-                None => None,
+            local_lengths: d.general().possible_local_length().into(),
+            others,
+            fixed_line: optional(d.fixed_line())?,
+            mobile: optional(d.mobile())?,
+            // Absent, it is the national prefix itself (as in libphonenumber's metadata).
+            prefix_for_parsing: match (meta.national_prefix_for_parsing(), meta.national_prefix()) {
+                (Some(re), _) => Some(anchored(re.as_str())?),
+                (None, Some(prefix)) => Some(anchored(&regex::escape(prefix))?),
+                (None, None) => None,
             },
-            has_transform_rule: meta.national_prefix_transform_rule().is_some(),
+            // Java's `$1` is regex's `${1}` (a digit after it must not join the name).
+            transform_rule: meta.national_prefix_transform_rule().map(|rule| {
+                (1..=9).fold(rule.to_string(), |rule, n| {
+                    rule.replace(&format!("${n}"), &format!("${{{n}}}"))
+                })
+            }),
         })
     }
 
-    /// `Some` if the number is valid (the library's number type is not Unknown).
+    /// `Some` if the number is valid: its type, as libphonenumber's `getNumberType` decides
+    /// it (the first matching type before fixed line; a fixed-line number that also matches
+    /// the mobile pattern is fixed line or mobile, counted as mobile).
     fn classify(&self, national: &str) -> Option<Canonical> {
         if !self.general.matches(national) {
             return None;
         }
-        let mut valid = false;
-        let mut mobile = false;
-        for (pattern, is_mobile) in &self.kinds {
-            if (!valid || (*is_mobile && !mobile)) && pattern.matches(national) {
-                valid = true;
-                mobile |= *is_mobile;
-            }
+        if let Some((_, pager)) = self.others.iter().find(|(p, _)| p.matches(national)) {
+            return Some(Canonical { mobile: *pager });
         }
-        valid.then_some(Canonical { mobile })
+        let mobile = self.mobile.as_ref().is_some_and(|p| p.matches(national));
+        let fixed = self
+            .fixed_line
+            .as_ref()
+            .is_some_and(|p| p.matches(national));
+        (fixed || mobile).then_some(Canonical { mobile })
     }
 
-    /// Whether the library's national-prefix handling could change these digits. An empty
-    /// match of the parsing pattern without a transform rule removes nothing.
-    fn would_strip_prefix(&self, national: &str) -> bool {
-        if self
-            .national_prefix
-            .as_deref()
-            .is_some_and(|p| national.starts_with(p))
-        {
-            return true;
+    /// The national number without its national prefix (or with the prefix transformed),
+    /// where libphonenumber strips it: never when that turns a number the plan could hold
+    /// into one it cannot.
+    fn strip_national_prefix(&self, national: &str) -> Option<String> {
+        let re = self.prefix_for_parsing.as_ref()?;
+        let captures = re.captures(national)?;
+        let matched = captures.get(0)?;
+        let viable = self.general.regex.is_match(national);
+        let last_group = captures.len().checked_sub(1).filter(|&n| n > 0);
+        let transformed = match (&self.transform_rule, last_group) {
+            (Some(rule), Some(group)) if captures.get(group).is_some() => {
+                re.replacen(national, 1, rule.as_str()).into_owned()
+            }
+            _ => national[matched.end()..].to_string(),
+        };
+        if viable && !self.general.regex.is_match(&transformed) {
+            return None;
         }
-        self.prefix_for_parsing
-            .as_ref()
-            .and_then(|re| re.find(national))
-            .is_some_and(|m| !m.is_empty() || self.has_transform_rule)
+        Some(transformed)
     }
+
+    /// libphonenumber's `testNumberLength` against the plan's general lengths.
+    fn length(&self, national: &str) -> Length {
+        let len = national.len() as u16;
+        let lengths = &self.general.lengths;
+        if self.local_lengths.contains(&len) {
+            return Length::LocalOnly;
+        }
+        match (lengths.first(), lengths.last()) {
+            (Some(&min), _) if len < min => Length::TooShort,
+            (_, Some(&max)) if len > max => Length::TooLong,
+            _ if lengths.is_empty() || lengths.contains(&len) => Length::Possible,
+            _ => Length::Invalid,
+        }
+    }
+
+    /// libphonenumber keeps a stripped national number unless its length is too short,
+    /// only local, or not a possible length (a longer one is kept).
+    fn length_allows_stripping(&self, national: &str) -> bool {
+        matches!(self.length(national), Length::Possible | Length::TooLong)
+    }
+
+    /// The national number with its national prefix stripped where libphonenumber keeps
+    /// the stripped form.
+    fn without_national_prefix(&self, national: String) -> String {
+        match self.strip_national_prefix(&national) {
+            Some(stripped) if self.length_allows_stripping(&stripped) => stripped,
+            _ => national,
+        }
+    }
+}
+
+/// What `testNumberLength` says of a national number's length.
+enum Length {
+    Possible,
+    LocalOnly,
+    TooShort,
+    TooLong,
+    Invalid,
 }
 
 struct CodePlan {
@@ -233,115 +394,71 @@ impl CodePlan {
 
 #[cfg(test)]
 mod tests {
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    use super::super::ParsedNumber;
     use super::*;
 
-    /// What the library alone says about `input`.
-    fn library(input: &str) -> Option<ParsedNumber> {
-        ParsedNumber::parse_with_library(input, None).ok()
+    fn read(e164: &str) -> Result<(String, Canonical), NumberError> {
+        read_international(e164.strip_prefix('+').unwrap())
     }
 
-    /// Every answer of the fast reading must be the library's; returns how many valid,
-    /// canonical inputs it answered and how many it left to the library.
-    fn compare(inputs: impl IntoIterator<Item = String>) -> (usize, usize) {
-        let (mut answered, mut left) = (0, 0);
-        for input in inputs {
-            let fast = read(&input);
-            let slow = library(&input).filter(|p| p.e164.as_str() == input);
-            match (fast, slow) {
-                (Some(fast), Some(slow)) => {
-                    assert_eq!(fast.mobile, slow.mobile, "{input}: mobile differs");
-                    answered += 1;
-                }
-                (Some(_), None) => panic!("{input}: read as valid, the library refuses it"),
-                (None, Some(_)) => left += 1,
-                (None, None) => {}
-            }
-        }
-        (answered, left)
-    }
-
-    /// The metadata's example numbers for every region, then the same with their last
-    /// digits replaced, plus random digit strings under every code.
     #[test]
-    fn agrees_with_the_library_on_every_country_code() {
-        let mut rng = StdRng::seed_from_u64(7);
-        let mut inputs = Vec::new();
-        for meta in DATABASE.iter() {
-            let code = meta.country_code();
-            let d = meta.descriptors();
-            let descriptors = [
-                Some(d.general()),
-                d.fixed_line(),
-                d.mobile(),
-                d.toll_free(),
-                d.premium_rate(),
-                d.shared_cost(),
-                d.personal_number(),
-                d.voip(),
-                d.pager(),
-                d.uan(),
-                d.voicemail(),
-            ];
-            for example in descriptors
-                .into_iter()
-                .flatten()
-                .filter_map(|d| d.example())
-            {
-                inputs.push(format!("+{code}{example}"));
-                for _ in 0..20 {
-                    let keep = example.len().saturating_sub(rng.random_range(1..=4));
-                    let tail: String = (keep..example.len())
-                        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
-                        .collect();
-                    inputs.push(format!("+{code}{}{tail}", &example[..keep]));
-                }
-            }
-            for _ in 0..40 {
-                let len = rng.random_range(2..=13);
-                let national: String = (0..len)
-                    .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
-                    .collect();
-                inputs.push(format!("+{code}{national}"));
-            }
+    fn numbers_in_international_form_read_as_libphonenumber_reads_them() {
+        for (input, e164, mobile) in [
+            ("+819012345678", "+819012345678", true),
+            ("+81312345678", "+81312345678", false),
+            ("+14155550123", "+14155550123", true), // NANP: fixed line or mobile
+            ("+447912345678", "+447912345678", true),
+            ("+4915112345678", "+4915112345678", true),
+            ("+390212345678", "+390212345678", false), // Italy keeps its leading 0
+            ("+78001234567", "+78001234567", false),   // RU toll free: the 8 is no prefix
+            ("+37080012345", "+37080012345", false),
+            ("+4903012345678", "+493012345678", false), // a trunk 0 after the code goes
+        ] {
+            let (read_as, found) = read(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!((read_as.as_str(), found.mobile), (e164, mobile), "{input}");
+            assert_eq!(validate(e164), Some(found), "{e164}");
         }
-        let (answered, left) = compare(inputs);
-        // The fast reading must carry the bulk of valid canonical numbers, or it is useless.
-        assert!(
-            answered > 9 * left,
-            "answered {answered}, left {left} to the library"
+    }
+
+    #[test]
+    fn patterns_must_match_the_whole_number() {
+        // Valid by a pattern's first digits only (issue 16's examples).
+        for input in ["+855912345679", "+86101234678", "+26320201234"] {
+            assert_eq!(read(input).unwrap_err(), NumberError::Invalid, "{input}");
+        }
+        // Premium rate in Malaysia: not mobile, although the mobile pattern starts alike.
+        assert_eq!(
+            read("+601600123456").unwrap().1,
+            Canonical { mobile: false }
         );
     }
 
     #[test]
-    fn common_mobile_numbers_take_the_fast_reading() {
-        for (input, mobile) in [
-            ("+819012345678", true),
-            ("+81312345678", false),
-            ("+14155550123", true), // NANP: fixed line or mobile
-            ("+447912345678", true),
-            ("+4915112345678", true),
+    fn national_numbers_read_as_libphonenumber_reads_them() {
+        for (digits, region, e164) in [
+            ("09012345678", "JP", "+819012345678"),
+            ("0108190123456 78", "JP", "+819012345678"), // international call prefix 010
+            ("88001234567", "RU", "+78001234567"),       // the 8 here is the trunk prefix
+            ("88001234567", "KZ", "+78001234567"),
+            ("880012345", "LT", "+37080012345"),
+            ("4915123456789", "DE", "+494915123456789"), // valid as it is: 49 is no country code here
         ] {
-            assert_eq!(read(input), Some(Canonical { mobile }), "{input}");
-        }
-        for input in [
-            "+390212345678",
-            "+81901234",
-            "819012345678",
-            "+81 90 1234 5678",
-        ] {
-            assert_eq!(read(input), None, "{input}");
+            let digits: String = digits.chars().filter(char::is_ascii_digit).collect();
+            let (read, _) =
+                read_national(&digits, region).unwrap_or_else(|e| panic!("{digits} {region}: {e}"));
+            assert_eq!(read, e164, "{digits} {region}");
         }
     }
 
-    proptest::proptest! {
-        #[test]
-        fn never_disagrees_with_the_library(digits in "[1-9][0-9]{3,14}") {
-            let input = format!("+{digits}");
-            compare([input]);
+    #[test]
+    fn bad_codes_and_lengths_say_so() {
+        for (input, expected) in [
+            ("+0123456", "invalid country code"),
+            ("+9991234567", "invalid country code"),
+            ("+811", "too short"),
+            ("+81123456789012345678", "too long"),
+        ] {
+            let e = read(input).unwrap_err().to_string();
+            assert!(e.contains(expected), "{input}: {e}");
         }
     }
 }

@@ -90,16 +90,37 @@ impl ParsedNumber {
         }
         let input = normalize::normalize(input)?;
         let input = input.as_ref();
-        if let Some(found) = canonical::read(input) {
+        if let Some(digits) = input.strip_prefix('+')
+            && !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            let (e164, found) = canonical::read_international(digits)?;
             return Ok(ParsedNumber {
-                e164: E164(input.to_string()),
+                e164: E164(e164),
+                mobile: found.mobile,
+            });
+        }
+        if let Some(region) = region
+            && !input.starts_with('+')
+            && let Some(digits) = normalize::national_digits(input)
+        {
+            let (e164, found) = canonical::read_national(&digits, region.0.as_ref())?;
+            return Ok(ParsedNumber {
+                e164: E164(e164),
                 mobile: found.mobile,
             });
         }
         // A number in international form carries its own country, as libphonenumber
         // reads it; phonenumber 0.3 would apply the given region's national prefix to it.
         let region = if input.starts_with('+') { None } else { region };
-        ParsedNumber::parse_with_library(input, region)
+        let parsed = ParsedNumber::parse_with_library(input, region)?;
+        // The library's validity and type come from patterns matched from the start only;
+        // libphonenumber's from the whole number.
+        let found = canonical::validate(parsed.e164.as_str()).ok_or(NumberError::Invalid)?;
+        Ok(ParsedNumber {
+            e164: parsed.e164,
+            mobile: found.mobile,
+        })
     }
 
     /// The library's reading alone, for any input shape.

@@ -64,12 +64,24 @@ fn from_tel_uri(uri: &str) -> Result<String, NumberError> {
     Ok(number)
 }
 
+/// The digits of a national-format number written with digits and punctuation only.
+pub(super) fn national_digits(text: &str) -> Option<String> {
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_digit() || PUNCTUATION.contains(&c));
+    (plain && text.bytes().any(|b| b.is_ascii_digit()))
+        .then(|| text.chars().filter(char::is_ascii_digit).collect())
+}
+
+/// What libphonenumber skips between digits.
+const PUNCTUATION: [char; 6] = [' ', '-', '.', '(', ')', '/'];
+
 /// `+` and digits, when the text is `+` and digits with only punctuation between them.
 fn international_digits(text: &str) -> Option<String> {
     let rest = text.strip_prefix('+')?;
     let only_digits_and_punctuation = rest
         .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')' | '/'));
+        .all(|c| c.is_ascii_digit() || PUNCTUATION.contains(&c));
     if !only_digits_and_punctuation || rest.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
