@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 on_both_backends!(
     an_audit_answers_every_row_exactly_like_check_number,
     rows_beyond_one_chunk_come_back_in_order,
+    the_forms_of_a_number_read_alike_in_audits_and_watchlists,
 );
 
 /// The numbers of the known-answers list, each with its story.
@@ -749,4 +750,68 @@ async fn a_hundred_thousand_row_audit_counts_right() {
     let lines = std::fs::read_to_string(&report).unwrap().lines().count();
     assert_eq!(lines, 100_001, "a header and one line per row");
     served.stop();
+}
+
+/// A full-width Japanese number, an RFC 3966 URI and a Russian toll-free number in
+/// national form are read as libphonenumber reads them by audits and watchlists alike
+/// (checks and ingest: `grpc_api.rs`).
+async fn the_forms_of_a_number_read_alike_in_audits_and_watchlists(backend: Backend) {
+    let server = serve_known_answers(backend).await;
+    let forms = [
+        ("full-width", "０９０-１１１１-０００２", "JP", SWAPPED_NOW),
+        ("tel-uri", "tel:+81-90-1111-0002", "", SWAPPED_NOW),
+        ("ru-toll-free", "8 (800) 123-45-67", "RU", "+78001234567"),
+    ];
+    let rows = forms
+        .iter()
+        .map(|(name, number, region, _)| pb::AuditRow {
+            region: (*region).into(),
+            ..row(name, number)
+        })
+        .collect();
+    let mut client = NumberCheckClient::new(server.channel().await);
+    let results = audit(&mut client, rows).await;
+    for ((name, number, _, e164), result) in forms.iter().zip(&results) {
+        match &result.outcome {
+            Some(pb::audit_result::Outcome::Check(check)) => {
+                assert_eq!(check.phone_number, *e164, "{name}: {number:?}")
+            }
+            other => panic!("{name}: {number:?} gave {other:?}"),
+        }
+    }
+    let mut alerts = pb::alerts_client::AlertsClient::new(server.channel().await);
+    let entries = forms
+        .iter()
+        .map(|(name, number, region, _)| pb::WatchEntry {
+            customer_ref: (*name).into(),
+            phone_number: (*number).into(),
+            region: (*region).into(),
+            owner_since_date: "2026-01-01".into(),
+            ..Default::default()
+        })
+        .collect();
+    let upserted = alerts
+        .upsert_watch(pb::UpsertWatchRequest { entries })
+        .await
+        .expect("upsert")
+        .into_inner();
+    assert_eq!(upserted.upserted, 3, "{upserted:?}");
+    let listed = alerts
+        .list_watch(pb::ListWatchRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    let stored: HashMap<String, String> = listed
+        .entries
+        .into_iter()
+        .map(|e| (e.customer_ref, e.phone_number))
+        .collect();
+    for (name, number, _, e164) in forms {
+        assert_eq!(
+            stored.get(name).map(String::as_str),
+            Some(e164),
+            "{name}: {number:?}"
+        );
+    }
+    server.stop().await;
 }

@@ -171,3 +171,48 @@ async fn check_number_agrees_with_libphonenumber_cold_and_warm() {
     }
     server.stop().await;
 }
+
+/// Through `numguard check --json`, on every 100th case (a process each).
+#[test]
+fn the_cli_agrees_with_libphonenumber() {
+    let cases = cases();
+    let dir = tempfile::tempdir().unwrap();
+    let served = numguard_testkit::process::Served::start(&format!(
+        "sqlite://{}",
+        dir.path().join("ng.db").display()
+    ));
+    let sample: Vec<&Case> = cases.iter().step_by(100).collect();
+    let found: Vec<_> = sample
+        .into_iter()
+        .filter_map(|case| {
+            let mut args = vec!["check", case.input.as_str(), "--json"];
+            if !case.region.is_empty() {
+                args.extend(["--region", case.region.as_str()]);
+            }
+            let out = served.run(&args);
+            let got = if out.status.success() {
+                let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
+                let not_mobile = answer["reasons"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["code"] == "REASON_CODE_NOT_MOBILE"));
+                Some((
+                    answer["phone_number"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    !not_mobile,
+                ))
+            } else {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    stderr.contains("phone_number"),
+                    "{:?}: {stderr}",
+                    case.input
+                );
+                None
+            };
+            deviation(&case.expected, &got).map(|kind| (kind, case, got))
+        })
+        .collect();
+    judge("numguard check --json", &found);
+}
