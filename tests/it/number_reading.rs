@@ -1,6 +1,6 @@
 //! Numbers read as libphonenumber reads them (issue 16): a differential test against
 //! Python `phonenumbers` at the metadata version numguard bundles. `tests/numbers/cases.py`
-//! writes about 30,000 inputs with libphonenumber's reading of each; every one is read by
+//! writes about 34,000 inputs with libphonenumber's reading of each; every one is read by
 //! numguard's reader and, twice (so that cache-dependence shows), by a real server's
 //! `CheckNumber`.
 //!

@@ -5,7 +5,7 @@ Prints one JSON object per line: {"input", "region", "valid", "e164", "mobile"},
 PAGER (as numguard does). Inputs: every region's and non-geographic entity's example
 number of every type, written as E.164, international and national format, national
 format in full-width digits, an RFC 3966 URI, with the last digits changed, shortened and
-lengthened; each with and without its region. Deterministic (seeded), so a failure can be reproduced.
+lengthened, with a stray letter and as a vanity number; each with and without its region. Deterministic (seeded), so a failure can be reproduced.
 """
 
 import json
@@ -22,6 +22,7 @@ TYPES = [
     T.PERSONAL_NUMBER, T.PAGER, T.UAN, T.VOICEMAIL,
 ]
 FULL_WIDTH = str.maketrans("0123456789+-", "０１２３４５６７８９＋－")
+KEYPAD = {"2": "A", "3": "D", "4": "G", "5": "J", "6": "M", "7": "P", "8": "T", "9": "W"}
 
 
 def reading(text, region):
@@ -67,6 +68,10 @@ def inputs(rng):
             tail = "".join(rng.choice("0123456789") for _ in range(len(e164) - keep))
             forms.append((e164[:keep] + tail, ""))
         forms += [(e164[:-2], ""), (e164 + "1", ""), (e164 + "23", "")]
+        stray = rng.randint(4, len(e164) - 1)
+        forms.append((e164[:stray] + "a" + e164[stray:], ""))  # one letter: noise
+        if all(d in KEYPAD for d in e164[-4:]):
+            forms.append((e164[:-4] + "".join(KEYPAD[d] for d in e164[-4:]), ""))  # vanity
         for text, given in forms:
             yield text, given
             if region and not given:

@@ -4,7 +4,9 @@
 //! number (the parser misreads it inside the first group after `+`).
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
+use regex::Regex;
 use unicode_normalization::UnicodeNormalization;
 
 use super::NumberError;
@@ -17,6 +19,21 @@ pub(super) fn normalize(input: &str) -> Result<Cow<'_, str>, NumberError> {
     }
     if let Some(uri) = strip_tel(&text) {
         text = Cow::Owned(from_tel_uri(uri)?);
+    }
+    if text
+        .bytes()
+        .any(|b| b.is_ascii_alphabetic() || matches!(b, b'#' | b'~'))
+    {
+        if EXTENSION.is_match(&text) {
+            return Err(NumberError::Extension);
+        }
+        if text.bytes().any(|b| b.is_ascii_alphabetic()) {
+            // libphonenumber takes letters only in a text that has digits to begin with.
+            if text.bytes().filter(u8::is_ascii_digit).count() < 3 {
+                return Err(NumberError::Unparseable("not a number".into()));
+            }
+            text = Cow::Owned(letters_read(&text));
+        }
     }
     if let Some(digits) = international_digits(&text) {
         text = Cow::Owned(digits);
@@ -37,6 +54,40 @@ fn ascii_forms(text: &str) -> String {
             other => other,
         })
         .collect()
+}
+
+/// An extension at the end, as libphonenumber finds one before it reads letters: a
+/// marker (`ext`, `extension`, `x`, `#`, `~`, `доб`, `anexo`, ...) and its digits.
+static EXTENSION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)(?:[ \t,]*(?:e?xt(?:ensi(?:o\x{0301}?|ó))?n?|доб|anexo)[:.]?[ \t,-]*\d{1,20}#?|[ \t,]*(?:[x#~]|int)[:.]?[ \t,-]*\d{1,9}#?|[- ]+\d{1,6}#)$",
+    )
+    .expect("the extension pattern compiles")
+});
+
+/// Letters as libphonenumber reads them: three or more make a vanity number, read as
+/// the keypad's digits (`1-800-FLOWERS`); fewer are dropped as noise.
+fn letters_read(text: &str) -> String {
+    let letters = text.bytes().filter(u8::is_ascii_alphabetic).count();
+    text.chars()
+        .filter_map(|c| match c.to_ascii_uppercase() {
+            letter @ 'A'..='Z' => (letters >= 3).then(|| keypad(letter)),
+            other => Some(other),
+        })
+        .collect()
+}
+
+fn keypad(letter: char) -> char {
+    match letter {
+        'A'..='C' => '2',
+        'D'..='F' => '3',
+        'G'..='I' => '4',
+        'J'..='L' => '5',
+        'M'..='O' => '6',
+        'P'..='S' => '7',
+        'T'..='V' => '8',
+        _ => '9',
+    }
 }
 
 fn strip_tel(text: &str) -> Option<&str> {
@@ -115,6 +166,8 @@ mod tests {
             ("+49 (30) 1234.56", "+4930123456"),
             ("+819012345678", "+819012345678"),
             (" 090-1234-5678 ", "090-1234-5678"),
+            ("+1-800-FLOWERS", "+18003569377"),
+            ("+252711a23456", "+25271123456"),
         ] {
             assert_eq!(normalize(input).unwrap(), expected, "{input:?}");
         }
@@ -148,14 +201,19 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_plain_digits_is_left_to_the_parser() {
-        // Extensions and letters keep their meaning for the parser to judge.
+    fn extensions_are_refused_and_other_signs_left_to_the_parser() {
+        assert_eq!(normalize("+81 90 1234 5678*").unwrap(), "+81 90 1234 5678*");
         for input in [
             "+1 415 555 0123 ext. 12",
-            "+1-800-FLOWERS",
-            "+81 90 1234 5678#",
+            "+1 415 555 0123 x12",
+            "+1 415 555 0123 #12",
+            "+81 90 1234 5678#", // libphonenumber: extension 5678
         ] {
-            assert_eq!(normalize(input).unwrap(), input, "{input:?}");
+            assert_eq!(
+                normalize(input).unwrap_err(),
+                NumberError::Extension,
+                "{input:?}"
+            );
         }
         assert_eq!(
             normalize("tel:+81-90-1234-5678;ext=12").unwrap_err(),
