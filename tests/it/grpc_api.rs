@@ -706,24 +706,61 @@ async fn a_stream_spanning_many_batches_commits_them_all(backend: Backend) {
     server.stop().await;
 }
 
-/// What Japanese users type and paste, and RFC 3966 URIs, name the same number as E.164
-/// does, in checks and in ingested events.
+/// What Japanese users type and paste, RFC 3966 URIs and a Russian toll-free number in
+/// national form name the same number as E.164 does, in checks and in ingested events.
 async fn full_width_and_tel_uri_numbers_are_read_alike_by_checks_and_ingest(backend: Backend) {
     let server = TestServer::start(backend).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
     let swapped_at = Utc::now() - Duration::hours(1);
+    add_source(&server, "ru-feed", at("2025-01-01T00:00:00Z"), &["7"]).await;
     let summary = ingest(
         &server,
-        vec![event(
-            "feed",
-            "e1",
-            "tel:+81-90-1234-5678",
-            EventKind::SimSwap,
-            swapped_at,
-        )],
+        vec![
+            event(
+                "feed",
+                "e1",
+                "tel:+81-90-1234-5678",
+                EventKind::SimSwap,
+                swapped_at,
+            ),
+            event(
+                "feed",
+                "e2",
+                "＋８１ ９０ １２３４ ５６７８",
+                EventKind::DeviceSwap,
+                swapped_at,
+            ),
+            event(
+                "ru-feed",
+                "r1",
+                "+7 800 123-45-67",
+                EventKind::Disconnect,
+                swapped_at,
+            ),
+        ],
     )
     .await;
-    assert_eq!(summary.accepted, 1, "{summary:?}");
+    assert_eq!(summary.accepted, 3, "{summary:?}");
+    // A Russian toll-free number: the 8 after +7 is part of it, not a trunk prefix.
+    for (phone_number, region) in [("+78001234567", ""), ("8 (800) 123-45-67", "RU")] {
+        let answer = check_with(
+            &server,
+            pb::CheckNumberRequest {
+                phone_number: phone_number.into(),
+                region: region.into(),
+                owner_since: Some(timestamp(swapped_at - Duration::days(1))),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{phone_number:?}: {e}"));
+        assert_eq!(answer.phone_number, "+78001234567", "{phone_number:?}");
+        assert_eq!(
+            answer.ownership(),
+            OwnershipStatus::Changed,
+            "{phone_number:?}"
+        );
+    }
     for (phone_number, region) in [
         ("０９０-１２３４-５６７８", "JP"),
         ("＋８１ ９０ １２３４ ５６７８", ""),

@@ -389,6 +389,12 @@ async fn request_errors_get_camara_codes() {
         422,
         "SERVICE_NOT_APPLICABLE",
     );
+    // Russian toll free, read as libphonenumber reads it (valid, not mobile; issue 16).
+    assert_error(
+        &check(json!({ "phoneNumber": "+78001234567" })).await,
+        422,
+        "SERVICE_NOT_APPLICABLE",
+    );
     assert_error(
         &check(json!({ "maxAge": 24 })).await,
         422,
