@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 #[allow(missing_docs)]
 pub mod middleware;
+pub mod private_files;
 #[allow(missing_docs)]
 pub mod ranges;
 #[allow(missing_docs)]

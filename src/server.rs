@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::engine::auth::AuthMode;
 use crate::engine::keys::create_first_key_if_none;
 use crate::engine::{Engine, EngineConfig};
+use crate::private_files::warn_if_readable_by_others;
 use crate::upstream::UpstreamConfig;
 use crate::upstream::config::ProvidersFile;
 
@@ -82,6 +83,12 @@ pub async fn run_with(
     let store = crate::store::open_with(&config.database_url, config.store)
         .await
         .context("cannot open the database")?;
+    if let Some(files) = &config.tls {
+        warn_if_readable_by_others(&files.key, "the TLS key");
+    }
+    if let Some(path) = &config.upstreams_file {
+        warn_if_readable_by_others(path, "the upstream providers file");
+    }
     let tls = match &config.tls {
         Some(files) => Some(crate::api::TlsIdentity {
             cert: std::fs::read(&files.cert)

@@ -191,7 +191,7 @@ impl Carrier {
 
 /// A name as given: trimmed, not empty, not too long, and with something left to match on.
 pub fn carrier_name(field: Field, name: &str) -> Result<String, FieldError> {
-    let name = name.trim();
+    let name = super::text::plain_text(field, name.trim())?;
     if name.len() > MAX_CARRIER_NAME_LEN {
         return Err(FieldError::new(
             field,

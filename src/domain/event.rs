@@ -214,7 +214,8 @@ impl NewEvent {
             .source
             .parse()
             .map_err(|e| FieldError::new(Field::Source, format!("{e}")))?;
-        let source_event_id = raw.source_event_id.trim().to_string();
+        let source_event_id =
+            super::text::plain_text(Field::SourceEventId, raw.source_event_id.trim())?.to_string();
         if source_event_id.is_empty() {
             return Err(FieldError::new(Field::SourceEventId, "is empty"));
         }

@@ -16,6 +16,7 @@ pub mod source;
 pub mod subscription;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod text;
 pub mod upstream;
 pub mod watch;
 

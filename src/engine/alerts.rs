@@ -22,6 +22,7 @@ use crate::domain::auth::TenantName;
 use crate::domain::decision::Decision;
 use crate::domain::event::{EventKind, StoredEvent};
 use crate::domain::number::ParsedNumber;
+use crate::domain::text::plain_text;
 use crate::domain::watch::WatchEntry;
 use crate::store::{AlertRow, EventStore, WatchlistStore};
 
@@ -106,7 +107,7 @@ impl AlertService {
     }
 
     fn watch_record(&self, raw: RawWatch) -> Result<WatchEntry, FieldError> {
-        let customer_ref = raw.customer_ref.trim().to_string();
+        let customer_ref = plain_text(Field::CustomerRef, raw.customer_ref.trim())?.to_string();
         if customer_ref.is_empty() {
             return Err(FieldError::new(Field::CustomerRef, "is empty"));
         }
@@ -142,6 +143,9 @@ impl AlertService {
         tenant: &TenantName,
         refs: &[String],
     ) -> Result<u64, EngineError> {
+        for r in refs {
+            plain_text(Field::CustomerRefs, r)?;
+        }
         let removed = self.watchlist.remove_watch(tenant, refs).await?;
         self.pages.invalidate_all();
         Ok(removed)

@@ -86,6 +86,14 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// What a client is told: never the database's own words.
+    pub fn public_message(&self) -> String {
+        match self {
+            AuthError::Store(e) => e.public_message(),
+            other => other.to_string(),
+        }
+    }
+
     /// The error's kind, which each transport maps to its own codes.
     pub fn kind(&self) -> ErrorKind {
         match self {

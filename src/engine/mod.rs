@@ -87,6 +87,18 @@ impl From<StoreError> for EngineError {
 }
 
 impl EngineError {
+    /// What a client is told: never the database's own words (see
+    /// [`StoreError::public_message`]).
+    pub fn public_message(&self) -> String {
+        match self {
+            EngineError::Store(e) => e.public_message(),
+            EngineError::WriterFailed | EngineError::UpstreamSetup(_) => {
+                crate::store::INTERNAL_ERROR.into()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// The error's kind, which each transport maps to its own codes.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -21,6 +21,7 @@ use crate::domain::endpoint::https_or_loopback;
 use crate::domain::event::EventKind;
 use crate::domain::number::E164;
 use crate::domain::subscription::{CloudEventFormat, Subscription};
+use crate::domain::text::plain_text;
 use crate::store::{Delivery, EventStore, SubscriptionRecord, SubscriptionStore};
 
 /// The dispatcher looks for new alerts and due deliveries at least this often.
@@ -100,7 +101,10 @@ impl WebhookService {
         tenant: &TenantName,
         new: NewSubscription,
     ) -> Result<Subscription, EngineError> {
-        let sink = https_or_loopback(Field::Sink, &new.sink)?;
+        let sink = https_or_loopback(Field::Sink, plain_text(Field::Sink, &new.sink)?)?;
+        if let Some(token) = &new.token {
+            plain_text(Field::SinkToken, token)?;
+        }
         let now = Utc::now();
         if new.expire_at.is_some_and(|t| t <= now) {
             return Err(FieldError::new(Field::ExpireTime, "is in the past").into());

@@ -163,7 +163,10 @@ impl From<FieldError> for RestError {
 
 impl From<EngineError> for RestError {
     fn from(e: EngineError) -> Self {
-        RestError::of_kind(e.kind(), e.to_string())
+        if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) {
+            tracing::error!(error = %e, "REST request failed");
+        }
+        RestError::of_kind(e.kind(), e.public_message())
     }
 }
 
@@ -179,7 +182,7 @@ impl From<AuthError> for RestError {
             AuthError::Missing => {
                 "missing API key: send the header `Authorization: Bearer <key>`".to_string()
             }
-            _ => e.to_string(),
+            _ => e.public_message(),
         };
         RestError {
             retry_after,

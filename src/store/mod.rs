@@ -23,6 +23,9 @@ use crate::error::ErrorKind;
 use crate::ranges::RangeEntry;
 use sql_store::SqlStore;
 
+/// What a client is told of a failure inside the server; the cause goes to the log.
+pub const INTERNAL_ERROR: &str = "internal error";
+
 /// Why a store operation failed; transports see only [`StoreError::kind`] and a message without database text where it matters.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -105,6 +108,22 @@ fn classify(db: &dyn sqlx::error::DatabaseError) -> Option<Class> {
 }
 
 impl StoreError {
+    /// What a client is told: the failure without the database's own words, which only
+    /// the log gets.
+    pub fn public_message(&self) -> String {
+        match self {
+            StoreError::Unavailable(_) => "database unavailable; retry later".into(),
+            StoreError::ReadOnly(_) => {
+                "database is read-only: writes are refused while checks go on".into()
+            }
+            StoreError::Full(_) => "database full: writes are refused while checks go on".into(),
+            StoreError::UnsupportedUrl(_) => self.to_string(),
+            StoreError::Migration(_) | StoreError::Corrupt(_) | StoreError::Other(_) => {
+                INTERNAL_ERROR.into()
+            }
+        }
+    }
+
     /// The error's kind, which each transport maps to its own codes.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -46,6 +46,12 @@ impl SqliteBackend {
             // The default page size is 4 KiB.
             options = options.pragma("max_page_count", (bytes / 4096).max(1).to_string());
         }
+        let file = options.get_filename();
+        if file != std::path::Path::new(":memory:") {
+            crate::private_files::create_private(file)
+                .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+            crate::private_files::warn_if_readable_by_others(file, "the database file");
+        }
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())

@@ -395,6 +395,34 @@ fn dev_mode_only_listens_on_loopback() {
     assert!(stderr(&o).contains("loopback"), "{}", stderr(&o));
 }
 
+/// The SQLite database holds watchlists, sink tokens and the access log's pepper: it and
+/// its -wal and -shm files are created for the server's user alone, and a database file
+/// that others can read is named in a warning at start.
+#[cfg(unix)]
+#[test]
+fn the_database_files_are_private_and_a_shared_one_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ng.db");
+    let served = Served::start(&format!("sqlite://{}", db.display()));
+    ok(served.run(&["check", "+819012345678"]));
+    for name in ["ng.db", "ng.db-wal", "ng.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{name} has mode {:o}", mode & 0o777);
+    }
+    served.stop();
+
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let again = Served::start(&format!("sqlite://{}", db.display()));
+    again.wait_for_log("the database file is readable by other users");
+    ok(again.run(&["check", "+819012345678"])); // serving, so SIGTERM is handled
+    again.stop();
+}
+
 /// `serve` with its settings in layers: the file, then the environment, then flags.
 #[test]
 fn settings_come_from_a_file_then_the_environment_then_flags() {

@@ -28,6 +28,7 @@ on_both_backends!(
     a_stream_spanning_many_batches_commits_them_all,
     a_cached_number_answers_exactly_like_a_parsed_one,
     validity_comes_from_the_input_never_from_the_cache,
+    control_characters_are_refused_by_field_and_the_rest_of_a_batch_kept,
     full_width_and_tel_uri_numbers_are_read_alike_by_checks_and_ingest,
     equal_times_are_ordered_by_kind_source_and_id_never_by_arrival,
 );
@@ -917,5 +918,96 @@ async fn equal_times_are_ordered_by_kind_source_and_id_never_by_arrival(backend:
         assert_eq!(r.current_carrier, "SoftBank", "{number}");
         assert_eq!(r.port_count, 2);
     }
+    server.stop().await;
+}
+
+/// NUL (which PostgreSQL cannot store) and other control characters in stored text are
+/// refused with the field named, on both backends alike; the rest of a batch is kept
+/// (issue 17: one NUL failed a whole batch on PostgreSQL with the database's error text).
+async fn control_characters_are_refused_by_field_and_the_rest_of_a_batch_kept(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
+    let t = Utc::now() - Duration::hours(1);
+    let summary = ingest(
+        &server,
+        vec![
+            event("feed", "good-1", N1, EventKind::SimSwap, t),
+            event("feed", "bad\0id", N1, EventKind::SimSwap, t),
+            event("feed", "good-2", N2, EventKind::SimSwap, t),
+            port("feed", "bad-carrier", N2, t, "NTT docomo", "Soft\0Bank"),
+            event("feed", "good-3", N2, EventKind::DeviceSwap, t),
+        ],
+    )
+    .await;
+    assert_eq!((summary.accepted, summary.rejected), (3, 2), "{summary:?}");
+    let reasons: Vec<(u64, &str)> = summary
+        .errors
+        .iter()
+        .map(|e| (e.index, e.reason.as_str()))
+        .collect();
+    assert!(
+        reasons[0].0 == 1
+            && reasons[0]
+                .1
+                .starts_with("source_event_id contains the control character U+0000"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == 3
+            && reasons[1]
+                .1
+                .starts_with("to_carrier contains the control character U+0000"),
+        "{reasons:?}"
+    );
+
+    let mut alerts = pb::alerts_client::AlertsClient::new(server.channel().await);
+    let entry = |customer_ref: &str| pb::WatchEntry {
+        customer_ref: customer_ref.into(),
+        phone_number: N1.into(),
+        owner_since_date: "2026-01-01".into(),
+        ..Default::default()
+    };
+    let upserted = alerts
+        .upsert_watch(pb::UpsertWatchRequest {
+            entries: vec![entry("c-1"), entry("c\0-2"), entry("c\u{1b}3")],
+        })
+        .await
+        .expect("upsert")
+        .into_inner();
+    assert_eq!(upserted.upserted, 1, "{upserted:?}");
+    assert_eq!(upserted.errors.len(), 2, "{upserted:?}");
+    assert!(
+        upserted
+            .errors
+            .iter()
+            .all(|e| e.reason.starts_with("customer_ref contains")),
+        "{upserted:?}"
+    );
+    let err = alerts
+        .remove_watch(pb::RemoveWatchRequest {
+            customer_refs: vec!["c-1".into(), "c\0".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("customer_refs contains"),
+        "{}",
+        err.message()
+    );
+    let err = alerts
+        .create_subscription(pb::CreateSubscriptionRequest {
+            sink: "http://127.0.0.1:9/hook".into(),
+            sink_token: "tok\0en".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("sink_token contains"),
+        "{}",
+        err.message()
+    );
     server.stop().await;
 }
