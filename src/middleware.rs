@@ -15,15 +15,15 @@ use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::domain::auth::Scope;
+use crate::domain::auth::Scopes;
 use crate::engine::Engine;
 use crate::engine::auth::{Admission, AuthError};
 
 /// What a route needs before its handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
-    /// The scope the caller's key must have.
-    pub scope: Scope,
+    /// The scopes that admit a caller: its key must have one of them.
+    pub scopes: Scopes,
     pub answer: Answer,
 }
 
@@ -136,7 +136,7 @@ where
                         .headers()
                         .get(header::AUTHORIZATION)
                         .and_then(|v| v.to_str().ok());
-                    let admission = match engine.admit(authorization, route.scope).await {
+                    let admission = match engine.admit(authorization, route.scopes).await {
                         Ok(admission) => admission,
                         Err(e) => return Ok(refused(&transport, e.into())),
                     };
@@ -227,7 +227,7 @@ mod tests {
                 _ => return None,
             };
             Some(Route {
-                scope: Scope::Check,
+                scopes: crate::domain::auth::Scope::Check.into(),
                 answer,
             })
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use tonic::Status;
 
-use crate::domain::auth::Scope;
+use crate::domain::auth::{Scope, Scopes};
 use crate::middleware::{Answer, Refusal, Route, Transport};
 
 /// The numguard services' RPCs, by path.
@@ -22,31 +22,32 @@ impl Transport for GrpcRoutes {
 
     fn route<B>(&self, request: &Request<B>) -> Option<Route> {
         let once = Answer::Once(self.deadline);
-        let (scope, answer) = match request.uri().path().strip_prefix("/numguard.v1.")? {
-            "NumberCheck/CheckNumber" => (Scope::Check, once),
-            "NumberCheck/AuditNumbers" => (Scope::Audit, Answer::Stream),
-            "Events/IngestEvents" => (Scope::Ingest, Answer::Stream),
-            "Events/ListEvents" => (Scope::Admin, once),
-            "Admin/UpsertSource"
-            | "Admin/ListSources"
-            | "Admin/ListCarriers"
-            | "Admin/GetCarrier"
-            | "Admin/UpsertCarrier"
-            | "Admin/AddCarrierAliases"
-            | "Admin/ImportRanges" => (Scope::Admin, once),
-            "Admin/Heartbeat" => (Scope::Ingest, once),
-            "Admin/LookupRange" => (Scope::Check, once),
-            "Alerts/UpsertWatch"
-            | "Alerts/RemoveWatch"
-            | "Alerts/ListWatch"
-            | "Alerts/CreateSubscription"
-            | "Alerts/ListSubscriptions"
-            | "Alerts/DeleteSubscription" => (Scope::Watch, once),
-            "Alerts/WatchAlerts" => (Scope::Watch, Answer::Subscription),
-            // Unknown methods reach tonic, which answers UNIMPLEMENTED.
-            _ => return None,
-        };
-        Some(Route { scope, answer })
+        let (scopes, answer): (Scopes, _) =
+            match request.uri().path().strip_prefix("/numguard.v1.")? {
+                "NumberCheck/CheckNumber" => (Scope::Check.into(), once),
+                "NumberCheck/AuditNumbers" => (Scope::Audit.into(), Answer::Stream),
+                "Events/IngestEvents" => (Scope::Ingest.into(), Answer::Stream),
+                "Events/ListEvents" => (Scope::Admin.into(), once),
+                "Admin/UpsertSource"
+                | "Admin/ListSources"
+                | "Admin/ListCarriers"
+                | "Admin/GetCarrier"
+                | "Admin/UpsertCarrier"
+                | "Admin/AddCarrierAliases"
+                | "Admin/ImportRanges" => (Scope::Admin.into(), once),
+                "Admin/Heartbeat" => (Scope::Ingest | Scope::Admin, once),
+                "Admin/LookupRange" => (Scope::Check | Scope::Admin, once),
+                "Alerts/UpsertWatch"
+                | "Alerts/RemoveWatch"
+                | "Alerts/ListWatch"
+                | "Alerts/CreateSubscription"
+                | "Alerts/ListSubscriptions"
+                | "Alerts/DeleteSubscription" => (Scope::Watch.into(), once),
+                "Alerts/WatchAlerts" => (Scope::Watch.into(), Answer::Subscription),
+                // Unknown methods reach tonic, which answers UNIMPLEMENTED.
+                _ => return None,
+            };
+        Some(Route { scopes, answer })
     }
 
     fn refuse(&self, refusal: Refusal) -> Response<Self::Body> {

@@ -94,9 +94,29 @@ impl Scopes {
         Scope::ALL.into_iter().filter(move |s| self.contains(*s))
     }
 
+    /// Whether any of `other` is among these.
+    pub fn any_of(self, other: Scopes) -> bool {
+        self.0 & other.0 != 0
+    }
+
     /// Whether no scope is held.
     pub fn is_empty(self) -> bool {
         self.0 == 0
+    }
+}
+
+/// `Scope::Check | Scope::Admin`: a route either scope admits.
+impl std::ops::BitOr for Scope {
+    type Output = Scopes;
+
+    fn bitor(self, other: Scope) -> Scopes {
+        Scopes(self.bit() | other.bit())
+    }
+}
+
+impl From<Scope> for Scopes {
+    fn from(scope: Scope) -> Self {
+        Scopes(scope.bit())
     }
 }
 

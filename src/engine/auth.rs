@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::domain::auth::{Scope, Scopes, TenantName, TimePrecision, key_id, key_matches};
+use crate::domain::auth::{Scopes, TenantName, TimePrecision, key_id, key_matches};
 use crate::error::ErrorKind;
 use crate::store::{KeyRecord, Store, StoreError};
 
@@ -67,8 +67,8 @@ pub enum AuthError {
     #[error("unknown, malformed or revoked API key")]
     Invalid,
     /// The key lacks the scope the request needs.
-    #[error("this API key lacks the `{0}` scope")]
-    Forbidden(Scope),
+    #[error("this API key lacks the {} scope", either(.0))]
+    Forbidden(Scopes),
     /// The key is over its rate.
     #[error("rate limit of {limit} requests/s for this key exceeded; retry in {retry_ms} ms")]
     RateLimited {
@@ -83,6 +83,12 @@ pub enum AuthError {
     /// The key could not be looked up.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// `check`, or "`check` or `admin`".
+fn either(scopes: &Scopes) -> String {
+    let names: Vec<String> = scopes.iter().map(|s| format!("`{s}`")).collect();
+    names.join(" or ")
 }
 
 impl AuthError {
@@ -157,12 +163,13 @@ impl Authenticator {
         self.mode
     }
 
-    /// Admits a request needing `scope`, given the `authorization` metadata value.
+    /// Admits a request that one of `scopes` allows, given the `authorization` metadata
+    /// value.
     pub async fn admit(
         &self,
         store: &dyn Store,
         authorization: Option<&str>,
-        scope: Scope,
+        scopes: Scopes,
     ) -> Result<Admission, AuthError> {
         // Shed load before spending anything on the request.
         let permit = self
@@ -176,7 +183,7 @@ impl Authenticator {
                 scopes: Scopes::all(),
                 precision: TimePrecision::Exact,
             },
-            AuthMode::Keys => self.authenticate(store, authorization, scope).await?,
+            AuthMode::Keys => self.authenticate(store, authorization, scopes).await?,
         };
         Ok(Admission {
             principal,
@@ -188,7 +195,7 @@ impl Authenticator {
         &self,
         store: &dyn Store,
         authorization: Option<&str>,
-        scope: Scope,
+        needed: Scopes,
     ) -> Result<Principal, AuthError> {
         let presented = authorization.and_then(bearer).ok_or(AuthError::Missing)?;
         let id = key_id(presented).ok_or(AuthError::Invalid)?;
@@ -203,8 +210,8 @@ impl Authenticator {
         let record = record
             .filter(|r| r.revoked_at.is_none() && key_matches(presented, &r.hash))
             .ok_or(AuthError::Invalid)?;
-        if !record.scopes.contains(scope) {
-            return Err(AuthError::Forbidden(scope));
+        if !record.scopes.any_of(needed) {
+            return Err(AuthError::Forbidden(needed));
         }
         self.take_token(&record.id)?;
         let precision = match self.precisions.get(&record.tenant) {

@@ -31,7 +31,7 @@ use std::time::Duration;
 use chrono::{FixedOffset, Offset, Utc};
 
 use crate::domain::FieldError;
-use crate::domain::auth::Scope;
+use crate::domain::auth::Scopes;
 use crate::domain::decision::{DEFAULT_MAX_LOOKBACK_HOURS, Policy};
 use crate::domain::number::Region;
 use crate::error::ErrorKind;
@@ -277,14 +277,14 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Admits a request that needs `scope`; `authorization` is the metadata value.
+    /// Admits a request that one of `scopes` allows; `authorization` is the metadata value.
     pub async fn admit(
         &self,
         authorization: Option<&str>,
-        scope: Scope,
+        scopes: Scopes,
     ) -> Result<Admission, AuthError> {
         self.auth
-            .admit(self.store.as_ref(), authorization, scope)
+            .admit(self.store.as_ref(), authorization, scopes)
             .await
     }
 

@@ -23,7 +23,7 @@ impl Transport for RestRoutes {
 
     fn route<B>(&self, _: &Request<B>) -> Option<Route> {
         Some(Route {
-            scope: self.scope,
+            scopes: self.scope.into(),
             answer: Answer::Once(self.deadline),
         })
     }

@@ -176,6 +176,33 @@ async fn keys_and_scopes_decide_who_may_call_what(backend: Backend) {
         })
         .await
         .expect("an admin key may add sources");
+    // `admin` allows every Admin RPC, those other scopes also allow among them.
+    let admin_only = new_key(&db, "acme", "admin").await;
+    let lookup = pb::LookupRangeRequest {
+        phone_number: N.into(),
+        ..Default::default()
+    };
+    admin(&server, Some(&admin_only))
+        .await
+        .lookup_range(lookup.clone())
+        .await
+        .expect("an admin key may look up ranges");
+    admin(&server, Some(&admin_only))
+        .await
+        .heartbeat(pb::HeartbeatRequest {
+            source: "feed".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("an admin key may send heartbeats");
+    let watch_only = new_key(&db, "acme", "watch").await;
+    let err = admin(&server, Some(&watch_only))
+        .await
+        .lookup_range(lookup)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("check"), "{}", err.message());
 
     // Revocation (straight in the database, as `numguard keys revoke` does) takes effect
     // within the key cache's 5 s.
