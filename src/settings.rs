@@ -86,6 +86,8 @@ pub struct Database {
     pub sqlite_max_size_mb: Option<u64>,
     /// Events that occurred more than this many days ago are purged; 0 keeps them.
     pub retention_days: u32,
+    /// SQLite only: skip the integrity check at start (it reads the whole file).
+    pub skip_integrity_check: bool,
 }
 
 impl Default for Database {
@@ -94,6 +96,7 @@ impl Default for Database {
             url: "sqlite://numguard.db".to_string(),
             sqlite_max_size_mb: None,
             retention_days: 0,
+            skip_integrity_check: false,
         }
     }
 }
@@ -410,6 +413,7 @@ impl Settings {
                 sqlite_max_bytes: database
                     .sqlite_max_size_mb
                     .map(|mb| mb.saturating_mul(1 << 20)),
+                sqlite_skip_integrity_check: database.skip_integrity_check,
             },
             upstreams_file: Some(self.upstream.file.clone()),
             tls: match (&tls.cert, &tls.key) {

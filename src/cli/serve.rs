@@ -84,6 +84,9 @@ pub struct ServeArgs {
     /// Purge events that occurred more than this many days ago (0 keeps them forever).
     #[arg(long, env = "NUMGUARD_RETENTION_DAYS")]
     retention_days: Option<u32>,
+    /// SQLite only: skip the integrity check at start (it reads the whole file).
+    #[arg(long, env = "NUMGUARD_SKIP_INTEGRITY_CHECK")]
+    skip_integrity_check: bool,
     /// Do not record which tenant checked which (hashed) number.
     #[arg(long, env = "NUMGUARD_NO_ACCESS_LOG")]
     no_access_log: bool,
@@ -162,6 +165,7 @@ impl ServeArgs {
             database.sqlite_max_size_mb = self.sqlite_max_size_mb;
         }
         set(&mut database.retention_days, &self.retention_days);
+        database.skip_integrity_check |= self.skip_integrity_check;
         if self.default_region.is_some() {
             engine.default_region = self.default_region;
         }

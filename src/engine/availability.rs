@@ -7,6 +7,9 @@ use tokio::sync::watch;
 
 pub struct Availability {
     database: AtomicBool,
+    /// A damaged database file does not heal: once seen, nothing is answered until the
+    /// operator restores the file and restarts the server.
+    damaged: AtomicBool,
     feed: AtomicBool,
     up: watch::Sender<bool>,
 }
@@ -17,6 +20,7 @@ impl Availability {
     pub fn new(has_feed: bool) -> Self {
         Availability {
             database: AtomicBool::new(true),
+            damaged: AtomicBool::new(false),
             feed: AtomicBool::new(!has_feed),
             up: watch::channel(!has_feed).0,
         }
@@ -35,13 +39,26 @@ impl Availability {
         self.publish();
     }
 
+    /// The database file is damaged: down for good (see `damaged`).
+    pub fn set_damaged(&self) {
+        if !self.damaged.swap(true, Ordering::SeqCst) {
+            tracing::error!(
+                "the database file is damaged; numguard answers UNAVAILABLE until it is \
+                 restored from a backup and the server restarted"
+            );
+        }
+        self.publish();
+    }
+
     pub fn set_feed(&self, up: bool) {
         self.feed.store(up, Ordering::SeqCst);
         self.publish();
     }
 
     fn publish(&self) {
-        let up = self.database.load(Ordering::SeqCst) && self.feed.load(Ordering::SeqCst);
+        let up = self.database.load(Ordering::SeqCst)
+            && self.feed.load(Ordering::SeqCst)
+            && !self.damaged.load(Ordering::SeqCst);
         self.up.send_if_modified(|current| {
             if *current == up {
                 return false;
@@ -54,5 +71,25 @@ impl Availability {
             *current = up;
             true
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_database_stays_down_when_pings_answer_again() {
+        let availability = Availability::new(false);
+        assert!(availability.is_up());
+        availability.set_database(false);
+        availability.set_database(true);
+        assert!(
+            availability.is_up(),
+            "an outage ends when the database answers"
+        );
+        availability.set_damaged();
+        availability.set_database(true);
+        assert!(!availability.is_up(), "damage does not");
     }
 }

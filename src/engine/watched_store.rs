@@ -37,8 +37,10 @@ impl WatchedStore {
     }
 
     fn watch<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        if matches!(result, Err(StoreError::Unavailable(_))) {
-            self.availability.set_database(false);
+        match &result {
+            Err(StoreError::Unavailable(_)) => self.availability.set_database(false),
+            Err(StoreError::Damaged(_)) => self.availability.set_damaged(),
+            _ => {}
         }
         result
     }

@@ -44,6 +44,10 @@ pub enum StoreError {
     /// The database is out of space (disk or configured size).
     #[error("database full: {0}")]
     Full(#[source] sqlx::Error),
+    /// The database file is damaged (SQLite's integrity check failed, or a read met a
+    /// malformed page): nothing is answered from it until it is restored.
+    #[error("the database file is damaged ({0}); restore it from a backup")]
+    Damaged(String),
     /// A stored row does not read back as a valid value (edited by hand, or a bug).
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
@@ -67,6 +71,7 @@ impl From<sqlx::Error> for StoreError {
             Some(Class::Unavailable) => StoreError::Unavailable(e),
             Some(Class::Full) => StoreError::Full(e),
             Some(Class::ReadOnly) => StoreError::ReadOnly(e),
+            Some(Class::Damaged) => StoreError::Damaged(e.to_string()),
             None => StoreError::Other(e),
         }
     }
@@ -76,13 +81,14 @@ enum Class {
     Unavailable,
     ReadOnly,
     Full,
+    Damaged,
 }
 
 /// Database errors that mean "not now" rather than "wrong": PostgreSQL connection
 /// exceptions (08xxx), operator intervention such as a shutdown (57Pxx) and a read-only
 /// transaction (25006); SQLite busy, locked and read-only (primary codes 5, 6, 8, under
 /// any extended code). And those that mean "out of space": PostgreSQL disk full (53100),
-/// SQLite full (13).
+/// SQLite full (13); and a damaged SQLite file (corrupt 11, not a database 26).
 fn classify(db: &dyn sqlx::error::DatabaseError) -> Option<Class> {
     let code = db.code()?;
     if db
@@ -100,6 +106,7 @@ fn classify(db: &dyn sqlx::error::DatabaseError) -> Option<Class> {
             5 | 6 => Some(Class::Unavailable),
             8 => Some(Class::ReadOnly),
             13 => Some(Class::Full),
+            11 | 26 => Some(Class::Damaged), // SQLITE_CORRUPT, SQLITE_NOTADB
             _ => None,
         }
     } else {
@@ -118,6 +125,11 @@ impl StoreError {
             }
             StoreError::Full(_) => "database full: writes are refused while checks go on".into(),
             StoreError::UnsupportedUrl(_) => self.to_string(),
+            StoreError::Damaged(_) => {
+                "the database file is damaged; numguard answers nothing from it until the \
+                 operator restores it"
+                    .into()
+            }
             StoreError::Migration(_) | StoreError::Corrupt(_) | StoreError::Other(_) => {
                 INTERNAL_ERROR.into()
             }
@@ -129,7 +141,7 @@ impl StoreError {
         match self {
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
             StoreError::Full(_) => ErrorKind::ResourceExhausted,
-            StoreError::ReadOnly(_) => ErrorKind::Unavailable,
+            StoreError::ReadOnly(_) | StoreError::Damaged(_) => ErrorKind::Unavailable,
             StoreError::UnsupportedUrl(_) => ErrorKind::InvalidArgument,
             StoreError::Migration(_) | StoreError::Corrupt(_) | StoreError::Other(_) => {
                 ErrorKind::Internal
@@ -502,6 +514,8 @@ impl<
 pub struct StoreOptions {
     /// SQLite only: the most the database file may grow to; past it writes fail as full.
     pub sqlite_max_bytes: Option<u64>,
+    /// SQLite only: skip `PRAGMA quick_check` at start (it reads the whole file).
+    pub sqlite_skip_integrity_check: bool,
 }
 
 /// Opens (creating and migrating as needed) the store a URL names.
@@ -513,7 +527,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 pub async fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqlStore::new(
-            sqlite::SqliteBackend::open(url, options.sqlite_max_bytes).await?,
+            sqlite::SqliteBackend::open(url, options).await?,
         )))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(Arc::new(SqlStore::new(

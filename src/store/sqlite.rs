@@ -13,7 +13,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::sql::{self, micros};
 use super::sql_store::{Announce, Backend, chunked, write_all};
-use super::{Change, InsertOutcome, StoreError};
+use super::{Change, InsertOutcome, StoreError, StoreOptions};
 use crate::domain::auth::TenantName;
 use crate::domain::event::NewEvent;
 use crate::domain::number::E164;
@@ -30,7 +30,7 @@ pub struct SqliteBackend {
 
 impl SqliteBackend {
     /// `max_bytes` caps the file (SQLite's `max_page_count`); writes past it fail as full.
-    pub async fn open(url: &str, max_bytes: Option<u64>) -> Result<SqliteBackend, StoreError> {
+    pub async fn open(url: &str, store: StoreOptions) -> Result<SqliteBackend, StoreError> {
         let mut options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -42,7 +42,7 @@ impl SqliteBackend {
             // 2 MiB page cache nearly every insert reads and rewrites pages through the
             // kernel. 64 MiB per connection keeps the hot index pages in memory.
             .pragma("cache_size", "-65536");
-        if let Some(bytes) = max_bytes {
+        if let Some(bytes) = store.sqlite_max_bytes {
             // The default page size is 4 KiB.
             options = options.pragma("max_page_count", (bytes / 4096).max(1).to_string());
         }
@@ -57,6 +57,16 @@ impl SqliteBackend {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&write).await?;
+        if !store.sqlite_skip_integrity_check {
+            // A page damaged in the middle would otherwise show only when a read reaches
+            // it, halfway through an audit.
+            let verdict: String = sqlx::query_scalar("PRAGMA quick_check(1)")
+                .fetch_one(&write)
+                .await?;
+            if verdict != "ok" {
+                return Err(StoreError::Damaged(verdict));
+            }
+        }
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))

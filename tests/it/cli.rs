@@ -423,6 +423,68 @@ fn the_database_files_are_private_and_a_shared_one_is_named() {
     again.stop();
 }
 
+/// A SQLite file damaged in the middle is found at start (`PRAGMA quick_check`) and the
+/// server refuses to serve from it, saying what to do. Skipped, the damage is found where
+/// a read meets it, and the server answers nothing from the file from then on.
+#[tokio::test]
+async fn a_damaged_database_file_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ng.db");
+    let url = format!("sqlite://{}", db.display());
+    let served = Served::start(&url);
+    ok(served.run(&["check", "+819012345678"]));
+    served.stop();
+    // Everything into the main file, so that damage there is damage to the data.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    // Overwrite pages in the middle of the file (the shipped ranges fill many), keeping
+    // the header page intact.
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 64 * 4096, "the file is {} bytes", bytes.len());
+    let middle = bytes.len() / 2 / 4096 * 4096;
+    bytes[middle..middle + 8 * 4096].fill(0x5a);
+    std::fs::write(&db, &bytes).unwrap();
+
+    let refused = Command::new(bin())
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .env("NUMGUARD_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let refused = stderr(&refused);
+    assert!(
+        refused.contains("damaged") && refused.contains("in database main"),
+        "{refused}"
+    );
+
+    // Skipped, the damage shows only where a read reaches it (here, loading the ranges).
+    let skipped = Command::new(bin())
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--skip-integrity-check",
+        ])
+        .env("NUMGUARD_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!skipped.status.success());
+    let skipped = stderr(&skipped);
+    assert!(skipped.contains("malformed"), "{skipped}");
+    assert!(
+        !skipped.contains("in database main"),
+        "the check ran: {skipped}"
+    );
+}
+
 /// `serve` with its settings in layers: the file, then the environment, then flags.
 #[test]
 fn settings_come_from_a_file_then_the_environment_then_flags() {
