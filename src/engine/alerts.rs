@@ -158,6 +158,17 @@ impl AlertService {
         after: Option<&str>,
         limit: u32,
     ) -> Result<(Vec<WatchEntry>, Option<String>), EngineError> {
+        // The token is the last customer_ref of the page before: anything else is refused,
+        // as ListEvents refuses a token it did not issue.
+        if let Some(token) = after
+            && (token.len() > MAX_CUSTOMER_REF_LEN
+                || plain_text(Field::PageToken, token).is_err()
+                || token.trim() != token)
+        {
+            return Err(
+                FieldError::new(Field::PageToken, "is not a token this server issued").into(),
+            );
+        }
         let mut page = self
             .watchlist
             .list_watch(tenant, after, limit.saturating_add(1))

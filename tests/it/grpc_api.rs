@@ -995,6 +995,18 @@ async fn control_characters_are_refused_by_field_and_the_rest_of_a_batch_kept(ba
         "{}",
         err.message()
     );
+    // A ListWatch page token is the last customer_ref of a page: garbage is refused.
+    for garbage in ["\0".to_string(), " padded".to_string(), "x".repeat(201)] {
+        let err = alerts
+            .list_watch(pb::ListWatchRequest {
+                page_token: garbage,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().starts_with("page_token"), "{}", err.message());
+    }
     let err = alerts
         .create_subscription(pb::CreateSubscriptionRequest {
             sink: "http://127.0.0.1:9/hook".into(),
