@@ -123,7 +123,11 @@ pub async fn serve(
         deadline: transport.request_timeout,
     };
     server
-        .layer(AdmitLayer::new(engine.clone(), routes))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(AdmitLayer::new(engine.clone(), routes))
+                .map_response(oversized_is_resource_exhausted),
+        )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -143,4 +147,25 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
+}
+
+/// tonic refuses a request message over the size limit with OUT_OF_RANGE; the limit is a
+/// resource limit, so the client is told RESOURCE_EXHAUSTED, as gRPC's status guide has it.
+/// (A stream's later message over the limit ends the stream in trailers, left as tonic
+/// writes them.)
+fn oversized_is_resource_exhausted(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let too_large = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .is_some_and(|m| m.contains("too large") || m.contains("too%20large"));
+    if too_large && headers.get("grpc-status").is_some_and(|s| s == "11") {
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from(tonic::Code::ResourceExhausted as i32),
+        );
+    }
+    response
 }

@@ -62,12 +62,16 @@ async fn add_feed(replica: &Served) {
         .unwrap();
 }
 
+/// How long after an ingest is acknowledged another replica may still answer from the
+/// history it had cached (generous, for a loaded 2-core machine).
+const REPLICA_BOUND: Duration = Duration::from_secs(2);
+
 fn number(i: u32) -> String {
     format!("+81901{i:07}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_acknowledged_by_one_replica_is_seen_by_the_other_at_once() {
+async fn an_event_acknowledged_by_one_replica_is_seen_by_the_other_within_the_bound() {
     let db = TestDb::new(Backend::Postgres).await;
     let a = Served::start(&db.url);
     let b = Served::start(&db.url);
@@ -100,12 +104,17 @@ async fn an_event_acknowledged_by_one_replica_is_seen_by_the_other_at_once() {
         )
         .await;
         assert_eq!(summary.accepted, 1);
-        // ...and B's very next check sees it.
-        assert_eq!(
-            check(&b, &n).await.sim_swap(),
-            SimSwapStatus::Swapped,
-            "replica B served a stale answer for number {i}"
-        );
+        // ...and B sees it as soon as its listener has read the notification that A waited
+        // for: a check on B can race that read, so B is held to a bound, not to "at once"
+        // (issue 17 asks for the bound to be measured and enforced).
+        let acknowledged = Instant::now();
+        while check(&b, &n).await.sim_swap() != SimSwapStatus::Swapped {
+            assert!(
+                acknowledged.elapsed() < REPLICA_BOUND,
+                "replica B still served a stale answer for number {i} after {REPLICA_BOUND:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     a.stop();
     b.stop();
