@@ -106,12 +106,14 @@ impl NumberCache {
         }
         let seen = *self.epoch(key);
         let loaded = state(load().await?);
+        // Once per load, which reads the store anyway (and outside the stripe's lock);
+        // checks of this text then skip reading it.
+        let reads_alone = ParsedNumber::parse(key.as_str(), None).is_ok();
         let epoch = self.epoch(key);
         if *epoch == seen {
             let cached = Cached {
                 state: loaded.clone(),
-                // Once per load, which reads the store anyway; checks then skip reading.
-                reads_alone: ParsedNumber::parse(key.as_str(), None).is_ok(),
+                reads_alone,
             };
             cache.insert(key.clone(), cached);
         }

@@ -147,15 +147,15 @@ const MAX_NATIONAL_LEN: usize = 17;
 
 /// The calling code `digits` start with, and the rest.
 fn split_code(digits: &str) -> Option<(usize, &str)> {
-    (1..=3.min(digits.len())).find_map(|len| {
-        let code: usize = digits[..len].parse().ok()?;
-        PLANS
-            .known
-            .get(code)
-            .copied()
-            .unwrap_or(false)
-            .then(|| (code, &digits[len..]))
-    })
+    let code = calling_code(digits)?;
+    let len = if code < 10 {
+        1
+    } else if code < 100 {
+        2
+    } else {
+        3
+    };
+    Some((usize::from(code), &digits[len..]))
 }
 
 fn plan(code: usize) -> Option<&'static CodePlan> {

@@ -130,16 +130,10 @@ const PUNCTUATION: [char; 6] = [' ', '-', '.', '(', ')', '/'];
 /// `+` and digits, when the text is `+` and digits with only punctuation between them.
 fn international_digits(text: &str) -> Option<String> {
     let rest = text.strip_prefix('+')?;
-    let only_digits_and_punctuation = rest
-        .chars()
-        .all(|c| c.is_ascii_digit() || PUNCTUATION.contains(&c));
-    if !only_digits_and_punctuation || rest.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    if rest.bytes().all(|b| b.is_ascii_digit()) {
+        return None; // already canonical: nothing to rewrite
     }
-    let mut digits = String::with_capacity(rest.len() + 1);
-    digits.push('+');
-    digits.extend(rest.chars().filter(char::is_ascii_digit));
-    Some(digits)
+    national_digits(rest).map(|digits| format!("+{digits}"))
 }
 
 #[cfg(test)]
