@@ -15,7 +15,7 @@ use numguard::api::convert::timestamp;
 use numguard::api::pb;
 use numguard::api::pb::alerts_client::AlertsClient;
 use numguard::api::pb::events_client::EventsClient;
-use numguard_testkit::bench::{add_source, connect, number, start_server};
+use numguard_testkit::bench::{add_source, bench_event, connect, number, start_server};
 use numguard_testkit::{Backend, TestDb};
 use rand::Rng;
 use tokio::sync::Mutex;
@@ -103,14 +103,7 @@ async fn main() {
     let mut acks = Vec::new();
     for round in 0..args.rounds {
         let i = rand::rng().random_range(0..args.watched);
-        let event = pb::Event {
-            source: "bench".into(),
-            source_event_id: format!("r{round}"),
-            phone_number: number(i),
-            kind: pb::EventKind::SimSwap.into(),
-            occurred_at: Some(timestamp(Utc::now())),
-            ..Default::default()
-        };
+        let event = bench_event(format!("r{round}"), number(i), pb::EventKind::SimSwap);
         events
             .ingest_events(tokio_stream::iter(vec![event]))
             .await

@@ -6,6 +6,7 @@ pub mod api;
 #[allow(missing_docs)]
 pub mod cli;
 pub mod domain;
+pub mod egress;
 pub mod engine;
 #[allow(missing_docs)]
 pub mod error;

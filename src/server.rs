@@ -35,6 +35,8 @@ pub struct TransportConfig {
     pub max_message_bytes: usize,
     /// Longest a request answered in one piece may take on the server.
     pub request_timeout: Duration,
+    /// Longest a client stream (ingest, audit) may send nothing before it is closed.
+    pub stream_idle_timeout: Duration,
 }
 
 impl Default for TransportConfig {
@@ -42,6 +44,7 @@ impl Default for TransportConfig {
         TransportConfig {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            stream_idle_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -13,7 +13,10 @@ use std::time::Duration;
 use chrono::{FixedOffset, Offset, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use ipnet::IpNet;
+
 use crate::domain::decision::{Policy, Verdict};
+use crate::domain::egress::EgressPolicy;
 use crate::domain::number::Region;
 use crate::engine::EngineConfig;
 use crate::engine::auth::{AuthMode, Limits as RequestLimits};
@@ -35,6 +38,7 @@ pub struct Settings {
     pub engine: Engine,
     pub limits: Limits,
     pub upstream: Upstream,
+    pub egress: Egress,
 }
 
 /// Where the server listens and what each request may take.
@@ -51,6 +55,9 @@ pub struct Server {
     pub max_message_bytes: usize,
     /// Longest a unary request may run on the server, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Longest an IngestEvents or AuditNumbers stream may send nothing before it is
+    /// closed, in seconds.
+    pub stream_idle_timeout_secs: u64,
 }
 
 impl Default for Server {
@@ -62,6 +69,7 @@ impl Default for Server {
             dev: false,
             max_message_bytes: transport.max_message_bytes,
             request_timeout_ms: millis(transport.request_timeout),
+            stream_idle_timeout_secs: transport.stream_idle_timeout.as_secs(),
         }
     }
 }
@@ -180,6 +188,8 @@ pub struct Limits {
     pub rate_burst: f64,
     /// Requests in flight before new ones are shed.
     pub max_in_flight: usize,
+    /// Requests, streams included, one tenant may have in flight (with API keys).
+    pub max_in_flight_per_tenant: usize,
 }
 
 impl Default for Limits {
@@ -189,6 +199,7 @@ impl Default for Limits {
             rate_limit: limits.rate_per_second,
             rate_burst: limits.burst,
             max_in_flight: limits.max_in_flight,
+            max_in_flight_per_tenant: limits.max_in_flight_per_tenant,
         }
     }
 }
@@ -221,6 +232,33 @@ impl Default for Upstream {
             timeout_ms: millis(upstream.timeout),
             breaker_failures: upstream.breaker.threshold,
             breaker_cooldown_secs: upstream.breaker.cooldown.as_secs(),
+        }
+    }
+}
+
+/// Where webhooks and operator look-ups may send, beyond public addresses (see
+/// `crate::domain::egress`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Egress {
+    /// Loopback addresses, and plain http to them: tests and the README tour.
+    pub allow_loopback: bool,
+    /// Networks reached although private or otherwise special, e.g. `10.1.0.0/16`.
+    pub allow_networks: Vec<IpNet>,
+    /// Host names reached whatever they resolve to.
+    pub allow_hosts: Vec<String>,
+}
+
+impl Egress {
+    fn policy(&self) -> EgressPolicy {
+        EgressPolicy {
+            allow_loopback: self.allow_loopback,
+            allow_networks: self.allow_networks.clone(),
+            allow_hosts: self
+                .allow_hosts
+                .iter()
+                .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
         }
     }
 }
@@ -289,7 +327,14 @@ impl Settings {
             limits,
             upstream,
             database: _,
+            egress,
         } = self;
+        if let Some(host) = egress.allow_hosts.iter().find(|h| h.trim().is_empty()) {
+            return Err(invalid(
+                "egress.allow_hosts",
+                format!("names an empty host {host:?}"),
+            ));
+        }
         if server.dev {
             for (key, addr) in [
                 ("server.listen", Some(server.listen)),
@@ -311,6 +356,12 @@ impl Settings {
         }
         if server.request_timeout_ms == 0 {
             return Err(invalid("server.request_timeout_ms", "must be at least 1"));
+        }
+        if server.stream_idle_timeout_secs == 0 {
+            return Err(invalid(
+                "server.stream_idle_timeout_secs",
+                "must be at least 1",
+            ));
         }
         match (&tls.cert, &tls.key) {
             (Some(_), None) => return Err(invalid("tls.key", "is needed with tls.cert")),
@@ -344,6 +395,12 @@ impl Settings {
         if limits.max_in_flight == 0 {
             return Err(invalid("limits.max_in_flight", "must be at least 1"));
         }
+        if limits.max_in_flight_per_tenant == 0 {
+            return Err(invalid(
+                "limits.max_in_flight_per_tenant",
+                "must be at least 1",
+            ));
+        }
         if upstream.timeout_ms == 0 {
             return Err(invalid("upstream.timeout_ms", "must be at least 1"));
         }
@@ -363,6 +420,7 @@ impl Settings {
             engine,
             limits,
             upstream,
+            egress,
         } = self;
         let upstream = UpstreamConfig {
             providers: ProvidersFile::load(&upstream.file)?,
@@ -397,17 +455,20 @@ impl Settings {
                     rate_per_second: limits.rate_limit,
                     burst: limits.rate_burst,
                     max_in_flight: limits.max_in_flight,
+                    max_in_flight_per_tenant: limits.max_in_flight_per_tenant,
                 },
                 access_log: engine.access_log,
                 register_unknown_carriers: engine.register_unknown_carriers,
                 retention: (database.retention_days > 0)
                     .then(|| chrono::Duration::days(i64::from(database.retention_days))),
                 upstream,
+                egress: egress.policy(),
                 ..EngineConfig::default()
             },
             transport: TransportConfig {
                 max_message_bytes: server.max_message_bytes,
                 request_timeout: Duration::from_millis(server.request_timeout_ms),
+                stream_idle_timeout: Duration::from_secs(server.stream_idle_timeout_secs),
             },
             store: StoreOptions {
                 sqlite_max_bytes: database

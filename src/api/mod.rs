@@ -7,6 +7,7 @@ mod check;
 pub mod convert;
 pub mod error;
 mod events;
+mod idle_streams;
 pub mod pb;
 mod routes;
 
@@ -125,6 +126,9 @@ pub async fn serve(
     server
         .layer(
             tower::ServiceBuilder::new()
+                .map_request(move |request| {
+                    idle_streams::limit_idle(&routes, transport.stream_idle_timeout, request)
+                })
                 .layer(AdmitLayer::new(engine.clone(), routes))
                 .map_response(oversized_is_resource_exhausted),
         )

@@ -75,12 +75,20 @@ pub struct ServeArgs {
     /// Requests in flight before new ones are shed with RESOURCE_EXHAUSTED.
     #[arg(long, env = "NUMGUARD_MAX_IN_FLIGHT")]
     max_in_flight: Option<usize>,
+    /// Requests, streams included, one tenant may have in flight (with API keys), so one
+    /// tenant's open streams cannot take every place.
+    #[arg(long, env = "NUMGUARD_MAX_IN_FLIGHT_PER_TENANT")]
+    max_in_flight_per_tenant: Option<usize>,
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, env = "NUMGUARD_MAX_MESSAGE_BYTES")]
     max_message_bytes: Option<usize>,
     /// Longest a unary request may run on the server, in milliseconds.
     #[arg(long, env = "NUMGUARD_REQUEST_TIMEOUT_MS")]
     request_timeout_ms: Option<u64>,
+    /// Longest an IngestEvents or AuditNumbers stream may send nothing before it is
+    /// closed with DEADLINE_EXCEEDED, in seconds.
+    #[arg(long, env = "NUMGUARD_STREAM_IDLE_TIMEOUT_SECS")]
+    stream_idle_timeout_secs: Option<u64>,
     /// Purge events that occurred more than this many days ago (0 keeps them forever).
     #[arg(long, env = "NUMGUARD_RETENTION_DAYS")]
     retention_days: Option<u32>,
@@ -119,6 +127,19 @@ pub struct ServeArgs {
     /// Seconds an open circuit stays open before one trial call.
     #[arg(long, env = "NUMGUARD_UPSTREAM_BREAKER_COOLDOWN_SECS")]
     upstream_breaker_cooldown_secs: Option<u64>,
+    /// Let webhooks and operator look-ups reach loopback addresses, and plain http there
+    /// (tests, local receivers, the README tour). Refused by default.
+    #[arg(long, env = "NUMGUARD_ALLOW_LOOPBACK_SINKS")]
+    allow_loopback_sinks: bool,
+    /// A network webhooks and operator look-ups may reach although private, link-local
+    /// or otherwise special, e.g. 10.1.0.0/16; repeatable (comma-separated in the
+    /// environment).
+    #[arg(long, env = "NUMGUARD_ALLOW_SINK_NETWORKS", value_delimiter = ',')]
+    allow_sink_network: Vec<ipnet::IpNet>,
+    /// A host name webhooks and operator look-ups may reach whatever it resolves to;
+    /// repeatable (comma-separated in the environment).
+    #[arg(long, env = "NUMGUARD_ALLOW_SINK_HOSTS", value_delimiter = ',')]
+    allow_sink_host: Vec<String>,
     /// PEM certificate chain for TLS on the gRPC port (with --tls-key).
     #[arg(long, env = "NUMGUARD_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -148,6 +169,7 @@ impl ServeArgs {
             engine,
             limits,
             upstream,
+            egress,
         } = &mut s;
         set(&mut server.listen, &self.listen);
         if self.rest_listen.is_some() {
@@ -156,6 +178,10 @@ impl ServeArgs {
         server.dev |= self.dev;
         set(&mut server.max_message_bytes, &self.max_message_bytes);
         set(&mut server.request_timeout_ms, &self.request_timeout_ms);
+        set(
+            &mut server.stream_idle_timeout_secs,
+            &self.stream_idle_timeout_secs,
+        );
         if self.tls_cert.is_some() || self.tls_key.is_some() {
             tls.cert = self.tls_cert.clone();
             tls.key = self.tls_key.clone();
@@ -179,6 +205,10 @@ impl ServeArgs {
         set(&mut limits.rate_limit, &self.rate_limit);
         set(&mut limits.rate_burst, &self.rate_burst);
         set(&mut limits.max_in_flight, &self.max_in_flight);
+        set(
+            &mut limits.max_in_flight_per_tenant,
+            &self.max_in_flight_per_tenant,
+        );
         set(&mut upstream.file, &self.upstreams_file);
         set(&mut upstream.cache_secs, &self.upstream_cache_secs);
         set(
@@ -194,6 +224,13 @@ impl ServeArgs {
             &mut upstream.breaker_cooldown_secs,
             &self.upstream_breaker_cooldown_secs,
         );
+        egress.allow_loopback |= self.allow_loopback_sinks;
+        egress
+            .allow_networks
+            .extend(self.allow_sink_network.iter().copied());
+        egress
+            .allow_hosts
+            .extend(self.allow_sink_host.iter().cloned());
         s.validate()?;
         Ok(s)
     }

@@ -6,7 +6,7 @@ pub mod camara;
 pub mod carrier;
 pub mod coverage;
 pub mod decision;
-pub mod endpoint;
+pub mod egress;
 pub mod event;
 pub mod field;
 pub mod number;

@@ -1,6 +1,8 @@
-//! Who may call: API keys and their scopes, per-key rate limits and the global in-flight
-//! limit. Every admitted request holds an in-flight permit until it is answered.
+//! Who may call: API keys and their scopes, per-key rate limits, and the in-flight limits
+//! (global, and per tenant so that one tenant's open streams cannot take every place).
+//! Every admitted request holds its places until it is answered.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,9 @@ pub struct Limits {
     pub burst: f64,
     /// Requests in flight across the server before new ones are shed.
     pub max_in_flight: usize,
+    /// Requests (streams included) one tenant may have in flight; with keys only (in dev
+    /// mode there is one tenant).
+    pub max_in_flight_per_tenant: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +47,7 @@ impl Default for Limits {
             rate_per_second: 1_000.0,
             burst: 2_000.0,
             max_in_flight: 1_024,
+            max_in_flight_per_tenant: 256,
         }
     }
 }
@@ -80,6 +86,9 @@ pub enum AuthError {
     /// The server has its limit of requests in flight.
     #[error("the server is at its limit of {0} requests in flight; retry shortly")]
     Overloaded(usize),
+    /// The caller's tenant has its limit of requests in flight.
+    #[error("this tenant is at its limit of {0} requests in flight; retry shortly")]
+    TenantOverloaded(usize),
     /// The key could not be looked up.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -105,9 +114,9 @@ impl AuthError {
         match self {
             AuthError::Missing | AuthError::Invalid => ErrorKind::Unauthenticated,
             AuthError::Forbidden(_) => ErrorKind::PermissionDenied,
-            AuthError::RateLimited { .. } | AuthError::Overloaded(_) => {
-                ErrorKind::ResourceExhausted
-            }
+            AuthError::RateLimited { .. }
+            | AuthError::Overloaded(_)
+            | AuthError::TenantOverloaded(_) => ErrorKind::ResourceExhausted,
             AuthError::Store(e) => e.kind(),
         }
     }
@@ -119,6 +128,51 @@ pub struct Admission {
     /// Who the caller is.
     pub principal: Principal,
     _permit: OwnedSemaphorePermit,
+    _tenant_place: Option<TenantPlace>,
+}
+
+/// Requests in flight per tenant.
+type TenantCounts = Arc<Mutex<HashMap<TenantName, usize>>>;
+
+fn lock_counts(counts: &TenantCounts) -> std::sync::MutexGuard<'_, HashMap<TenantName, usize>> {
+    // Plain counters; a panic elsewhere leaves them usable.
+    counts
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One of a tenant's in-flight places, given back when dropped.
+#[derive(Debug)]
+struct TenantPlace {
+    counts: TenantCounts,
+    tenant: TenantName,
+}
+
+impl TenantPlace {
+    fn take(counts: &TenantCounts, tenant: &TenantName, limit: usize) -> Option<TenantPlace> {
+        let mut map = lock_counts(counts);
+        let n = map.entry(tenant.clone()).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(TenantPlace {
+            counts: counts.clone(),
+            tenant: tenant.clone(),
+        })
+    }
+}
+
+impl Drop for TenantPlace {
+    fn drop(&mut self) {
+        let mut map = lock_counts(&self.counts);
+        if let Some(n) = map.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 struct Bucket {
@@ -131,6 +185,7 @@ pub struct Authenticator {
     mode: AuthMode,
     limits: Limits,
     in_flight: Arc<Semaphore>,
+    tenant_in_flight: TenantCounts,
     keys: Cache<String, Option<KeyRecord>>,
     precisions: Cache<TenantName, TimePrecision>,
     buckets: Cache<String, Arc<Mutex<Bucket>>>,
@@ -143,6 +198,7 @@ impl Authenticator {
             mode,
             limits,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            tenant_in_flight: TenantCounts::default(),
             keys: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(KEY_CACHE_TTL)
@@ -177,17 +233,27 @@ impl Authenticator {
             .clone()
             .try_acquire_owned()
             .map_err(|_| AuthError::Overloaded(self.limits.max_in_flight))?;
-        let principal = match self.mode {
-            AuthMode::Disabled => Principal {
-                tenant: TenantName::dev(),
-                scopes: Scopes::all(),
-                precision: TimePrecision::Exact,
-            },
-            AuthMode::Keys => self.authenticate(store, authorization, scopes).await?,
+        let (principal, tenant_place) = match self.mode {
+            AuthMode::Disabled => {
+                let principal = Principal {
+                    tenant: TenantName::dev(),
+                    scopes: Scopes::all(),
+                    precision: TimePrecision::Exact,
+                };
+                (principal, None)
+            }
+            AuthMode::Keys => {
+                let principal = self.authenticate(store, authorization, scopes).await?;
+                let limit = self.limits.max_in_flight_per_tenant;
+                let place = TenantPlace::take(&self.tenant_in_flight, &principal.tenant, limit)
+                    .ok_or(AuthError::TenantOverloaded(limit))?;
+                (principal, Some(place))
+            }
         };
         Ok(Admission {
             principal,
             _permit: permit,
+            _tenant_place: tenant_place,
         })
     }
 
@@ -296,6 +362,7 @@ mod tests {
                 rate_per_second: 10.0,
                 burst: 3.0,
                 max_in_flight: 10,
+                max_in_flight_per_tenant: 10,
             },
         );
         for _ in 0..3 {
@@ -309,5 +376,25 @@ mod tests {
         auth.take_token("other").unwrap();
         std::thread::sleep(Duration::from_millis(120));
         auth.take_token("k").unwrap();
+    }
+
+    #[test]
+    fn a_tenant_holds_at_most_its_places_and_gives_them_back() {
+        let counts = TenantCounts::default();
+        let (a, b): (TenantName, TenantName) = ("a".parse().unwrap(), "b".parse().unwrap());
+        let held: Vec<_> = (0..3)
+            .map(|_| TenantPlace::take(&counts, &a, 3).unwrap())
+            .collect();
+        assert!(TenantPlace::take(&counts, &a, 3).is_none());
+        assert!(
+            TenantPlace::take(&counts, &b, 3).is_some(),
+            "b has its own places"
+        );
+        drop(held);
+        assert!(TenantPlace::take(&counts, &a, 3).is_some());
+        assert!(
+            lock_counts(&counts).is_empty(),
+            "counts of idle tenants are dropped"
+        );
     }
 }

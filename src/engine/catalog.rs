@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::domain::carrier::CarrierRegistry;
 use crate::domain::source::SourceSet;
+use crate::egress::Egress;
 use crate::ranges::CarrierTable;
 use crate::ranges::shipped::{shipped_carriers, shipped_ranges};
 use crate::store::{CatalogStore, StoreError};
@@ -35,16 +36,19 @@ pub struct Catalog {
     current: RwLock<Arc<Snapshot>>,
     /// `None` when no provider is configured; replaced whole when the providers change.
     upstreams: RwLock<Option<Arc<Upstreams>>>,
+    /// Where the providers may be reached.
+    egress: Egress,
 }
 
 impl Catalog {
     /// An empty catalog over `store`; [`Catalog::load`] fills it.
-    pub fn new(store: Arc<dyn CatalogStore>, register_unknown: bool) -> Catalog {
+    pub fn new(store: Arc<dyn CatalogStore>, register_unknown: bool, egress: Egress) -> Catalog {
         Catalog {
             store,
             register_unknown,
             current: RwLock::default(),
             upstreams: RwLock::default(),
+            egress,
         }
     }
 
@@ -155,7 +159,7 @@ impl Catalog {
 
     /// Replaces the providers (their cached answers and circuit states start afresh).
     pub fn reload_upstreams(&self, config: UpstreamConfig) -> Result<(), EngineError> {
-        let fresh = build(config, &self.carriers())?;
+        let fresh = build(config, &self.carriers(), &self.egress)?;
         if fresh.is_none() {
             tracing::info!("upstream look-ups off");
         }

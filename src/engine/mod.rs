@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod check;
 pub mod cloud_events;
 mod commits;
+mod delivery_scheduler;
 pub mod ingest;
 pub mod keys;
 pub mod number_cache;
@@ -33,7 +34,9 @@ use chrono::{FixedOffset, Offset, Utc};
 use crate::domain::FieldError;
 use crate::domain::auth::Scopes;
 use crate::domain::decision::{DEFAULT_MAX_LOOKBACK_HOURS, Policy};
+use crate::domain::egress::EgressPolicy;
 use crate::domain::number::Region;
+use crate::egress::Egress;
 use crate::error::ErrorKind;
 use crate::ranges::RangeEntry;
 use crate::store::{Change, Store, StoreError};
@@ -143,6 +146,8 @@ pub struct EngineConfig {
     /// Register carrier names nobody registered (as unreviewed carriers, listed for
     /// review) instead of refusing them.
     pub register_unknown_carriers: bool,
+    /// Where webhooks and operator look-ups may send: public addresses only by default.
+    pub egress: EgressPolicy,
 }
 
 impl Default for EngineConfig {
@@ -163,6 +168,7 @@ impl Default for EngineConfig {
             // Range imports are the big messages: 10,000 ranges per request are ~0.4 MiB.
             upstream: UpstreamConfig::default(),
             register_unknown_carriers: false,
+            egress: EgressPolicy::default(),
         }
     }
 }
@@ -210,9 +216,11 @@ impl Engine {
             None
         };
         let config = Arc::new(config);
+        let egress = Egress::new(config.egress.clone());
         let catalog = Arc::new(Catalog::new(
             store.clone(),
             config.register_unknown_carriers,
+            egress.clone(),
         ));
         catalog.load(config.upstream.clone()).await?;
         let numbers = Arc::new(NumberCache::new(config.cache_capacity));
@@ -246,6 +254,7 @@ impl Engine {
                 alerts: alerts.clone(),
                 availability: availability.clone(),
                 commits: commits.clone(),
+                egress,
             }),
             admin: AdminService {
                 events: store.clone(),

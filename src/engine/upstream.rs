@@ -14,18 +14,20 @@ use crate::domain::carrier::CarrierRegistry;
 use crate::domain::decision::{Decision, MaxAge, Ownership, SimSwap};
 use crate::domain::number::E164;
 use crate::domain::owner_since::OwnerSince;
+use crate::egress::Egress;
 use crate::upstream::{Route, UpstreamConfig, Upstreams};
 
 /// The look-ups for `config`, or `None` when it names no provider.
 pub(super) fn build(
     config: UpstreamConfig,
     carriers: &CarrierRegistry,
+    egress: &Egress,
 ) -> Result<Option<Arc<Upstreams>>, EngineError> {
     if config.providers.providers.is_empty() {
         return Ok(None);
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let upstreams = Upstreams::new(config).map_err(EngineError::UpstreamSetup)?;
+    let upstreams = Upstreams::new(config, egress).map_err(EngineError::UpstreamSetup)?;
     route(&upstreams, carriers);
     tracing::info!(providers = ?upstreams.names(), "upstream look-ups on");
     Ok(Some(Arc::new(upstreams)))

@@ -4,8 +4,8 @@
 //! subscription ends when it expires, reaches `max_events`, is deleted, its sink token
 //! expires (each sends a `subscription-ended` event) or its sink answers 410 Gone.
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -14,21 +14,23 @@ use super::alerts::AlertService;
 use super::availability::Availability;
 use super::cloud_events::{self, Queued};
 use super::commits::Commits;
+use super::delivery_scheduler::{DeliveryScheduler, Outcome, backoff};
 use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::auth::{TenantName, hex};
-use crate::domain::endpoint::https_or_loopback;
 use crate::domain::event::EventKind;
 use crate::domain::number::E164;
 use crate::domain::subscription::{CloudEventFormat, Subscription};
 use crate::domain::text::plain_text;
+use crate::egress::Egress;
 use crate::store::{Delivery, EventStore, SubscriptionRecord, SubscriptionStore};
 
 /// The dispatcher looks for new alerts and due deliveries at least this often.
 const TICK: Duration = Duration::from_millis(200);
-const DELIVERIES_PER_TICK: u32 = 100;
+/// Queue heads read per look; the scheduler starts what fits.
+const DUE_PER_TICK: u32 = 500;
 const SINK_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_BACKOFF_SECS: i64 = 300;
+const SINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `ended_reason` of a subscription past its `expire_at`.
 pub const ENDED_EXPIRED: &str = "SUBSCRIPTION_EXPIRED";
@@ -92,6 +94,7 @@ pub struct WebhookService {
     pub(super) alerts: Arc<AlertService>,
     pub(super) availability: Arc<Availability>,
     pub(super) commits: Commits,
+    pub(super) egress: Egress,
 }
 
 impl WebhookService {
@@ -101,7 +104,10 @@ impl WebhookService {
         tenant: &TenantName,
         new: NewSubscription,
     ) -> Result<Subscription, EngineError> {
-        let sink = https_or_loopback(Field::Sink, plain_text(Field::Sink, &new.sink)?)?;
+        let sink = self
+            .egress
+            .check_registration(Field::Sink, plain_text(Field::Sink, &new.sink)?)
+            .await?;
         if let Some(token) = &new.token {
             plain_text(Field::SinkToken, token)?;
         }
@@ -253,38 +259,81 @@ impl WebhookService {
         Ok(Some(Batch { events, scanned_to }))
     }
 
-    async fn deliver(&self, client: &reqwest::Client, d: Delivery) -> Result<(), EngineError> {
-        let mut post = client
-            .post(&d.sink)
-            .header("content-type", "application/cloudevents+json")
-            .body(d.body);
-        if let Some(token) = &d.token {
-            post = post.bearer_auth(token);
-        }
-        let outcome = match post.send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) if r.status() == reqwest::StatusCode::GONE => {
-                tracing::info!(subscription = %d.subscription_id, "sink answered 410 Gone; subscription ended");
-                return self
-                    .subscriptions
-                    .sink_gone(&d.subscription_id)
-                    .await
-                    .map_err(EngineError::from);
-            }
-            Ok(r) => Err(format!("sink answered {}", r.status())),
-            Err(e) => Err(format!("sink unreachable: {e}")),
+    /// POSTs one queued event and records the attempt; the outcome is the sink's.
+    async fn deliver(
+        &self,
+        client: &reqwest::Client,
+        d: &Delivery,
+    ) -> Result<Outcome, EngineError> {
+        let outcome = match self.egress.check_url(Field::Sink, &d.sink) {
+            // Only a restart with another policy changes this answer for a stored sink.
+            Err(refused) => Err(refused.to_string()),
+            Ok(_) => self.post(client, d).await,
         };
-        let backoff = 1_i64 << d.attempts.min(16);
-        let retry_at = Utc::now() + chrono::Duration::seconds(backoff.min(MAX_BACKOFF_SECS));
+        let outcome = match outcome {
+            Ok(Posted::Gone) => {
+                tracing::info!(subscription = %d.subscription_id, "sink answered 410 Gone; subscription ended");
+                self.subscriptions.sink_gone(&d.subscription_id).await?;
+                return Ok(Outcome::Delivered);
+            }
+            Ok(Posted::Taken) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let retry_at = Utc::now()
+            + chrono::Duration::from_std(backoff(d.attempts.saturating_add(1)))
+                .unwrap_or_else(|_| chrono::Duration::seconds(1));
         let error = outcome.as_ref().err().map(String::as_str);
         if let Some(error) = error {
             tracing::debug!(subscription = %d.subscription_id, attempts = d.attempts + 1, error, "delivery failed; will retry");
         }
         self.subscriptions
             .finish_delivery(d.id, outcome.is_ok(), retry_at, error)
-            .await
-            .map_err(EngineError::from)
+            .await?;
+        Ok(if outcome.is_ok() {
+            Outcome::Delivered
+        } else {
+            Outcome::Failed
+        })
     }
+
+    async fn post(&self, client: &reqwest::Client, d: &Delivery) -> Result<Posted, String> {
+        let mut post = client
+            .post(&d.sink)
+            .header("content-type", "application/cloudevents+json")
+            .body(d.body.clone());
+        if let Some(token) = &d.token {
+            post = post.bearer_auth(token);
+        }
+        match post.send().await {
+            Ok(r) if r.status().is_success() => Ok(Posted::Taken),
+            Ok(r) if r.status() == reqwest::StatusCode::GONE => Ok(Posted::Gone),
+            Ok(r) if r.status().is_redirection() => Err(format!(
+                "sink answered {} (redirects are not followed)",
+                r.status()
+            )),
+            Ok(r) => Err(format!("sink answered {}", r.status())),
+            Err(e) => Err(format!("sink unreachable: {}", error_chain(&e))),
+        }
+    }
+}
+
+/// What a sink did with a POST it answered with success or 410.
+enum Posted {
+    Taken,
+    Gone,
+}
+
+/// An error with its causes, as reqwest's own `Display` omits them (the egress policy's
+/// refusal is a cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Why an active subscription must end now, if it must.
@@ -298,12 +347,27 @@ fn due_end(sub: &SubscriptionRecord, now: DateTime<Utc>) -> Option<&'static str>
     }
 }
 
-/// Feeds every active subscription and delivers what is due, for as long as the service
-/// lives. Several replicas may each do it: queued events are unique per subscription and
-/// alert, and a delivery raced by two replicas arrives twice (at least once).
+fn lock(scheduler: &Mutex<DeliveryScheduler>) -> MutexGuard<'_, DeliveryScheduler> {
+    // Only counters; a panic elsewhere leaves them usable.
+    scheduler
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Feeds every active subscription and starts what is due, for as long as the service
+/// lives: each delivery runs on its own task, scheduled by [`DeliveryScheduler`] so that a
+/// stalled sink costs only its own subscription. Several replicas may each do it: queued
+/// events are unique per subscription and alert, and a delivery raced by two replicas
+/// arrives twice (at least once).
 pub(super) async fn dispatch(service: Weak<WebhookService>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = match reqwest::Client::builder().timeout(SINK_TIMEOUT).build() {
+    let Some(egress) = service.upgrade().map(|s| s.egress.clone()) else {
+        return;
+    };
+    let builder = reqwest::Client::builder()
+        .timeout(SINK_TIMEOUT)
+        .connect_timeout(SINK_CONNECT_TIMEOUT);
+    let client = match egress.client(builder) {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the webhook HTTP client; webhooks are off");
@@ -313,9 +377,12 @@ pub(super) async fn dispatch(service: Weak<WebhookService>) {
     let Some(mut commits) = service.upgrade().map(|s| s.commits.subscribe()) else {
         return;
     };
+    let scheduler = Arc::new(Mutex::new(DeliveryScheduler::default()));
+    let finished = Arc::new(tokio::sync::Notify::new());
     loop {
         tokio::select! {
             _ = commits.changed() => {}
+            _ = finished.notified() => {}
             _ = tokio::time::sleep(TICK) => {}
         }
         let Some(service) = service.upgrade() else {
@@ -324,25 +391,38 @@ pub(super) async fn dispatch(service: Weak<WebhookService>) {
         if !service.availability.is_up() {
             continue;
         }
-        if let Err(e) = service.dispatch_once(&client).await {
+        if let Err(e) = service.dispatch_once(&client, &scheduler, &finished).await {
             tracing::warn!(error = %e, "webhook dispatch failed; will retry");
         }
     }
 }
 
 impl WebhookService {
-    /// Feeds every active subscription, then delivers what is due.
-    async fn dispatch_once(&self, client: &reqwest::Client) -> Result<(), EngineError> {
+    /// Feeds every active subscription, then starts the due deliveries the scheduler
+    /// allows.
+    async fn dispatch_once(
+        self: &Arc<Self>,
+        client: &reqwest::Client,
+        scheduler: &Arc<Mutex<DeliveryScheduler>>,
+        finished: &Arc<tokio::sync::Notify>,
+    ) -> Result<(), EngineError> {
         let active = self.subscriptions.subscriptions(None).await?;
         for sub in &active {
             self.feed(sub).await?;
         }
-        let due = self
-            .subscriptions
-            .due_deliveries(DELIVERIES_PER_TICK)
-            .await?;
-        for d in due {
-            self.deliver(client, d).await?;
+        let due = self.subscriptions.due_deliveries(DUE_PER_TICK).await?;
+        let started = lock(scheduler).start(due, Instant::now());
+        for d in started {
+            let (service, client) = (self.clone(), client.clone());
+            let (scheduler, finished) = (scheduler.clone(), finished.clone());
+            tokio::spawn(async move {
+                let outcome = service.deliver(&client, &d).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not record a webhook delivery; will retry");
+                    Outcome::Failed
+                });
+                lock(&scheduler).finish(&d, outcome, Instant::now());
+                finished.notify_one();
+            });
         }
         Ok(())
     }

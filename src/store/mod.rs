@@ -281,6 +281,8 @@ pub struct Delivery {
     pub sink: String,
     /// Bearer token for the sink.
     pub token: Option<String>,
+    /// The subscription's tenant, for fair scheduling.
+    pub tenant: String,
 }
 
 /// One scan of the events after a position: the alerts found, and how far it read.
@@ -459,7 +461,8 @@ pub trait SubscriptionStore: Send + Sync + 'static {
         ended: Option<&str>,
         deliveries: &[(String, String)],
     ) -> Result<(), StoreError>;
-    /// Undelivered events whose next attempt is due, oldest first.
+    /// The subscriptions' queue heads (each one's oldest undelivered event) whose next
+    /// attempt is due, oldest first.
     async fn due_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
     /// Records an attempt: delivered, or to be retried at `retry_at` after `error`.
     async fn finish_delivery(

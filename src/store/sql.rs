@@ -502,9 +502,13 @@ pub const SELECT_SUBSCRIPTIONS: &str = "SELECT id, tenant, sink, kinds, token, e
      max_events, sent, cursor, ended_reason, created_at, number, format, token_expire_at \
      FROM subscriptions";
 
+/// Each subscription's queue head (its oldest undelivered event), when it is due: a
+/// subscription's events are delivered in order, one at a time.
 pub const SELECT_DUE: &str = "SELECT d.id, d.subscription_id, d.body, d.attempts, s.sink, \
-     s.token FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
-     WHERE d.delivered_at IS NULL AND d.next_attempt_at <= ";
+     s.token, s.tenant FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
+     WHERE d.delivered_at IS NULL AND d.id = (SELECT MIN(p.id) FROM deliveries p \
+     WHERE p.subscription_id = d.subscription_id AND p.delivered_at IS NULL) \
+     AND d.next_attempt_at <= ";
 
 /// A count as stored: a BIGINT, saturating.
 pub fn count(n: u64) -> i64 {
@@ -612,6 +616,7 @@ where
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         sink: row.try_get("sink")?,
         token: row.try_get("token")?,
+        tenant: row.try_get("tenant")?,
     })
 }
 

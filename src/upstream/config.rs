@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Field;
 use crate::domain::FieldError;
-use crate::domain::endpoint::https_or_loopback;
+use crate::domain::egress::EgressPolicy;
 
 pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
 
@@ -74,8 +74,9 @@ pub enum ConfigError {
 }
 
 impl Provider {
-    /// Checks the fields and normalises the URLs.
-    pub fn validated(mut self) -> Result<Provider, ConfigError> {
+    /// Checks the fields and normalises the URLs; `egress` says which addresses they may
+    /// name.
+    pub fn validated(mut self, egress: &EgressPolicy) -> Result<Provider, ConfigError> {
         let invalid = |error: FieldError| ConfigError::Invalid {
             name: self.name.clone(),
             error,
@@ -101,11 +102,15 @@ impl Provider {
                 "must be at least 1",
             )));
         }
-        let base = https_or_loopback(Field::BaseUrl, &self.base_url).map_err(invalid)?;
+        let base = egress
+            .check_url(Field::BaseUrl, &self.base_url)
+            .map_err(invalid)?;
         let token_url = match &self.auth {
-            Auth::Oauth2 { token_url, .. } => {
-                Some(https_or_loopback(Field::TokenUrl, token_url).map_err(invalid)?)
-            }
+            Auth::Oauth2 { token_url, .. } => Some(
+                egress
+                    .check_url(Field::TokenUrl, token_url)
+                    .map_err(invalid)?,
+            ),
             Auth::Bearer { .. } => None,
         };
         self.base_url = base.trim_end_matches('/').to_string();
@@ -133,13 +138,14 @@ impl ProvidersFile {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        file.validated()
+        file.validated(&EgressPolicy::unrestricted())
     }
 
-    pub fn validated(self) -> Result<ProvidersFile, ConfigError> {
+    /// Checks every provider (see [`Provider::validated`]) and that no name repeats.
+    pub fn validated(self, egress: &EgressPolicy) -> Result<ProvidersFile, ConfigError> {
         let mut providers: Vec<Provider> = Vec::with_capacity(self.providers.len());
         for p in self.providers {
-            let p = p.validated()?;
+            let p = p.validated(egress)?;
             if providers.iter().any(|q| q.name == p.name) {
                 return Err(ConfigError::Duplicate(p.name));
             }
@@ -166,7 +172,8 @@ impl ProvidersFile {
 
     /// Adds `provider`, replacing one of the same name.
     pub fn upsert(&mut self, provider: Provider) -> Result<(), ConfigError> {
-        let provider = provider.validated()?;
+        // The server checks the URLs against its own egress policy when it loads the file.
+        let provider = provider.validated(&EgressPolicy::unrestricted())?;
         match self.providers.iter_mut().find(|p| p.name == provider.name) {
             Some(existing) => *existing = provider,
             None => self.providers.push(provider),
@@ -202,7 +209,9 @@ mod tests {
 
     #[test]
     fn providers_are_checked_and_normalised() {
-        let p = provider("docomo").validated().unwrap();
+        let p = provider("docomo")
+            .validated(&EgressPolicy::unrestricted())
+            .unwrap();
         assert_eq!(p.carriers, ["NTT Docomo"]);
         assert_eq!(p.base_url, "https://api.docomo.example/camara");
         let plain = Provider {
@@ -210,14 +219,14 @@ mod tests {
             ..provider("x")
         };
         assert!(matches!(
-            plain.validated(),
+            plain.validated(&EgressPolicy::unrestricted()),
             Err(ConfigError::Invalid { error, .. }) if error.field == Field::BaseUrl
         ));
         let none = Provider {
             carriers: vec![" ".into()],
             ..provider("x")
         };
-        assert!(none.validated().is_err());
+        assert!(none.validated(&EgressPolicy::unrestricted()).is_err());
     }
 
     #[test]
@@ -261,7 +270,9 @@ mod tests {
         let twice = ProvidersFile {
             providers: vec![provider("a"), provider("a")],
         };
-        assert!(matches!(twice.validated(), Err(ConfigError::Duplicate(n)) if n == "a"));
+        assert!(
+            matches!(twice.validated(&EgressPolicy::unrestricted()), Err(ConfigError::Duplicate(n)) if n == "a")
+        );
         std::fs::write(&path, "[[provider]]\nname = 1\n").unwrap();
         assert!(matches!(
             ProvidersFile::load(&path),

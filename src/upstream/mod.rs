@@ -16,6 +16,7 @@ use moka::Expiry;
 use crate::domain::carrier::{CarrierId, CarrierRegistry};
 use crate::domain::number::E164;
 use crate::domain::upstream::{Question, UpstreamAnswer};
+use crate::egress::Egress;
 use breaker::BreakerConfig;
 use client::{CallError, ProviderClient};
 use config::ProvidersFile;
@@ -111,14 +112,14 @@ pub struct Route(usize);
 
 impl Upstreams {
     /// Builds the clients; route them with [`Upstreams::resolve_carriers`].
-    pub fn new(config: UpstreamConfig) -> Result<Upstreams, String> {
+    pub fn new(config: UpstreamConfig, egress: &Egress) -> Result<Upstreams, String> {
         let UpstreamConfig {
             providers: file,
             settings,
         } = config;
-        let file = file.validated().map_err(|e| e.to_string())?;
-        let http = reqwest::Client::builder()
-            .build()
+        let file = file.validated(egress.policy()).map_err(|e| e.to_string())?;
+        let http = egress
+            .client(reqwest::Client::builder())
             .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
         let providers = file
             .providers

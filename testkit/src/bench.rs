@@ -29,6 +29,18 @@ pub fn start_server(database_url: &str, extra: &[&str]) -> Served {
     )
 }
 
+/// An event of the source `bench` that occurred now.
+pub fn bench_event(id: String, number: String, kind: pb::EventKind) -> pb::Event {
+    pb::Event {
+        source: "bench".into(),
+        source_event_id: id,
+        phone_number: number,
+        kind: kind.into(),
+        occurred_at: Some(timestamp(Utc::now())),
+        ..Default::default()
+    }
+}
+
 /// A connected gRPC channel to `url`.
 pub async fn connect(url: &str) -> Channel {
     Channel::from_shared(url.to_string())

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use numguard::api::convert::timestamp;
 use numguard::api::pb;
 use numguard::domain::auth::{Scopes, TenantName};
+use numguard::domain::egress::EgressPolicy;
 use numguard::engine::EngineConfig;
 use numguard::engine::auth::AuthMode;
 use numguard::engine::keys::create_key;
@@ -18,6 +19,7 @@ use crate::server::TestServer;
 pub fn dev_config() -> EngineConfig {
     EngineConfig {
         auth: AuthMode::Disabled,
+        egress: EgressPolicy::allowing_loopback(),
         ..EngineConfig::default()
     }
 }

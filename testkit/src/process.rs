@@ -85,7 +85,8 @@ impl Served {
     /// read what the server logged.
     pub fn start_with_env(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Served {
         let mut child = Command::new(bin())
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            // Tests' sinks and operators are loopback servers they start.
+            .args(["serve", "--listen", "127.0.0.1:0", "--allow-loopback-sinks"])
             .args(args)
             .env("NUMGUARD_LOG", "debug")
             .envs(env.iter().copied())

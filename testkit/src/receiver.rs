@@ -24,6 +24,13 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(script: Vec<u16>) -> Receiver {
+        Receiver::start_with(script, "").await
+    }
+
+    /// The same, adding `headers` (each line ending in `\r\n`) to every answer, e.g. a
+    /// `location` for a redirecting sink.
+    pub async fn start_with(script: Vec<u16>, headers: &str) -> Receiver {
+        let headers = headers.to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -33,6 +40,7 @@ impl Receiver {
             while let Ok((mut conn, _)) = listener.accept().await {
                 let log = log.clone();
                 let script = script.clone();
+                let headers = headers.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -74,7 +82,7 @@ impl Receiver {
                         status,
                     });
                     let reply = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        "HTTP/1.1 {status} X\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n"
                     );
                     let _ = conn.write_all(reply.as_bytes()).await;
                 });
@@ -102,4 +110,18 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A sink that accepts connections and never answers: each delivery to it waits for the
+/// server's timeout. Its URL; it lives as long as the test's runtime.
+pub async fn stalled_sink() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/stalled", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    url
 }

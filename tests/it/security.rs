@@ -30,6 +30,7 @@ on_both_backends!(
     oversized_messages_are_refused_cleanly,
     tenants_never_see_each_others_watchlists_or_alerts,
     audits_need_the_audit_scope_and_answer_as_their_tenant_sees,
+    one_tenants_idle_streams_neither_starve_another_nor_stay_open,
 );
 
 const N: &str = "+819012345678";
@@ -37,7 +38,7 @@ const N: &str = "+819012345678";
 fn keys_config() -> EngineConfig {
     EngineConfig {
         auth: AuthMode::Keys,
-        ..EngineConfig::default()
+        ..dev_config()
     }
 }
 
@@ -237,6 +238,7 @@ async fn rate_limit_and_load_shedding_answer_resource_exhausted(backend: Backend
             rate_per_second: 1.0,
             burst: 5.0,
             max_in_flight: 1,
+            ..Limits::default()
         },
         ..keys_config()
     };
@@ -772,4 +774,130 @@ async fn audits_need_the_audit_scope_and_answer_as_their_tenant_sees(backend: Ba
         who_looked_up(s.as_ref(), N).await,
         vec![("bank-a".to_string(), 2), ("bank-b".to_string(), 1)]
     );
+}
+
+type Senders = Arc<tokio::sync::Mutex<Vec<tokio::sync::mpsc::Sender<pb::Event>>>>;
+
+/// Opens an IngestEvents stream with `key` whose events are what is sent on the sender it
+/// adds to `senders`; the call runs on its own task.
+async fn open_ingest(
+    server: &TestServer,
+    key: &str,
+    senders: &Senders,
+) -> tokio::task::JoinHandle<Result<tonic::Response<pb::IngestSummary>, tonic::Status>> {
+    let (send, events_in) = tokio::sync::mpsc::channel(1);
+    senders.lock().await.push(send);
+    let mut client = events(server, Some(key)).await;
+    tokio::spawn(async move {
+        client
+            .ingest_events(tokio_stream::wrappers::ReceiverStream::new(events_in))
+            .await
+    })
+}
+
+/// Tenant A fills its share of in-flight places with ingest streams that then send
+/// nothing: tenant B's checks are still answered, A's next stream is refused naming the
+/// tenant's limit, and A's streams are closed after the idle limit, which frees A's places.
+async fn one_tenants_idle_streams_neither_starve_another_nor_stay_open(backend: Backend) {
+    const SHARE: usize = 8;
+    let db = Arc::new(TestDb::new(backend).await);
+    let hog = new_key(&db, "tenant-a", "ingest,check").await;
+    let other = new_key(&db, "tenant-b", "check").await;
+    let config = EngineConfig {
+        limits: Limits {
+            max_in_flight: 4 * SHARE,
+            max_in_flight_per_tenant: SHARE,
+            ..Limits::default()
+        },
+        ..keys_config()
+    };
+    let transport = TransportConfig {
+        stream_idle_timeout: Duration::from_secs(2),
+        ..TransportConfig::default()
+    };
+    let server = TestServer::start_in_with(db, config, transport).await;
+    // Every open stream is sent an event every 300 ms until A is held back (on a loaded
+    // machine opening them can take longer than the idle limit), then nothing.
+    let senders = Senders::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let feeder = tokio::spawn({
+        let senders = senders.clone();
+        async move {
+            tokio::pin!(stopped);
+            for round in 0.. {
+                for (i, send) in senders.lock().await.iter().enumerate() {
+                    let e = event(
+                        "feed",
+                        &format!("s{i}-{round}"),
+                        N,
+                        EventKind::SimSwap,
+                        Utc::now(),
+                    );
+                    let _ = tokio::sync::mpsc::Sender::try_send(send, e);
+                }
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+                }
+            }
+        }
+    });
+    let mut streams = Vec::new();
+    for _ in 0..SHARE {
+        streams.push(open_ingest(&server, &hog, &senders).await);
+    }
+    // Probes until one is refused: a probe admitted instead took the place of a stream
+    // that was refused while another request briefly held it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "A was never held back");
+        let probe = open_ingest(&server, &hog, &senders).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if probe.is_finished() {
+            let e = probe.await.unwrap().expect_err("a probe is refused");
+            assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+            assert!(
+                e.message().contains("this tenant is at its limit of 8"),
+                "{}",
+                e.message()
+            );
+            break;
+        }
+        streams.push(probe);
+    }
+    let mut b = checker(&server, Some(&other)).await;
+    for _ in 0..20 {
+        b.check_number(request(N)).await.expect("B is answered");
+    }
+    stop.send(()).unwrap();
+    feeder.await.unwrap();
+    // Exactly A's share of streams was held, and each is closed once idle, though its
+    // sender is still open; the others were refused.
+    let mut closed = 0;
+    for stream in streams {
+        let ended = tokio::time::timeout(Duration::from_secs(30), stream)
+            .await
+            .expect("an idle stream was closed")
+            .unwrap();
+        let e = ended.expect_err("no stream here is acknowledged");
+        match e.code() {
+            Code::DeadlineExceeded => {
+                assert!(
+                    e.message().contains("sent nothing for 2 s"),
+                    "{}",
+                    e.message()
+                );
+                closed += 1;
+            }
+            Code::ResourceExhausted => {}
+            other => panic!("{other:?}: {}", e.message()),
+        }
+    }
+    assert_eq!(closed, SHARE);
+    drop(senders);
+    let mut a = checker(&server, Some(&hog)).await;
+    a.check_number(request(N))
+        .await
+        .expect("A's places were given back");
+    server.stop().await;
 }

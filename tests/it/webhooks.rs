@@ -6,7 +6,10 @@ use chrono::Utc;
 use numguard::api::convert::timestamp;
 use numguard::api::pb::alerts_client::AlertsClient;
 use numguard::api::pb::{self, EventKind};
-use numguard_testkit::receiver::{Received, Receiver};
+use numguard::domain::egress::EgressPolicy;
+use numguard::egress::Egress;
+use numguard::engine::EngineConfig;
+use numguard_testkit::receiver::{Received, Receiver, stalled_sink};
 use numguard_testkit::*;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -17,6 +20,9 @@ on_both_backends!(
     a_sink_answering_gone_ends_the_subscription,
     bad_subscriptions_are_refused_naming_the_field,
     pending_retries_survive_a_restart,
+    sinks_the_egress_policy_refuses_are_refused_at_registration,
+    a_redirect_is_not_followed,
+    a_stalled_sink_costs_only_its_own_subscription,
 );
 
 async fn alerts(server: &TestServer) -> AlertsClient<Channel> {
@@ -48,6 +54,20 @@ fn subscribe(sink: &str) -> pb::CreateSubscriptionRequest {
         sink: sink.into(),
         ..Default::default()
     }
+}
+
+/// Subscribes `sink`, then ingests a SIM swap of the watched `N1` now.
+async fn subscribe_then_swap(server: &TestServer, sink: &str) {
+    alerts(server)
+        .await
+        .create_subscription(subscribe(sink))
+        .await
+        .unwrap();
+    ingest(
+        server,
+        vec![event("feed", "e1", N1, EventKind::SimSwap, Utc::now())],
+    )
+    .await;
 }
 
 fn types(seen: &[Received]) -> Vec<String> {
@@ -301,16 +321,7 @@ async fn pending_retries_survive_a_restart(backend: Backend) {
     setup(&server, &[N1]).await;
     // The sink fails until the server has been restarted.
     let receiver = Receiver::start(vec![500; 3]).await;
-    alerts(&server)
-        .await
-        .create_subscription(subscribe(&receiver.url))
-        .await
-        .unwrap();
-    ingest(
-        &server,
-        vec![event("feed", "e1", N1, EventKind::SimSwap, Utc::now())],
-    )
-    .await;
+    subscribe_then_swap(&server, &receiver.url).await;
     receiver
         .wait_for("a first failed try", |s| !s.is_empty())
         .await;
@@ -326,4 +337,140 @@ async fn pending_retries_survive_a_restart(backend: Backend) {
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].body["data"]["source_event_id"], "e1");
     server.stop().await;
+}
+
+async fn sinks_the_egress_policy_refuses_are_refused_at_registration(backend: Backend) {
+    let config = EngineConfig {
+        egress: EgressPolicy::default(),
+        ..dev_config()
+    };
+    let server = TestServer::start_in(TestDb::new(backend).await.into(), config).await;
+    let receiver = Receiver::start(vec![]).await;
+    let mut client = alerts(&server).await;
+    for sink in [
+        receiver.url.as_str(),
+        "http://localhost:9/x",
+        "http://0.0.0.0:9/x",
+        "http://[::ffff:127.0.0.1]:9/x",
+        "https://127.1/x",
+        "https://2130706433/x",
+        "https://0x7f000001/x",
+        "https://0177.0.0.1/x",
+        "https://[::1]/x",
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.0.0.1/x",
+        "https://192.168.0.10/x",
+        "https://[fd00::1]/x",
+        "https://user:pw@hooks.example.com/x",
+    ] {
+        let err = client
+            .create_subscription(subscribe(sink))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{sink}");
+        assert!(
+            err.message().starts_with("sink ")
+                && (err.message().contains("egress policy")
+                    || err.message().contains("user name or password")),
+            "{sink}: {}",
+            err.message()
+        );
+    }
+    let listed = client
+        .list_subscriptions(pb::ListSubscriptionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.subscriptions.is_empty(), "nothing was created");
+    server.stop().await;
+}
+
+async fn a_redirect_is_not_followed(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    setup(&server, &[N1]).await;
+    let target = Receiver::start(vec![]).await;
+    let redirecting =
+        Receiver::start_with(vec![307; 100], &format!("location: {}\r\n", target.url)).await;
+    subscribe_then_swap(&server, &redirecting.url).await;
+    // The first attempt and its retry (a second later) both got the redirect.
+    redirecting
+        .wait_for("the delivery and its retry", |s| s.len() >= 2)
+        .await;
+    assert!(
+        target.seen().is_empty(),
+        "the redirect's target was sent {:?}",
+        target.seen()
+    );
+    server.stop().await;
+}
+
+async fn a_stalled_sink_costs_only_its_own_subscription(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    setup(&server, &[N1, N2]).await;
+    let mut client = alerts(&server).await;
+    let stalled = stalled_sink().await;
+    for i in 0..3 {
+        client
+            .create_subscription(subscribe(&format!("{stalled}/{i}")))
+            .await
+            .unwrap();
+    }
+    let receiver = Receiver::start(vec![]).await;
+    client
+        .create_subscription(subscribe(&receiver.url))
+        .await
+        .unwrap();
+    // Each alert must arrive well inside the 10 s one stalled delivery waits; before
+    // deliveries ran concurrently the second took 50 s.
+    for (i, n) in [N1, N2].into_iter().enumerate() {
+        let sent = std::time::Instant::now();
+        ingest(
+            &server,
+            vec![event(
+                "feed",
+                &format!("e{i}"),
+                n,
+                EventKind::SimSwap,
+                Utc::now(),
+            )],
+        )
+        .await;
+        receiver
+            .wait_for("the healthy sink's alert", |s| s.len() > i)
+            .await;
+        let took = sent.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "alert {i} reached the healthy sink after {took:?}"
+        );
+    }
+    server.stop().await;
+}
+
+/// The egress client checks every address a name resolves to when it connects: a name
+/// that leads to loopback is refused unless loopback is allowed (no DNS rebinding past
+/// a registration check).
+#[tokio::test]
+async fn names_are_checked_when_connecting() {
+    let receiver = Receiver::start(vec![]).await;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let strict = Egress::default()
+        .client(reqwest::Client::builder())
+        .unwrap();
+    let err = strict.post(&by_name).body("{}").send().await.unwrap_err();
+    let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(
+        chain.contains("refused by the egress policy") && chain.contains("loopback"),
+        "{chain}"
+    );
+    assert!(receiver.seen().is_empty());
+    let local = Egress::new(EgressPolicy::allowing_loopback())
+        .client(reqwest::Client::builder())
+        .unwrap();
+    let answer = local.post(&by_name).body("{}").send().await.unwrap();
+    assert!(answer.status().is_success());
+    assert_eq!(receiver.seen().len(), 1);
 }
