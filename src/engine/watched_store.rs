@@ -16,7 +16,7 @@ use crate::domain::source::{Source, SourceName};
 use crate::domain::watch::WatchEntry;
 use crate::ranges::RangeEntry;
 use crate::store::{
-    AccessLogStore, AccessRecord, AlertPage, CatalogStore, Change, ChangeFeed, Delivery,
+    AccessLogStore, AccessRecord, Advance, AlertPage, CatalogStore, Change, ChangeFeed, Delivery,
     EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, Store, StoreError,
     SubscriptionRecord, SubscriptionStore, WatchlistStore,
 };
@@ -117,13 +117,7 @@ watched! {
     SubscriptionStore {
         fn create_subscription(s: &SubscriptionRecord) -> ();
         fn subscriptions(tenant: Option<&TenantName>) -> Vec<SubscriptionRecord>;
-        fn advance_subscription(
-            id: &str,
-            cursor: i64,
-            sent: u64,
-            ended: Option<&str>,
-            deliveries: &[(String, String)]
-        ) -> ();
+        fn advance_subscriptions(advances: &[Advance]) -> ();
         fn due_deliveries(limit: u32) -> Vec<Delivery>;
         fn finish_delivery(id: i64, delivered: bool, retry_at: DateTime<Utc>, error: Option<&str>)
             -> ();

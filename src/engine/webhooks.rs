@@ -23,7 +23,7 @@ use crate::domain::number::E164;
 use crate::domain::subscription::{CloudEventFormat, Subscription};
 use crate::domain::text::plain_text;
 use crate::egress::Egress;
-use crate::store::{Delivery, EventStore, SubscriptionRecord, SubscriptionStore};
+use crate::store::{Advance, Delivery, EventStore, SubscriptionRecord, SubscriptionStore};
 
 /// The dispatcher looks for new alerts and due deliveries at least this often.
 const TICK: Duration = Duration::from_millis(200);
@@ -42,6 +42,8 @@ pub const ENDED_DELETED: &str = "SUBSCRIPTION_DELETED";
 pub const ENDED_TOKEN_EXPIRED: &str = "ACCESS_TOKEN_EXPIRED";
 /// Events scanned per store query for a subscription.
 const SCAN_PAGE: u32 = 1_000;
+/// Pages fed per subscription per tick; a longer backlog goes on at the next tick.
+const FEED_PAGES: usize = 10;
 
 /// A subscription as asked for.
 #[derive(Debug, Clone)]
@@ -167,60 +169,55 @@ impl WebhookService {
             })
             .ok_or_else(|| EngineError::NotFound(format!("no active subscription {id:?}")))?;
         self.subscriptions
-            .advance_subscription(
-                &found.id,
-                found.cursor,
-                found.sent,
-                Some(ENDED_DELETED),
-                &[cloud_events::ended(&found, ENDED_DELETED)],
-            )
+            .advance_subscriptions(&[ending(&found, ENDED_DELETED)])
             .await
             .map_err(EngineError::from)
     }
 
-    /// Queues the subscription's new events, and its end when it is due.
-    async fn feed(&self, sub: &SubscriptionRecord) -> Result<(), EngineError> {
+    /// The subscription's new events to queue (up to [`FEED_PAGES`] pages of them), or its
+    /// end when it is due; `None` when nothing changed.
+    async fn feed(&self, sub: &SubscriptionRecord) -> Result<Option<Advance>, EngineError> {
         if let Some(reason) = due_end(sub, Utc::now()) {
-            let end = cloud_events::ended(sub, reason);
-            return self
-                .subscriptions
-                .advance_subscription(&sub.id, sub.cursor, sub.sent, Some(reason), &[end])
-                .await
-                .map_err(EngineError::from);
+            return Ok(Some(ending(sub, reason)));
         }
-        let (mut cursor, mut sent) = (sub.cursor, sub.sent);
-        loop {
-            let Some(batch) = self.next_batch(sub, cursor).await? else {
-                return Ok(());
+        let mut advance = Advance {
+            id: sub.id.clone(),
+            cursor: sub.cursor,
+            sent: sub.sent,
+            ended: None,
+            deliveries: Vec::new(),
+        };
+        for _ in 0..FEED_PAGES {
+            let Some(batch) = self.next_batch(sub, advance.cursor).await? else {
+                break;
             };
             let room = sub.max_events.map_or(usize::MAX, |m| {
-                usize::try_from(m.saturating_sub(sent)).unwrap_or(usize::MAX)
+                usize::try_from(m.saturating_sub(advance.sent)).unwrap_or(usize::MAX)
             });
             let take = batch.events.len().min(room);
-            sent += take as u64;
-            let full = sub.max_events.is_some_and(|m| sent >= m);
-            cursor = if take < batch.events.len() {
+            advance.sent += take as u64;
+            let full = sub.max_events.is_some_and(|m| advance.sent >= m);
+            advance.cursor = if take < batch.events.len() {
                 batch.events[take.saturating_sub(1)].0
             } else {
                 batch.scanned_to
             };
-            let mut queue: Vec<Queued> = batch
-                .events
-                .into_iter()
-                .take(take)
-                .map(|(_, queued)| queued)
-                .collect();
-            let ended = full.then_some(ENDED_MAX_EVENTS);
+            advance.deliveries.extend(
+                batch
+                    .events
+                    .into_iter()
+                    .take(take)
+                    .map(|(_, queued)| queued),
+            );
             if full {
-                queue.push(cloud_events::ended(sub, ENDED_MAX_EVENTS));
-            }
-            self.subscriptions
-                .advance_subscription(&sub.id, cursor, sent, ended, &queue)
-                .await?;
-            if full {
-                return Ok(());
+                advance.ended = Some(ENDED_MAX_EVENTS);
+                advance
+                    .deliveries
+                    .push(cloud_events::ended(sub, ENDED_MAX_EVENTS));
+                break;
             }
         }
+        Ok((advance.cursor != sub.cursor || advance.ended.is_some()).then_some(advance))
     }
 
     /// The subscription's events after `cursor`: its number's SIM changes, or its
@@ -336,6 +333,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The subscription's end for `reason`: its last event queued, its cursor kept.
+fn ending(sub: &SubscriptionRecord, reason: &'static str) -> Advance {
+    Advance {
+        id: sub.id.clone(),
+        cursor: sub.cursor,
+        sent: sub.sent,
+        ended: Some(reason),
+        deliveries: vec![cloud_events::ended(sub, reason)],
+    }
+}
+
 /// Why an active subscription must end now, if it must.
 fn due_end(sub: &SubscriptionRecord, now: DateTime<Utc>) -> Option<&'static str> {
     if sub.expire_at.is_some_and(|t| t <= now) {
@@ -406,10 +414,14 @@ impl WebhookService {
         scheduler: &Arc<Mutex<DeliveryScheduler>>,
         finished: &Arc<tokio::sync::Notify>,
     ) -> Result<(), EngineError> {
+        // Every subscription's progress in one transaction: one commit a tick, however
+        // many subscriptions an event reaches.
         let active = self.subscriptions.subscriptions(None).await?;
+        let mut advances = Vec::new();
         for sub in &active {
-            self.feed(sub).await?;
+            advances.extend(self.feed(sub).await?);
         }
+        self.subscriptions.advance_subscriptions(&advances).await?;
         let due = self.subscriptions.due_deliveries(DUE_PER_TICK).await?;
         let started = lock(scheduler).start(due, Instant::now());
         for d in started {

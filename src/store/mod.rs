@@ -266,6 +266,21 @@ impl From<SubscriptionRecord> for Subscription {
     }
 }
 
+/// One subscription's progress, written by [`SubscriptionStore::advance_subscriptions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advance {
+    /// The subscription.
+    pub id: String,
+    /// The last event id scanned for it.
+    pub cursor: i64,
+    /// Events queued for it so far.
+    pub sent: u64,
+    /// Why it ends, if it ends now.
+    pub ended: Option<&'static str>,
+    /// CloudEvents to queue, as `(ce_id, body)`.
+    pub deliveries: Vec<(String, String)>,
+}
+
 /// A queued CloudEvent and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -451,16 +466,10 @@ pub trait SubscriptionStore: Send + Sync + 'static {
         &self,
         tenant: Option<&TenantName>,
     ) -> Result<Vec<SubscriptionRecord>, StoreError>;
-    /// In one transaction: queues `deliveries` (`(ce_id, body)`; a ce_id queued before is
-    /// skipped), moves the subscription to `cursor`/`sent`, and ends it if `ended`.
-    async fn advance_subscription(
-        &self,
-        id: &str,
-        cursor: i64,
-        sent: u64,
-        ended: Option<&str>,
-        deliveries: &[(String, String)],
-    ) -> Result<(), StoreError>;
+    /// In one transaction, for each of `advances`: queues its deliveries (a ce_id queued
+    /// before is skipped), moves its subscription to its cursor and count, and ends it if
+    /// it says so.
+    async fn advance_subscriptions(&self, advances: &[Advance]) -> Result<(), StoreError>;
     /// The subscriptions' queue heads (each one's oldest undelivered event) whose next
     /// attempt is due, oldest first.
     async fn due_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::sql::queue::{self, Queue};
 use super::sql::{self, count, micros, optional_time_at, time_at};
 use super::{
-    AccessLogStore, AccessRecord, AlertPage, CatalogStore, Change, ChangeFeed, Delivery,
+    AccessLogStore, AccessRecord, Advance, AlertPage, CatalogStore, Change, ChangeFeed, Delivery,
     EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, StoreError, SubscriptionRecord,
     SubscriptionStore, WatchlistStore,
 };
@@ -622,20 +622,19 @@ sql_impl!(SubscriptionStore {
             .collect()
     }
 
-    async fn advance_subscription(
-        &self,
-        id: &str,
-        cursor: i64,
-        sent: u64,
-        ended: Option<&str>,
-        deliveries: &[(String, String)],
-    ) -> Result<(), StoreError> {
-        let mut statements: Vec<QueryBuilder<B::Db>> = deliveries
-            .chunks(queue::DELIVERIES_PER_INSERT)
-            .map(|chunk| Queue::insert_deliveries(id, chunk))
-            .collect();
-        statements.push(Queue::update_subscription(id, cursor, sent, ended));
-        write_all(self.backend.writer(), statements).await?;
+    async fn advance_subscriptions(&self, advances: &[Advance]) -> Result<(), StoreError> {
+        let mut statements: Vec<QueryBuilder<B::Db>> = Vec::new();
+        for a in advances {
+            statements.extend(
+                a.deliveries
+                    .chunks(queue::DELIVERIES_PER_INSERT)
+                    .map(|chunk| Queue::insert_deliveries(&a.id, chunk)),
+            );
+            statements.push(Queue::update_subscription(&a.id, a.cursor, a.sent, a.ended));
+        }
+        if !statements.is_empty() {
+            write_all(self.backend.writer(), statements).await?;
+        }
         Ok(())
     }
 

@@ -14,6 +14,8 @@ pub struct Received {
     pub authorization: Option<String>,
     pub body: Value,
     pub status: u16,
+    /// When the whole request had arrived.
+    pub at: Instant,
 }
 
 /// A tiny HTTP/1.1 receiver answering with scripted statuses (then 200).
@@ -80,6 +82,7 @@ impl Receiver {
                         authorization,
                         body,
                         status,
+                        at: Instant::now(),
                     });
                     let reply = format!(
                         "HTTP/1.1 {status} X\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n"
