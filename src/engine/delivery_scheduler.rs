@@ -43,6 +43,9 @@ pub struct DeliveryScheduler {
     per_tenant: HashMap<String, usize>,
     total: usize,
     breakers: HashMap<String, Breaker>,
+    /// Per subscription, the last delivery taken: a read of the queue from a snapshot
+    /// older than that write must not send it again.
+    delivered: HashMap<String, i64>,
 }
 
 impl DeliveryScheduler {
@@ -89,7 +92,11 @@ impl DeliveryScheduler {
             .get(&d.sink)
             .and_then(|b| b.open_until)
             .is_some_and(|until| now < until);
-        !open && !self.sinks_in_flight.contains(&d.sink)
+        let stale = self
+            .delivered
+            .get(&d.subscription_id)
+            .is_some_and(|&last| d.id <= last);
+        !open && !stale && !self.sinks_in_flight.contains(&d.sink)
     }
 
     /// Records the end of a delivery [`DeliveryScheduler::start`] started.
@@ -106,6 +113,7 @@ impl DeliveryScheduler {
         match outcome {
             Outcome::Delivered => {
                 self.breakers.remove(&d.sink);
+                self.delivered.insert(d.subscription_id.clone(), d.id);
             }
             Outcome::Failed => {
                 let breaker = self.breakers.entry(d.sink.clone()).or_default();
