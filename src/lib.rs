@@ -5,6 +5,7 @@
 pub mod api;
 #[allow(missing_docs)]
 pub mod cli;
+pub mod connections;
 pub mod domain;
 pub mod egress;
 pub mod engine;

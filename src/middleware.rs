@@ -15,6 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::connections::{Connection, RequestOnConnection};
 use crate::domain::auth::Scopes;
 use crate::engine::Engine;
 use crate::engine::auth::{Admission, AuthError};
@@ -114,10 +115,13 @@ where
         // The clone that was made ready is the one that serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let connection = Connection::of(&request);
+        let peer = connection.map(|c| c.peer().ip());
+        let on_connection = connection.map(Connection::request);
         let Some(route) = self.transport.route(&request) else {
             return Box::pin(async move {
                 let response = inner.call(request).await?;
-                Ok(response.map(|body| Held::new(body, None)))
+                Ok(response.map(|body| Held::new(body, on_connection, None)))
             });
         };
         let engine = self.engine.clone();
@@ -136,9 +140,9 @@ where
                         .headers()
                         .get(header::AUTHORIZATION)
                         .and_then(|v| v.to_str().ok());
-                    let admission = match engine.admit(authorization, route.scopes).await {
+                    let admission = match engine.admit(authorization, route.scopes, peer).await {
                         Ok(admission) => admission,
-                        Err(e) => return Ok(refused(&transport, e.into())),
+                        Err(e) => return Ok(refused(&transport, on_connection, e.into())),
                     };
                     tracing::Span::current().record("tenant", admission.principal.tenant.as_str());
                     request.extensions_mut().insert(admission.principal.clone());
@@ -146,12 +150,14 @@ where
                     let response = inner.call(request).await?;
                     // The admission is the in-flight permit: held until the last byte of
                     // the answer (a stream's last message) is sent.
-                    Ok(response.map(|body| Held::new(body, held)))
+                    Ok(response.map(|body| Held::new(body, on_connection, held)))
                 };
                 match route.answer {
-                    Answer::Once(limit) => tokio::time::timeout(limit, work)
-                        .await
-                        .unwrap_or_else(|_| Ok(refused(&transport, Refusal::Deadline(limit)))),
+                    Answer::Once(limit) => {
+                        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+                            Ok(refused(&transport, None, Refusal::Deadline(limit)))
+                        })
+                    }
                     Answer::Stream | Answer::Subscription => work.await,
                 }
             }
@@ -160,20 +166,33 @@ where
     }
 }
 
-fn refused<T: Transport>(transport: &T, refusal: Refusal) -> Response<Held<T::Body>> {
-    transport.refuse(refusal).map(|body| Held::new(body, None))
+fn refused<T: Transport>(
+    transport: &T,
+    on_connection: Option<RequestOnConnection>,
+    refusal: Refusal,
+) -> Response<Held<T::Body>> {
+    transport
+        .refuse(refusal)
+        .map(|body| Held::new(body, on_connection, None))
 }
 
-/// A response body that holds the request's admission until it is dropped.
+/// A response body that holds the request's admission, and its place on its connection
+/// (which keeps an idle connection open), until it is dropped.
 pub struct Held<B> {
     body: B,
+    _on_connection: Option<RequestOnConnection>,
     _admission: Option<Admission>,
 }
 
 impl<B> Held<B> {
-    fn new(body: B, admission: Option<Admission>) -> Self {
+    fn new(
+        body: B,
+        on_connection: Option<RequestOnConnection>,
+        admission: Option<Admission>,
+    ) -> Self {
         Held {
             body,
+            _on_connection: on_connection,
             _admission: admission,
         }
     }

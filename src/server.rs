@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::connections::{ConnectionGate, ConnectionLimits};
 use crate::engine::auth::AuthMode;
 use crate::engine::keys::create_first_key_if_none;
 use crate::engine::{Engine, EngineConfig};
@@ -37,6 +38,8 @@ pub struct TransportConfig {
     pub request_timeout: Duration,
     /// Longest a client stream (ingest, audit) may send nothing before it is closed.
     pub stream_idle_timeout: Duration,
+    /// The cap on open connections and their deadlines, across gRPC and REST.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for TransportConfig {
@@ -45,6 +48,7 @@ impl Default for TransportConfig {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             stream_idle_timeout: Duration::from_secs(120),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -136,10 +140,11 @@ pub async fn run_with(
             std::future::pending::<()>().await;
         }
     };
+    let gate = ConnectionGate::new(config.transport.connections);
     let rest = match listeners.rest {
         Some(rest) => {
             let addr = rest.local_addr()?;
-            let listener = crate::rest::RestListener::new(rest, tls.as_ref())
+            let listener = crate::rest::RestListener::new(rest, gate.clone(), tls.as_ref())
                 .context("cannot serve the REST facade")?;
             tracing::info!(%addr, tls = tls.is_some(), "CAMARA REST facade serving");
             let serving = crate::rest::serve(
@@ -154,6 +159,7 @@ pub async fn run_with(
     };
     let serving = crate::api::serve(
         listener,
+        gate,
         engine.clone(),
         config.transport,
         tls,

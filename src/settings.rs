@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use ipnet::IpNet;
 
+use crate::connections::ConnectionLimits;
 use crate::domain::decision::{Policy, Verdict};
 use crate::domain::egress::EgressPolicy;
 use crate::domain::number::Region;
@@ -58,6 +59,12 @@ pub struct Server {
     /// Longest an IngestEvents or AuditNumbers stream may send nothing before it is
     /// closed, in seconds.
     pub stream_idle_timeout_secs: u64,
+    /// Connections open at once, gRPC and REST together; past it new ones are closed.
+    pub max_connections: usize,
+    /// Longest a new connection may take to send its first request, in seconds.
+    pub first_request_timeout_secs: u64,
+    /// Longest a connection may stay open with no request in flight, in seconds.
+    pub connection_idle_timeout_secs: u64,
 }
 
 impl Default for Server {
@@ -70,6 +77,9 @@ impl Default for Server {
             max_message_bytes: transport.max_message_bytes,
             request_timeout_ms: millis(transport.request_timeout),
             stream_idle_timeout_secs: transport.stream_idle_timeout.as_secs(),
+            max_connections: transport.connections.max_connections,
+            first_request_timeout_secs: transport.connections.first_request_timeout.as_secs(),
+            connection_idle_timeout_secs: transport.connections.idle_timeout.as_secs(),
         }
     }
 }
@@ -357,11 +367,24 @@ impl Settings {
         if server.request_timeout_ms == 0 {
             return Err(invalid("server.request_timeout_ms", "must be at least 1"));
         }
-        if server.stream_idle_timeout_secs == 0 {
-            return Err(invalid(
+        for (key, value) in [
+            (
                 "server.stream_idle_timeout_secs",
-                "must be at least 1",
-            ));
+                server.stream_idle_timeout_secs,
+            ),
+            ("server.max_connections", server.max_connections as u64),
+            (
+                "server.first_request_timeout_secs",
+                server.first_request_timeout_secs,
+            ),
+            (
+                "server.connection_idle_timeout_secs",
+                server.connection_idle_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
         match (&tls.cert, &tls.key) {
             (Some(_), None) => return Err(invalid("tls.key", "is needed with tls.cert")),
@@ -469,6 +492,11 @@ impl Settings {
                 max_message_bytes: server.max_message_bytes,
                 request_timeout: Duration::from_millis(server.request_timeout_ms),
                 stream_idle_timeout: Duration::from_secs(server.stream_idle_timeout_secs),
+                connections: ConnectionLimits {
+                    max_connections: server.max_connections,
+                    first_request_timeout: Duration::from_secs(server.first_request_timeout_secs),
+                    idle_timeout: Duration::from_secs(server.connection_idle_timeout_secs),
+                },
             },
             store: StoreOptions {
                 sqlite_max_bytes: database

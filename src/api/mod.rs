@@ -13,16 +13,17 @@ mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::connections::ConnectionGate;
 use crate::engine::Engine;
 use crate::middleware::AdmitLayer;
 use crate::server::TransportConfig;
@@ -78,6 +79,11 @@ pub struct TlsIdentity {
 const STREAM_WINDOW_BYTES: u32 = 64 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
 
+/// Connections are pinged this often, and closed if a ping is not answered in time, so a
+/// peer that vanished does not hold a stream (and its in-flight places) for ever.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("gRPC reflection setup failed: {0}")]
@@ -86,10 +92,12 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves every numguard service, health and reflection on an already-bound listener
-/// until `shutdown` completes; in-flight requests then finish before it returns.
+/// Serves every numguard service, health and reflection on an already-bound listener,
+/// its connections admitted by `gate`, until `shutdown` completes; in-flight requests then
+/// finish before it returns.
 pub async fn serve(
     listener: TcpListener,
+    gate: Arc<ConnectionGate>,
     engine: Arc<Engine>,
     transport: TransportConfig,
     tls: Option<TlsIdentity>,
@@ -109,12 +117,15 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    // Responses span several small writes (headers, data, trailers); without NODELAY,
-    // Nagle's algorithm and delayed ACKs stall them for tens of milliseconds.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = futures::stream::unfold((listener, gate), |(listener, gate)| async move {
+        let connection = gate.accept(&listener).await;
+        Some((Ok::<_, std::io::Error>(connection), (listener, gate)))
+    });
     let mut server = Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let Some(identity) = tls {
         server = server.tls_config(
             ServerTlsConfig::new().identity(Identity::from_pem(identity.cert, identity.key)),

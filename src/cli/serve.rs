@@ -89,6 +89,16 @@ pub struct ServeArgs {
     /// closed with DEADLINE_EXCEEDED, in seconds.
     #[arg(long, env = "NUMGUARD_STREAM_IDLE_TIMEOUT_SECS")]
     stream_idle_timeout_secs: Option<u64>,
+    /// Connections open at once, gRPC and REST together; past it new ones are closed.
+    #[arg(long, env = "NUMGUARD_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Longest a new connection may take to send its first request (its TLS handshake
+    /// included), in seconds.
+    #[arg(long, env = "NUMGUARD_FIRST_REQUEST_TIMEOUT_SECS")]
+    first_request_timeout_secs: Option<u64>,
+    /// Longest a connection may stay open with no request in flight, in seconds.
+    #[arg(long, env = "NUMGUARD_CONNECTION_IDLE_TIMEOUT_SECS")]
+    connection_idle_timeout_secs: Option<u64>,
     /// Purge events that occurred more than this many days ago (0 keeps them forever).
     #[arg(long, env = "NUMGUARD_RETENTION_DAYS")]
     retention_days: Option<u32>,
@@ -181,6 +191,15 @@ impl ServeArgs {
         set(
             &mut server.stream_idle_timeout_secs,
             &self.stream_idle_timeout_secs,
+        );
+        set(&mut server.max_connections, &self.max_connections);
+        set(
+            &mut server.first_request_timeout_secs,
+            &self.first_request_timeout_secs,
+        );
+        set(
+            &mut server.connection_idle_timeout_secs,
+            &self.connection_idle_timeout_secs,
         );
         if self.tls_cert.is_some() || self.tls_key.is_some() {
             tls.cert = self.tls_cert.clone();

@@ -3,6 +3,7 @@
 //! Every admitted request holds its places until it is answered.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,16 @@ use crate::store::{KeyRecord, Store, StoreError};
 /// database (`numguard keys revoke`) takes effect within this time even without a change
 /// notification.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Failed authentications one peer address may make at once, and per second after that.
+/// Past them, a key from that address that is not already known is refused without being
+/// looked up, so guessing keys costs the database nothing.
+const PEER_FAILURE_BURST: f64 = 20.0;
+const PEER_FAILURES_PER_SECOND: f64 = 2.0;
+
+/// Compared with when a presented key's id is unknown, so unknown and known ids cost the
+/// same hash.
+const NO_KEY_HASH: [u8; 32] = [0; 32];
 
 /// Whether callers need API keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +100,12 @@ pub enum AuthError {
     /// The caller's tenant has its limit of requests in flight.
     #[error("this tenant is at its limit of {0} requests in flight; retry shortly")]
     TenantOverloaded(usize),
+    /// The caller's address has failed to authenticate too often.
+    #[error("too many failed authentications from this address; retry in {retry_ms} ms")]
+    PeerThrottled {
+        /// When the address may try again.
+        retry_ms: u64,
+    },
     /// The key could not be looked up.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -116,7 +133,8 @@ impl AuthError {
             AuthError::Forbidden(_) => ErrorKind::PermissionDenied,
             AuthError::RateLimited { .. }
             | AuthError::Overloaded(_)
-            | AuthError::TenantOverloaded(_) => ErrorKind::ResourceExhausted,
+            | AuthError::TenantOverloaded(_)
+            | AuthError::PeerThrottled { .. } => ErrorKind::ResourceExhausted,
             AuthError::Store(e) => e.kind(),
         }
     }
@@ -175,9 +193,39 @@ impl Drop for TenantPlace {
     }
 }
 
+/// A token bucket.
 struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+impl Bucket {
+    fn full(burst: f64) -> Arc<Mutex<Bucket>> {
+        Arc::new(Mutex::new(Bucket {
+            tokens: burst,
+            at: Instant::now(),
+        }))
+    }
+
+    /// The tokens after refilling at `rate` up to `burst`.
+    fn refill(&mut self, rate: f64, burst: f64) -> f64 {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
+        self.at = now;
+        self.tokens
+    }
+
+    /// Milliseconds until a token is free at `rate`.
+    fn retry_ms(&self, rate: f64) -> u64 {
+        ((1.0 - self.tokens) / rate * 1_000.0).ceil() as u64
+    }
+}
+
+fn lock_bucket(bucket: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
+    // A counter; a panic elsewhere leaves it usable.
+    bucket
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Admits requests: the key, its scope, its rate, and a place among those in flight.
@@ -186,9 +234,13 @@ pub struct Authenticator {
     limits: Limits,
     in_flight: Arc<Semaphore>,
     tenant_in_flight: TenantCounts,
-    keys: Cache<String, Option<KeyRecord>>,
+    keys: Cache<String, KeyRecord>,
+    /// Ids looked up and not found, apart from `keys` so that guessed ids cannot push
+    /// real keys out.
+    unknown_ids: Cache<String, ()>,
     precisions: Cache<TenantName, TimePrecision>,
     buckets: Cache<String, Arc<Mutex<Bucket>>>,
+    peer_failures: Cache<IpAddr, Arc<Mutex<Bucket>>>,
 }
 
 impl Authenticator {
@@ -203,11 +255,19 @@ impl Authenticator {
                 .max_capacity(100_000)
                 .time_to_live(KEY_CACHE_TTL)
                 .build(),
+            unknown_ids: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
             precisions: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(KEY_CACHE_TTL)
                 .build(),
             buckets: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+            peer_failures: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
@@ -220,12 +280,13 @@ impl Authenticator {
     }
 
     /// Admits a request that one of `scopes` allows, given the `authorization` metadata
-    /// value.
+    /// value and the address it came from (`None` where there is none, as in tests).
     pub async fn admit(
         &self,
         store: &dyn Store,
         authorization: Option<&str>,
         scopes: Scopes,
+        peer: Option<IpAddr>,
     ) -> Result<Admission, AuthError> {
         // Shed load before spending anything on the request.
         let permit = self
@@ -243,7 +304,14 @@ impl Authenticator {
                 (principal, None)
             }
             AuthMode::Keys => {
-                let principal = self.authenticate(store, authorization, scopes).await?;
+                let principal = self
+                    .authenticate(store, authorization, scopes, peer)
+                    .await
+                    .inspect_err(|e| {
+                        if matches!(e, AuthError::Missing | AuthError::Invalid) {
+                            self.peer_failed(peer);
+                        }
+                    })?;
                 let limit = self.limits.max_in_flight_per_tenant;
                 let place = TenantPlace::take(&self.tenant_in_flight, &principal.tenant, limit)
                     .ok_or(AuthError::TenantOverloaded(limit))?;
@@ -262,19 +330,27 @@ impl Authenticator {
         store: &dyn Store,
         authorization: Option<&str>,
         needed: Scopes,
+        peer: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
         let presented = authorization.and_then(bearer).ok_or(AuthError::Missing)?;
         let id = key_id(presented).ok_or(AuthError::Invalid)?;
         let record = match self.keys.get(id) {
-            Some(record) => record,
+            Some(record) => Some(record),
+            None if self.unknown_ids.contains_key(id) => None,
             None => {
+                self.peer_may_look_up(peer)?;
                 let record = store.find_key(id).await?;
-                self.keys.insert(id.to_string(), record.clone());
+                match &record {
+                    Some(record) => self.keys.insert(id.to_string(), record.clone()),
+                    None => self.unknown_ids.insert(id.to_string(), ()),
+                }
                 record
             }
         };
+        let hash = record.as_ref().map_or(&NO_KEY_HASH[..], |r| &r.hash[..]);
+        let matches = key_matches(presented, hash);
         let record = record
-            .filter(|r| r.revoked_at.is_none() && key_matches(presented, &r.hash))
+            .filter(|r| matches && r.revoked_at.is_none())
             .ok_or(AuthError::Invalid)?;
         if !record.scopes.any_of(needed) {
             return Err(AuthError::Forbidden(needed));
@@ -305,33 +381,51 @@ impl Authenticator {
         if rate <= 0.0 {
             return Ok(());
         }
-        let bucket = self.buckets.get_with_by_ref(key, || {
-            Arc::new(Mutex::new(Bucket {
-                tokens: burst,
-                at: Instant::now(),
-            }))
-        });
-        let mut b = bucket
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
+        let bucket = self.buckets.get_with_by_ref(key, || Bucket::full(burst));
+        let mut b = lock_bucket(&bucket);
+        if b.refill(rate, burst) >= 1.0 {
             b.tokens -= 1.0;
             Ok(())
         } else {
-            let retry_ms = ((1.0 - b.tokens) / rate * 1_000.0).ceil() as u64;
             Err(AuthError::RateLimited {
                 limit: rate,
-                retry_ms,
+                retry_ms: b.retry_ms(rate),
             })
         }
+    }
+
+    /// Whether `peer` may have a key looked up: not while its failures are over budget.
+    fn peer_may_look_up(&self, peer: Option<IpAddr>) -> Result<(), AuthError> {
+        let Some(bucket) = peer.and_then(|p| self.peer_failures.get(&p)) else {
+            return Ok(());
+        };
+        let mut b = lock_bucket(&bucket);
+        if b.refill(PEER_FAILURES_PER_SECOND, PEER_FAILURE_BURST) >= 1.0 {
+            Ok(())
+        } else {
+            Err(AuthError::PeerThrottled {
+                retry_ms: b.retry_ms(PEER_FAILURES_PER_SECOND),
+            })
+        }
+    }
+
+    /// Counts a failed authentication against `peer`.
+    fn peer_failed(&self, peer: Option<IpAddr>) {
+        let Some(peer) = peer else {
+            return;
+        };
+        let bucket = self
+            .peer_failures
+            .get_with(peer, || Bucket::full(PEER_FAILURE_BURST));
+        let mut b = lock_bucket(&bucket);
+        b.refill(PEER_FAILURES_PER_SECOND, PEER_FAILURE_BURST);
+        b.tokens = (b.tokens - 1.0).max(0.0);
     }
 
     /// Forgets cached keys and tenant settings (after a revocation or settings change).
     pub fn forget_cached(&self) {
         self.keys.invalidate_all();
+        self.unknown_ids.invalidate_all();
         self.precisions.invalidate_all();
     }
 }
@@ -376,6 +470,24 @@ mod tests {
         auth.take_token("other").unwrap();
         std::thread::sleep(Duration::from_millis(120));
         auth.take_token("k").unwrap();
+    }
+
+    #[test]
+    fn a_peer_past_its_failures_may_not_have_keys_looked_up() {
+        let auth = Authenticator::new(AuthMode::Keys, Limits::default());
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "::1".parse().unwrap());
+        auth.peer_may_look_up(Some(a)).unwrap();
+        for _ in 0..PEER_FAILURE_BURST as usize {
+            auth.peer_failed(Some(a));
+        }
+        match auth.peer_may_look_up(Some(a)) {
+            Err(AuthError::PeerThrottled { retry_ms }) => assert!((1..=500).contains(&retry_ms)),
+            other => panic!("{other:?}"),
+        }
+        auth.peer_may_look_up(Some(b)).unwrap();
+        auth.peer_may_look_up(None).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        auth.peer_may_look_up(Some(a)).unwrap();
     }
 
     #[test]

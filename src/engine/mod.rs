@@ -286,14 +286,16 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Admits a request that one of `scopes` allows; `authorization` is the metadata value.
+    /// Admits a request that one of `scopes` allows; `authorization` is the metadata value,
+    /// `peer` the address it came from.
     pub async fn admit(
         &self,
         authorization: Option<&str>,
         scopes: Scopes,
+        peer: Option<std::net::IpAddr>,
     ) -> Result<Admission, AuthError> {
         self.auth
-            .admit(self.store.as_ref(), authorization, scopes)
+            .admit(self.store.as_ref(), authorization, scopes, peer)
             .await
     }
 

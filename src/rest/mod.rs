@@ -16,14 +16,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::extract::connect_info::Connected;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
+use axum::serve::IncomingStream;
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::api::TlsIdentity;
-use crate::domain::auth::Scope;
+use crate::connections::{Connection, ConnectionGate, Limited};
 use crate::engine::Engine;
 use crate::middleware::AdmitLayer;
 use checks::{DeviceSwapApi, SimSwapApi, swap_check, swap_retrieve_date};
@@ -34,14 +37,11 @@ pub use tls::{TlsError, TlsListener};
 const X_CORRELATOR: HeaderName = HeaderName::from_static("x-correlator");
 const MAX_CORRELATOR_LEN: usize = 256;
 
-/// The routes, with CAMARA's paths. Each group passes the admission layer for its scope;
-/// unknown paths, wrong methods and the OpenAPI document are answered without a key.
+/// The routes, with CAMARA's paths. Every request passes the admission layer, which
+/// admits each path for its scope ([`RestRoutes`]); unknown paths, wrong methods and the
+/// OpenAPI document are answered without a key.
 pub fn router(engine: Arc<Engine>, deadline: Duration) -> Router {
-    let admitted = |scope| {
-        let routes = RestRoutes { scope, deadline };
-        AdmitLayer::new(engine.clone(), routes)
-    };
-    let checks = Router::new()
+    Router::new()
         .route("/sim-swap/v2/check", post(swap_check::<SimSwapApi>))
         .route(
             "/sim-swap/v2/retrieve-date",
@@ -56,8 +56,6 @@ pub fn router(engine: Arc<Engine>, deadline: Duration) -> Router {
             "/device-swap/v1/retrieve-date",
             post(swap_retrieve_date::<DeviceSwapApi>),
         )
-        .route_layer(admitted(Scope::Check));
-    let subscriptions = Router::new()
         .route(
             "/sim-swap-subscriptions/v0.3/subscriptions",
             post(subscriptions::create).get(subscriptions::list),
@@ -66,10 +64,6 @@ pub fn router(engine: Arc<Engine>, deadline: Duration) -> Router {
             "/sim-swap-subscriptions/v0.3/subscriptions/{id}",
             get(subscriptions::get).delete(subscriptions::delete),
         )
-        .route_layer(admitted(Scope::Watch));
-    Router::new()
-        .merge(checks)
-        .merge(subscriptions)
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { RestError::new(Code::NotFound, "no such resource") })
         .method_not_allowed_fallback(|| async {
@@ -78,6 +72,7 @@ pub fn router(engine: Arc<Engine>, deadline: Duration) -> Router {
                 "this resource does not take that method",
             )
         })
+        .layer(AdmitLayer::new(engine.clone(), RestRoutes { deadline }))
         .layer(middleware::from_fn(correlate))
         .with_state(engine)
 }
@@ -108,30 +103,69 @@ async fn correlate(request: Request, next: Next) -> Response {
     response
 }
 
-/// Where the REST API listens: plain HTTP, or TLS with the gRPC port's certificate.
+/// Where the REST API listens: plain HTTP, or TLS with the gRPC port's certificate; its
+/// connections are admitted by the server's [`ConnectionGate`].
 pub enum RestListener {
-    Plain(TcpListener),
+    Plain(PlainListener),
     Tls(TlsListener),
 }
 
 impl RestListener {
     /// TLS when `identity` is given.
-    pub fn new(tcp: TcpListener, identity: Option<&TlsIdentity>) -> Result<RestListener, TlsError> {
+    pub fn new(
+        tcp: TcpListener,
+        gate: Arc<ConnectionGate>,
+        identity: Option<&TlsIdentity>,
+    ) -> Result<RestListener, TlsError> {
         Ok(match identity {
-            Some(identity) => RestListener::Tls(TlsListener::new(tcp, identity)?),
-            None => RestListener::Plain(tcp),
+            Some(identity) => RestListener::Tls(TlsListener::new(tcp, gate, identity)?),
+            None => RestListener::Plain(PlainListener { tcp, gate }),
         })
     }
 }
 
-/// Serves the REST API on `listener` until `shutdown` completes.
+/// Plain HTTP connections, admitted by the gate.
+pub struct PlainListener {
+    tcp: TcpListener,
+    gate: Arc<ConnectionGate>,
+}
+
+impl axum::serve::Listener for PlainListener {
+    type Io = Limited<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let stream = self.gate.accept(&self.tcp).await;
+        let peer = stream.connection().peer();
+        (stream, peer)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, PlainListener>> for Connection {
+    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
+        stream.io().connection().clone()
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Connection {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        stream.io().get_ref().0.connection().clone()
+    }
+}
+
+/// Serves the REST API on `listener` until `shutdown` completes; each request carries its
+/// [`Connection`].
 pub async fn serve(
     listener: RestListener,
     engine: Arc<Engine>,
     deadline: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(engine, deadline);
+    let app = router(engine, deadline).into_make_service_with_connect_info::<Connection>();
     match listener {
         RestListener::Plain(tcp) => axum::serve(tcp, app).with_graceful_shutdown(shutdown).await,
         RestListener::Tls(tls) => axum::serve(tls, app).with_graceful_shutdown(shutdown).await,

@@ -1,5 +1,6 @@
-//! What the REST routes need of the admission layer ([`crate::middleware`]): each group's
-//! scope, the server's deadline, and refusals written as CAMARA errors.
+//! What the REST routes need of the admission layer ([`crate::middleware`]): each path's
+//! scope, the server's deadline, and refusals written as CAMARA errors. Other paths (the
+//! OpenAPI document, unknown paths) are open to anyone.
 
 use std::time::Duration;
 
@@ -11,19 +12,36 @@ use super::error::{Code, RestError};
 use crate::domain::auth::Scope;
 use crate::middleware::{Answer, Refusal, Route, Transport};
 
-/// A group of routes that all need `scope` and answer in one piece.
+/// The CAMARA paths numguard serves, by path; every one answers in one piece.
 #[derive(Debug, Clone, Copy)]
 pub struct RestRoutes {
-    pub scope: Scope,
     pub deadline: Duration,
+}
+
+/// The scope a path needs; `None` for paths open to anyone.
+fn scope(path: &str) -> Option<Scope> {
+    const SUBSCRIPTIONS: &str = "/sim-swap-subscriptions/v0.3/subscriptions";
+    match path {
+        "/sim-swap/v2/check"
+        | "/sim-swap/v2/retrieve-date"
+        | "/number-recycling/v0.2/check"
+        | "/device-swap/v1/check"
+        | "/device-swap/v1/retrieve-date" => Some(Scope::Check),
+        SUBSCRIPTIONS => Some(Scope::Watch),
+        _ => path
+            .strip_prefix(SUBSCRIPTIONS)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+            .map(|_| Scope::Watch),
+    }
 }
 
 impl Transport for RestRoutes {
     type Body = Body;
 
-    fn route<B>(&self, _: &Request<B>) -> Option<Route> {
+    fn route<B>(&self, request: &Request<B>) -> Option<Route> {
         Some(Route {
-            scopes: self.scope.into(),
+            scopes: scope(request.uri().path())?.into(),
             answer: Answer::Once(self.deadline),
         })
     }
@@ -47,7 +65,6 @@ mod tests {
 
     fn refused(refusal: Refusal) -> (u16, serde_json::Value) {
         let routes = RestRoutes {
-            scope: Scope::Check,
             deadline: Duration::from_millis(5),
         };
         let response = routes.refuse(refusal);
@@ -55,6 +72,19 @@ mod tests {
         let body =
             futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096)).unwrap();
         (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[test]
+    fn paths_name_their_scope() {
+        assert_eq!(scope("/sim-swap/v2/check"), Some(Scope::Check));
+        assert_eq!(scope("/device-swap/v1/retrieve-date"), Some(Scope::Check));
+        let subscriptions = "/sim-swap-subscriptions/v0.3/subscriptions";
+        assert_eq!(scope(subscriptions), Some(Scope::Watch));
+        assert_eq!(scope(&format!("{subscriptions}/42")), Some(Scope::Watch));
+        assert_eq!(scope(&format!("{subscriptions}/")), None);
+        assert_eq!(scope(&format!("{subscriptions}/42/x")), None);
+        assert_eq!(scope("/openapi.json"), None);
+        assert_eq!(scope("/sim-swap/v2/other"), None);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! TLS for the REST facade, with the certificate the gRPC port uses. Handshakes run in
-//! their own tasks under a deadline, so a slow or silent client never holds up others.
+//! their own tasks under the first-request deadline, so a slow or silent client never holds
+//! up others.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -13,9 +13,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::api::TlsIdentity;
+use crate::connections::{ConnectionGate, Limited};
 
-/// Longest a client may take to finish its handshake.
-const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// Connections handshaken but not yet taken by the server.
 const READY_BACKLOG: usize = 128;
 
@@ -34,11 +33,15 @@ pub enum TlsError {
 /// Accepts TCP connections and hands over those whose TLS handshake completed.
 pub struct TlsListener {
     addr: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<Limited<TcpStream>>, SocketAddr)>,
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, identity: &TlsIdentity) -> Result<TlsListener, TlsError> {
+    pub fn new(
+        tcp: TcpListener,
+        gate: Arc<ConnectionGate>,
+        identity: &TlsIdentity,
+    ) -> Result<TlsListener, TlsError> {
         let chain = CertificateDer::pem_slice_iter(&identity.cert)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsError::Certificate(e.to_string()))?;
@@ -52,7 +55,7 @@ impl TlsListener {
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let addr = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(READY_BACKLOG);
-        tokio::spawn(accept_loop(tcp, acceptor, tx));
+        tokio::spawn(accept_loop(tcp, gate, acceptor, tx));
         Ok(TlsListener { addr, ready })
     }
 }
@@ -60,39 +63,32 @@ impl TlsListener {
 /// Runs until the listener is dropped.
 async fn accept_loop(
     tcp: TcpListener,
+    gate: Arc<ConnectionGate>,
     acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    tx: mpsc::Sender<(TlsStream<Limited<TcpStream>>, SocketAddr)>,
 ) {
+    let deadline = gate.limits().first_request_timeout;
     loop {
-        let accepted = tokio::select! {
-            accepted = tcp.accept() => accepted,
+        let stream = tokio::select! {
+            stream = gate.accept(&tcp) => stream,
             _ = tx.closed() => return,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let _ = stream.set_nodelay(true);
-                    match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(error = %e, "REST TLS handshake failed"),
-                        Err(_) => tracing::debug!("REST TLS handshake timed out"),
-                    }
-                });
+        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        tokio::spawn(async move {
+            let peer = stream.connection().peer();
+            match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let _ = tx.send((tls, peer)).await;
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "REST TLS handshake failed"),
+                Err(_) => tracing::debug!("REST TLS handshake timed out"),
             }
-            // Out of file descriptors and the like: wait a moment rather than spin.
-            Err(e) => {
-                tracing::warn!(error = %e, "REST accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        });
     }
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<Limited<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -77,6 +77,16 @@ impl TestServer {
         TestServer::launch(db, &url, engine, transport, false).await
     }
 
+    /// The same, also serving the CAMARA REST facade.
+    pub async fn start_rest_in_with(
+        db: Arc<TestDb>,
+        engine: EngineConfig,
+        transport: TransportConfig,
+    ) -> TestServer {
+        let url = db.url.clone();
+        TestServer::launch(db, &url, engine, transport, true).await
+    }
+
     async fn launch(
         db: Arc<TestDb>,
         url: &str,

@@ -397,6 +397,26 @@ async fn an_audit_client_that_reads_late_is_held_back_by_flow_control_not_cut_of
     }
 }
 
+/// A server that closes connections idle for a second does not fail the next call of a
+/// grpcio or grpc-js client that kept its channel open past that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_call_again_after_the_server_closed_their_idle_connection() {
+    let db = Arc::new(TestDb::new(Backend::Sqlite).await);
+    let key = new_key(&db, "acme", EVERY_SCOPE).await;
+    let served = Served::start_with(&db.url, &["--connection-idle-timeout-secs", "1"]);
+    let runs = [Lang::Python, Lang::Node]
+        .into_iter()
+        .map(|lang| {
+            let mut command = lang.test_client("across_idle_close");
+            command.arg("3");
+            (command, Duration::from_secs(60))
+        })
+        .collect();
+    for ran in run_together(runs, &served.url, &key).await {
+        assert_eq!(ran.ok().stdout, "checks 2\n");
+    }
+}
+
 #[tokio::test]
 async fn reflection_v1_and_v1alpha_list_every_service_without_a_key() {
     let (served, key, _db) = keyed_server().await;

@@ -6,6 +6,7 @@ mod alerts;
 mod audits;
 mod cli;
 mod clients;
+mod connections;
 mod coverage;
 mod db_outage;
 mod faults;
