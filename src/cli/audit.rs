@@ -8,7 +8,7 @@
 //! place. Every queue is bounded, so memory stays flat for any list length.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read};
+use std::io::{BufRead, BufReader, BufWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -22,8 +22,8 @@ use super::audit_report::{ReportFormat, ReportWriter, RowContext};
 use super::batches::{self, Batcher};
 use super::check::OwnerSinceArg;
 use super::client::{ServerArgs, status_message};
-use super::csv_lines::{CsvLines, Tracked, track};
-use super::event_file::{csv_reason, missing_column};
+use super::event_file::missing_column;
+use super::line_records::{Lines, csv_header, csv_record};
 use super::progress;
 use crate::api::pb;
 
@@ -118,9 +118,8 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let input =
         File::open(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
     let size = input.metadata().map(|m| m.len()).unwrap_or(0);
-    let (input, lines) = track(BufReader::with_capacity(1 << 20, input));
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
-    let columns = Columns::find(reader.headers().context("cannot read the CSV header")?)?;
+    let mut lines = Lines::new(BufReader::with_capacity(1 << 20, input));
+    let columns = Columns::find(&csv_header(&mut lines)?)?;
     let format = args
         .format
         .unwrap_or_else(|| ReportFormat::from_path(&args.output));
@@ -139,8 +138,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     };
     let reading = tokio::task::spawn_blocking(move || {
         read_rows(
-            &mut reader,
-            &lines,
+            &mut lines,
             &columns,
             &defaults,
             &rows,
@@ -208,9 +206,8 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
 /// writer in order. Returns early (without error) if either side has gone away: the writer
 /// then reports why. Only an I/O error on the input itself is an error here; the rows read
 /// before it are still sent.
-fn read_rows<R: Read>(
-    reader: &mut csv::Reader<Tracked<R>>,
-    lines: &CsvLines,
+fn read_rows<R: BufRead>(
+    lines: &mut Lines<R>,
     columns: &Columns,
     defaults: &Defaults,
     rows: &mpsc::Sender<Vec<pb::AuditRow>>,
@@ -218,15 +215,14 @@ fn read_rows<R: Read>(
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
     let mut outbox = Batcher::new(rows);
-    let read = read_into(reader, lines, columns, defaults, &mut outbox, pending, bar);
+    let read = read_into(lines, columns, defaults, &mut outbox, pending, bar);
     // The writer may be waiting for these rows' answers (if the server has gone, it says so).
     outbox.flush();
     read
 }
 
-fn read_into<R: Read>(
-    reader: &mut csv::Reader<Tracked<R>>,
-    lines: &CsvLines,
+fn read_into<R: BufRead>(
+    lines: &mut Lines<R>,
     columns: &Columns,
     defaults: &Defaults,
     outbox: &mut Batcher<'_, pb::AuditRow>,
@@ -234,17 +230,13 @@ fn read_into<R: Read>(
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
     let used = columns.used();
-    let mut record = csv::StringRecord::new();
     let mut index = 0u64;
-    loop {
-        let line = reader.position().line();
-        let row = match reader.read_record(&mut record) {
-            Ok(false) => return Ok(()),
-            Ok(true) => {
-                let line = lines.start_line(reader, &record);
-                let field = |i: usize| record.get(i).unwrap_or("").trim();
-                let customer_ref = field(columns.customer_ref).to_string();
-                let phone_number = field(columns.phone_number).to_string();
+    while let Some((line, text)) = lines.next_line().context("cannot read the customer list")? {
+        let row = match text.and_then(|text| csv_record(text, Some(&columns.headers))) {
+            Ok(record) => {
+                let field = |i: usize| record.get(i).unwrap_or("").to_string();
+                let customer_ref = field(columns.customer_ref);
+                let phone_number = field(columns.phone_number);
                 let outcome = match audit_row(columns, defaults, &used, &record) {
                     Ok(mut row) => {
                         row.customer_ref.clone_from(&customer_ref);
@@ -264,21 +256,19 @@ fn read_into<R: Read>(
                     outcome,
                 }
             }
-            Err(e) if e.is_io_error() => {
-                return Err(e).context("cannot read the customer list");
-            }
-            Err(e) => Pending {
+            Err(reason) => Pending {
                 line,
                 customer_ref: String::new(),
                 phone_number: String::new(),
-                outcome: Err(csv_reason(&e)),
+                outcome: Err(reason),
             },
         };
         if pending.blocking_send(row).is_err() {
             return Ok(());
         }
-        bar.set_position(reader.position().byte());
+        bar.set_position(lines.bytes_read());
     }
+    Ok(())
 }
 
 /// The row to send, without its customer_ref and number (the caller fills them in), or
@@ -318,9 +308,8 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> Vec<(u64, Result<pb::AuditRow, String>)> {
-        let (input, lines) = track(text.as_bytes());
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
-        let columns = Columns::find(reader.headers().unwrap()).unwrap();
+        let mut lines = Lines::new(text.as_bytes());
+        let columns = Columns::find(&csv_header(&mut lines).unwrap()).unwrap();
         let defaults = Defaults {
             region: "JP".into(),
             max_age_hours: 48,
@@ -328,8 +317,7 @@ mod tests {
         let (rows, mut sent) = mpsc::channel(100);
         let (pending, mut order) = mpsc::channel(100);
         read_rows(
-            &mut reader,
-            &lines,
+            &mut lines,
             &columns,
             &defaults,
             &rows,

@@ -1,14 +1,13 @@
 //! Event files (CSV with a header, or JSON Lines) read into `Event` messages, with bad
 //! lines reported by number. Kind and time are read here; the server validates the rest.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
-use anyhow::Context;
 use clap::ValueEnum;
 use serde::Deserialize;
 
-use super::csv_lines::track;
+use super::line_records::{Lines, check_field, csv_header, csv_record};
 use super::sources::parse_time;
 use crate::api::convert::{kind_to_pb, timestamp};
 use crate::api::pb;
@@ -48,6 +47,17 @@ struct EventLine {
 }
 
 impl EventLine {
+    /// The line, if no field is over-long (a CSV line's fields are checked as it is split).
+    fn checked(self) -> Result<EventLine, String> {
+        check_field("source_event_id", &self.source_event_id)?;
+        check_field("phone_number", &self.phone_number)?;
+        check_field("kind", &self.kind)?;
+        check_field("occurred_at", &self.occurred_at)?;
+        check_field("from_carrier", self.from_carrier.as_deref().unwrap_or(""))?;
+        check_field("to_carrier", self.to_carrier.as_deref().unwrap_or(""))?;
+        Ok(self)
+    }
+
     /// Kind and time are read here so their errors point at the line; everything else
     /// is validated by the server.
     fn into_event(self, source: &str) -> Result<pb::Event, String> {
@@ -85,10 +95,10 @@ impl ReadReport {
     }
 }
 
-/// Reads an event file, handing each good event to `send` (which answers `false` to stop
-/// early, e.g. when the server has gone away) and reporting bad lines by number.
-/// `progress` hears the bytes read so far. Only an unreadable file or a CSV header
-/// without the required columns is an error.
+/// Reads an event file line by line, handing each good event to `send` (which answers
+/// `false` to stop early, e.g. when the server has gone away) and reporting bad lines by
+/// number. `progress` hears the bytes read so far. Only an unreadable file or a CSV header
+/// that is bad or lacks the required columns is an error.
 pub fn read_events(
     input: impl Read,
     format: EventFileFormat,
@@ -110,70 +120,39 @@ pub fn read_events(
                 true
             }
         };
-    match format {
+    let mut lines = Lines::new(BufReader::with_capacity(1 << 16, input));
+    let headers = match format {
         EventFileFormat::Csv => {
-            let (input, lines) = track(input);
-            let mut reader = csv::ReaderBuilder::new()
-                .flexible(true)
-                .trim(csv::Trim::All)
-                .from_reader(input);
-            let headers = reader
-                .headers()
-                .context("cannot read the CSV header")?
-                .clone();
+            let headers = csv_header(&mut lines)?;
             for required in REQUIRED {
                 if !headers.iter().any(|h| h == required) {
                     anyhow::bail!("the CSV header has no {required:?} column");
                 }
             }
-            let mut record = csv::StringRecord::new();
-            loop {
-                let line = reader.position().line();
-                match reader.read_record(&mut record) {
-                    Ok(false) => break,
-                    Ok(true) => {
-                        let line = lines.start_line(&reader, &record);
-                        report.lines += 1;
-                        let parsed = match missing_column(&REQUIRED, &headers, &record) {
-                            Some(reason) => Err(reason),
-                            None => record
-                                .deserialize::<EventLine>(Some(&headers))
-                                .map_err(|e| csv_reason(&e)),
-                        };
-                        if !take(&mut report, line, parsed) {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        report.lines += 1;
-                        report.bad_line(line, csv_reason(&e));
-                    }
-                }
-                progress(reader.position().byte());
-            }
+            Some(headers)
         }
-        EventFileFormat::Jsonl => {
-            let mut reader = BufReader::new(input);
-            let mut text = String::new();
-            let (mut line, mut bytes) = (0u64, 0u64);
-            loop {
-                text.clear();
-                let n = reader.read_line(&mut text)?;
-                if n == 0 {
-                    break;
-                }
-                line += 1;
-                bytes += n as u64;
-                progress(bytes);
-                if text.trim().is_empty() {
-                    continue;
-                }
-                report.lines += 1;
-                let parsed = serde_json::from_str::<EventLine>(&text).map_err(|e| e.to_string());
-                if !take(&mut report, line, parsed) {
-                    break;
-                }
-            }
+        EventFileFormat::Jsonl => None,
+    };
+    while let Some((line, text)) = lines.next_line()? {
+        report.lines += 1;
+        let parsed =
+            text.and_then(|text| match &headers {
+                Some(headers) => csv_record(text, Some(headers)).and_then(|record| {
+                    match missing_column(&REQUIRED, headers, &record) {
+                        Some(reason) => Err(reason),
+                        None => record
+                            .deserialize::<EventLine>(Some(headers))
+                            .map_err(|e| csv_reason(&e)),
+                    }
+                }),
+                None => serde_json::from_str::<EventLine>(text)
+                    .map_err(|e| e.to_string())
+                    .and_then(EventLine::checked),
+            });
+        let more = take(&mut report, line, parsed);
+        progress(lines.bytes_read());
+        if !more {
+            break;
         }
     }
     Ok(report)

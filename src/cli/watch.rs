@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::client::{ServerArgs, status_message};
+use super::line_records::{Lines, csv_header, csv_record};
 use super::progress;
 use crate::api::convert::{kind_to_pb, received, timestamp};
 use crate::api::pb;
@@ -83,16 +84,10 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn import(file: PathBuf, server: &ServerArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .context("cannot read the CSV header")?
-        .clone();
+    let input =
+        std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut lines = Lines::new(std::io::BufReader::new(input));
+    let headers = csv_header(&mut lines)?;
     for required in ["customer_ref", "phone_number", "owner_since"] {
         if !headers.iter().any(|h| h == required) {
             anyhow::bail!("the CSV header has no {required:?} column");
@@ -100,25 +95,23 @@ async fn import(file: PathBuf, server: &ServerArgs) -> anyhow::Result<ExitCode> 
     }
     let mut errors = Vec::new();
     let mut entries: Vec<(u64, pb::WatchEntry)> = Vec::new();
-    for record in reader.records() {
-        match record {
-            Ok(record) => {
-                let line = record.position().map_or(0, |p| p.line());
-                let parsed = record
+    while let Some((line, text)) = lines
+        .next_line()
+        .with_context(|| format!("cannot read {}", file.display()))?
+    {
+        let parsed = text
+            .and_then(|text| csv_record(text, Some(&headers)))
+            .and_then(|record| {
+                record
                     .deserialize::<WatchLine>(Some(&headers))
                     .map_err(|e| e.to_string())
-                    .and_then(WatchLine::into_entry);
-                match parsed {
-                    Ok(entry) => entries.push((line, entry)),
-                    Err(reason) => errors.push(LineError {
-                        line: line as usize,
-                        reason,
-                    }),
-                }
-            }
-            Err(e) => errors.push(LineError {
-                line: e.position().map_or(0, |p| p.line()) as usize,
-                reason: e.to_string(),
+            })
+            .and_then(WatchLine::into_entry);
+        match parsed {
+            Ok(entry) => entries.push((line, entry)),
+            Err(reason) => errors.push(LineError {
+                line: line as usize,
+                reason,
             }),
         }
     }

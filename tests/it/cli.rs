@@ -999,3 +999,145 @@ fn scoped_sources_and_freshness(url: &str) {
     );
     served.stop();
 }
+
+/// Writes `lines` with a header: a good row, a 5 MB field, a quote left open, a 2 KB
+/// field, bytes that are not UTF-8, and a good row, each built by `row` from its text.
+fn hostile_file(path: &std::path::Path, header: &str, row: impl Fn(&str, &str) -> String) {
+    let mut text = format!("{header}\n").into_bytes();
+    text.extend(row("good-1", "+819012345678").into_bytes());
+    text.extend(row("huge", &"9".repeat(5 * 1024 * 1024)).into_bytes());
+    text.extend(row("\"open-quote", "+819012345678").into_bytes());
+    text.extend(row("long", &"9".repeat(2048)).into_bytes());
+    text.extend(
+        row("bad-\u{FFFD}", "+819012345678")
+            .into_bytes()
+            .iter()
+            .map(|b| match b {
+                // The replacement character's first byte alone is not UTF-8.
+                0xEF => 0xFF,
+                b => *b,
+            }),
+    );
+    text.extend(row("good-2", "+819087654321").into_bytes());
+    std::fs::write(path, text).unwrap();
+}
+
+/// The refusals expected of [`hostile_file`], by line.
+fn assert_hostile_lines_refused(err: &str, number_field: &str) {
+    for expected in [
+        "line 3: the line is longer than 16384 bytes".to_string(),
+        "line 4: a quote is not closed on this line".to_string(),
+        format!("line 5: {number_field} is longer than 1024 bytes"),
+        "line 6: the line is not UTF-8".to_string(),
+    ] {
+        assert!(err.contains(&expected), "missing {expected:?} in {err}");
+    }
+}
+
+/// Event (CSV and JSON Lines), watch and audit imports read their files line by line: an
+/// over-long line or field, a quote left open and bytes that are not UTF-8 are each
+/// refused with their line number, and the good lines around them are all kept.
+#[test]
+fn imports_refuse_bad_lines_by_number_and_keep_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(&format!("sqlite://{}", dir.path().join("ng.db").display()));
+    ok(served.run(&[
+        "sources",
+        "add",
+        "feed",
+        "--tracking-since",
+        "2025-01-01",
+        "--covers",
+        "81",
+    ]));
+    let events = dir.path().join("events.csv");
+    hostile_file(
+        &events,
+        "source_event_id,phone_number,kind,occurred_at",
+        |id, number| format!("{id},{number},SIM_SWAP,2026-01-05T00:00:00Z\n"),
+    );
+    let import = served.run(&[
+        "import",
+        "events",
+        events.to_str().unwrap(),
+        "--source",
+        "feed",
+    ]);
+    assert!(
+        stdout(&import).contains("6 events read; 2 accepted"),
+        "{}\n{}",
+        stdout(&import),
+        stderr(&import)
+    );
+    assert_hostile_lines_refused(&stderr(&import), "phone_number");
+
+    let jsonl = dir.path().join("events.jsonl");
+    hostile_file(&jsonl, "", |id, number| {
+        let id = id.replace('"', "\\\"");
+        format!(
+            "{{\"source_event_id\":\"j-{id}\",\"phone_number\":\"{number}\",\"kind\":\"DISCONNECT\",\
+             \"occurred_at\":\"2026-01-06T00:00:00Z\"}}\n"
+        )
+    });
+    let import = served.run(&[
+        "import",
+        "events",
+        jsonl.to_str().unwrap(),
+        "--source",
+        "feed",
+    ]);
+    let err = stderr(&import);
+    assert!(
+        stdout(&import).contains("6 events read; 3 accepted"),
+        "the open quote is escaped in JSON: {}\n{err}",
+        stdout(&import)
+    );
+    assert!(
+        err.contains("line 3: the line is longer than 16384 bytes"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 5: phone_number is longer than 1024 bytes"),
+        "{err}"
+    );
+    assert!(err.contains("line 6: the line is not UTF-8"), "{err}");
+
+    let watch = dir.path().join("watch.csv");
+    hostile_file(
+        &watch,
+        "customer_ref,phone_number,owner_since",
+        |id, number| format!("{id},{number},2026-01-01\n"),
+    );
+    let import = served.run(&["watch", "import", watch.to_str().unwrap()]);
+    assert!(
+        stdout(&import).contains("2 entries watched, 4 bad lines"),
+        "{}\n{}",
+        stdout(&import),
+        stderr(&import)
+    );
+    assert_hostile_lines_refused(&stderr(&import), "phone_number");
+
+    let list = dir.path().join("list.csv");
+    let report = dir.path().join("report.csv");
+    hostile_file(&list, "customer_ref,phone_number", |id, number| {
+        format!("{id},{number}\n")
+    });
+    let run = ok(served.run(&[
+        "audit",
+        "--input",
+        list.to_str().unwrap(),
+        "--output",
+        report.to_str().unwrap(),
+        "--json",
+    ]));
+    let summary: Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    assert_eq!(summary["rows"], 6, "{summary}");
+    assert_eq!(summary["rejected"], 4, "{summary}");
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert_hostile_lines_refused(&report, "phone_number");
+    assert!(
+        report.contains("good-1") && report.contains("good-2"),
+        "{report}"
+    );
+    served.stop();
+}
