@@ -20,6 +20,7 @@ pub mod ranges;
 pub mod rest;
 #[allow(missing_docs)]
 pub mod server;
+pub mod server_key;
 #[allow(missing_docs)]
 pub mod settings;
 pub mod store;

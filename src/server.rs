@@ -13,6 +13,7 @@ use crate::engine::auth::AuthMode;
 use crate::engine::keys::create_first_key_if_none;
 use crate::engine::{Engine, EngineConfig};
 use crate::private_files::warn_if_readable_by_others;
+use crate::server_key::ServerKey;
 use crate::upstream::UpstreamConfig;
 use crate::upstream::config::ProvidersFile;
 
@@ -27,6 +28,9 @@ pub struct ServerConfig {
     pub store: crate::store::StoreOptions,
     /// The providers file, re-read on SIGHUP; `None`: the providers never change.
     pub upstreams_file: Option<std::path::PathBuf>,
+    /// The server's key file (created on first start), which every server of one database
+    /// shares.
+    pub key_file: std::path::PathBuf,
 }
 
 /// What the transports enforce per request, the same on gRPC and REST.
@@ -116,7 +120,11 @@ pub async fn run_with(
         );
         tracing::warn!(key_id = %key.id, "created the first API key (printed once on stdout)");
     }
-    let engine = Engine::start(store, config.engine)
+    let mut engine_config = config.engine;
+    engine_config.key = ServerKey::open(&config.key_file, store.as_ref())
+        .await
+        .context("cannot use the key file")?;
+    let engine = Engine::start(store, engine_config)
         .await
         .context("cannot start the engine")?;
     if let Some(path) = config.upstreams_file {

@@ -29,6 +29,9 @@ use crate::upstream::{UpstreamConfig, UpstreamSettings};
 /// The providers file `numguard upstreams` edits and `serve` reads.
 pub const DEFAULT_UPSTREAMS_FILE: &str = "numguard-upstreams.toml";
 
+/// The key file's default path, beside the default database.
+pub const DEFAULT_KEY_FILE: &str = "numguard.key";
+
 /// Everything `numguard serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -106,6 +109,9 @@ pub struct Database {
     pub retention_days: u32,
     /// SQLite only: skip the integrity check at start (it reads the whole file).
     pub skip_integrity_check: bool,
+    /// The server's key file, apart from the database: it seals sink tokens and keys the
+    /// access log. Created on first start; every server of one database needs the same.
+    pub key_file: PathBuf,
 }
 
 impl Default for Database {
@@ -115,6 +121,7 @@ impl Default for Database {
             sqlite_max_size_mb: None,
             retention_days: 0,
             skip_integrity_check: false,
+            key_file: PathBuf::from(DEFAULT_KEY_FILE),
         }
     }
 }
@@ -505,6 +512,7 @@ impl Settings {
                 sqlite_skip_integrity_check: database.skip_integrity_check,
             },
             upstreams_file: Some(self.upstream.file.clone()),
+            key_file: database.key_file.clone(),
             tls: match (&tls.cert, &tls.key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),

@@ -11,6 +11,7 @@ use crate::domain::auth::{Scopes, TenantName, TimePrecision};
 use crate::domain::number::{E164, Region};
 use crate::engine::access_log::{number_hash, pepper};
 use crate::engine::keys::create_key;
+use crate::server_key::ServerKey;
 use crate::store::{KeyRecord, Store};
 
 #[derive(Debug, Clone, Args)]
@@ -172,6 +173,9 @@ pub struct AccessLogArgs {
     json: bool,
     #[command(flatten)]
     db: DatabaseArgs,
+    /// The server's key file, as for `serve`.
+    #[arg(long, env = "NUMGUARD_KEY_FILE", default_value = crate::settings::DEFAULT_KEY_FILE)]
+    key_file: std::path::PathBuf,
 }
 
 /// Who looked up this customer, and when.
@@ -179,7 +183,8 @@ pub async fn access_log(args: AccessLogArgs) -> anyhow::Result<ExitCode> {
     let number =
         E164::parse(&args.number, args.region).map_err(|e| anyhow::anyhow!("the number {e}"))?;
     let store = args.db.open().await?;
-    let hash = number_hash(&pepper(store.as_ref()).await?, &number);
+    let key = ServerKey::open(&args.key_file, store.as_ref()).await?;
+    let hash = number_hash(&pepper(store.as_ref(), &key).await?, &number);
     let records = store.access_log(&hash).await?;
     let when = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     if args.json {

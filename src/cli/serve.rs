@@ -105,6 +105,11 @@ pub struct ServeArgs {
     /// SQLite only: skip the integrity check at start (it reads the whole file).
     #[arg(long, env = "NUMGUARD_SKIP_INTEGRITY_CHECK")]
     skip_integrity_check: bool,
+    /// The server's key file, kept apart from the database: it seals sink tokens and keys
+    /// the access log. Created on first start; every server of one database needs the
+    /// same file [default: numguard.key].
+    #[arg(long, env = "NUMGUARD_KEY_FILE")]
+    key_file: Option<PathBuf>,
     /// Do not record which tenant checked which (hashed) number.
     #[arg(long, env = "NUMGUARD_NO_ACCESS_LOG")]
     no_access_log: bool,
@@ -211,6 +216,7 @@ impl ServeArgs {
         }
         set(&mut database.retention_days, &self.retention_days);
         database.skip_integrity_check |= self.skip_integrity_check;
+        set(&mut database.key_file, &self.key_file);
         if self.default_region.is_some() {
             engine.default_region = self.default_region;
         }

@@ -1,6 +1,7 @@
 //! The access log: which tenant checked which number, and when, so an operator can answer
 //! "who looked up this customer?". Numbers are stored only as SHA-256 keyed with a secret
-//! pepper kept in the database (shared by replicas), so the log alone reveals no number.
+//! pepper derived from the server's key file (shared by replicas), so the database alone
+//! reveals no number. (A database made before key files keeps the pepper it stored then.)
 //!
 //! Checks only hand entries to a background task (a channel send); the task folds
 //! repeats of one (tenant, number) together and writes once a second. What is queued is
@@ -17,9 +18,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::domain::auth::{TenantName, hex};
 use crate::domain::number::E164;
+use crate::server_key::ServerKey;
 use crate::store::{AccessLogStore, AccessRecord, StoreError};
 
-const PEPPER_SETTING: &str = "access_pepper";
+/// Where databases made before key files keep their pepper.
+const LEGACY_PEPPER_SETTING: &str = "access_pepper";
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const QUEUE: usize = 65_536;
 
@@ -49,10 +52,18 @@ pub struct AccessLog {
     room: Arc<Semaphore>,
 }
 
-/// The pepper of this database, created on first use.
-pub async fn pepper(store: &dyn AccessLogStore) -> Result<String, StoreError> {
-    let fresh = hex(&rand::random::<[u8; 32]>());
-    store.setting_or_init(PEPPER_SETTING, &fresh).await
+/// The pepper of this database's access log: the one it stored before key files, if it
+/// has one (so that earlier entries can still be found), else the key's.
+pub async fn pepper(store: &dyn AccessLogStore, key: &ServerKey) -> Result<String, StoreError> {
+    Ok(match store.setting(LEGACY_PEPPER_SETTING).await? {
+        Some(stored) => {
+            tracing::warn!(
+                "this database's access log is keyed with a pepper stored in the database                  (it was made before key files), so a copy of the database can be searched                  for numbers; see the README's security section to retire it"
+            );
+            stored
+        }
+        None => key.access_log_pepper(),
+    })
 }
 
 fn peppered(pepper: &str) -> Sha256 {
@@ -78,9 +89,12 @@ pub fn number_hash(pepper: &str, number: &E164) -> String {
 }
 
 impl AccessLog {
-    /// Reads (or creates) the database's pepper and starts the writer task.
-    pub async fn start(store: Arc<dyn AccessLogStore>) -> Result<AccessLog, StoreError> {
-        let pepper = pepper(store.as_ref()).await?;
+    /// Finds the log's pepper and starts the writer task.
+    pub async fn start(
+        store: Arc<dyn AccessLogStore>,
+        key: &ServerKey,
+    ) -> Result<AccessLog, StoreError> {
+        let pepper = pepper(store.as_ref(), key).await?;
         let (queue, entries) = mpsc::unbounded_channel();
         tokio::spawn(write_entries(store, entries));
         Ok(AccessLog {

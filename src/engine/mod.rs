@@ -39,6 +39,7 @@ use crate::domain::number::Region;
 use crate::egress::Egress;
 use crate::error::ErrorKind;
 use crate::ranges::RangeEntry;
+use crate::server_key::ServerKey;
 use crate::store::{Change, Store, StoreError};
 use crate::upstream::UpstreamConfig;
 use access_log::AccessLog;
@@ -148,6 +149,9 @@ pub struct EngineConfig {
     pub register_unknown_carriers: bool,
     /// Where webhooks and operator look-ups may send: public addresses only by default.
     pub egress: EgressPolicy,
+    /// Seals sink tokens and keys the access log; the server reads it from its key file
+    /// (by default a key of this process alone).
+    pub key: ServerKey,
 }
 
 impl Default for EngineConfig {
@@ -169,6 +173,7 @@ impl Default for EngineConfig {
             upstream: UpstreamConfig::default(),
             register_unknown_carriers: false,
             egress: EgressPolicy::default(),
+            key: ServerKey::ephemeral(),
         }
     }
 }
@@ -211,7 +216,7 @@ impl Engine {
             availability.clone(),
         ));
         let access = if config.access_log {
-            Some(AccessLog::start(store.clone()).await?)
+            Some(AccessLog::start(store.clone(), &config.key).await?)
         } else {
             None
         };
@@ -255,6 +260,7 @@ impl Engine {
                 availability: availability.clone(),
                 commits: commits.clone(),
                 egress,
+                key: config.key.clone(),
             }),
             admin: AdminService {
                 events: store.clone(),
@@ -273,6 +279,7 @@ impl Engine {
         });
         tokio::spawn(watch_database(Arc::downgrade(&engine)));
         tokio::spawn(sources::watch_freshness(Arc::downgrade(&engine.catalog)));
+        engine.webhooks.seal_stored_tokens().await?;
         tokio::spawn(webhooks::dispatch(Arc::downgrade(&engine.webhooks)));
         if engine.config.retention.is_some() {
             tokio::spawn(purge_periodically(Arc::downgrade(&engine)));

@@ -105,6 +105,7 @@ watched! {
     }
     AccessLogStore {
         fn setting_or_init(name: &str, initial: &str) -> String;
+        fn setting(name: &str) -> Option<String>;
         fn record_access(records: &[AccessRecord]) -> ();
         fn access_log(number_hash: &str) -> Vec<AccessRecord>;
     }
@@ -122,5 +123,7 @@ watched! {
         fn finish_delivery(id: i64, delivered: bool, retry_at: DateTime<Utc>, error: Option<&str>)
             -> ();
         fn sink_gone(subscription_id: &str) -> ();
+        fn sink_tokens() -> Vec<(String, String)>;
+        fn set_sink_token(subscription_id: &str, token: &str) -> ();
     }
 }

@@ -23,6 +23,7 @@ use crate::domain::number::E164;
 use crate::domain::subscription::{CloudEventFormat, Subscription};
 use crate::domain::text::plain_text;
 use crate::egress::Egress;
+use crate::server_key::ServerKey;
 use crate::store::{Advance, Delivery, EventStore, SubscriptionRecord, SubscriptionStore};
 
 /// The dispatcher looks for new alerts and due deliveries at least this often.
@@ -97,9 +98,30 @@ pub struct WebhookService {
     pub(super) availability: Arc<Availability>,
     pub(super) commits: Commits,
     pub(super) egress: Egress,
+    pub(super) key: ServerKey,
 }
 
 impl WebhookService {
+    /// Seals the sink tokens stored before tokens were sealed.
+    pub async fn seal_stored_tokens(&self) -> Result<(), EngineError> {
+        let mut sealed = 0;
+        for (id, token) in self.subscriptions.sink_tokens().await? {
+            if !ServerKey::is_sealed(&token) {
+                self.subscriptions
+                    .set_sink_token(&id, &self.key.seal(&token))
+                    .await?;
+                sealed += 1;
+            }
+        }
+        if sealed > 0 {
+            tracing::info!(
+                sealed,
+                "sealed sink tokens stored before tokens were sealed"
+            );
+        }
+        Ok(())
+    }
+
     /// Makes a subscription for `tenant` that sends events from now on.
     pub async fn create_subscription(
         &self,
@@ -127,7 +149,10 @@ impl WebhookService {
             tenant: tenant.clone(),
             sink,
             kinds: new.kinds,
-            token: new.token.filter(|t| !t.trim().is_empty()),
+            token: new
+                .token
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| self.key.seal(&t)),
             expire_at: new.expire_at,
             max_events: new.max_events.filter(|m| *m > 0),
             sent: 0,
@@ -299,7 +324,7 @@ impl WebhookService {
             .header("content-type", "application/cloudevents+json")
             .body(d.body.clone());
         if let Some(token) = &d.token {
-            post = post.bearer_auth(token);
+            post = post.bearer_auth(self.key.open_token(token).map_err(|e| e.to_string())?);
         }
         match post.send().await {
             Ok(r) if r.status().is_success() => Ok(Posted::Taken),

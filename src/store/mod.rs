@@ -421,6 +421,8 @@ pub trait KeyStore: Send + Sync + 'static {
 pub trait AccessLogStore: Send + Sync + 'static {
     /// The value of a setting, storing `initial` first if it has none (first writer wins).
     async fn setting_or_init(&self, name: &str, initial: &str) -> Result<String, StoreError>;
+    /// The value of a setting, if it has one.
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
     /// Appends records to the access log.
     async fn record_access(&self, records: &[AccessRecord]) -> Result<(), StoreError>;
     /// Access records of one hashed number, oldest first.
@@ -483,6 +485,10 @@ pub trait SubscriptionStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// The sink answered 410 Gone: the subscription ends and nothing more is sent.
     async fn sink_gone(&self, subscription_id: &str) -> Result<(), StoreError>;
+    /// Subscriptions' stored tokens, by subscription id, of every subscription.
+    async fn sink_tokens(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Replaces a subscription's stored token.
+    async fn set_sink_token(&self, subscription_id: &str, token: &str) -> Result<(), StoreError>;
 }
 
 /// The database's liveness, and the changes other replicas make through it.

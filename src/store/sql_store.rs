@@ -453,6 +453,13 @@ sql_impl!(AccessLogStore {
         Ok(row.try_get("value")?)
     }
 
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let mut select = QueryBuilder::new("SELECT value FROM settings WHERE name = ");
+        select.push_bind(name.to_string());
+        let rows = read(self.backend.writer(), select).await?;
+        Ok(rows.first().map(|row| row.try_get("value")).transpose()?)
+    }
+
     async fn record_access(&self, records: &[AccessRecord]) -> Result<(), StoreError> {
         let statements = chunked(
             records,
@@ -670,6 +677,25 @@ sql_impl!(SubscriptionStore {
             ],
         )
         .await?;
+        Ok(())
+    }
+
+    async fn sink_tokens(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let select = QueryBuilder::new(
+            "SELECT id, token FROM subscriptions WHERE token IS NOT NULL ORDER BY id",
+        );
+        let rows = read(self.backend.writer(), select).await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("token")?)))
+            .collect()
+    }
+
+    async fn set_sink_token(&self, subscription_id: &str, token: &str) -> Result<(), StoreError> {
+        let mut update = QueryBuilder::new("UPDATE subscriptions SET token = ");
+        update.push_bind(token.to_string());
+        update.push(" WHERE id = ");
+        update.push_bind(subscription_id.to_string());
+        write(self.backend.writer(), update).await?;
         Ok(())
     }
 });

@@ -15,6 +15,12 @@ use numguard::store::Store;
 use crate::db::TestDb;
 use crate::server::TestServer;
 
+/// The key file every test server uses (in the system's temporary directory): each test
+/// database records this key on first use, so a server restarted on it finds the same.
+pub fn test_key_file() -> std::path::PathBuf {
+    std::env::temp_dir().join("numguard-tests.key")
+}
+
 /// The engine as `serve --dev` runs it (no API keys): most tests are about other things.
 pub fn dev_config() -> EngineConfig {
     EngineConfig {

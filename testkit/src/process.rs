@@ -89,6 +89,7 @@ impl Served {
             .args(["serve", "--listen", "127.0.0.1:0", "--allow-loopback-sinks"])
             .args(args)
             .env("NUMGUARD_LOG", "debug")
+            .env("NUMGUARD_KEY_FILE", crate::fixtures::test_key_file())
             .envs(env.iter().copied())
             .env("NUMGUARD_DATABASE_URL", database_url)
             .stdout(Stdio::piped())

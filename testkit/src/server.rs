@@ -108,6 +108,7 @@ impl TestServer {
             tls: None,
             store: Default::default(),
             upstreams_file: None,
+            key_file: crate::fixtures::test_key_file(),
         };
         let (tx, rx) = oneshot::channel::<()>();
         let listeners = Listeners {

@@ -361,6 +361,7 @@ fn first_start_prints_one_key_and_keys_are_managed_on_the_database() {
             "--database-url",
             &db,
         ])
+        .env("NUMGUARD_KEY_FILE", numguard_testkit::test_key_file())
         .output()
         .unwrap());
     let who: Value = serde_json::from_str(&stdout(&who)).unwrap();

@@ -78,7 +78,10 @@ fn request(number: &str) -> pb::CheckNumberRequest {
 
 /// The access log's answer to "who looked up this number?": (tenant, checks), sorted.
 async fn who_looked_up(s: &dyn Store, number: &str) -> Vec<(String, u64)> {
-    let pepper = numguard::engine::access_log::pepper(s).await.unwrap();
+    let key = numguard::server_key::ServerKey::open(&test_key_file(), s)
+        .await
+        .unwrap();
+    let pepper = numguard::engine::access_log::pepper(s, &key).await.unwrap();
     let number = numguard::domain::number::E164::parse(number, None).unwrap();
     let hash = numguard::engine::access_log::number_hash(&pepper, &number);
     assert!(
@@ -457,6 +460,7 @@ async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
         tls: Some(numguard::server::TlsFiles { cert, key }),
         store: Default::default(),
         upstreams_file: None,
+        key_file: test_key_file(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let listeners = numguard::server::Listeners {

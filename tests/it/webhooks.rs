@@ -23,6 +23,7 @@ on_both_backends!(
     sinks_the_egress_policy_refuses_are_refused_at_registration,
     a_redirect_is_not_followed,
     a_stalled_sink_costs_only_its_own_subscription,
+    sink_tokens_are_stored_sealed_under_the_key_file_the_database_keeps_to,
 );
 
 async fn alerts(server: &TestServer) -> AlertsClient<Channel> {
@@ -77,6 +78,13 @@ fn types(seen: &[Received]) -> Vec<String> {
         .collect()
 }
 
+/// The sink tokens as the database holds them.
+async fn stored_tokens(server: &TestServer) -> Vec<String> {
+    let store = numguard::store::open(&server.db.url).await.unwrap();
+    let tokens = store.sink_tokens().await.unwrap();
+    tokens.into_iter().map(|(_, token)| token).collect()
+}
+
 const N1: &str = "+819012345678";
 const N2: &str = "+818012345678";
 
@@ -119,6 +127,11 @@ async fn a_delivery_is_retried_until_acknowledged_and_then_not_repeated(backend:
         "the retries carry the same event"
     );
     assert_eq!(seen[2].authorization.as_deref(), Some("Bearer s3cret"));
+    let stored = stored_tokens(&server).await;
+    assert!(
+        stored.len() == 1 && stored[0].starts_with("sealed:v1:") && !stored[0].contains("s3cret"),
+        "{stored:?}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         receiver.seen().len(),
@@ -473,4 +486,73 @@ async fn names_are_checked_when_connecting() {
     let answer = local.post(&by_name).body("{}").send().await.unwrap();
     assert!(answer.status().is_success());
     assert_eq!(receiver.seen().len(), 1);
+}
+
+/// A token stored before tokens were sealed is sealed at the next start and still sent;
+/// a server given another key file, or none where the database had one, refuses to start,
+/// saying which.
+async fn sink_tokens_are_stored_sealed_under_the_key_file_the_database_keeps_to(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    setup(&server, &[N1]).await;
+    let receiver = Receiver::start(vec![]).await;
+    let sub = alerts(&server)
+        .await
+        .create_subscription(pb::CreateSubscriptionRequest {
+            sink_token: "first".into(),
+            ..subscribe(&receiver.url)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let db = server.stop().await;
+    let store = numguard::store::open(&db.url).await.unwrap();
+    store
+        .set_sink_token(&sub.id, "from-before-sealing")
+        .await
+        .unwrap();
+    drop(store);
+    let server = TestServer::start_in(db, dev_config()).await;
+    let stored = stored_tokens(&server).await;
+    assert!(
+        stored.len() == 1 && stored[0].starts_with("sealed:v1:"),
+        "{stored:?}"
+    );
+    ingest(
+        &server,
+        vec![event("feed", "e1", N1, EventKind::SimSwap, Utc::now())],
+    )
+    .await;
+    let seen = receiver
+        .wait_for("a delivery", |s| s.iter().any(|r| r.status == 200))
+        .await;
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some("Bearer from-before-sealing")
+    );
+    let db = server.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, format!("{}\n", "ab".repeat(32))).unwrap();
+    let missing = dir.path().join("missing.key");
+    for (key_file, said) in [
+        (&other, "is not the one this database was first used with"),
+        (
+            &missing,
+            "is missing, but this database was first used with a key file",
+        ),
+    ] {
+        let ran = std::process::Command::new(numguard_testkit::process::bin())
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .env("NUMGUARD_DATABASE_URL", &db.url)
+            .env("NUMGUARD_KEY_FILE", key_file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&ran.stderr);
+        assert!(!ran.status.success() && err.contains(said), "{err}");
+    }
+    assert!(
+        !missing.exists(),
+        "no key is made for a database that has one"
+    );
 }
