@@ -456,6 +456,7 @@ async fn a_damaged_database_file_is_refused_at_start() {
     let refused = Command::new(bin())
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .env("NUMGUARD_DATABASE_URL", &url)
+        .env("NUMGUARD_KEY_FILE", numguard_testkit::test_key_file())
         .output()
         .unwrap();
     assert!(!refused.status.success());
@@ -475,6 +476,7 @@ async fn a_damaged_database_file_is_refused_at_start() {
             "--skip-integrity-check",
         ])
         .env("NUMGUARD_DATABASE_URL", &url)
+        .env("NUMGUARD_KEY_FILE", numguard_testkit::test_key_file())
         .output()
         .unwrap();
     assert!(!skipped.status.success());
