@@ -148,6 +148,10 @@ pub struct Engine {
     pub access_log: bool,
     /// Register unknown carrier names as unreviewed carriers instead of refusing them.
     pub register_unknown_carriers: bool,
+    /// Replicas sharing a PostgreSQL database: how long after a commit another replica
+    /// may still answer from a history it cached before; past it, checks read the
+    /// database until the replica's change feed catches up.
+    pub max_replica_lag_ms: u64,
 }
 
 impl Default for Engine {
@@ -162,6 +166,7 @@ impl Default for Engine {
             date_zone: engine.date_zone,
             access_log: engine.access_log,
             register_unknown_carriers: engine.register_unknown_carriers,
+            max_replica_lag_ms: engine.max_replica_lag.as_millis() as u64,
         }
     }
 }
@@ -398,6 +403,14 @@ impl Settings {
             (None, Some(_)) => return Err(invalid("tls.cert", "is needed with tls.key")),
             _ => {}
         }
+        // Below a few heartbeats, a replica would read the database for almost every check.
+        let least_lag = 2 * crate::store::postgres::HEARTBEAT_INTERVAL.as_millis() as u64;
+        if engine.max_replica_lag_ms < least_lag {
+            return Err(invalid(
+                "engine.max_replica_lag_ms",
+                format!("must be at least {least_lag} (two heartbeats)"),
+            ));
+        }
         if engine.max_lookback_hours == 0 {
             return Err(invalid("engine.max_lookback_hours", "must be at least 1"));
         }
@@ -489,6 +502,7 @@ impl Settings {
                 },
                 access_log: engine.access_log,
                 register_unknown_carriers: engine.register_unknown_carriers,
+                max_replica_lag: Duration::from_millis(engine.max_replica_lag_ms),
                 retention: (database.retention_days > 0)
                     .then(|| chrono::Duration::days(i64::from(database.retention_days))),
                 upstream,

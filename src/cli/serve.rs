@@ -118,6 +118,11 @@ pub struct ServeArgs {
     /// of refusing them.
     #[arg(long, env = "NUMGUARD_REGISTER_UNKNOWN_CARRIERS")]
     register_unknown_carriers: bool,
+    /// Replicas on one PostgreSQL database: how long after a commit another replica may
+    /// still answer from a history cached before it, in milliseconds [default: 1000];
+    /// past it, checks read the database until the replica's change feed catches up.
+    #[arg(long, env = "NUMGUARD_MAX_REPLICA_LAG_MS")]
+    max_replica_lag_ms: Option<u64>,
     /// SQLite only: the largest the database file may grow to, in MiB; past it ingests
     /// answer RESOURCE_EXHAUSTED while checks go on.
     #[arg(long, env = "NUMGUARD_SQLITE_MAX_SIZE_MB")]
@@ -227,6 +232,7 @@ impl ServeArgs {
         set(&mut engine.date_zone, &self.date_zone);
         engine.access_log &= !self.no_access_log;
         engine.register_unknown_carriers |= self.register_unknown_carriers;
+        set(&mut engine.max_replica_lag_ms, &self.max_replica_lag_ms);
         set(&mut limits.rate_limit, &self.rate_limit);
         set(&mut limits.rate_burst, &self.rate_burst);
         set(&mut limits.max_in_flight, &self.max_in_flight);

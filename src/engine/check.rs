@@ -227,7 +227,9 @@ impl CheckService {
                     continue;
                 }
                 let epoch = self.numbers.epoch_of(key);
-                match self.numbers.get(key).or_else(|| memo.get(key, epoch)) {
+                // The memo, like the cache, only while the change feed is within its bound.
+                let remembered = || memo.get(key, epoch).filter(|_| self.numbers.trusted());
+                match self.numbers.get(key).or_else(remembered) {
                     Some(state) => {
                         known.insert(key.as_str(), state);
                     }

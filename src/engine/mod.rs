@@ -18,6 +18,7 @@ pub mod check;
 pub mod cloud_events;
 mod commits;
 mod delivery_scheduler;
+mod feed_lag;
 pub mod ingest;
 pub mod keys;
 pub mod number_cache;
@@ -27,7 +28,7 @@ mod watched_store;
 pub mod webhooks;
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{FixedOffset, Offset, Utc};
 
@@ -51,6 +52,7 @@ pub use carriers::RangeImport;
 use catalog::Catalog;
 pub use check::{CheckAnswer, CheckRequest, CheckService};
 use commits::Commits;
+use feed_lag::FeedLag;
 pub use ingest::{
     DEFAULT_INGEST_BATCH_SIZE, IngestService, IngestSession, IngestSummary, MAX_REPORTED_ERRORS,
 };
@@ -152,6 +154,9 @@ pub struct EngineConfig {
     /// Seals sink tokens and keys the access log; the server reads it from its key file
     /// (by default a key of this process alone).
     pub key: ServerKey,
+    /// Where replicas share a database: how long after a commit another replica may still
+    /// answer from a history it cached before (past it, checks read the database).
+    pub max_replica_lag: Duration,
 }
 
 impl Default for EngineConfig {
@@ -174,6 +179,7 @@ impl Default for EngineConfig {
             register_unknown_carriers: false,
             egress: EgressPolicy::default(),
             key: ServerKey::ephemeral(),
+            max_replica_lag: Duration::from_secs(1),
         }
     }
 }
@@ -196,6 +202,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     config: Arc<EngineConfig>,
     numbers: Arc<NumberCache>,
+    /// How far the change feed is behind, where replicas share the database.
+    lag: Option<Arc<FeedLag>>,
     availability: Arc<Availability>,
     auth: Authenticator,
     commits: Commits,
@@ -228,7 +236,12 @@ impl Engine {
             egress.clone(),
         ));
         catalog.load(config.upstream.clone()).await?;
-        let numbers = Arc::new(NumberCache::new(config.cache_capacity));
+        // Where replicas share the database, cached histories are served only while the
+        // change feed keeps within the bound.
+        let lag = changes
+            .is_some()
+            .then(|| Arc::new(FeedLag::new(config.max_replica_lag, Instant::now())));
+        let numbers = Arc::new(NumberCache::new(config.cache_capacity, lag.clone()));
         let commits = Commits::default();
         let checks = Arc::new(CheckService {
             events: store.clone(),
@@ -274,6 +287,7 @@ impl Engine {
             store,
             config,
             numbers,
+            lag,
             availability,
             commits,
         });
@@ -352,6 +366,12 @@ impl Engine {
                 self.commits.bump();
                 self.availability.set_feed(true);
                 self.catalog.reload_all().await
+            }
+            Change::CaughtUp(sent) => {
+                if let Some(lag) = &self.lag {
+                    lag.caught_up_to(sent);
+                }
+                Ok(())
             }
             Change::Down => {
                 self.numbers.clear();

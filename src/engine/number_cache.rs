@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use moka::sync::Cache;
 
+use super::feed_lag::FeedLag;
 use crate::domain::event::EventFact;
 use crate::domain::number::{E164, ParsedNumber};
 use crate::store::StoreError;
@@ -47,15 +48,20 @@ struct Cached {
 pub struct NumberCache {
     /// `None` when caching is disabled (capacity 0): every check reads the store.
     cache: Option<Cache<E164, Cached>>,
+    /// Where replicas share the database: entries are served only while the change feed
+    /// is within its bound (see [`FeedLag`]).
+    lag: Option<Arc<FeedLag>>,
     epochs: Box<[Mutex<u64>]>,
     hasher: RandomState,
 }
 
 impl NumberCache {
-    /// A cache of at most `capacity` numbers; 0 disables it.
-    pub fn new(capacity: u64) -> Self {
+    /// A cache of at most `capacity` numbers; 0 disables it. `lag`, where replicas share
+    /// the database, decides when entries may be served.
+    pub fn new(capacity: u64, lag: Option<Arc<FeedLag>>) -> Self {
         NumberCache {
             cache: (capacity > 0).then(|| Cache::new(capacity)),
+            lag,
             epochs: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
             hasher: RandomState::new(),
         }
@@ -70,9 +76,19 @@ impl NumberCache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Whether cached entries may be served now: always, unless this replica's change
+    /// feed is behind by more than its bound.
+    pub fn trusted(&self) -> bool {
+        self.lag.as_ref().is_none_or(|lag| lag.within_bound())
+    }
+
+    fn serving(&self) -> Option<&Cache<E164, Cached>> {
+        self.cache.as_ref().filter(|_| self.trusted())
+    }
+
     /// The cached state of a number given exactly as its E.164 string, if any.
     pub fn get_canonical(&self, input: &str) -> Option<NumberState> {
-        let cache = self.cache.as_ref()?;
+        let cache = self.serving()?;
         // Only `+` and up to 15 digits can be a key; anything else would miss anyway.
         if input.len() > 16 || !input.starts_with('+') {
             return None;
@@ -98,7 +114,7 @@ impl NumberCache {
             mobile: number.mobile,
             history: history.into(),
         };
-        let Some(cache) = &self.cache else {
+        let Some(cache) = self.serving() else {
             return Ok(state(load().await?));
         };
         if let Some(cached) = cache.get(key) {
@@ -122,7 +138,7 @@ impl NumberCache {
 
     /// The cached state of a number, if any (without loading it).
     pub fn get(&self, number: &E164) -> Option<NumberState> {
-        self.cache.as_ref()?.get(number).map(|cached| cached.state)
+        self.serving()?.get(number).map(|cached| cached.state)
     }
 
     /// The number's stripe epoch now: a state read from the store after this call is
@@ -181,7 +197,7 @@ mod tests {
 
     #[tokio::test]
     async fn hits_skip_the_loader_and_invalidation_forces_a_reload() {
-        let cache = NumberCache::new(100);
+        let cache = NumberCache::new(100, None);
         let n = number();
         let first = cache
             .get_or_load(&n, || async { Ok(vec![]) })
@@ -207,7 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_that_does_not_read_alone_never_answers_for_its_text() {
-        let cache = NumberCache::new(100);
+        let cache = NumberCache::new(100, None);
         // What a national-format reading could give: a form the reader refuses alone.
         let n = ParsedNumber {
             e164: E164::from_trusted("+1999".into()),
@@ -229,7 +245,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_load_racing_an_invalidation_is_not_cached() {
-        let cache = NumberCache::new(100);
+        let cache = NumberCache::new(100, None);
         let n = number();
         // The store is read (stale: empty), then an ingest commits and invalidates before
         // the load finishes.
@@ -254,7 +270,7 @@ mod tests {
 
     #[test]
     fn epochs_move_with_invalidation() {
-        let cache = NumberCache::new(100);
+        let cache = NumberCache::new(100, None);
         let n = number();
         let seen = cache.epoch_of(&n.e164);
         cache.invalidate([&n.e164]);
@@ -264,7 +280,7 @@ mod tests {
 
     #[tokio::test]
     async fn capacity_zero_disables_caching() {
-        let cache = NumberCache::new(0);
+        let cache = NumberCache::new(0, None);
         let n = number();
         cache
             .get_or_load(&n, || async { Ok(vec![]) })
@@ -276,5 +292,29 @@ mod tests {
             .unwrap();
         assert_eq!(again.history.len(), 1);
         assert!(cache.get_canonical("+819012345678").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_replica_behind_its_bound_reads_the_store_for_every_check() {
+        let started = std::time::Instant::now() - std::time::Duration::from_secs(5);
+        let lag = Arc::new(FeedLag::new(std::time::Duration::from_secs(1), started));
+        let cache = NumberCache::new(100, Some(lag.clone()));
+        let n = number();
+        let loads = std::sync::atomic::AtomicUsize::new(0);
+        let load = || async {
+            loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(vec![fact()])
+        };
+        cache.get_or_load(&n, load).await.unwrap();
+        cache.get_or_load(&n, load).await.unwrap();
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(cache.get(&n.e164).is_none());
+        assert!(cache.get_canonical("+819012345678").is_none());
+        // Caught up again: loads are cached and served.
+        lag.caught_up_to(std::time::Instant::now());
+        cache.get_or_load(&n, load).await.unwrap();
+        cache.get_or_load(&n, load).await.unwrap();
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert!(cache.get(&n.e164).is_some());
     }
 }

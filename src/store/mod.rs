@@ -168,6 +168,9 @@ pub enum Change {
     Connected,
     /// The change feed is down, and most likely the database with it.
     Down,
+    /// Every change committed before this instant has been delivered (a heartbeat this
+    /// process sent through the feed came back).
+    CaughtUp(std::time::Instant),
 }
 
 /// An API key as stored: never the key itself, only its SHA-256.

@@ -1,16 +1,20 @@
 //! PostgreSQL, for several replicas sharing one database. Writes announce themselves with
-//! `NOTIFY`; every replica `LISTEN`s and drops the cache entries they touch.
+//! `NOTIFY`; every replica `LISTEN`s and drops the cache entries they touch. A write is
+//! acknowledged once its own notification has come back (so every listener has been sent
+//! it), and each replica sends itself heartbeats through the same queue to know how far
+//! behind the database it may be (see `engine::feed_lag`).
 
+use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{self, micros};
 use super::sql_store::{Announce, Backend};
@@ -25,22 +29,66 @@ const EVENTS_CHANNEL: &str = "numguard_events";
 /// Advisory lock key serialising ingest transactions.
 const INGEST_LOCK: i64 = 0x6e67_6576; // "ngev"
 const CATALOG_CHANNEL: &str = "numguard_catalog";
+/// Each replica's heartbeats to itself: `<origin>:<microseconds since it started>`.
+const HEARTBEAT_CHANNEL: &str = "numguard_heartbeat";
+/// How often a replica sends itself a heartbeat; well under the smallest staleness bound.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
 /// NOTIFY payloads must stay under 8,000 bytes; an E.164 number is at most 16.
 const NUMBERS_PER_NOTIFY: usize = 400;
-/// How long an ingest waits to see its own notification come back before answering.
+/// How long a write waits to see its own notification come back before answering.
 const ECHO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Application name of the LISTEN connection (lets operators and tests find it).
 pub const LISTENER_APPLICATION_NAME: &str = "numguard-listener";
+/// Application name of the connection that sends heartbeats.
+pub const HEARTBEAT_APPLICATION_NAME: &str = "numguard-heartbeat";
 
 /// The PostgreSQL [`Backend`]: one pool, and a LISTEN connection for the change feed.
 pub struct PgBackend {
     pool: PgPool,
-    /// This process's tag in notification payloads: `<origin>:<seq>:<last>:<numbers>`.
+    /// This process's tag in notification payloads (`<origin>:<seq>:...`).
     origin: String,
     seq: AtomicU64,
-    /// The newest of this process's own notification batches the listener has seen.
-    echo: watch::Receiver<u64>,
+    /// This process's notifications still waiting to come back.
+    echoes: Echoes,
     changes: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
+}
+
+/// Writes waiting for their own notification, by sequence number. A set rather than a
+/// high-water mark: notifications come back in commit order, which need not be the order
+/// in which their numbers were taken.
+#[derive(Clone, Default)]
+struct Echoes(Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>);
+
+impl Echoes {
+    fn waiting(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<()>>> {
+        // The map stays consistent whatever a panicking holder was doing.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn expect(&self, seq: u64) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.waiting().insert(seq, tx);
+        rx
+    }
+
+    fn heard(&self, seq: u64) {
+        if let Some(waiter) = self.waiting().remove(&seq) {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Waits for notification `seq` to come back; says so in the log if it does not.
+    async fn wait(&self, seq: u64, echo: oneshot::Receiver<()>, what: &str) {
+        if !matches!(tokio::time::timeout(ECHO_TIMEOUT, echo).await, Ok(Ok(()))) {
+            self.waiting().remove(&seq);
+            tracing::warn!(
+                "committed {what}, but the change notification did not come back within {} s",
+                ECHO_TIMEOUT.as_secs()
+            );
+        }
+    }
 }
 
 impl PgBackend {
@@ -62,64 +110,136 @@ impl PgBackend {
         let listener_pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy_with(options.application_name(LISTENER_APPLICATION_NAME));
+            .connect_lazy_with(options.clone().application_name(LISTENER_APPLICATION_NAME));
+        // Heartbeats have a connection of their own, so a busy pool cannot delay them.
+        let heartbeat_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy_with(options.application_name(HEARTBEAT_APPLICATION_NAME));
         let origin = format!("{:016x}", rand::random::<u64>());
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
-        let (echo_tx, echo_rx) = watch::channel(0);
-        tokio::spawn(listen(listener_pool, origin.clone(), changes_tx, echo_tx));
+        let echoes = Echoes::default();
+        let feed = Feed {
+            origin: origin.clone(),
+            start: Instant::now(),
+            changes: changes_tx,
+            echoes: echoes.clone(),
+        };
+        tokio::spawn(send_heartbeats(heartbeat_pool, feed.clone()));
+        tokio::spawn(listen(listener_pool, feed));
         Ok(PgBackend {
             pool,
             origin,
             seq: AtomicU64::new(0),
-            echo: echo_rx,
+            echoes,
             changes: Mutex::new(Some(changes_rx)),
         })
+    }
+}
+
+/// What the listener reports to, shared with the heartbeat sender.
+#[derive(Clone)]
+struct Feed {
+    origin: String,
+    /// Heartbeats carry their send time as microseconds after this.
+    start: Instant,
+    changes: mpsc::UnboundedSender<Change>,
+    echoes: Echoes,
+}
+
+impl Feed {
+    /// Reads one notification: the change it announces, if any, and our own writes'
+    /// notifications marked as come back.
+    fn read(&self, channel: &str, payload: &str) -> Option<Change> {
+        match channel {
+            EVENTS_CHANNEL => self.numbers_change(payload),
+            HEARTBEAT_CHANNEL => {
+                let (origin, micros) = payload.split_once(':')?;
+                let micros = micros.parse().ok().filter(|_| origin == self.origin)?;
+                Some(Change::CaughtUp(self.start + Duration::from_micros(micros)))
+            }
+            _ => {
+                // `<origin>:<seq>:<what>`; a bare `<what>` from an older replica.
+                let what = match payload.splitn(3, ':').collect::<Vec<_>>()[..] {
+                    [origin, seq, what] => {
+                        self.heard(origin, seq);
+                        what
+                    }
+                    _ => payload,
+                };
+                Some(match what {
+                    "sources" => Change::Sources,
+                    "keys" => Change::Keys,
+                    "carriers" => Change::Carriers,
+                    _ => Change::Ranges,
+                })
+            }
+        }
+    }
+
+    fn heard(&self, origin: &str, seq: &str) {
+        if origin == self.origin
+            && let Ok(seq) = seq.parse()
+        {
+            self.echoes.heard(seq);
+        }
+    }
+
+    /// Parses `<origin>:<seq>:<last>:<n1>,<n2>,...`; our own batch has come back with its
+    /// last payload.
+    fn numbers_change(&self, payload: &str) -> Option<Change> {
+        let mut parts = payload.splitn(4, ':');
+        let (from, seq, last, numbers) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if last == "1" {
+            self.heard(from, seq);
+        }
+        let numbers = numbers
+            .split(',')
+            .filter(|n| n.starts_with('+'))
+            .map(|n| E164::from_trusted(n.to_string()))
+            .collect();
+        Some(Change::Numbers(numbers))
+    }
+
+    /// Reports a change; false once nobody listens (the engine is gone).
+    fn report(&self, change: Change) -> bool {
+        self.changes.send(change).is_ok()
     }
 }
 
 /// Keeps LISTENing for as long as the process runs, reconnecting after failures. Each
 /// time it is listening again it reports `Change::Connected`, since notifications sent
 /// meanwhile are gone.
-async fn listen(
-    pool: PgPool,
-    origin: String,
-    changes: mpsc::UnboundedSender<Change>,
-    echo: watch::Sender<u64>,
-) {
+async fn listen(pool: PgPool, feed: Feed) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(listener) => listener,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open the change-notification connection; retrying");
-                if changes.send(Change::Down).is_err() {
+                if !feed.report(Change::Down) {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
-        if let Err(e) = listener.listen_all([EVENTS_CHANNEL, CATALOG_CHANNEL]).await {
+        if let Err(e) = listener
+            .listen_all([EVENTS_CHANNEL, CATALOG_CHANNEL, HEARTBEAT_CHANNEL])
+            .await
+        {
             tracing::warn!(error = %e, "cannot LISTEN for changes; retrying");
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        if changes.send(Change::Connected).is_err() {
+        if !feed.report(Change::Connected) {
             return;
         }
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
-                    let change = match notification.channel() {
-                        EVENTS_CHANNEL => numbers_change(notification.payload(), &origin, &echo),
-                        _ => match notification.payload() {
-                            "sources" => Some(Change::Sources),
-                            "keys" => Some(Change::Keys),
-                            "carriers" => Some(Change::Carriers),
-                            _ => Some(Change::Ranges),
-                        },
-                    };
-                    if let Some(change) = change
-                        && changes.send(change).is_err()
+                    if let Some(change) = feed.read(notification.channel(), notification.payload())
+                        && !feed.report(change)
                     {
                         return;
                     }
@@ -127,13 +247,13 @@ async fn listen(
                 Ok(None) => {
                     // sqlx reconnected and re-subscribed already.
                     tracing::warn!("change-notification connection was lost and re-established");
-                    if changes.send(Change::Connected).is_err() {
+                    if !feed.report(Change::Connected) {
                         return;
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "change-notification connection failed; reconnecting");
-                    if changes.send(Change::Down).is_err() {
+                    if !feed.report(Change::Down) {
                         return;
                     }
                     break;
@@ -144,28 +264,34 @@ async fn listen(
     }
 }
 
-/// Parses `<origin>:<seq>:<last>:<n1>,<n2>,...`, recording our own last batches as echoed.
-fn numbers_change(payload: &str, origin: &str, echo: &watch::Sender<u64>) -> Option<Change> {
-    let mut parts = payload.splitn(4, ':');
-    let (from, seq, last, numbers) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if from == origin
-        && last == "1"
-        && let Ok(seq) = seq.parse::<u64>()
-    {
-        echo.send_if_modified(|seen| {
-            let newer = seq > *seen;
-            if newer {
-                *seen = seq;
-            }
-            newer
-        });
+/// Sends this process a heartbeat through the notification queue every
+/// [`HEARTBEAT_INTERVAL`], stamped with the time just before sending: when it comes back,
+/// everything committed before that time has come back before it. Stops with the engine.
+async fn send_heartbeats(pool: PgPool, feed: Feed) {
+    let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if feed.changes.is_closed() {
+            return;
+        }
+        let sent = u64::try_from(feed.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(HEARTBEAT_CHANNEL)
+            .bind(format!("{}:{sent}", feed.origin))
+            .execute(&pool)
+            .await;
+        // Failures show as a growing lag (and the listener reports the database down).
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "could not send a heartbeat");
+        }
     }
-    let numbers = numbers
-        .split(',')
-        .filter(|n| n.starts_with('+'))
-        .map(|n| E164::from_trusted(n.to_string()))
-        .collect();
-    Some(Change::Numbers(numbers))
+}
+
+impl PgBackend {
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
 
 #[async_trait]
@@ -206,8 +332,9 @@ impl Backend for PgBackend {
             froms.push(e.fact.from_carrier.as_ref().map(|c| c.to_string()));
             tos.push(e.fact.to_carrier.as_ref().map(|c| c.to_string()));
         }
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let seq = self.next_seq();
         let payloads = notify_payloads(&self.origin, seq, &numbers);
+        let echo = self.echoes.expect(seq);
 
         let mut tx = self.pool.begin().await?;
         // Ingests commit one at a time, so event ids (the alert cursors) grow in commit
@@ -243,14 +370,7 @@ impl Backend for PgBackend {
         tx.commit().await?;
 
         // Once our own notification is back, every replica's listener has been sent it.
-        let mut echo = self.echo.clone();
-        let echoed = tokio::time::timeout(ECHO_TIMEOUT, echo.wait_for(|seen| *seen >= seq)).await;
-        if !matches!(echoed, Ok(Ok(_))) {
-            tracing::warn!(
-                "committed events, but their change notification did not come back within {} s",
-                ECHO_TIMEOUT.as_secs()
-            );
-        }
+        self.echoes.wait(seq, echo, "events").await;
         Ok(InsertOutcome {
             inserted,
             duplicates: n as u64 - inserted,
@@ -282,17 +402,24 @@ impl Backend for PgBackend {
     }
 
     async fn announce(&self, what: Announce) -> Result<(), StoreError> {
-        let payload = match what {
+        let what = match what {
             Announce::Sources => "sources",
             Announce::Carriers => "carriers",
             Announce::Ranges => "ranges",
             Announce::Keys => "keys",
         };
-        sqlx::query("SELECT pg_notify($1, $2)")
+        let seq = self.next_seq();
+        let echo = self.echoes.expect(seq);
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CATALOG_CHANNEL)
-            .bind(payload)
+            .bind(format!("{}:{seq}:{what}", self.origin))
             .execute(&self.pool)
-            .await?;
+            .await;
+        if let Err(e) = sent {
+            self.echoes.waiting().remove(&seq);
+            return Err(e.into());
+        }
+        self.echoes.wait(seq, echo, what).await;
         Ok(())
     }
 
@@ -323,28 +450,77 @@ fn notify_payloads(origin: &str, seq: u64, numbers: &[String]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn feed(origin: &str) -> (Feed, mpsc::UnboundedReceiver<Change>) {
+        let (changes, rx) = mpsc::unbounded_channel();
+        let feed = Feed {
+            origin: origin.into(),
+            start: Instant::now(),
+            changes,
+            echoes: Echoes::default(),
+        };
+        (feed, rx)
+    }
+
     #[test]
     fn payloads_fit_notify_and_round_trip() {
+        let (feed, _rx) = feed("abc");
         let numbers: Vec<String> = (0..1000).map(|i| format!("+81901{i:07}")).collect();
         let payloads = notify_payloads("abc", 7, &numbers);
         assert_eq!(payloads.len(), 3);
         assert!(payloads.iter().all(|p| p.len() < 8000));
-        let (echo_tx, echo_rx) = watch::channel(0);
+        let mut echo = feed.echoes.expect(7);
         let mut seen = Vec::new();
-        for p in &payloads {
-            match numbers_change(p, "abc", &echo_tx) {
+        for (i, p) in payloads.iter().enumerate() {
+            assert!(echo.try_recv().is_err(), "not back before the last chunk");
+            match feed.read(EVENTS_CHANNEL, p) {
                 Some(Change::Numbers(n)) => seen.extend(n),
-                other => panic!("{other:?}"),
+                other => panic!("chunk {i}: {other:?}"),
             }
         }
         assert_eq!(seen.len(), 1000);
         assert_eq!(seen[999].as_str(), "+819010000999");
-        assert_eq!(
-            *echo_rx.borrow(),
-            7,
-            "the last chunk marks the batch as echoed"
+        assert!(
+            echo.try_recv().is_ok(),
+            "the last chunk marks the batch back"
         );
-        numbers_change("other:9:1:+819010000001", "abc", &echo_tx);
-        assert_eq!(*echo_rx.borrow(), 7, "other origins do not count");
+    }
+
+    #[test]
+    fn each_write_waits_for_its_own_notification_whatever_the_order() {
+        let (feed, _rx) = feed("abc");
+        let mut first = feed.echoes.expect(1);
+        let mut second = feed.echoes.expect(2);
+        // Batch 2 committed first (it took the lock first): batch 1 is still not back.
+        feed.read(EVENTS_CHANNEL, "abc:2:1:+819010000002");
+        assert!(second.try_recv().is_ok());
+        assert!(first.try_recv().is_err());
+        feed.read(EVENTS_CHANNEL, "other:1:1:+819010000001");
+        assert!(first.try_recv().is_err(), "other origins do not count");
+        feed.read(CATALOG_CHANNEL, "abc:1:sources");
+        assert!(first.try_recv().is_ok(), "a catalog write comes back too");
+    }
+
+    #[test]
+    fn catalog_notifications_are_read_with_or_without_an_origin() {
+        let (feed, _rx) = feed("abc");
+        for (payload, change) in [
+            ("abc:3:sources", Change::Sources),
+            ("other:4:carriers", Change::Carriers),
+            ("keys", Change::Keys),
+            ("ranges", Change::Ranges),
+        ] {
+            assert_eq!(feed.read(CATALOG_CHANNEL, payload), Some(change));
+        }
+    }
+
+    #[test]
+    fn only_our_own_heartbeats_move_the_caught_up_point() {
+        let (feed, _rx) = feed("abc");
+        assert_eq!(
+            feed.read(HEARTBEAT_CHANNEL, "abc:1500"),
+            Some(Change::CaughtUp(feed.start + Duration::from_micros(1500)))
+        );
+        assert_eq!(feed.read(HEARTBEAT_CHANNEL, "other:1500"), None);
+        assert_eq!(feed.read(HEARTBEAT_CHANNEL, "abc:x"), None);
     }
 }

@@ -63,6 +63,20 @@ pub fn host_port(url: &str) -> String {
     split_url(url).1.to_string()
 }
 
+/// The test PostgreSQL server's address (for a proxy in front of it).
+pub fn postgres_addr() -> std::net::SocketAddr {
+    let url = postgres_admin_url();
+    let host_port = host_port(&url).replace("localhost", "127.0.0.1");
+    let host_port = if host_port.contains(':') {
+        host_port
+    } else {
+        format!("{host_port}:5432")
+    };
+    host_port
+        .parse()
+        .expect("NUMGUARD_TEST_POSTGRES_URL names host:port")
+}
+
 /// The same URL pointing at another host:port.
 pub fn with_host(url: &str, host_port: &str) -> String {
     let (head, _, tail) = split_url(url);

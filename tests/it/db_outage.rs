@@ -2,7 +2,6 @@
 //! back: checks answer UNAVAILABLE, never a verdict from partial data; health says
 //! NOT_SERVING; and the server recovers by itself.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,20 +15,6 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 const N: &str = "+819012345678";
-
-/// The test PostgreSQL server's address.
-fn postgres_addr() -> SocketAddr {
-    let url = db::postgres_admin_url();
-    let host_port = db::host_port(&url).replace("localhost", "127.0.0.1");
-    let host_port = if host_port.contains(':') {
-        host_port
-    } else {
-        format!("{host_port}:5432")
-    };
-    host_port
-        .parse()
-        .expect("NUMGUARD_TEST_POSTGRES_URL names host:port")
-}
 
 async fn health_status(server: &TestServer) -> ServingStatus {
     server
@@ -63,7 +48,7 @@ where
 #[tokio::test]
 async fn postgres_outage_gives_unavailable_and_recovers_without_restart() {
     let db = Arc::new(TestDb::new(Backend::Postgres).await);
-    let proxy = Proxy::start(postgres_addr()).await;
+    let proxy = Proxy::start(db::postgres_addr()).await;
     let via_proxy = db::with_host(&db.url, &proxy.addr.to_string());
     let config = EngineConfig {
         health_interval: Duration::from_millis(200),
