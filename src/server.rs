@@ -12,7 +12,7 @@ use crate::connections::{ConnectionGate, ConnectionLimits};
 use crate::engine::auth::AuthMode;
 use crate::engine::keys::create_first_key_if_none;
 use crate::engine::{Engine, EngineConfig};
-use crate::private_files::warn_if_readable_by_others;
+use crate::private_files::{Readers, warn_if_readable_by_others};
 use crate::server_key::ServerKey;
 use crate::upstream::UpstreamConfig;
 use crate::upstream::config::ProvidersFile;
@@ -95,10 +95,10 @@ pub async fn run_with(
         .await
         .context("cannot open the database")?;
     if let Some(files) = &config.tls {
-        warn_if_readable_by_others(&files.key, "the TLS key");
+        warn_if_readable_by_others(&files.key, "the TLS key", Readers::Owner);
     }
     if let Some(path) = &config.upstreams_file {
-        warn_if_readable_by_others(path, "the upstream providers file");
+        warn_if_readable_by_others(path, "the upstream providers file", Readers::Owner);
     }
     let tls = match &config.tls {
         Some(files) => Some(crate::api::TlsIdentity {

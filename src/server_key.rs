@@ -105,7 +105,11 @@ impl ServerKey {
                 });
             }
         };
-        crate::private_files::warn_if_readable_by_others(path, "the key file");
+        crate::private_files::warn_if_readable_by_others(
+            path,
+            "the key file",
+            crate::private_files::Readers::Owner,
+        );
         let check = key.derive("key check");
         if store.setting_or_init(KEY_CHECK_SETTING, &check).await? != check {
             return Err(KeyError::Mismatch(path.to_path_buf()));
@@ -135,7 +139,8 @@ impl ServerKey {
         };
         let key = ServerKey::ephemeral();
         let aside = path.with_extension(format!("new-{}", hex(&rand::random::<[u8; 4]>())));
-        crate::private_files::create_private(&aside).map_err(failed)?;
+        crate::private_files::create_private(&aside, crate::private_files::Readers::Owner)
+            .map_err(failed)?;
         std::fs::write(&aside, format!("{}\n", hex(&key.key))).map_err(failed)?;
         let linked = std::fs::hard_link(&aside, path);
         let _ = std::fs::remove_file(&aside);

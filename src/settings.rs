@@ -109,6 +109,9 @@ pub struct Database {
     pub retention_days: u32,
     /// SQLite only: skip the integrity check at start (it reads the whole file).
     pub skip_integrity_check: bool,
+    /// SQLite only: create the database readable by the server's group too (0640), for
+    /// a backup user in that group; otherwise 0600.
+    pub group_readable: bool,
     /// The server's key file, apart from the database: it seals sink tokens and keys the
     /// access log. Created on first start; every server of one database needs the same.
     pub key_file: PathBuf,
@@ -121,6 +124,7 @@ impl Default for Database {
             sqlite_max_size_mb: None,
             retention_days: 0,
             skip_integrity_check: false,
+            group_readable: false,
             key_file: PathBuf::from(DEFAULT_KEY_FILE),
         }
     }
@@ -524,6 +528,7 @@ impl Settings {
                     .sqlite_max_size_mb
                     .map(|mb| mb.saturating_mul(1 << 20)),
                 sqlite_skip_integrity_check: database.skip_integrity_check,
+                sqlite_group_readable: database.group_readable,
             },
             upstreams_file: Some(self.upstream.file.clone()),
             key_file: database.key_file.clone(),

@@ -105,6 +105,10 @@ pub struct ServeArgs {
     /// SQLite only: skip the integrity check at start (it reads the whole file).
     #[arg(long, env = "NUMGUARD_SKIP_INTEGRITY_CHECK")]
     skip_integrity_check: bool,
+    /// SQLite only: create the database readable by the server's group too (0640), e.g.
+    /// for a backup user in that group; otherwise it is the server user's alone (0600).
+    #[arg(long, env = "NUMGUARD_GROUP_READABLE")]
+    group_readable: bool,
     /// The server's key file, kept apart from the database: it seals sink tokens and keys
     /// the access log. Created on first start; every server of one database needs the
     /// same file [default: numguard.key].
@@ -221,6 +225,7 @@ impl ServeArgs {
         }
         set(&mut database.retention_days, &self.retention_days);
         database.skip_integrity_check |= self.skip_integrity_check;
+        database.group_readable |= self.group_readable;
         set(&mut database.key_file, &self.key_file);
         if self.default_region.is_some() {
             engine.default_region = self.default_region;

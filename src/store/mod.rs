@@ -537,6 +537,8 @@ pub struct StoreOptions {
     pub sqlite_max_bytes: Option<u64>,
     /// SQLite only: skip `PRAGMA quick_check` at start (it reads the whole file).
     pub sqlite_skip_integrity_check: bool,
+    /// SQLite only: the file may be read by the server's group (0640 rather than 0600).
+    pub sqlite_group_readable: bool,
 }
 
 /// Opens (creating and migrating as needed) the store a URL names.

@@ -17,6 +17,7 @@ use super::{Change, InsertOutcome, StoreError, StoreOptions};
 use crate::domain::auth::TenantName;
 use crate::domain::event::NewEvent;
 use crate::domain::number::E164;
+use crate::private_files::{Readers, create_private, warn_if_readable_by_others};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -48,9 +49,14 @@ impl SqliteBackend {
         }
         let file = options.get_filename();
         if file != std::path::Path::new(":memory:") {
-            crate::private_files::create_private(file)
+            let readers = if store.sqlite_group_readable {
+                Readers::OwnerAndGroup
+            } else {
+                Readers::Owner
+            };
+            create_private(file, readers)
                 .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
-            crate::private_files::warn_if_readable_by_others(file, "the database file");
+            warn_if_readable_by_others(file, "the database file", readers);
         }
         let write = SqlitePoolOptions::new()
             .max_connections(1)

@@ -422,6 +422,28 @@ fn the_database_files_are_private_and_a_shared_one_is_named() {
     again.wait_for_log("the database file is readable by other users");
     ok(again.run(&["check", "+819012345678"])); // serving, so SIGTERM is handled
     again.stop();
+
+    // With --group-readable the server's group may read the files too, and only a file
+    // that others can read is named.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ng.db");
+    let url = format!("sqlite://{}", db.display());
+    let grouped = Served::start_with(&url, &["--dev", "--group-readable"]);
+    ok(grouped.run(&["check", "+819012345678"]));
+    for name in ["ng.db", "ng.db-wal", "ng.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0o040, "{name} has mode {:o}", mode & 0o777);
+    }
+    let log = grouped.stop();
+    assert!(!log.contains("readable by other users"), "{log}");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let again = Served::start_with(&url, &["--dev", "--group-readable"]);
+    again.wait_for_log("the database file is readable by other users");
+    ok(again.run(&["check", "+819012345678"]));
+    again.stop();
 }
 
 /// A SQLite file damaged in the middle is found at start (`PRAGMA quick_check`) and the
