@@ -11,8 +11,10 @@ pub mod egress;
 pub mod engine;
 #[allow(missing_docs)]
 pub mod error;
+pub mod metrics;
 #[allow(missing_docs)]
 pub mod middleware;
+pub mod ops_http;
 pub mod private_files;
 #[allow(missing_docs)]
 pub mod ranges;

@@ -1,13 +1,14 @@
 //! What every request goes through before a handler sees it, on both transports: admission
 //! (the bearer key checked for the route's scope, the per-key rate and the in-flight
-//! permit), the server's deadline, and a tracing span. One tower layer, given a
+//! permit), the server's deadline, a tracing span, and its count and duration in the
+//! metrics. One tower layer, given a
 //! [`Transport`] that names each route's needs and writes refusals in its own wire form;
 //! handlers only translate, reading the caller from the request's extensions.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use http::{Request, Response, header};
@@ -61,6 +62,12 @@ pub trait Transport: Clone + Send + Sync + 'static {
 
     /// The answer for a refused request.
     fn refuse(&self, refusal: Refusal) -> Response<Self::Body>;
+
+    /// The route's name in metrics: its path, or its template where the path holds ids.
+    /// Called only for routes [`Transport::route`] knows, so the names are bounded.
+    fn metric_name<B>(&self, request: &Request<B>) -> String {
+        request.uri().path().to_owned()
+    }
 }
 
 /// Admits, times and traces each request of the services it wraps.
@@ -126,6 +133,11 @@ where
         };
         let engine = self.engine.clone();
         let transport = self.transport.clone();
+        let measured = Measured {
+            route: self.transport.metric_name(&request),
+            started: Instant::now(),
+            status: None,
+        };
         // At DEBUG: at the default INFO level a disabled span costs nothing, while an
         // enabled one is formatted on every request (5.8k instructions of a 121k warm check).
         let span = tracing::debug_span!(
@@ -142,7 +154,10 @@ where
                         .and_then(|v| v.to_str().ok());
                     let admission = match engine.admit(authorization, route.scopes, peer).await {
                         Ok(admission) => admission,
-                        Err(e) => return Ok(refused(&transport, on_connection, e.into())),
+                        Err(e) => {
+                            crate::metrics::refused(e.metric_reason());
+                            return Ok(refused(&transport, on_connection, e.into()));
+                        }
                     };
                     tracing::Span::current().record("tenant", admission.principal.tenant.as_str());
                     request.extensions_mut().insert(admission.principal.clone());
@@ -152,14 +167,16 @@ where
                     // the answer (a stream's last message) is sent.
                     Ok(response.map(|body| Held::new(body, on_connection, held)))
                 };
-                match route.answer {
+                let response = match route.answer {
                     Answer::Once(limit) => {
                         tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+                            crate::metrics::refused("deadline");
                             Ok(refused(&transport, None, Refusal::Deadline(limit)))
                         })
                     }
                     Answer::Stream | Answer::Subscription => work.await,
-                }
+                }?;
+                Ok(measured.follow(response))
             }
             .instrument(span),
         )
@@ -176,12 +193,84 @@ fn refused<T: Transport>(
         .map(|body| Held::new(body, on_connection, None))
 }
 
+/// A request being timed: counted with its status when its answer's body is dropped (its
+/// last byte sent, or the client gone).
+struct Measured {
+    route: String,
+    started: Instant,
+    /// The gRPC status or HTTP status once known; a gRPC answer's comes in its trailers.
+    status: Option<&'static str>,
+}
+
+impl Measured {
+    /// Takes the status from the response head where it is there, and rides along with
+    /// the body to its end.
+    fn follow<B>(mut self, response: Response<Held<B>>) -> Response<Held<B>> {
+        let headers = response.headers();
+        self.status = match headers.get("grpc-status") {
+            Some(code) => Some(crate::metrics::grpc_status_name(code.as_bytes())),
+            None if is_grpc(headers) => None,
+            None => Some(http_status_name(response.status())),
+        };
+        response.map(|mut body| {
+            body.measured = Some(self);
+            body
+        })
+    }
+}
+
+impl Drop for Measured {
+    fn drop(&mut self) {
+        // A gRPC answer dropped before its trailers: the client went away.
+        let status = self.status.unwrap_or("CANCELLED");
+        crate::metrics::request(
+            std::mem::take(&mut self.route),
+            status.to_owned(),
+            self.started.elapsed(),
+        );
+    }
+}
+
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"))
+}
+
+fn http_status_name(status: http::StatusCode) -> &'static str {
+    // The statuses the REST facade answers with; anything else by its class.
+    match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        504 => "504",
+        code if code < 300 => "2xx",
+        code if code < 400 => "3xx",
+        code if code < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
 /// A response body that holds the request's admission, and its place on its connection
 /// (which keeps an idle connection open), until it is dropped.
 pub struct Held<B> {
     body: B,
     _on_connection: Option<RequestOnConnection>,
     _admission: Option<Admission>,
+    measured: Option<Measured>,
 }
 
 impl<B> Held<B> {
@@ -194,6 +283,7 @@ impl<B> Held<B> {
             body,
             _on_connection: on_connection,
             _admission: admission,
+            measured: None,
         }
     }
 }
@@ -206,7 +296,14 @@ impl<B: Body + Unpin> Body for Held<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(code) = frame.trailers_ref().and_then(|t| t.get("grpc-status"))
+            && let Some(measured) = &mut self.measured
+        {
+            measured.status = Some(crate::metrics::grpc_status_name(code.as_bytes()));
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

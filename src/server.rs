@@ -66,10 +66,12 @@ pub struct TlsFiles {
     pub key: std::path::PathBuf,
 }
 
-/// Where the server listens: gRPC always, the CAMARA REST facade when given a listener.
+/// Where the server listens: gRPC always, the CAMARA REST facade and the metrics and
+/// health endpoints when given listeners.
 pub struct Listeners {
     pub grpc: TcpListener,
     pub rest: Option<TcpListener>,
+    pub metrics: Option<TcpListener>,
 }
 
 /// Serves gRPC only.
@@ -81,6 +83,7 @@ pub async fn run(
     let listeners = Listeners {
         grpc: listener,
         rest: None,
+        metrics: None,
     };
     run_with(config, listeners, shutdown).await
 }
@@ -91,6 +94,14 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = listeners.grpc;
+    // Before anything is counted.
+    let metrics = match listeners.metrics {
+        Some(metrics) => Some((
+            metrics,
+            crate::metrics::install().context("cannot set up the metrics")?,
+        )),
+        None => None,
+    };
     let store = crate::store::open_with(&config.database_url, config.store)
         .await
         .context("cannot open the database")?;
@@ -165,6 +176,20 @@ pub async fn run_with(
         }
         None => None,
     };
+    if let Some((metrics, handle)) = metrics {
+        tracing::info!(addr = %metrics.local_addr()?, "metrics and health serving");
+        let serving = crate::ops_http::serve_metrics(
+            metrics,
+            engine.clone(),
+            handle,
+            asked_for(asked.clone()),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::warn!(error = %e, "the metrics endpoint failed");
+            }
+        });
+    }
     let serving = crate::api::serve(
         listener,
         gate,

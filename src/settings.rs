@@ -53,6 +53,9 @@ pub struct Server {
     pub listen: SocketAddr,
     /// The CAMARA REST facade's address; off when absent.
     pub rest_listen: Option<SocketAddr>,
+    /// The address of `/metrics` (Prometheus), `/healthz` and `/readyz`; off when absent.
+    /// No key is asked there.
+    pub metrics_listen: Option<SocketAddr>,
     /// No API keys: every caller is tenant `dev` with every scope. Loopback only.
     pub dev: bool,
     /// Largest gRPC message accepted, in bytes.
@@ -76,6 +79,7 @@ impl Default for Server {
         Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             rest_listen: None,
+            metrics_listen: None,
             dev: false,
             max_message_bytes: transport.max_message_bytes,
             request_timeout_ms: millis(transport.request_timeout),

@@ -252,7 +252,9 @@ impl pb::alerts_server::Alerts for AlertsApi {
             .alerts(principal.tenant.clone(), req.resume_after, kinds)
             .await?;
         let precision = principal.precision;
+        let open = crate::metrics::AlertStreamOpen::start();
         let stream = ReceiverStream::new(alerts).map(move |alert| {
+            let _counted = &open; // the stream counts as open until it is dropped
             let alert = alert?;
             let number = alert.event.event.number.clone();
             Ok(pb::Alert {

@@ -352,3 +352,36 @@ pub fn check_response(
         latest_device_change: event_time(d.latest_device_change),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Metrics and text outputs name verdicts and reasons as the API's enums do, without
+    /// their prefixes.
+    #[test]
+    fn short_names_are_the_api_names_without_their_prefix() {
+        for v in [Verdict::Allow, Verdict::StepUp, Verdict::Block] {
+            assert_eq!(
+                verdict(v).as_str_name().strip_prefix("VERDICT_"),
+                Some(v.as_str())
+            );
+        }
+        for c in [
+            ReasonCode::SimSwapped,
+            ReasonCode::Ported,
+            ReasonCode::OwnerChanged,
+            ReasonCode::NoData,
+            ReasonCode::FeedStale,
+            ReasonCode::NotCovered,
+            ReasonCode::NotMobile,
+            ReasonCode::Upstream,
+            ReasonCode::UpstreamUnavailable,
+        ] {
+            assert_eq!(
+                reason_code(c).as_str_name().strip_prefix("REASON_CODE_"),
+                Some(c.as_str())
+            );
+        }
+    }
+}

@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// Address for the CAMARA-compatible REST API (off unless set), e.g. 127.0.0.1:8080.
     #[arg(long, env = "NUMGUARD_REST_LISTEN")]
     rest_listen: Option<SocketAddr>,
+    /// Address for Prometheus metrics (`/metrics`) and the `/healthz` and `/readyz`
+    /// checks (off unless set), e.g. 127.0.0.1:9464. No key is asked there.
+    #[arg(long, env = "NUMGUARD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Database URL; the SQLite file is created and migrated on first start [default:
     /// sqlite://numguard.db].
     #[arg(long, env = "NUMGUARD_DATABASE_URL")]
@@ -196,6 +200,9 @@ impl ServeArgs {
             egress,
         } = &mut s;
         set(&mut server.listen, &self.listen);
+        if self.metrics_listen.is_some() {
+            server.metrics_listen = self.metrics_listen;
+        }
         if self.rest_listen.is_some() {
             server.rest_listen = self.rest_listen;
         }
@@ -303,9 +310,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             eprintln!("--demo needs --dev (no keys) or --api-key; serving without the tour");
         }
     }
+    let metrics = match settings.server.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?,
+        ),
+        None => None,
+    };
     let listeners = Listeners {
         grpc: listener,
         rest,
+        metrics,
     };
     run_server(config, listeners, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -99,6 +99,34 @@ pub enum ReasonCode {
     UpstreamUnavailable,
 }
 
+impl Verdict {
+    /// The verdict's name in every output: `ALLOW`, `STEP_UP`, `BLOCK`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "ALLOW",
+            Verdict::StepUp => "STEP_UP",
+            Verdict::Block => "BLOCK",
+        }
+    }
+}
+
+impl ReasonCode {
+    /// The code's name in every output, as the API's enum spells it without its prefix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::SimSwapped => "SIM_SWAPPED",
+            ReasonCode::Ported => "PORTED",
+            ReasonCode::OwnerChanged => "OWNER_CHANGED",
+            ReasonCode::NoData => "NO_DATA",
+            ReasonCode::FeedStale => "FEED_STALE",
+            ReasonCode::NotCovered => "NOT_COVERED",
+            ReasonCode::NotMobile => "NOT_MOBILE",
+            ReasonCode::Upstream => "UPSTREAM",
+            ReasonCode::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
+        }
+    }
+}
+
 /// One finding behind a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reason {

@@ -138,6 +138,20 @@ impl AuthError {
             AuthError::Store(e) => e.kind(),
         }
     }
+
+    /// Why the request was refused, as the metrics name it.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "no_key",
+            AuthError::Invalid => "invalid_key",
+            AuthError::Forbidden(_) => "scope",
+            AuthError::RateLimited { .. } => "rate_limited",
+            AuthError::Overloaded(_) => "shed",
+            AuthError::TenantOverloaded(_) => "tenant_shed",
+            AuthError::PeerThrottled { .. } => "peer_throttled",
+            AuthError::Store(_) => "store",
+        }
+    }
 }
 
 /// An admitted request: who it is, and its place among the requests in flight.

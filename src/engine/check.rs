@@ -192,6 +192,7 @@ impl CheckService {
             decision =
                 Box::pin(self.consult_upstream(&e164, &state, max_age, owner_since, needs)).await;
         }
+        crate::metrics::decision(&decision);
         if let Some(log) = &self.access {
             log.record(caller, [&e164]).await;
         }
@@ -296,6 +297,9 @@ impl CheckService {
             if let Some(Ok((_, slot))) = answers.get_mut(i) {
                 *slot = decision;
             }
+        }
+        for (_, decision) in answers.iter().flatten() {
+            crate::metrics::decision(decision);
         }
         if let Some(log) = &self.access {
             log.record(caller, answers.iter().flatten().map(|(e164, _)| e164))

@@ -163,6 +163,7 @@ impl IngestSession {
         let written = (&mut self.writer)
             .await
             .map_err(|_| EngineError::WriterFailed)??;
+        crate::metrics::ingested(written.inserted, written.duplicates, self.rejected);
         Ok(IngestSummary {
             accepted: written.inserted,
             duplicates: written.duplicates,

@@ -337,6 +337,28 @@ impl Engine {
         self.availability.subscribe()
     }
 
+    /// Sets the gauges a metrics scrape reads from the engine's state: each source's
+    /// freshness, whether the database answers, the replica feed's lag and the webhook
+    /// queue's length.
+    pub async fn observe(&self) {
+        let now = chrono::Utc::now();
+        for source in self.catalog.sources().iter() {
+            let complete_age = source
+                .complete_to(now)
+                .map(|until| (now - until).to_std().unwrap_or_default());
+            let fresh = source.max_lag.map(|_| source.is_fresh(now));
+            crate::metrics::source_state(source.name.as_str(), fresh, complete_age);
+        }
+        crate::metrics::database_up(self.availability.is_up());
+        if let Some(lag) = &self.lag {
+            crate::metrics::replica_feed_lag(lag.lag_at(Instant::now()));
+        }
+        match self.store.pending_deliveries().await {
+            Ok(pending) => crate::metrics::webhook_pending(pending),
+            Err(e) => tracing::debug!(error = %e, "cannot count pending webhook deliveries"),
+        }
+    }
+
     /// How the engine runs.
     pub fn config(&self) -> &EngineConfig {
         &self.config

@@ -93,10 +93,15 @@ impl NumberCache {
         if input.len() > 16 || !input.starts_with('+') {
             return None;
         }
-        cache
+        // A miss here is counted by the look-up that follows it.
+        let hit = cache
             .get(input)
             .filter(|cached| cached.reads_alone)
-            .map(|cached| cached.state)
+            .map(|cached| cached.state);
+        if hit.is_some() {
+            crate::metrics::cache(true);
+        }
+        hit
     }
 
     /// The number's state, from the cache or else from `load`, which is cached unless an ingest touched the number meanwhile.
@@ -117,7 +122,9 @@ impl NumberCache {
         let Some(cache) = self.serving() else {
             return Ok(state(load().await?));
         };
-        if let Some(cached) = cache.get(key) {
+        let cached = cache.get(key);
+        crate::metrics::cache(cached.is_some());
+        if let Some(cached) = cached {
             return Ok(cached.state);
         }
         let seen = *self.epoch(key);
@@ -138,7 +145,9 @@ impl NumberCache {
 
     /// The cached state of a number, if any (without loading it).
     pub fn get(&self, number: &E164) -> Option<NumberState> {
-        self.serving()?.get(number).map(|cached| cached.state)
+        let state = self.serving()?.get(number).map(|cached| cached.state);
+        crate::metrics::cache(state.is_some());
+        state
     }
 
     /// The number's stripe epoch now: a state read from the store after this call is

@@ -120,6 +120,7 @@ watched! {
         fn subscriptions(tenant: Option<&TenantName>) -> Vec<SubscriptionRecord>;
         fn advance_subscriptions(advances: &[Advance]) -> ();
         fn due_deliveries(limit: u32) -> Vec<Delivery>;
+        fn pending_deliveries() -> u64;
         fn finish_delivery(id: i64, delivered: bool, retry_at: DateTime<Utc>, error: Option<&str>)
             -> ();
         fn sink_gone(subscription_id: &str) -> ();

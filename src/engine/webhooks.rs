@@ -295,6 +295,7 @@ impl WebhookService {
         let outcome = match outcome {
             Ok(Posted::Gone) => {
                 tracing::info!(subscription = %d.subscription_id, "sink answered 410 Gone; subscription ended");
+                crate::metrics::webhook_delivery("gone");
                 self.subscriptions.sink_gone(&d.subscription_id).await?;
                 return Ok(Outcome::Delivered);
             }
@@ -311,6 +312,11 @@ impl WebhookService {
         self.subscriptions
             .finish_delivery(d.id, outcome.is_ok(), retry_at, error)
             .await?;
+        crate::metrics::webhook_delivery(if outcome.is_ok() {
+            "delivered"
+        } else {
+            "failed"
+        });
         Ok(if outcome.is_ok() {
             Outcome::Delivered
         } else {

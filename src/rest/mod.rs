@@ -65,6 +65,7 @@ pub fn router(engine: Arc<Engine>, deadline: Duration) -> Router {
             get(subscriptions::get).delete(subscriptions::delete),
         )
         .route("/openapi.json", get(openapi::document))
+        .merge(crate::ops_http::health_routes(engine.clone()))
         .fallback(|| async { RestError::new(Code::NotFound, "no such resource") })
         .method_not_allowed_fallback(|| async {
             RestError::new(

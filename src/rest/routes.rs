@@ -19,8 +19,9 @@ pub struct RestRoutes {
 }
 
 /// The scope a path needs; `None` for paths open to anyone.
+const SUBSCRIPTIONS: &str = "/sim-swap-subscriptions/v0.3/subscriptions";
+
 fn scope(path: &str) -> Option<Scope> {
-    const SUBSCRIPTIONS: &str = "/sim-swap-subscriptions/v0.3/subscriptions";
     match path {
         "/sim-swap/v2/check"
         | "/sim-swap/v2/retrieve-date"
@@ -44,6 +45,14 @@ impl Transport for RestRoutes {
             scopes: scope(request.uri().path())?.into(),
             answer: Answer::Once(self.deadline),
         })
+    }
+
+    fn metric_name<B>(&self, request: &Request<B>) -> String {
+        let path = request.uri().path();
+        match path.strip_prefix(SUBSCRIPTIONS) {
+            Some(rest) if !rest.is_empty() => format!("{SUBSCRIPTIONS}/{{id}}"),
+            _ => path.to_owned(),
+        }
     }
 
     fn refuse(&self, refusal: Refusal) -> Response<Body> {

@@ -478,6 +478,8 @@ pub trait SubscriptionStore: Send + Sync + 'static {
     /// The subscriptions' queue heads (each one's oldest undelivered event) whose next
     /// attempt is due, oldest first.
     async fn due_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    /// How many deliveries are queued and not yet delivered (due or waiting to retry).
+    async fn pending_deliveries(&self) -> Result<u64, StoreError>;
     /// Records an attempt: delivered, or to be retried at `retry_at` after `error`.
     async fn finish_delivery(
         &self,

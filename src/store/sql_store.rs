@@ -653,6 +653,19 @@ sql_impl!(SubscriptionStore {
             .collect()
     }
 
+    async fn pending_deliveries(&self) -> Result<u64, StoreError> {
+        let rows = read(
+            self.backend.reader(),
+            QueryBuilder::new("SELECT count(*) AS n FROM deliveries WHERE delivered_at IS NULL"),
+        )
+        .await?;
+        let n: i64 = match rows.first() {
+            Some(row) => row.try_get("n")?,
+            None => 0,
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn finish_delivery(
         &self,
         id: i64,

@@ -67,6 +67,11 @@ impl Breaker {
         }
     }
 
+    /// Whether it is open or half-open (not letting every call through).
+    pub fn is_open(&self) -> bool {
+        self.open_until.is_some()
+    }
+
     pub fn succeeded(&mut self) {
         self.failures = 0;
         self.open_until = None;

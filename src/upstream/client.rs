@@ -123,13 +123,15 @@ impl ProviderClient {
 
     /// One question, through the breaker and a concurrency slot.
     async fn ask(&self, path: &str, body: Value, field: &str) -> Result<bool, CallError> {
-        lock(&self.breaker)
-            .permit(Instant::now())
-            .map_err(|held| match held {
+        let permitted = lock(&self.breaker).permit(Instant::now());
+        if let Err(held) = permitted {
+            crate::metrics::upstream_call(self.name(), "held");
+            return Err(match held {
                 Held::Open => CallError::CircuitOpen,
                 // Cached for what is left of the pause, so waiting checks stay quiet.
                 Held::RateLimited(left) => CallError::RateLimited(left.as_secs().max(1)),
-            })?;
+            });
+        }
         let outcome = match self.slots.acquire().await {
             Ok(_slot) => self.post_with_auth(path, &body, field).await,
             Err(_) => Err(CallError::Transport("the client is shutting down".into())),
@@ -143,6 +145,14 @@ impl ProviderClient {
             Err(e) if e.is_fault() => breaker.failed(Instant::now()),
             _ => breaker.succeeded(),
         }
+        crate::metrics::upstream_breaker(self.name(), breaker.is_open());
+        let label = match &outcome {
+            Ok(_) => "answered",
+            Err(CallError::RateLimited(_)) => "rate_limited",
+            Err(e) if e.is_fault() => "failed",
+            Err(_) => "refused",
+        };
+        crate::metrics::upstream_call(self.name(), label);
         outcome
     }
 

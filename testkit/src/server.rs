@@ -114,6 +114,7 @@ impl TestServer {
         let listeners = Listeners {
             grpc: listener,
             rest,
+            metrics: None,
         };
         let handle = tokio::spawn(run_with(config, listeners, async {
             let _ = rx.await;

@@ -12,6 +12,7 @@ mod db_outage;
 mod faults;
 mod grpc_api;
 mod number_reading;
+mod operations;
 mod replicas;
 mod rest_api;
 mod security;

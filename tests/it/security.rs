@@ -466,6 +466,7 @@ async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
     let listeners = numguard::server::Listeners {
         grpc: listener,
         rest: Some(rest),
+        metrics: None,
     };
     let server = tokio::spawn(numguard::server::run_with(config, listeners, async {
         let _ = stopped.await;

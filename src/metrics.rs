@@ -1,0 +1,241 @@
+//! What numguard counts, for Prometheus: every metric's name and help in one place, and the
+//! few calls that record them. Nothing is recorded anywhere until `serve --metrics-listen`
+//! installs the recorder (the `metrics` crate's calls are no-ops without one). Labels are
+//! routes, statuses, codes and operator-defined names (sources, providers), never a phone
+//! number or a tenant.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use metrics::{
+    Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::domain::decision::Decision;
+
+const REQUESTS: &str = "numguard_requests_total";
+const REQUEST_DURATION: &str = "numguard_request_duration_seconds";
+const ADMISSION_REFUSALS: &str = "numguard_admission_refusals_total";
+const VERDICTS: &str = "numguard_check_verdicts_total";
+const REASONS: &str = "numguard_check_reasons_total";
+const CACHE_LOOKUPS: &str = "numguard_cache_lookups_total";
+const INGEST_EVENTS: &str = "numguard_ingest_events_total";
+const SOURCE_FRESH: &str = "numguard_source_fresh";
+const SOURCE_COMPLETE_AGE: &str = "numguard_source_complete_age_seconds";
+const DATABASE_UP: &str = "numguard_database_up";
+const REPLICA_FEED_LAG: &str = "numguard_replica_feed_lag_seconds";
+const ALERT_STREAMS: &str = "numguard_alert_streams_open";
+const WEBHOOK_DELIVERIES: &str = "numguard_webhook_deliveries_total";
+const WEBHOOK_PENDING: &str = "numguard_webhook_pending";
+const UPSTREAM_CALLS: &str = "numguard_upstream_calls_total";
+const UPSTREAM_BREAKER_OPEN: &str = "numguard_upstream_breaker_open";
+
+/// Request latency buckets, in seconds: from a warm check (tens of microseconds) to the
+/// server's deadline.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Installs the process-wide Prometheus recorder and describes every metric; the handle
+/// renders the exposition.
+pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(REQUEST_DURATION.into()),
+            LATENCY_BUCKETS,
+        )?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    describe_counter!(
+        REQUESTS,
+        "Requests answered, by route and status (gRPC code or HTTP status)."
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from a request's arrival to its answer's last byte, by route."
+    );
+    describe_counter!(
+        ADMISSION_REFUSALS,
+        "Requests refused before their handler, by reason (unauthenticated, rate_limited, shed, ...)."
+    );
+    describe_counter!(
+        VERDICTS,
+        "Check answers (CheckNumber and audit rows), by verdict."
+    );
+    describe_counter!(REASONS, "Reasons given with check answers, by code.");
+    describe_counter!(
+        CACHE_LOOKUPS,
+        "History cache look-ups, by result (hit or miss)."
+    );
+    describe_counter!(
+        INGEST_EVENTS,
+        "Events received by ingest, by outcome (stored, duplicate, rejected)."
+    );
+    describe_gauge!(
+        SOURCE_FRESH,
+        "Live sources: 1 while heard from within the source's max lag, else 0 (file sources have none)."
+    );
+    describe_gauge!(
+        SOURCE_COMPLETE_AGE,
+        Unit::Seconds,
+        "How long ago a source's data stops being complete (0 while fresh); absent if it never was."
+    );
+    describe_gauge!(
+        DATABASE_UP,
+        "1 while the database answers (and, with replicas, the change feed listens)."
+    );
+    describe_gauge!(
+        REPLICA_FEED_LAG,
+        Unit::Seconds,
+        "Replicas on PostgreSQL: how far this replica's change feed is behind the database."
+    );
+    describe_gauge!(ALERT_STREAMS, "WatchAlerts streams open.");
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts, by outcome (delivered, failed, refused)."
+    );
+    describe_gauge!(
+        WEBHOOK_PENDING,
+        "Webhook deliveries queued and not yet delivered."
+    );
+    describe_counter!(
+        UPSTREAM_CALLS,
+        "Calls to operators' APIs, by provider and outcome."
+    );
+    describe_gauge!(
+        UPSTREAM_BREAKER_OPEN,
+        "1 while a provider's circuit breaker is open."
+    );
+}
+
+/// Counts one answered request and its duration.
+pub fn request(route: String, status: String, took: Duration) {
+    counter!(REQUESTS, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!(REQUEST_DURATION, "route" => route).record(took.as_secs_f64());
+}
+
+/// Counts a request refused by admission.
+pub fn refused(reason: &'static str) {
+    counter!(ADMISSION_REFUSALS, "reason" => reason).increment(1);
+}
+
+/// Counts a check's answer: its verdict and each of its reasons.
+pub fn decision(decision: &Decision) {
+    counter!(VERDICTS, "verdict" => decision.verdict.as_str()).increment(1);
+    for reason in &decision.reasons {
+        counter!(REASONS, "code" => reason.code.as_str()).increment(1);
+    }
+}
+
+// The cache is asked on every check: its counters are looked up once, not per call.
+static CACHE_HITS: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_LOOKUPS, "result" => "hit"));
+static CACHE_MISSES: LazyLock<Counter> =
+    LazyLock::new(|| counter!(CACHE_LOOKUPS, "result" => "miss"));
+
+/// Counts a history cache look-up.
+pub fn cache(hit: bool) {
+    if hit { &CACHE_HITS } else { &CACHE_MISSES }.increment(1);
+}
+
+/// Counts an ingest's events by outcome.
+pub fn ingested(stored: u64, duplicates: u64, rejected: u64) {
+    for (outcome, n) in [
+        ("stored", stored),
+        ("duplicate", duplicates),
+        ("rejected", rejected),
+    ] {
+        if n > 0 {
+            counter!(INGEST_EVENTS, "outcome" => outcome).increment(n);
+        }
+    }
+}
+
+/// Counts a webhook delivery attempt.
+pub fn webhook_delivery(outcome: &'static str) {
+    counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
+}
+
+/// Counts a call to an operator's API.
+pub fn upstream_call(provider: &str, outcome: &'static str) {
+    counter!(UPSTREAM_CALLS, "provider" => provider.to_owned(), "outcome" => outcome).increment(1);
+}
+
+/// Tracks one open alert stream until dropped.
+pub struct AlertStreamOpen(());
+
+impl AlertStreamOpen {
+    /// Counts a stream as open.
+    pub fn start() -> Self {
+        gauge!(ALERT_STREAMS).increment(1.0);
+        AlertStreamOpen(())
+    }
+}
+
+impl Drop for AlertStreamOpen {
+    fn drop(&mut self) {
+        gauge!(ALERT_STREAMS).decrement(1.0);
+    }
+}
+
+/// Sets a source's freshness gauges: `fresh` for a live source (a file source has none),
+/// `complete_age` how long ago its data stops being complete (`None` if it never was).
+pub fn source_state(source: &str, fresh: Option<bool>, complete_age: Option<Duration>) {
+    let source = source.to_owned();
+    if let Some(fresh) = fresh {
+        gauge!(SOURCE_FRESH, "source" => source.clone()).set(f64::from(u8::from(fresh)));
+    }
+    if let Some(age) = complete_age {
+        gauge!(SOURCE_COMPLETE_AGE, "source" => source).set(age.as_secs_f64());
+    }
+}
+
+/// Sets whether the database answers.
+pub fn database_up(up: bool) {
+    gauge!(DATABASE_UP).set(f64::from(u8::from(up)));
+}
+
+/// Sets how far this replica's change feed is behind the database.
+pub fn replica_feed_lag(lag: Duration) {
+    gauge!(REPLICA_FEED_LAG).set(lag.as_secs_f64());
+}
+
+/// Sets how many webhook deliveries are queued.
+pub fn webhook_pending(pending: u64) {
+    gauge!(WEBHOOK_PENDING).set(pending as f64);
+}
+
+/// Sets whether a provider's circuit breaker is open.
+pub fn upstream_breaker(provider: &str, open: bool) {
+    gauge!(UPSTREAM_BREAKER_OPEN, "provider" => provider.to_owned()).set(f64::from(u8::from(open)));
+}
+
+/// The canonical name of a gRPC status code, as `grpc-status` carries it.
+pub fn grpc_status_name(code: &[u8]) -> &'static str {
+    match code {
+        b"0" => "OK",
+        b"1" => "CANCELLED",
+        b"2" => "UNKNOWN",
+        b"3" => "INVALID_ARGUMENT",
+        b"4" => "DEADLINE_EXCEEDED",
+        b"5" => "NOT_FOUND",
+        b"6" => "ALREADY_EXISTS",
+        b"7" => "PERMISSION_DENIED",
+        b"8" => "RESOURCE_EXHAUSTED",
+        b"9" => "FAILED_PRECONDITION",
+        b"10" => "ABORTED",
+        b"11" => "OUT_OF_RANGE",
+        b"12" => "UNIMPLEMENTED",
+        b"13" => "INTERNAL",
+        b"14" => "UNAVAILABLE",
+        b"15" => "DATA_LOSS",
+        b"16" => "UNAUTHENTICATED",
+        _ => "INVALID_STATUS",
+    }
+}

@@ -1,0 +1,286 @@
+//! What operators run numguard with: Prometheus metrics that `promtool` accepts and that
+//! move with traffic, the shipped alert rules (checked and unit-tested by `promtool`), and
+//! the HTTP health endpoints, through the real binary on both backends.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use numguard::api::convert::timestamp;
+use numguard::api::pb::admin_client::AdminClient;
+use numguard::api::pb::alerts_client::AlertsClient;
+use numguard::api::pb::events_client::EventsClient;
+use numguard::api::pb::number_check_client::NumberCheckClient;
+use numguard::api::pb::{self, EventKind};
+use numguard_testkit::process::Served;
+use numguard_testkit::receiver::stalled_sink;
+use numguard_testkit::*;
+use tonic::transport::Channel;
+
+on_both_backends!(metrics_pass_promtool_and_move_with_traffic);
+
+const NUMBER: &str = "+819012345678";
+
+fn deploy(file: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/prometheus")
+        .join(file)
+}
+
+/// Runs `promtool` with `args` (and `stdin`), which must succeed.
+fn promtool(args: &[&str], stdin: Option<&str>) {
+    let mut child = Command::new("promtool")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/test installs it)");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed), if present.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+async fn scrape(metrics: &str) -> String {
+    let response = reqwest::get(format!("{metrics}/metrics")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let kind = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    response.text().await.unwrap()
+}
+
+async fn channel(served: &Served) -> Channel {
+    Channel::from_shared(served.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// The metrics listener's address, from the server's log.
+fn metrics_url(served: &Served) -> String {
+    served.wait_for_log("metrics and health serving");
+    let log = served.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("metrics and health serving"))
+        .unwrap();
+    let addr = line
+        .split("addr=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next();
+    format!("http://{}", addr.unwrap())
+}
+
+async fn metrics_pass_promtool_and_move_with_traffic(backend: Backend) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDb::new(backend).await;
+    let served = Served::start_with(
+        &db.url,
+        &[
+            "--dev",
+            "--rest-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics = metrics_url(&served);
+    let before = scrape(&metrics).await;
+    promtool(&["check", "metrics"], Some(&before));
+
+    // Health without a key, on the metrics port and on the REST port.
+    for base in [&metrics, served.rest_url.as_ref().unwrap()] {
+        for path in ["/healthz", "/readyz"] {
+            let status = reqwest::get(format!("{base}{path}"))
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200, "{base}{path}");
+        }
+    }
+
+    // Traffic: a live source, a watched number, a subscription whose sink never answers,
+    // a SIM swap, checks, and a refused check.
+    let to = channel(&served).await;
+    AdminClient::new(to.clone())
+        .upsert_source(pb::Source {
+            name: "feed".into(),
+            tracking_since: Some(timestamp(at("2025-01-01T00:00:00Z"))),
+            covers: vec!["81".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut alerts = AlertsClient::new(to.clone());
+    alerts
+        .upsert_watch(pb::UpsertWatchRequest {
+            entries: vec![pb::WatchEntry {
+                customer_ref: "c1".into(),
+                phone_number: NUMBER.into(),
+                owner_since: Some(timestamp(at("2026-01-01T00:00:00Z"))),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
+    alerts
+        .create_subscription(pb::CreateSubscriptionRequest {
+            sink: stalled_sink().await,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let summary = EventsClient::new(to.clone())
+        .ingest_events(tokio_stream::iter(vec![event(
+            "feed",
+            "swap-1",
+            NUMBER,
+            EventKind::SimSwap,
+            Utc::now() - chrono::Duration::minutes(5),
+        )]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.accepted, 1);
+    let mut checks = NumberCheckClient::new(to.clone());
+    for _ in 0..3 {
+        let answer = checks
+            .check_number(pb::CheckNumberRequest {
+                phone_number: NUMBER.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.verdict(), pb::Verdict::StepUp);
+    }
+    let refused = checks
+        .check_number(pb::CheckNumberRequest {
+            phone_number: "not a number".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+
+    // The counters moved, and the webhook queue holds the delivery the sink never takes.
+    let check_route = r#"route="/numguard.v1.NumberCheck/CheckNumber""#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let after = scrape(&metrics).await;
+        if sample(&after, "numguard_webhook_pending").is_some_and(|n| n >= 1.0) {
+            break after;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pending webhook delivery:\n{after}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    promtool(&["check", "metrics"], Some(&after));
+    let moved = |series: &str, by: f64| {
+        let was = sample(&before, series).unwrap_or(0.0);
+        let is = sample(&after, series).unwrap_or_else(|| panic!("no {series}:\n{after}"));
+        assert!(is - was >= by, "{series}: {was} -> {is}");
+    };
+    moved(
+        &format!(r#"numguard_requests_total{{{check_route},status="OK"}}"#),
+        3.0,
+    );
+    moved(
+        &format!(r#"numguard_requests_total{{{check_route},status="INVALID_ARGUMENT"}}"#),
+        1.0,
+    );
+    moved(
+        &format!(r#"numguard_request_duration_seconds_count{{{check_route}}}"#),
+        4.0,
+    );
+    moved(r#"numguard_check_verdicts_total{verdict="STEP_UP"}"#, 3.0);
+    moved(r#"numguard_check_reasons_total{code="SIM_SWAPPED"}"#, 3.0);
+    moved(r#"numguard_cache_lookups_total{result="hit"}"#, 1.0);
+    moved(r#"numguard_ingest_events_total{outcome="stored"}"#, 1.0);
+    assert_eq!(
+        sample(&after, r#"numguard_source_fresh{source="feed"}"#),
+        Some(1.0)
+    );
+    assert_eq!(sample(&after, "numguard_database_up"), Some(1.0));
+    assert!(
+        !after.contains("819012345678"),
+        "a number in the metrics:\n{after}"
+    );
+
+    // A stale feed shows: file sources have no freshness gauge, and a source made live
+    // but never heard from is 0.
+    AdminClient::new(to.clone())
+        .upsert_source(pb::Source {
+            name: "quiet-feed".into(),
+            tracking_since: Some(timestamp(at("2025-01-01T00:00:00Z"))),
+            covers: vec!["44".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let stale = scrape(&metrics).await;
+    assert_eq!(
+        sample(&stale, r#"numguard_source_fresh{source="quiet-feed"}"#),
+        Some(0.0),
+        "{stale}"
+    );
+    served.stop();
+}
+
+/// The shipped alert rules load, fire on the series their unit tests give, and name only
+/// metrics numguard exports.
+#[test]
+fn the_shipped_alert_rules_pass_promtool_and_name_real_metrics() {
+    let rules = deploy("alerts.yml");
+    promtool(&["check", "rules", rules.to_str().unwrap()], None);
+    promtool(
+        &["test", "rules", deploy("alerts_test.yml").to_str().unwrap()],
+        None,
+    );
+    let exported =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs"))
+            .unwrap();
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let mut named = 0;
+    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("numguard_") {
+            named += 1;
+            assert!(
+                exported.contains(&format!("\"{word}\"")),
+                "the rules name {word}, which src/metrics.rs does not export"
+            );
+        }
+    }
+    assert!(named >= 7, "{named} metric names in the rules");
+}
