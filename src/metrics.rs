@@ -1,18 +1,22 @@
 //! What numguard counts, for Prometheus: every metric's name and help in one place, and the
-//! few calls that record them. Nothing is recorded anywhere until `serve --metrics-listen`
-//! installs the recorder (the `metrics` crate's calls are no-ops without one). Labels are
-//! routes, statuses, codes and operator-defined names (sources, providers), never a phone
-//! number or a tenant.
+//! few calls that record them. Nothing is recorded until `serve --metrics-listen` installs
+//! the recorder: every call first reads one flag, so a server without metrics pays nothing
+//! more. Labels are routes, statuses, codes and operator-defined names (sources,
+//! providers), never a phone number or a tenant. What every request or check records goes
+//! through handles looked up once (per route, status, verdict or reason), not per call.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 use metrics::{
-    Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::domain::decision::Decision;
+use crate::domain::decision::{Decision, ReasonCode, Verdict};
 
 const REQUESTS: &str = "numguard_requests_total";
 const REQUEST_DURATION: &str = "numguard_request_duration_seconds";
@@ -38,6 +42,14 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0,
 ];
 
+/// Whether the recorder is installed.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether metrics are recorded (the server was started with `--metrics-listen`).
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// Installs the process-wide Prometheus recorder and describes every metric; the handle
 /// renders the exposition.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
@@ -48,6 +60,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         )?
         .install_recorder()?;
     describe();
+    ENABLED.store(true, Ordering::Relaxed);
     Ok(handle)
 }
 
@@ -115,33 +128,121 @@ fn describe() {
     );
 }
 
-/// Counts one answered request and its duration.
-pub fn request(route: String, status: String, took: Duration) {
-    counter!(REQUESTS, "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!(REQUEST_DURATION, "route" => route).record(took.as_secs_f64());
+/// One route's request metrics: its duration histogram and a counter per status.
+pub struct RouteMetrics {
+    route: String,
+    duration: Histogram,
+    by_status: RwLock<HashMap<&'static str, Counter>>,
+}
+
+impl RouteMetrics {
+    /// Counts one answered request of this route and its duration.
+    pub fn answered(&self, status: &'static str, took: Duration) {
+        self.duration.record(took.as_secs_f64());
+        let known = read(&self.by_status).get(status).cloned();
+        let counter = known.unwrap_or_else(|| {
+            let counter = counter!(REQUESTS, "route" => self.route.clone(), "status" => status);
+            write(&self.by_status).insert(status, counter.clone());
+            counter
+        });
+        counter.increment(1);
+    }
+}
+
+type Routes = RwLock<HashMap<String, Arc<RouteMetrics>>>;
+static ROUTES: LazyLock<Routes> = LazyLock::new(Default::default);
+
+/// The request metrics of `route` (a name from a bounded set: the transports' route
+/// tables), or `None` when metrics are off.
+pub fn route(route: &str) -> Option<Arc<RouteMetrics>> {
+    if !enabled() {
+        return None;
+    }
+    if let Some(known) = read(&ROUTES).get(route) {
+        return Some(known.clone());
+    }
+    let made = Arc::new(RouteMetrics {
+        route: route.to_owned(),
+        duration: histogram!(REQUEST_DURATION, "route" => route.to_owned()),
+        by_status: RwLock::default(),
+    });
+    Some(
+        write(&ROUTES)
+            .entry(route.to_owned())
+            .or_insert(made)
+            .clone(),
+    )
+}
+
+// A poisoned lock still holds whole handles: a panicking holder only inserted or read one.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Counts a request refused by admission.
 pub fn refused(reason: &'static str) {
-    counter!(ADMISSION_REFUSALS, "reason" => reason).increment(1);
+    if enabled() {
+        counter!(ADMISSION_REFUSALS, "reason" => reason).increment(1);
+    }
+}
+
+const VERDICT_LIST: [Verdict; 3] = [Verdict::Allow, Verdict::StepUp, Verdict::Block];
+const REASON_LIST: [ReasonCode; 9] = [
+    ReasonCode::SimSwapped,
+    ReasonCode::Ported,
+    ReasonCode::OwnerChanged,
+    ReasonCode::NoData,
+    ReasonCode::FeedStale,
+    ReasonCode::NotCovered,
+    ReasonCode::NotMobile,
+    ReasonCode::Upstream,
+    ReasonCode::UpstreamUnavailable,
+];
+
+static VERDICT_COUNTERS: LazyLock<Vec<(Verdict, Counter)>> = LazyLock::new(|| {
+    VERDICT_LIST
+        .iter()
+        .map(|v| (*v, counter!(VERDICTS, "verdict" => v.as_str())))
+        .collect()
+});
+static REASON_COUNTERS: LazyLock<Vec<(ReasonCode, Counter)>> = LazyLock::new(|| {
+    REASON_LIST
+        .iter()
+        .map(|c| (*c, counter!(REASONS, "code" => c.as_str())))
+        .collect()
+});
+
+fn count<K: PartialEq>(counters: &[(K, Counter)], key: K) {
+    if let Some((_, counter)) = counters.iter().find(|(k, _)| *k == key) {
+        counter.increment(1);
+    }
 }
 
 /// Counts a check's answer: its verdict and each of its reasons.
 pub fn decision(decision: &Decision) {
-    counter!(VERDICTS, "verdict" => decision.verdict.as_str()).increment(1);
+    if !enabled() {
+        return;
+    }
+    count(&VERDICT_COUNTERS, decision.verdict);
     for reason in &decision.reasons {
-        counter!(REASONS, "code" => reason.code.as_str()).increment(1);
+        count(&REASON_COUNTERS, reason.code);
     }
 }
 
-// The cache is asked on every check: its counters are looked up once, not per call.
 static CACHE_HITS: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_LOOKUPS, "result" => "hit"));
 static CACHE_MISSES: LazyLock<Counter> =
     LazyLock::new(|| counter!(CACHE_LOOKUPS, "result" => "miss"));
 
 /// Counts a history cache look-up.
 pub fn cache(hit: bool) {
-    if hit { &CACHE_HITS } else { &CACHE_MISSES }.increment(1);
+    if enabled() {
+        if hit { &CACHE_HITS } else { &CACHE_MISSES }.increment(1);
+    }
 }
 
 /// Counts an ingest's events by outcome.
@@ -151,7 +252,7 @@ pub fn ingested(stored: u64, duplicates: u64, rejected: u64) {
         ("duplicate", duplicates),
         ("rejected", rejected),
     ] {
-        if n > 0 {
+        if n > 0 && enabled() {
             counter!(INGEST_EVENTS, "outcome" => outcome).increment(n);
         }
     }
@@ -159,12 +260,17 @@ pub fn ingested(stored: u64, duplicates: u64, rejected: u64) {
 
 /// Counts a webhook delivery attempt.
 pub fn webhook_delivery(outcome: &'static str) {
-    counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
+    if enabled() {
+        counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
+    }
 }
 
 /// Counts a call to an operator's API.
 pub fn upstream_call(provider: &str, outcome: &'static str) {
-    counter!(UPSTREAM_CALLS, "provider" => provider.to_owned(), "outcome" => outcome).increment(1);
+    if enabled() {
+        counter!(UPSTREAM_CALLS, "provider" => provider.to_owned(), "outcome" => outcome)
+            .increment(1);
+    }
 }
 
 /// Tracks one open alert stream until dropped.

@@ -7,6 +7,7 @@
 //! server; the queue of rows in reading order lets the writer put their lines back in
 //! place. Every queue is bounded, so memory stays flat for any list length.
 
+use clap::builder::BoolishValueParser;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter};
 use std::path::PathBuf;
@@ -51,7 +52,7 @@ pub struct AuditArgs {
     #[arg(long, env = "NUMGUARD_MAX_AGE_HOURS")]
     max_age_hours: Option<u32>,
     /// Print the summary as JSON.
-    #[arg(long, env = "NUMGUARD_JSON")]
+    #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
     json: bool,
     #[command(flatten)]
     server: ServerArgs,
@@ -199,7 +200,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             summary.render()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(super::finished(summary.rejected))
 }
 
 /// Reads every row, sending the good ones to the server (in batches) and every one to the

@@ -1,5 +1,6 @@
 //! `numguard carriers list|show|add|alias`.
 
+use clap::builder::BoolishValueParser;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -25,7 +26,7 @@ enum CarriersCommand {
         #[arg(long, env = "NUMGUARD_COUNTRY_CODE")]
         country_code: Option<u32>,
         /// Print JSON.
-        #[arg(long, env = "NUMGUARD_JSON")]
+        #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
         json: bool,
         #[command(flatten)]
         server: ServerArgs,
@@ -34,7 +35,7 @@ enum CarriersCommand {
     Show {
         id: String,
         /// Print JSON.
-        #[arg(long, env = "NUMGUARD_JSON")]
+        #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
         json: bool,
         #[command(flatten)]
         server: ServerArgs,

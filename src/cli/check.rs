@@ -1,5 +1,6 @@
 //! `numguard check`: one CheckNumber against a running server.
 
+use clap::builder::BoolishValueParser;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
@@ -26,7 +27,7 @@ pub struct CheckArgs {
     #[arg(long, env = "NUMGUARD_MAX_AGE_HOURS")]
     max_age_hours: Option<u32>,
     /// Print the response as JSON.
-    #[arg(long, env = "NUMGUARD_JSON")]
+    #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
     json: bool,
     #[command(flatten)]
     server: ServerArgs,

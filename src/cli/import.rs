@@ -142,7 +142,9 @@ async fn import_ranges(
         refused.len(),
         total
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(super::finished(
+        (parsed.errors.len() + refused.len()) as u64,
+    ))
 }
 
 async fn import_events(
@@ -216,5 +218,5 @@ async fn import_events(
         let declared = heartbeat(server, name, Some(until)).await?;
         println!("{}", describe(&declared));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(super::finished(unreadable + summary.rejected))
 }

@@ -1,6 +1,7 @@
 //! `numguard keys ...` and `numguard access-log`: operator commands that work directly on
 //! the database, so the first key can be made before any server runs.
 
+use clap::builder::BoolishValueParser;
 use std::process::ExitCode;
 
 use chrono::SecondsFormat;
@@ -48,14 +49,14 @@ enum KeysCommand {
         #[arg(long, env = "NUMGUARD_SCOPES")]
         scopes: String,
         /// Print JSON (the key in field "key").
-        #[arg(long, env = "NUMGUARD_JSON")]
+        #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
         json: bool,
         #[command(flatten)]
         db: DatabaseArgs,
     },
     /// List keys (never their secrets).
     List {
-        #[arg(long, env = "NUMGUARD_JSON")]
+        #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
         json: bool,
         #[command(flatten)]
         db: DatabaseArgs,
@@ -169,7 +170,7 @@ pub struct AccessLogArgs {
     number: String,
     #[arg(long, env = "NUMGUARD_REGION")]
     region: Option<Region>,
-    #[arg(long, env = "NUMGUARD_JSON")]
+    #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
     json: bool,
     #[command(flatten)]
     db: DatabaseArgs,

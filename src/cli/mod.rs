@@ -38,6 +38,22 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `numguard=debug`.
     #[arg(long, env = "NUMGUARD_LOG", default_value = "info", global = true)]
     log: String,
+    /// Log lines as text, or as JSON objects one per line (for log pipelines).
+    #[arg(
+        long,
+        env = "NUMGUARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,7 +84,7 @@ enum Command {
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        init_logging(&self.log);
+        init_logging(&self.log, self.log_format);
         match self.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Check(args) => check::run(args).await,
@@ -85,13 +101,36 @@ impl Cli {
     }
 }
 
+/// The exit status of a command that finished: 0, or 3 when it refused some of its input
+/// (lines, rows or entries, each reported). Errors exit 1 and usage errors 2 (clap).
+pub fn finished(refused: u64) -> ExitCode {
+    if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}
+
 /// Logs go to stderr so that stdout stays the command's output.
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    // Only fails if a subscriber is already set, which is harmless.
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    // Only fails if a subscriber is already set, which is harmless.
+    let _ = match format {
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        // Colour only on a terminal, and never when NO_COLOR is set (no-color.org).
+        LogFormat::Text => logs
+            .with_ansi(
+                std::io::stderr().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            )
+            .try_init(),
+    };
 }

@@ -1,5 +1,6 @@
 //! `numguard serve`.
 
+use clap::builder::BoolishValueParser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,11 +62,11 @@ pub struct ServeArgs {
     /// After starting, show the server answering: a health check, a carrier look-up and a
     /// CheckNumber through a real gRPC client. The server keeps running. Needs --dev or
     /// --api-key.
-    #[arg(long, env = "NUMGUARD_DEMO")]
+    #[arg(long, env = "NUMGUARD_DEMO", value_parser = BoolishValueParser::new())]
     demo: bool,
     /// Development mode: no API keys (every caller is tenant `dev` with every scope).
     /// Refused unless --listen is a loopback address.
-    #[arg(long, env = "NUMGUARD_DEV")]
+    #[arg(long, env = "NUMGUARD_DEV", value_parser = BoolishValueParser::new())]
     dev: bool,
     /// Key the --demo tour uses when not in --dev mode.
     #[arg(long, env = "NUMGUARD_API_KEY", hide_env_values = true)]
@@ -107,11 +108,11 @@ pub struct ServeArgs {
     #[arg(long, env = "NUMGUARD_RETENTION_DAYS")]
     retention_days: Option<u32>,
     /// SQLite only: skip the integrity check at start (it reads the whole file).
-    #[arg(long, env = "NUMGUARD_SKIP_INTEGRITY_CHECK")]
+    #[arg(long, env = "NUMGUARD_SKIP_INTEGRITY_CHECK", value_parser = BoolishValueParser::new())]
     skip_integrity_check: bool,
     /// SQLite only: create the database readable by the server's group too (0640), e.g.
     /// for a backup user in that group; otherwise it is the server user's alone (0600).
-    #[arg(long, env = "NUMGUARD_GROUP_READABLE")]
+    #[arg(long, env = "NUMGUARD_GROUP_READABLE", value_parser = BoolishValueParser::new())]
     group_readable: bool,
     /// The server's key file, kept apart from the database: it seals sink tokens and keys
     /// the access log. Created on first start; every server of one database needs the
@@ -119,12 +120,12 @@ pub struct ServeArgs {
     #[arg(long, env = "NUMGUARD_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// Do not record which tenant checked which (hashed) number.
-    #[arg(long, env = "NUMGUARD_NO_ACCESS_LOG")]
+    #[arg(long, env = "NUMGUARD_NO_ACCESS_LOG", value_parser = BoolishValueParser::new())]
     no_access_log: bool,
     /// Register carrier names that range imports and events bring in and nobody
     /// registered, as unreviewed carriers (`numguard carriers list --unreviewed`), instead
     /// of refusing them.
-    #[arg(long, env = "NUMGUARD_REGISTER_UNKNOWN_CARRIERS")]
+    #[arg(long, env = "NUMGUARD_REGISTER_UNKNOWN_CARRIERS", value_parser = BoolishValueParser::new())]
     register_unknown_carriers: bool,
     /// Replicas on one PostgreSQL database: how long after a commit another replica may
     /// still answer from a history cached before it, in milliseconds [default: 1000];
@@ -157,7 +158,7 @@ pub struct ServeArgs {
     upstream_breaker_cooldown_secs: Option<u64>,
     /// Let webhooks and operator look-ups reach loopback addresses, and plain http there
     /// (tests, local receivers, the README tour). Refused by default.
-    #[arg(long, env = "NUMGUARD_ALLOW_LOOPBACK_SINKS")]
+    #[arg(long, env = "NUMGUARD_ALLOW_LOOPBACK_SINKS", value_parser = BoolishValueParser::new())]
     allow_loopback_sinks: bool,
     /// A network webhooks and operator look-ups may reach although private, link-local
     /// or otherwise special, e.g. 10.1.0.0/16; repeatable (comma-separated in the

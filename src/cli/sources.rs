@@ -1,5 +1,6 @@
 //! `numguard sources add|update|heartbeat|list`.
 
+use clap::builder::BoolishValueParser;
 use std::process::ExitCode;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -38,7 +39,7 @@ struct Definition {
     max_lag: Option<String>,
     /// A source fed by files: complete only up to the cut-off each import declares
     /// (`import events --complete-until`).
-    #[arg(long, env = "NUMGUARD_FILES")]
+    #[arg(long, env = "NUMGUARD_FILES", value_parser = BoolishValueParser::new())]
     files: bool,
 }
 
@@ -80,7 +81,7 @@ enum SourcesCommand {
     /// List the registered sources, with what each sees and how fresh it is.
     List {
         /// Print JSON.
-        #[arg(long, env = "NUMGUARD_JSON")]
+        #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
         json: bool,
         #[command(flatten)]
         server: ServerArgs,

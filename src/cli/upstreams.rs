@@ -1,6 +1,7 @@
 //! `numguard upstreams add|list|remove`: edits the providers file that `serve` reads at
 //! start and on SIGHUP.
 
+use clap::builder::BoolishValueParser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -53,7 +54,7 @@ enum UpstreamsCommand {
     /// List the providers (secrets are not shown).
     List {
         /// Print JSON.
-        #[arg(long, env = "NUMGUARD_JSON")]
+        #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
         json: bool,
     },
     /// Remove a provider.

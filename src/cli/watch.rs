@@ -1,5 +1,6 @@
 //! `numguard watch import|list` and `numguard alerts tail`.
 
+use clap::builder::BoolishValueParser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,7 +39,7 @@ enum WatchCommand {
     },
     /// List the watched numbers of this key's tenant.
     List {
-        #[arg(long, env = "NUMGUARD_JSON")]
+        #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
         json: bool,
         #[command(flatten)]
         server: ServerArgs,
@@ -144,7 +145,7 @@ async fn import(file: PathBuf, server: &ServerArgs) -> anyhow::Result<ExitCode> 
         upserted,
         errors.len()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(super::finished(errors.len() as u64))
 }
 
 fn time_text(ts: Option<&prost_types::Timestamp>) -> Option<String> {
@@ -219,7 +220,7 @@ enum AlertsCommand {
         #[arg(long, env = "NUMGUARD_KINDS", value_delimiter = ',')]
         kinds: Vec<EventKind>,
         /// One JSON object per line.
-        #[arg(long, env = "NUMGUARD_JSON")]
+        #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
         json: bool,
         #[command(flatten)]
         server: ServerArgs,

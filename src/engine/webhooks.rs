@@ -306,8 +306,27 @@ impl WebhookService {
             + chrono::Duration::from_std(backoff(d.attempts.saturating_add(1)))
                 .unwrap_or_else(|_| chrono::Duration::seconds(1));
         let error = outcome.as_ref().err().map(String::as_str);
-        if let Some(error) = error {
-            tracing::debug!(subscription = %d.subscription_id, attempts = d.attempts + 1, error, "delivery failed; will retry");
+        // A subscription's queue head is retried until it is delivered, so its first
+        // failure starts a streak: logged at WARN once, the retries at DEBUG.
+        match error {
+            Some(error) if d.attempts == 0 => tracing::warn!(
+                subscription = %d.subscription_id,
+                error,
+                "webhook delivery failed; retrying with backoff (further failures of this \
+                 delivery are logged at DEBUG)"
+            ),
+            Some(error) => tracing::debug!(
+                subscription = %d.subscription_id,
+                attempts = d.attempts + 1,
+                error,
+                "webhook delivery failed again; will retry"
+            ),
+            None if d.attempts > 0 => tracing::info!(
+                subscription = %d.subscription_id,
+                attempts = d.attempts + 1,
+                "webhook delivered after failing"
+            ),
+            None => {}
         }
         self.subscriptions
             .finish_delivery(d.id, outcome.is_ok(), retry_at, error)

@@ -2,6 +2,7 @@
 //! scope, the server's deadline, and refusals written as CAMARA errors. Other paths (the
 //! OpenAPI document, unknown paths) are open to anyone.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -47,11 +48,11 @@ impl Transport for RestRoutes {
         })
     }
 
-    fn metric_name<B>(&self, request: &Request<B>) -> String {
+    fn metric_name<'r, B>(&self, request: &'r Request<B>) -> Cow<'r, str> {
         let path = request.uri().path();
         match path.strip_prefix(SUBSCRIPTIONS) {
-            Some(rest) if !rest.is_empty() => format!("{SUBSCRIPTIONS}/{{id}}"),
-            _ => path.to_owned(),
+            Some(rest) if !rest.is_empty() => Cow::Owned(format!("{SUBSCRIPTIONS}/{{id}}")),
+            _ => Cow::Borrowed(path),
         }
     }
 

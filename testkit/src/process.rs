@@ -193,3 +193,15 @@ impl Served {
         panic!("serve did not stop on SIGTERM");
     }
 }
+
+/// Asserts that a command finished but refused some of its input: exit code 3.
+pub fn refused_some(o: Output) -> Output {
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "expected exit code 3 (some input refused): {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}

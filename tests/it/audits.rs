@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, Utc};
 use numguard::api::convert::timestamp;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::api::pb::{self, EventKind, OwnershipStatus, ReasonCode, SimSwapStatus, Verdict};
-use numguard_testkit::process::Served;
+use numguard_testkit::process::{Served, refused_some};
 use numguard_testkit::*;
 use serde_json::Value;
 use tonic::Code;
@@ -330,17 +330,26 @@ async fn served_with(dir: &Path, events: Vec<pb::Event>) -> Served {
     served
 }
 
-/// `numguard audit --json` from `input` to `output`; the summary it printed.
+/// `numguard audit --json` from `input` to `output`; the summary it printed. It exits 0,
+/// or 3 exactly when some rows were rejected.
 fn audit_cli(served: &Served, input: &Path, output: &Path) -> Value {
-    let run = ok(served.run(&[
+    let run = served.run(&[
         "audit",
         "--input",
         input.to_str().unwrap(),
         "--output",
         output.to_str().unwrap(),
         "--json",
-    ]));
-    serde_json::from_str(text(&run.stdout).trim()).unwrap()
+    ]);
+    let summary: Value = serde_json::from_str(text(&run.stdout).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&run.stdout), text(&run.stderr)));
+    let rejected = summary["rejected"].as_u64().unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(if rejected > 0 { 3 } else { 0 }),
+        "{summary}"
+    );
+    summary
 }
 
 #[tokio::test]
@@ -602,7 +611,7 @@ async fn the_cli_writes_the_expected_report_in_input_order() {
 
     // The same list as JSON Lines: one object per row, same order.
     let jsonl = dir.path().join("report.jsonl");
-    ok(served.run(&[
+    refused_some(served.run(&[
         "audit",
         "--input",
         list.to_str().unwrap(),
@@ -626,14 +635,15 @@ async fn the_cli_writes_the_expected_report_in_input_order() {
     served.stop();
 }
 
+/// Exit codes: 1 when the audit cannot go on, 3 when it finished with bad rows.
 #[tokio::test]
-async fn fatal_errors_exit_non_zero_and_bad_rows_do_not() {
+async fn fatal_errors_exit_1_and_bad_rows_3() {
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(&format!("sqlite://{}", dir.path().join("ng.db").display()));
     let report = dir.path().join("report.csv");
     let report = report.to_str().unwrap();
     let missing = served.run(&["audit", "--input", "/no/such/list.csv", "--output", report]);
-    assert!(!missing.status.success());
+    assert_eq!(missing.status.code(), Some(1));
     assert!(
         text(&missing.stderr).contains("cannot read"),
         "{}",
@@ -662,7 +672,7 @@ async fn fatal_errors_exit_non_zero_and_bad_rows_do_not() {
         "customer_ref,phone_number\nc1,not a number\nc2,\n",
     )
     .unwrap();
-    let o = ok(served.run(&[
+    let o = refused_some(served.run(&[
         "audit",
         "--input",
         all_bad.to_str().unwrap(),

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use numguard_testkit::process::{Served, bin};
+use numguard_testkit::process::{Served, bin, refused_some};
 use numguard_testkit::{Backend, TestDb};
 
 use chrono::{SecondsFormat, Utc};
@@ -104,7 +104,7 @@ fn a_tour_through_the_cli() {
         ),
     )
     .unwrap();
-    let import = ok(served.run(&[
+    let import = refused_some(served.run(&[
         "import",
         "events",
         csv.to_str().unwrap(),
@@ -125,7 +125,7 @@ fn a_tour_through_the_cli() {
         assert!(err.contains(line), "missing {line:?} in {err}");
     }
     // Re-importing the same file adds nothing.
-    let again = ok(served.run(&[
+    let again = refused_some(served.run(&[
         "import",
         "events",
         csv.to_str().unwrap(),
@@ -146,7 +146,7 @@ fn a_tour_through_the_cli() {
          {not json}\n",
     )
     .unwrap();
-    let import = ok(served.run(&[
+    let import = refused_some(served.run(&[
         "import",
         "events",
         jsonl.to_str().unwrap(),
@@ -185,7 +185,7 @@ fn a_tour_through_the_cli() {
     )
     .unwrap();
     // A carrier the registry does not know is refused, naming it; the rest is imported.
-    let import = ok(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
+    let import = refused_some(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
     assert!(
         stdout(&import).contains("0 ranges imported, 1 bad lines, 2 refused by the server"),
         "{}",
@@ -202,7 +202,7 @@ fn a_tour_through_the_cli() {
         "--mcc-mnc",
         "44099",
     ]));
-    let import = ok(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
+    let import = refused_some(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
     assert!(
         stdout(&import).contains("1 ranges imported, 1 bad lines, 1 refused by the server"),
         "{}",
@@ -225,7 +225,7 @@ fn a_tour_through_the_cli() {
     let shown: Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["aliases"][0], "Unheard Of Telecom");
     assert_eq!(shown["mcc_mnc"][0], "44099");
-    let import = ok(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
+    let import = refused_some(served.run(&["import", "ranges", ranges.to_str().unwrap()]));
     assert!(
         stdout(&import).contains("2 ranges imported"),
         "{}",
@@ -565,6 +565,36 @@ fn settings_come_from_a_file_then_the_environment_then_flags() {
         .unwrap()));
     assert_eq!(reread, printed);
 
+    // Boolean variables read the usual spellings; anything else is refused by name.
+    for (value, dev) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("0", false),
+        ("no", false),
+    ] {
+        let printed = stdout(&ok(Command::new(bin())
+            .args(["serve", "--print-config", "--config", "/dev/null"])
+            .env("NUMGUARD_DEV", value)
+            .env("NUMGUARD_GROUP_READABLE", value)
+            .output()
+            .unwrap()));
+        let settings: toml::Table = printed.parse().unwrap();
+        assert_eq!(settings["server"]["dev"].as_bool(), Some(dev), "{value}");
+        assert_eq!(
+            settings["database"]["group_readable"].as_bool(),
+            Some(dev),
+            "{value}"
+        );
+    }
+    let refused = Command::new(bin())
+        .args(["serve", "--print-config", "--config", "/dev/null"])
+        .env("NUMGUARD_DEV", "maybe")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("NUMGUARD_DEV") || stderr(&refused).contains("--dev"));
+
     // A misspelt key, a bad value in the environment and a zero flag are refused, by name.
     std::fs::write(&file, "[limits]\nmax_in_fligth = 10\n").unwrap();
     for (extra, env, expected) in [
@@ -624,7 +654,7 @@ fn watching_numbers_and_tailing_alerts_from_the_cli() {
          c-5\n",
     )
     .unwrap();
-    let import = ok(served.run(&["watch", "import", csv.to_str().unwrap()]));
+    let import = refused_some(served.run(&["watch", "import", csv.to_str().unwrap()]));
     assert!(
         stdout(&import).contains("2 entries watched, 3 bad lines"),
         "{}",
@@ -1081,13 +1111,13 @@ fn imports_refuse_bad_lines_by_number_and_keep_the_rest() {
         "source_event_id,phone_number,kind,occurred_at",
         |id, number| format!("{id},{number},SIM_SWAP,2026-01-05T00:00:00Z\n"),
     );
-    let import = served.run(&[
+    let import = refused_some(served.run(&[
         "import",
         "events",
         events.to_str().unwrap(),
         "--source",
         "feed",
-    ]);
+    ]));
     assert!(
         stdout(&import).contains("6 events read; 2 accepted"),
         "{}\n{}",
@@ -1104,13 +1134,13 @@ fn imports_refuse_bad_lines_by_number_and_keep_the_rest() {
              \"occurred_at\":\"2026-01-06T00:00:00Z\"}}\n"
         )
     });
-    let import = served.run(&[
+    let import = refused_some(served.run(&[
         "import",
         "events",
         jsonl.to_str().unwrap(),
         "--source",
         "feed",
-    ]);
+    ]));
     let err = stderr(&import);
     assert!(
         stdout(&import).contains("6 events read; 3 accepted"),
@@ -1133,7 +1163,7 @@ fn imports_refuse_bad_lines_by_number_and_keep_the_rest() {
         "customer_ref,phone_number,owner_since",
         |id, number| format!("{id},{number},2026-01-01\n"),
     );
-    let import = served.run(&["watch", "import", watch.to_str().unwrap()]);
+    let import = refused_some(served.run(&["watch", "import", watch.to_str().unwrap()]));
     assert!(
         stdout(&import).contains("2 entries watched, 4 bad lines"),
         "{}\n{}",
@@ -1147,7 +1177,7 @@ fn imports_refuse_bad_lines_by_number_and_keep_the_rest() {
     hostile_file(&list, "customer_ref,phone_number", |id, number| {
         format!("{id},{number}\n")
     });
-    let run = ok(served.run(&[
+    let run = refused_some(served.run(&[
         "audit",
         "--input",
         list.to_str().unwrap(),

@@ -14,7 +14,7 @@ use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::api::pb::{self, EventKind};
 use numguard_testkit::process::Served;
-use numguard_testkit::receiver::stalled_sink;
+use numguard_testkit::receiver::{Receiver, stalled_sink};
 use numguard_testkit::*;
 use tonic::transport::Channel;
 
@@ -159,6 +159,15 @@ async fn metrics_pass_promtool_and_move_with_traffic(backend: Backend) {
         })
         .await
         .unwrap();
+    // And one whose sink fails twice before taking the alert.
+    let flaky = Receiver::start(vec![500, 500, 200]).await;
+    alerts
+        .create_subscription(pb::CreateSubscriptionRequest {
+            sink: flaky.url.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let summary = EventsClient::new(to.clone())
         .ingest_events(tokio_stream::iter(vec![event(
             "feed",
@@ -194,19 +203,41 @@ async fn metrics_pass_promtool_and_move_with_traffic(backend: Backend) {
 
     // The counters moved, and the webhook queue holds the delivery the sink never takes.
     let check_route = r#"route="/numguard.v1.NumberCheck/CheckNumber""#;
+    flaky
+        .wait_for("three attempts", |seen| seen.len() >= 3)
+        .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let after = loop {
+        // Polled, not waited for on this thread: the receivers answer on this runtime.
         let after = scrape(&metrics).await;
-        if sample(&after, "numguard_webhook_pending").is_some_and(|n| n >= 1.0) {
+        let delivered = sample(
+            &after,
+            r#"numguard_webhook_deliveries_total{outcome="delivered"}"#,
+        );
+        if sample(&after, "numguard_webhook_pending").is_some_and(|n| n >= 1.0)
+            && delivered.is_some_and(|n| n >= 1.0)
+            && served.log().contains("webhook delivered after failing")
+        {
             break after;
         }
         assert!(
             Instant::now() < deadline,
-            "no pending webhook delivery:\n{after}"
+            "the flaky sink's delivery or the stalled one's pending entry is missing:\n{after}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     promtool(&["check", "metrics"], Some(&after));
+    // The failure streak is logged at WARN once, not once per retry.
+    let log = served.log();
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log written to a pipe"
+    );
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("webhook delivery failed"))
+        .count();
+    assert_eq!(warned, 1, "{log}");
     let moved = |series: &str, by: f64| {
         let was = sample(&before, series).unwrap_or(0.0);
         let is = sample(&after, series).unwrap_or_else(|| panic!("no {series}:\n{after}"));
@@ -228,6 +259,14 @@ async fn metrics_pass_promtool_and_move_with_traffic(backend: Backend) {
     moved(r#"numguard_check_reasons_total{code="SIM_SWAPPED"}"#, 3.0);
     moved(r#"numguard_cache_lookups_total{result="hit"}"#, 1.0);
     moved(r#"numguard_ingest_events_total{outcome="stored"}"#, 1.0);
+    moved(
+        r#"numguard_webhook_deliveries_total{outcome="failed"}"#,
+        2.0,
+    );
+    moved(
+        r#"numguard_webhook_deliveries_total{outcome="delivered"}"#,
+        1.0,
+    );
     assert_eq!(
         sample(&after, r#"numguard_source_fresh{source="feed"}"#),
         Some(1.0)
@@ -283,4 +322,51 @@ fn the_shipped_alert_rules_pass_promtool_and_name_real_metrics() {
         }
     }
     assert!(named >= 7, "{named} metric names in the rules");
+}
+
+/// `--log-format json` writes one JSON object per line, with the level, the message and
+/// the event's fields at the top.
+#[test]
+fn logs_are_json_lines_when_asked() {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ng.db").display());
+    let mut child = Command::new(numguard_testkit::process::bin())
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env("NUMGUARD_DATABASE_URL", &url)
+        .env("NUMGUARD_KEY_FILE", test_key_file())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let serving = loop {
+        let line = lines
+            .next()
+            .expect("the server logged that it serves")
+            .unwrap();
+        let object: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        if object["message"] == "numguard serving" {
+            break object;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(serving["level"], "INFO", "{serving}");
+    assert!(
+        serving["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{serving}"
+    );
+    assert!(serving["timestamp"].is_string(), "{serving}");
 }
