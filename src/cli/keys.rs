@@ -1,10 +1,10 @@
 //! `numguard keys ...` and `numguard access-log`: operator commands that work directly on
 //! the database, so the first key can be made before any server runs.
 
-use clap::builder::BoolishValueParser;
 use std::process::ExitCode;
 
 use chrono::SecondsFormat;
+use clap::builder::BoolishValueParser;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -27,9 +27,39 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
+    /// Opens an existing database and says which on stderr. A SQLite file is created by
+    /// the server, never here: run in the wrong directory, an empty new file would only
+    /// answer "no keys".
     async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+        let url = &self.database_url;
+        if let Some(file) = sqlite_file(url) {
+            anyhow::ensure!(
+                file.exists(),
+                "no database at {}: `numguard serve` creates it on first start (or `keys \
+                 create --init`); run this where the server runs, or name the database with \
+                 --database-url",
+                file.display()
+            );
+        }
+        self.open_or_create().await
+    }
+
+    /// Opens the database, creating and migrating it if needed.
+    async fn open_or_create(&self) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+        if let Some(file) = sqlite_file(&self.database_url) {
+            eprintln!("database: {}", file.display());
+        }
         Ok(crate::store::open(&self.database_url).await?)
     }
+}
+
+/// The file a `sqlite:` URL names (`None` for other URLs and in-memory databases).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let file = options.get_filename();
+    (url.starts_with("sqlite:") && file != std::path::Path::new(":memory:"))
+        .then(|| file.to_path_buf())
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +81,10 @@ enum KeysCommand {
         /// Print JSON (the key in field "key").
         #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
         json: bool,
+        /// Create the database if it does not exist yet, to make the first key before any
+        /// server runs (other commands never create it).
+        #[arg(long)]
+        init: bool,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -83,6 +117,7 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             tenant,
             scopes,
             json,
+            init,
             db,
         } => {
             let tenant: TenantName = tenant.parse()?;
@@ -90,7 +125,11 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             if scopes.is_empty() {
                 anyhow::bail!("--scopes names no scope; use e.g. check,audit");
             }
-            let store = db.open().await?;
+            let store = if init {
+                db.open_or_create().await?
+            } else {
+                db.open().await?
+            };
             let (key, record) = create_key(store.as_ref(), &tenant, scopes).await?;
             if json {
                 println!(

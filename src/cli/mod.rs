@@ -26,7 +26,7 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(
     name = "numguard",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("NUMGUARD_COMMIT"), ")"),
     about = "Decides whether a phone number still belongs to its registered owner",
     long_about = "Decides whether a phone number still belongs to its registered owner, from \
         carrier ranges and porting, SIM-swap, disconnection and reassignment events.\n\n\

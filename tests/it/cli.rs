@@ -272,6 +272,82 @@ fn client_commands_fail_clearly_without_a_server() {
     );
 }
 
+/// `--version` names the commit the binary was built from, and its date.
+#[test]
+fn the_version_names_its_commit() {
+    let printed = stdout(&ok(Command::new(bin()).arg("--version").output().unwrap()));
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8(head.stdout).unwrap();
+    assert!(
+        printed.starts_with(&format!("numguard {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{printed}"
+    );
+    // Built from this checkout (the commit it had when built; tests build after it).
+    assert!(printed.contains(head.trim()), "{printed} vs HEAD {head}");
+}
+
+/// `keys` and `access-log` work on an existing database only: run elsewhere, they say
+/// which file they looked for instead of creating an empty one and finding no keys.
+#[test]
+fn database_commands_refuse_a_database_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["keys", "list"],
+        vec!["keys", "create", "--tenant", "acme", "--scopes", "check"],
+        vec!["access-log", "+819012345678"],
+    ] {
+        let o = Command::new(bin())
+            .args(&args)
+            .current_dir(dir.path())
+            .env_remove("NUMGUARD_DATABASE_URL")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("no database at numguard.db") && err.contains("--database-url"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "{args:?} created a file"
+        );
+    }
+    // Asked to, `keys create` makes the database for the first key.
+    let made = ok(Command::new(bin())
+        .args([
+            "keys", "create", "--tenant", "acme", "--scopes", "check", "--init",
+        ])
+        .current_dir(dir.path())
+        .env_remove("NUMGUARD_DATABASE_URL")
+        .output()
+        .unwrap());
+    assert!(
+        stdout(&made)
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("ng_")
+    );
+    assert!(
+        stderr(&made).contains("database: numguard.db"),
+        "{}",
+        stderr(&made)
+    );
+    let listed = ok(Command::new(bin())
+        .args(["keys", "list"])
+        .current_dir(dir.path())
+        .env_remove("NUMGUARD_DATABASE_URL")
+        .output()
+        .unwrap());
+    assert!(stdout(&listed).contains("acme"), "{}", stdout(&listed));
+}
+
 #[test]
 fn first_start_prints_one_key_and_keys_are_managed_on_the_database() {
     let dir = tempfile::tempdir().unwrap();

@@ -297,6 +297,40 @@ async fn metrics_pass_promtool_and_move_with_traffic(backend: Backend) {
     served.stop();
 }
 
+/// The metric names `src/metrics.rs` exports (its string constants).
+fn exported_metrics() -> Vec<String> {
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs"))
+            .unwrap();
+    let names: Vec<String> = source
+        .split('"')
+        .filter(|s| {
+            s.starts_with("numguard_") && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect();
+    assert!(names.len() >= 16, "{names:?}");
+    names
+}
+
+/// The `numguard_*` metric names a text mentions, with a histogram's series suffixes
+/// taken off.
+fn metrics_named_in(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("numguard_"))
+        .map(|w| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    w.strip_suffix(suffix)
+                        .filter(|base| base.ends_with("_seconds"))
+                })
+                .unwrap_or(w)
+                .to_owned()
+        })
+        .collect()
+}
+
 /// The shipped alert rules load, fire on the series their unit tests give, and name only
 /// metrics numguard exports.
 #[test]
@@ -307,21 +341,76 @@ fn the_shipped_alert_rules_pass_promtool_and_name_real_metrics() {
         &["test", "rules", deploy("alerts_test.yml").to_str().unwrap()],
         None,
     );
-    let exported =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs"))
-            .unwrap();
-    let text = std::fs::read_to_string(&rules).unwrap();
-    let mut named = 0;
-    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-        if word.starts_with("numguard_") {
-            named += 1;
-            assert!(
-                exported.contains(&format!("\"{word}\"")),
-                "the rules name {word}, which src/metrics.rs does not export"
-            );
+    let exported = exported_metrics();
+    let named = metrics_named_in(&std::fs::read_to_string(&rules).unwrap());
+    assert!(named.len() >= 7, "{named:?}");
+    for name in named {
+        assert!(
+            exported.contains(&name),
+            "the rules name {name}, which src/metrics.rs does not export"
+        );
+    }
+}
+
+/// The Grafana dashboard is well formed, every query parses as PromQL (checked by
+/// `promtool` as recording rules, with Grafana's variables filled in) and names only
+/// exported metrics, and every exported metric has a panel.
+#[test]
+fn the_grafana_dashboard_is_well_formed_and_queries_real_metrics() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/numguard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(dashboard["uid"], "numguard");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty());
+    let mut ids = std::collections::HashSet::new();
+    let mut queries = Vec::new();
+    for panel in panels {
+        let title = panel["title"].as_str().expect("every panel has a title");
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("an id")),
+            "{title}: id repeated"
+        );
+        assert!(panel["type"].is_string(), "{title}");
+        for key in ["x", "y", "w", "h"] {
+            assert!(panel["gridPos"][key].is_u64(), "{title}: gridPos.{key}");
+        }
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}");
+        for target in targets {
+            assert!(target["refId"].is_string(), "{title}");
+            queries.push(target["expr"].as_str().expect("expr").to_owned());
         }
     }
-    assert!(named >= 7, "{named} metric names in the rules");
+    let exported = exported_metrics();
+    let mut shown = std::collections::HashSet::new();
+    for query in &queries {
+        for name in metrics_named_in(query) {
+            assert!(
+                exported.contains(&name),
+                "{query} names {name}, which is not exported"
+            );
+            shown.insert(name);
+        }
+    }
+    for name in &exported {
+        assert!(shown.contains(name), "no panel shows {name}");
+    }
+    // PromQL syntax: each query as a recording rule.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("dashboard-queries.yml");
+    let mut text = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, query) in queries.iter().enumerate() {
+        let filled = query
+            .replace("$__rate_interval", "5m")
+            .replace("$instance", ".*");
+        text.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {}\n",
+            serde_json::to_string(&filled).unwrap()
+        ));
+    }
+    std::fs::write(&rules, text).unwrap();
+    promtool(&["check", "rules", rules.to_str().unwrap()], None);
 }
 
 /// `--log-format json` writes one JSON object per line, with the level, the message and
@@ -369,4 +458,30 @@ fn logs_are_json_lines_when_asked() {
         "{serving}"
     );
     assert!(serving["timestamp"].is_string(), "{serving}");
+}
+
+/// The shipped systemd unit passes `systemd-analyze verify` without a complaint (unknown
+/// or malformed settings are only warned about, so any output fails the test).
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd/numguard.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/numguard serve"));
+    // Verified against the binary under test, which is where the unit says it lies.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("numguard.service");
+    let bin = numguard_testkit::process::bin().display().to_string();
+    std::fs::write(&path, unit.replace("/usr/local/bin/numguard", &bin)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", path.to_str().unwrap()])
+        .output()
+        .expect("systemd-analyze (Debian package systemd; scripts/test installs it)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }
