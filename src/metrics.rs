@@ -191,27 +191,14 @@ pub fn refused(reason: &'static str) {
     }
 }
 
-const VERDICT_LIST: [Verdict; 3] = [Verdict::Allow, Verdict::StepUp, Verdict::Block];
-const REASON_LIST: [ReasonCode; 9] = [
-    ReasonCode::SimSwapped,
-    ReasonCode::Ported,
-    ReasonCode::OwnerChanged,
-    ReasonCode::NoData,
-    ReasonCode::FeedStale,
-    ReasonCode::NotCovered,
-    ReasonCode::NotMobile,
-    ReasonCode::Upstream,
-    ReasonCode::UpstreamUnavailable,
-];
-
 static VERDICT_COUNTERS: LazyLock<Vec<(Verdict, Counter)>> = LazyLock::new(|| {
-    VERDICT_LIST
+    Verdict::ALL
         .iter()
         .map(|v| (*v, counter!(VERDICTS, "verdict" => v.as_str())))
         .collect()
 });
 static REASON_COUNTERS: LazyLock<Vec<(ReasonCode, Counter)>> = LazyLock::new(|| {
-    REASON_LIST
+    ReasonCode::ALL
         .iter()
         .map(|c| (*c, counter!(REASONS, "code" => c.as_str())))
         .collect()

@@ -361,23 +361,13 @@ mod tests {
     /// their prefixes.
     #[test]
     fn short_names_are_the_api_names_without_their_prefix() {
-        for v in [Verdict::Allow, Verdict::StepUp, Verdict::Block] {
+        for v in Verdict::ALL {
             assert_eq!(
                 verdict(v).as_str_name().strip_prefix("VERDICT_"),
                 Some(v.as_str())
             );
         }
-        for c in [
-            ReasonCode::SimSwapped,
-            ReasonCode::Ported,
-            ReasonCode::OwnerChanged,
-            ReasonCode::NoData,
-            ReasonCode::FeedStale,
-            ReasonCode::NotCovered,
-            ReasonCode::NotMobile,
-            ReasonCode::Upstream,
-            ReasonCode::UpstreamUnavailable,
-        ] {
+        for c in ReasonCode::ALL {
             assert_eq!(
                 reason_code(c).as_str_name().strip_prefix("REASON_CODE_"),
                 Some(c.as_str())

@@ -100,6 +100,9 @@ pub enum ReasonCode {
 }
 
 impl Verdict {
+    /// Every verdict.
+    pub const ALL: [Verdict; 3] = [Verdict::Allow, Verdict::StepUp, Verdict::Block];
+
     /// The verdict's name in every output: `ALLOW`, `STEP_UP`, `BLOCK`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -111,6 +114,19 @@ impl Verdict {
 }
 
 impl ReasonCode {
+    /// Every reason code.
+    pub const ALL: [ReasonCode; 9] = [
+        ReasonCode::SimSwapped,
+        ReasonCode::Ported,
+        ReasonCode::OwnerChanged,
+        ReasonCode::NoData,
+        ReasonCode::FeedStale,
+        ReasonCode::NotCovered,
+        ReasonCode::NotMobile,
+        ReasonCode::Upstream,
+        ReasonCode::UpstreamUnavailable,
+    ];
+
     /// The code's name in every output, as the API's enum spells it without its prefix.
     pub fn as_str(self) -> &'static str {
         match self {
