@@ -8,7 +8,6 @@
 //! place. Every queue is bounded, so memory stays flat for any list length.
 
 use clap::builder::BoolishValueParser;
-use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,10 +35,11 @@ const ROWS_PENDING: usize = 32_768;
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// The customer list: CSV with a header naming customer_ref and phone_number, and
-    /// optionally owner_since (YYYY-MM-DD or RFC 3339) and region.
+    /// optionally owner_since (YYYY-MM-DD or RFC 3339) and region; `-` reads stdin.
     #[arg(long, env = "NUMGUARD_AUDIT_INPUT")]
     input: PathBuf,
-    /// Where to write the report (one line per input row).
+    /// Where to write the report (one line per input row); `-` writes stdout (the
+    /// summary then goes to stderr).
     #[arg(long, env = "NUMGUARD_AUDIT_OUTPUT")]
     output: PathBuf,
     /// Report format; by default `.jsonl`/`.ndjson` is JSON Lines and anything else CSV.
@@ -116,16 +116,13 @@ struct Defaults {
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let input =
-        File::open(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
-    let size = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let (input, size) = super::files::open_input(&args.input)?;
     let mut lines = Lines::new(BufReader::with_capacity(1 << 20, input));
     let columns = Columns::find(&csv_header(&mut lines)?)?;
     let format = args
         .format
         .unwrap_or_else(|| ReportFormat::from_path(&args.output));
-    let output = File::create(&args.output)
-        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let output = super::files::create_output(&args.output)?;
     let mut report = ReportWriter::new(format, BufWriter::with_capacity(1 << 20, output))?;
     let mut client = args.server.check().await?;
 
@@ -187,18 +184,24 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let summary = report.finish()?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    if args.json {
+    let text = if args.json {
         let mut json = summary.to_json();
         json["seconds"] = seconds.into();
-        println!("{json}");
+        format!("{json}\n")
     } else {
-        print!(
+        format!(
             "{} -> {} in {seconds:.1} s ({:.0} rows/s)\n{}",
             args.input.display(),
             args.output.display(),
             summary.rows as f64 / seconds.max(1e-9),
             summary.render()
-        );
+        )
+    };
+    // With the report on stdout, the summary goes beside it to stderr.
+    if super::files::is_std(&args.output) {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
     }
     Ok(super::finished(summary.rejected))
 }

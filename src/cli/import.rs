@@ -1,7 +1,6 @@
 //! `numguard import ranges|events`: read a file, report bad lines by number, send the rest
 //! to a running server, and print a summary.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -33,6 +32,7 @@ pub struct ImportArgs {
 enum ImportCommand {
     /// Import carrier ranges (libphonenumber `PREFIX|Carrier` files or the MIC block CSV).
     Ranges {
+        /// The file; `-` reads stdin.
         file: PathBuf,
         /// File format; by default `.csv` is the MIC list and anything else libphonenumber.
         #[arg(long, env = "NUMGUARD_RANGE_FORMAT", value_enum)]
@@ -43,6 +43,7 @@ enum ImportCommand {
     /// Import events from CSV (header source_event_id,phone_number,kind,occurred_at,
     /// from_carrier,to_carrier) or JSON Lines with the same fields.
     Events {
+        /// The file; `-` reads stdin.
         file: PathBuf,
         /// The registered source these events come from.
         #[arg(long, env = "NUMGUARD_SOURCE")]
@@ -97,8 +98,11 @@ async fn import_ranges(
     format: Option<RangeFormat>,
     server: &ServerArgs,
 ) -> anyhow::Result<ExitCode> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut text = String::new();
+    super::files::open_input(file)?
+        .0
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", file.display()))?;
     let format = format.unwrap_or_else(|| RangeFormat::from_path(file));
     let parsed = parse_ranges(&text, format);
     print_line_errors(&parsed.errors);
@@ -155,8 +159,7 @@ async fn import_events(
     server: &ServerArgs,
 ) -> anyhow::Result<ExitCode> {
     let name = source.clone();
-    let handle = File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
-    let size = handle.metadata().map(|m| m.len()).unwrap_or(0);
+    let (handle, size) = super::files::open_input(&file)?;
     let format = format.unwrap_or_else(|| EventFileFormat::from_path(&file));
     let mut client = server.events().await?;
 

@@ -8,11 +8,13 @@ mod check;
 mod client;
 mod demo;
 pub mod event_file;
+mod files;
 mod import;
 mod keys;
 mod line_records;
 mod progress;
 mod serve;
+mod shell;
 mod sources;
 mod upstreams;
 mod watch;
@@ -80,6 +82,10 @@ enum Command {
     AccessLog(keys::AccessLogArgs),
     /// Manage the operator APIs asked where no source covers a number (a local file).
     Upstreams(upstreams::UpstreamsArgs),
+    /// Print shell completions for numguard (e.g. `numguard completions bash`).
+    Completions(shell::CompletionsArgs),
+    /// Print numguard's man page (roff).
+    Man,
 }
 
 impl Cli {
@@ -97,6 +103,8 @@ impl Cli {
             Command::Keys(args) => keys::run(args).await,
             Command::AccessLog(args) => keys::access_log(args).await,
             Command::Upstreams(args) => upstreams::run(args).await,
+            Command::Completions(args) => shell::completions(args),
+            Command::Man => shell::man(),
         }
     }
 }

@@ -33,6 +33,7 @@ enum WatchCommand {
     /// customer_ref,phone_number,owner_since (and optionally region); owner_since is a
     /// date (YYYY-MM-DD) or an RFC 3339 time.
     Import {
+        /// The file; `-` reads stdin.
         file: PathBuf,
         #[command(flatten)]
         server: ServerArgs,
@@ -85,8 +86,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn import(file: PathBuf, server: &ServerArgs) -> anyhow::Result<ExitCode> {
-    let input =
-        std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (input, _) = super::files::open_input(&file)?;
     let mut lines = Lines::new(std::io::BufReader::new(input));
     let headers = csv_header(&mut lines)?;
     for required in ["customer_ref", "phone_number", "owner_since"] {

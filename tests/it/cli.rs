@@ -95,7 +95,7 @@ fn a_tour_through_the_cli() {
         &csv,
         format!(
             "source_event_id,phone_number,kind,occurred_at,from_carrier,to_carrier\n\
-             e1,+819012345678,PORT,2026-01-05T00:00:00Z,KDDI,NTT Docomo\n\
+             e1,+819012345678,DISCONNECT,2026-01-05T00:00:00Z,KDDI,NTT Docomo\n\
              e2,+819012345678,SIM_SWAP,{recent},,\n\
              e3,+819012345678,TELEPORT,2026-01-05T00:00:00Z,,\n\
              e4,+819012345678,SIM_SWAP,yesterday,,\n\
@@ -270,6 +270,123 @@ fn client_commands_fail_clearly_without_a_server() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Runs `numguard args` against `served` with `input` on stdin.
+fn run_with_stdin(served: &Served, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("NUMGUARD_SERVER", &served.url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `-` is stdin for every file a command reads and stdout for the audit report.
+#[test]
+fn a_dash_means_stdin_or_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(&format!("sqlite://{}", dir.path().join("ng.db").display()));
+    ok(served.run(&[
+        "sources",
+        "add",
+        "feed",
+        "--tracking-since",
+        "2025-01-01",
+        "--covers",
+        "81",
+    ]));
+    let imported = ok(run_with_stdin(
+        &served,
+        &["import", "events", "-", "--source", "feed"],
+        "source_event_id,phone_number,kind,occurred_at\ne1,+819012345678,DISCONNECT,2026-01-05T00:00:00Z\n",
+    ));
+    assert!(
+        stdout(&imported).contains("1 accepted"),
+        "{}",
+        stdout(&imported)
+    );
+    let watched = ok(run_with_stdin(
+        &served,
+        &["watch", "import", "-"],
+        "customer_ref,phone_number,owner_since\nc1,+819012345678,2025-06-01\n",
+    ));
+    assert!(
+        stdout(&watched).contains("1 entries watched"),
+        "{}",
+        stdout(&watched)
+    );
+    let ranges = ok(run_with_stdin(
+        &served,
+        &["import", "ranges", "-"],
+        "8190555|NTT docomo\n",
+    ));
+    assert!(
+        stdout(&ranges).contains("1 ranges imported"),
+        "{}",
+        stdout(&ranges)
+    );
+    let audit = ok(run_with_stdin(
+        &served,
+        &["audit", "--input", "-", "--output", "-"],
+        "customer_ref,phone_number,owner_since\nc1,+819012345678,2025-06-01\n",
+    ));
+    let report = stdout(&audit);
+    assert!(
+        report.starts_with("line,customer_ref,"),
+        "the report on stdout: {report}"
+    );
+    assert!(
+        report.contains("c1,") && report.contains("BLOCK"),
+        "{report}"
+    );
+    assert!(
+        stderr(&audit).contains("- -> - in") && !report.contains("rows/s"),
+        "the summary on stderr: {}",
+        stderr(&audit)
+    );
+    served.stop();
+}
+
+/// Shell completions that bash accepts and that offer the subcommands, and a man page.
+#[test]
+fn completions_and_a_man_page_are_generated() {
+    let bash = stdout(&ok(Command::new(bin())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap()));
+    assert!(bash.contains("complete -F _numguard"), "{bash}");
+    for command in ["serve", "check", "audit", "keys", "completions"] {
+        assert!(bash.contains(command), "{command} is not offered");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("numguard.bash");
+    std::fs::write(&script, &bash).unwrap();
+    ok(Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap());
+    for shell in ["zsh", "fish"] {
+        let o = ok(Command::new(bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap());
+        assert!(stdout(&o).contains("numguard"), "{shell}");
+    }
+    let man = stdout(&ok(Command::new(bin()).arg("man").output().unwrap()));
+    assert!(man.contains(".TH numguard 1"), "{man}");
+    assert!(man.contains("serve"), "{man}");
 }
 
 /// `--version` names the commit the binary was built from, and its date.
