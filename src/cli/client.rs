@@ -78,10 +78,7 @@ impl ServerArgs {
             }
             endpoint = endpoint.tls_config(tls)?;
         }
-        endpoint
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach numguard at {url}"))
+        endpoint.connect().await.map_err(|e| connect_error(&url, e))
     }
 
     fn bearer(&self) -> anyhow::Result<BearerKey> {
@@ -127,5 +124,31 @@ impl ServerArgs {
 
 /// A gRPC error as a one-line message for the terminal.
 pub fn status_message(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", status.code(), status.message())
+    // A plaintext client talking to a TLS port sees the connection break in one of these
+    // ways, depending on timing.
+    let broken = [
+        "h2 protocol error",
+        "transport error",
+        "operation was canceled",
+    ]
+    .iter()
+    .any(|m| status.message().contains(m));
+    let hint = if broken {
+        "; the connection broke: if the server serves TLS, use an https:// address (with \
+         --ca-cert for a private CA)"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("{}: {}{hint}", status.code(), status.message())
+}
+
+/// Why a connection failed, with a hint where the cause is a known mix-up.
+fn connect_error(url: &str, error: tonic::transport::Error) -> anyhow::Error {
+    let text = format!("{error:?}");
+    let hint = if url.starts_with("https:") && text.contains("InvalidContentType") {
+        " (the server does not speak TLS there: use an http:// address)"
+    } else {
+        ""
+    };
+    anyhow::Error::new(error).context(format!("cannot reach numguard at {url}{hint}"))
 }

@@ -35,6 +35,15 @@ pub enum StoreError {
     /// The database URL names no supported backend.
     #[error("unsupported database URL {0:?}; use sqlite://FILE or postgres://...")]
     UnsupportedUrl(String),
+    /// The PostgreSQL server has no database of the URL's name; `create` says how to make
+    /// it.
+    #[error("the PostgreSQL database {name:?} does not exist; create it first: {create}")]
+    NoSuchDatabase {
+        /// The database the URL names.
+        name: String,
+        /// A command that creates it.
+        create: String,
+    },
     /// The embedded migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -124,7 +133,7 @@ impl StoreError {
                 "database is read-only: writes are refused while checks go on".into()
             }
             StoreError::Full(_) => "database full: writes are refused while checks go on".into(),
-            StoreError::UnsupportedUrl(_) => self.to_string(),
+            StoreError::UnsupportedUrl(_) | StoreError::NoSuchDatabase { .. } => self.to_string(),
             StoreError::Damaged(_) => {
                 "the database file is damaged; numguard answers nothing from it until the \
                  operator restores it"
@@ -141,7 +150,9 @@ impl StoreError {
         match self {
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
             StoreError::Full(_) => ErrorKind::ResourceExhausted,
-            StoreError::ReadOnly(_) | StoreError::Damaged(_) => ErrorKind::Unavailable,
+            StoreError::ReadOnly(_)
+            | StoreError::Damaged(_)
+            | StoreError::NoSuchDatabase { .. } => ErrorKind::Unavailable,
             StoreError::UnsupportedUrl(_) => ErrorKind::InvalidArgument,
             StoreError::Migration(_) | StoreError::Corrupt(_) | StoreError::Other(_) => {
                 ErrorKind::Internal

@@ -102,7 +102,8 @@ impl PgBackend {
             // unavailable, instead of queueing without bound.
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options.clone().application_name("numguard"))
-            .await?;
+            .await
+            .map_err(|e| no_such_database(&options, e))?;
         // sqlx holds a PostgreSQL advisory lock while migrating, so replicas starting
         // together migrate once.
         MIGRATOR.run(&pool).await?;
@@ -134,6 +135,25 @@ impl PgBackend {
             echoes,
             changes: Mutex::new(Some(changes_rx)),
         })
+    }
+}
+
+/// Names a missing database and the command that makes it (PostgreSQL's 3D000,
+/// invalid_catalog_name); any other failure as it is.
+fn no_such_database(options: &PgConnectOptions, error: sqlx::Error) -> StoreError {
+    let missing =
+        matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"));
+    match options.get_database().filter(|_| missing) {
+        Some(name) => StoreError::NoSuchDatabase {
+            name: name.to_string(),
+            create: format!(
+                "createdb -h {} -p {} -U {} {name}",
+                options.get_host(),
+                options.get_port(),
+                options.get_username()
+            ),
+        },
+        None => error.into(),
     }
 }
 

@@ -389,6 +389,27 @@ fn completions_and_a_man_page_are_generated() {
     assert!(man.contains("serve"), "{man}");
 }
 
+/// A PostgreSQL database that does not exist is named once, with the command that makes
+/// it.
+#[test]
+fn a_missing_postgres_database_is_named_with_the_command_that_makes_it() {
+    let name = format!("numguard_missing_{:08x}", rand::random::<u32>());
+    let url =
+        numguard_testkit::db::with_database(&numguard_testkit::db::postgres_admin_url(), &name);
+    let o = Command::new(bin())
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .env("NUMGUARD_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+    assert!(
+        err.contains("createdb -h ") && err.contains(&format!(" {name}")),
+        "{err}"
+    );
+}
+
 /// `--version` names the commit the binary was built from, and its date.
 #[test]
 fn the_version_names_its_commit() {

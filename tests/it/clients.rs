@@ -706,4 +706,13 @@ async fn examples_speak_tls_to_a_server_with_a_private_certificate() {
         let refused = run(untrusting, &url, &key, Duration::from_secs(60));
         assert_eq!(refused.code, 4, "{lang:?}: {refused:?}");
     }
+    // The CLI over plain http to this TLS port says what to try.
+    let plain = std::process::Command::new(numguard_testkit::process::bin())
+        .args(["check", "+819012345678", "--api-key", &key])
+        .env("NUMGUARD_SERVER", format!("http://localhost:{port}"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert_eq!(plain.status.code(), Some(1), "{said}");
+    assert!(said.contains("use an https:// address"), "{said}");
 }
