@@ -15,7 +15,7 @@ use super::convert::{
 use super::pb;
 use crate::domain::Field;
 use crate::domain::owner_since::OwnerSince;
-use crate::domain::subscription::Subscription;
+use crate::domain::subscription::{DeliveryState, Subscription};
 use crate::domain::watch::WatchEntry;
 use crate::engine::Engine;
 use crate::engine::alerts::RawWatch;
@@ -138,6 +138,18 @@ fn subscription_to_pb(s: Subscription) -> pb::Subscription {
         ended_reason: s.ended_reason.unwrap_or_default(),
         phone_number: s.number.map(|n| n.as_str().to_string()).unwrap_or_default(),
         format: s.format.as_str().to_string(),
+        delivery: None,
+    }
+}
+
+fn delivery_to_pb(d: DeliveryState) -> pb::DeliveryState {
+    pb::DeliveryState {
+        delivered: d.delivered,
+        pending: d.pending,
+        failed_attempts: d.failed_attempts,
+        last_success: d.last_success.map(timestamp),
+        last_error: d.last_error.unwrap_or_default(),
+        next_attempt: d.next_attempt.map(timestamp),
     }
 }
 
@@ -173,8 +185,18 @@ impl AlertsApi {
             .webhooks
             .list_subscriptions(&caller.tenant)
             .await?;
+        let mut states = self.engine.webhooks.delivery_states(&caller.tenant).await?;
         Ok(Response::new(pb::ListSubscriptionsResponse {
-            subscriptions: subscriptions.into_iter().map(subscription_to_pb).collect(),
+            subscriptions: subscriptions
+                .into_iter()
+                .map(|s| {
+                    let state = states.remove(&s.id).unwrap_or_default();
+                    pb::Subscription {
+                        delivery: Some(delivery_to_pb(state)),
+                        ..subscription_to_pb(s)
+                    }
+                })
+                .collect(),
         }))
     }
 

@@ -16,6 +16,7 @@ mod progress;
 mod serve;
 mod shell;
 mod sources;
+mod subscriptions;
 mod upstreams;
 mod watch;
 
@@ -76,6 +77,9 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Receive alerts for watched numbers.
     Alerts(watch::AlertsArgs),
+    /// Manage this tenant's webhook subscriptions on a running server, and see how their
+    /// deliveries stand.
+    Subscriptions(subscriptions::SubscriptionsArgs),
     /// Manage API keys and tenants, directly on the database.
     Keys(keys::KeysArgs),
     /// Show which tenants checked a number, and when (directly on the database).
@@ -100,6 +104,7 @@ impl Cli {
             Command::Carriers(args) => carriers::run(args).await,
             Command::Watch(args) => watch::run(args).await,
             Command::Alerts(args) => watch::alerts(args).await,
+            Command::Subscriptions(args) => subscriptions::run(args).await,
             Command::Keys(args) => keys::run(args).await,
             Command::AccessLog(args) => keys::access_log(args).await,
             Command::Upstreams(args) => upstreams::run(args).await,

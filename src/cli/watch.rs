@@ -148,7 +148,7 @@ async fn import(file: PathBuf, server: &ServerArgs) -> anyhow::Result<ExitCode> 
     Ok(super::finished(errors.len() as u64))
 }
 
-fn time_text(ts: Option<&prost_types::Timestamp>) -> Option<String> {
+pub(super) fn time_text(ts: Option<&prost_types::Timestamp>) -> Option<String> {
     ts.and_then(received)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }

@@ -79,3 +79,21 @@ impl Subscription {
             .min()
     }
 }
+
+/// How a subscription's deliveries stand: what its sink took, what waits, and the last
+/// error while something waits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryState {
+    /// Deliveries the sink took.
+    pub delivered: u64,
+    /// Deliveries queued and not yet taken (due, or waiting to be retried).
+    pub pending: u64,
+    /// Attempts that failed, over all its deliveries.
+    pub failed_attempts: u64,
+    /// When the sink last took a delivery.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The last attempt's error of the oldest pending delivery, if it failed.
+    pub last_error: Option<String>,
+    /// When the oldest pending delivery is tried next.
+    pub next_attempt: Option<DateTime<Utc>>,
+}

@@ -13,6 +13,7 @@ use crate::domain::carrier::Carrier;
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::source::{Source, SourceName};
+use crate::domain::subscription::DeliveryState;
 use crate::domain::watch::WatchEntry;
 use crate::ranges::RangeEntry;
 use crate::store::{
@@ -121,6 +122,7 @@ watched! {
         fn advance_subscriptions(advances: &[Advance]) -> ();
         fn due_deliveries(limit: u32) -> Vec<Delivery>;
         fn pending_deliveries() -> u64;
+        fn delivery_states(tenant: &TenantName) -> Vec<(String, DeliveryState)>;
         fn finish_delivery(id: i64, delivered: bool, retry_at: DateTime<Utc>, error: Option<&str>)
             -> ();
         fn sink_gone(subscription_id: &str) -> ();

@@ -20,7 +20,7 @@ use crate::domain::FieldError;
 use crate::domain::auth::{TenantName, hex};
 use crate::domain::event::EventKind;
 use crate::domain::number::E164;
-use crate::domain::subscription::{CloudEventFormat, Subscription};
+use crate::domain::subscription::{CloudEventFormat, DeliveryState, Subscription};
 use crate::domain::text::plain_text;
 use crate::egress::Egress;
 use crate::server_key::ServerKey;
@@ -174,6 +174,19 @@ impl WebhookService {
     ) -> Result<Vec<Subscription>, EngineError> {
         let records = self.subscriptions.subscriptions(Some(tenant)).await?;
         Ok(records.into_iter().map(Subscription::from).collect())
+    }
+
+    /// How the deliveries of the tenant's subscriptions stand, by subscription id.
+    pub async fn delivery_states(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<std::collections::HashMap<String, DeliveryState>, EngineError> {
+        Ok(self
+            .subscriptions
+            .delivery_states(tenant)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// Ends one of the tenant's active subscriptions (of `format`, if given); another

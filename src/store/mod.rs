@@ -17,7 +17,7 @@ use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::owner_since::OwnerSince;
 use crate::domain::source::{Source, SourceName};
-use crate::domain::subscription::{CloudEventFormat, Subscription};
+use crate::domain::subscription::{CloudEventFormat, DeliveryState, Subscription};
 use crate::domain::watch::WatchEntry;
 use crate::error::ErrorKind;
 use crate::ranges::RangeEntry;
@@ -491,6 +491,12 @@ pub trait SubscriptionStore: Send + Sync + 'static {
     async fn due_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
     /// How many deliveries are queued and not yet delivered (due or waiting to retry).
     async fn pending_deliveries(&self) -> Result<u64, StoreError>;
+    /// How the deliveries of the tenant's subscriptions stand, by subscription id (those
+    /// with no delivery yet are left out).
+    async fn delivery_states(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<Vec<(String, DeliveryState)>, StoreError>;
     /// Records an attempt: delivered, or to be retried at `retry_at` after `error`.
     async fn finish_delivery(
         &self,

@@ -22,6 +22,7 @@ use crate::domain::carrier::Carrier;
 use crate::domain::event::{EventFact, EventKind, NewEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::source::{Source, SourceName};
+use crate::domain::subscription::DeliveryState;
 use crate::domain::watch::WatchEntry;
 use crate::ranges::RangeEntry;
 
@@ -664,6 +665,53 @@ sql_impl!(SubscriptionStore {
             None => 0,
         };
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn delivery_states(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<Vec<(String, DeliveryState)>, StoreError> {
+        // Sums cast to BIGINT: PostgreSQL sums BIGINTs as NUMERIC.
+        let mut query = QueryBuilder::new(
+            "SELECT d.subscription_id, \
+               CAST(SUM(CASE WHEN d.delivered_at IS NULL THEN 0 ELSE 1 END) AS BIGINT) AS delivered, \
+               CAST(SUM(CASE WHEN d.delivered_at IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS pending, \
+               CAST(SUM(d.attempts) - SUM(CASE WHEN d.delivered_at IS NULL THEN 0 ELSE 1 END) AS BIGINT) AS failed, \
+               MAX(d.delivered_at) AS last_success, \
+               MIN(CASE WHEN d.delivered_at IS NULL THEN d.next_attempt_at END) AS next_attempt, \
+               (SELECT p.last_error FROM deliveries p WHERE p.subscription_id = d.subscription_id \
+                  AND p.delivered_at IS NULL ORDER BY p.id LIMIT 1) AS last_error \
+             FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
+             WHERE s.tenant = ",
+        );
+        query
+            .push_bind(tenant.as_str().to_string())
+            .push(" GROUP BY d.subscription_id");
+        read(self.backend.reader(), query)
+            .await?
+            .iter()
+            .map(|row| {
+                let count = |column: &str| -> Result<u64, StoreError> {
+                    Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+                };
+                let time = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+                    Ok(row
+                        .try_get::<Option<i64>, _>(column)?
+                        .and_then(DateTime::from_timestamp_micros))
+                };
+                Ok((
+                    row.try_get("subscription_id")?,
+                    DeliveryState {
+                        delivered: count("delivered")?,
+                        pending: count("pending")?,
+                        failed_attempts: count("failed")?,
+                        last_success: time("last_success")?,
+                        last_error: row.try_get("last_error")?,
+                        next_attempt: time("next_attempt")?,
+                    },
+                ))
+            })
+            .collect()
     }
 
     async fn finish_delivery(

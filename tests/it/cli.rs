@@ -95,7 +95,7 @@ fn a_tour_through_the_cli() {
         &csv,
         format!(
             "source_event_id,phone_number,kind,occurred_at,from_carrier,to_carrier\n\
-             e1,+819012345678,DISCONNECT,2026-01-05T00:00:00Z,KDDI,NTT Docomo\n\
+             e1,+819012345678,PORT,2026-01-05T00:00:00Z,KDDI,NTT Docomo\n\
              e2,+819012345678,SIM_SWAP,{recent},,\n\
              e3,+819012345678,TELEPORT,2026-01-05T00:00:00Z,,\n\
              e4,+819012345678,SIM_SWAP,yesterday,,\n\

@@ -227,6 +227,41 @@ async fn metrics_pass_promtool_and_move_with_traffic(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     promtool(&["check", "metrics"], Some(&after));
+    // Each subscription's deliveries, as `numguard subscriptions list` shows them.
+    let listed = served.run(&["subscriptions", "list", "--json"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let of = |sink: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["sink"] == sink)
+            .unwrap_or_else(|| panic!("no subscription to {sink}: {listed}"))
+            .clone()
+    };
+    let taken = of(&flaky.url);
+    assert_eq!(
+        (
+            &taken["delivered"],
+            &taken["pending"],
+            &taken["failed_attempts"]
+        ),
+        (&1.into(), &0.into(), &2.into()),
+        "{taken}"
+    );
+    assert!(taken["last_success"].is_string(), "{taken}");
+    let waiting = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sink"] != flaky.url.as_str())
+        .unwrap();
+    assert_eq!(
+        (&waiting["delivered"], &waiting["pending"]),
+        (&0.into(), &1.into()),
+        "{waiting}"
+    );
     // The failure streak is logged at WARN once, not once per retry.
     let log = served.log();
     assert!(
