@@ -306,36 +306,26 @@ fn a_dash_means_stdin_or_stdout() {
         "--covers",
         "81",
     ]));
-    let imported = ok(run_with_stdin(
-        &served,
-        &["import", "events", "-", "--source", "feed"],
-        "source_event_id,phone_number,kind,occurred_at\ne1,+819012345678,DISCONNECT,2026-01-05T00:00:00Z\n",
-    ));
-    assert!(
-        stdout(&imported).contains("1 accepted"),
-        "{}",
-        stdout(&imported)
-    );
-    let watched = ok(run_with_stdin(
-        &served,
-        &["watch", "import", "-"],
-        "customer_ref,phone_number,owner_since\nc1,+819012345678,2025-06-01\n",
-    ));
-    assert!(
-        stdout(&watched).contains("1 entries watched"),
-        "{}",
-        stdout(&watched)
-    );
-    let ranges = ok(run_with_stdin(
-        &served,
-        &["import", "ranges", "-"],
-        "8190555|NTT docomo\n",
-    ));
-    assert!(
-        stdout(&ranges).contains("1 ranges imported"),
-        "{}",
-        stdout(&ranges)
-    );
+    for (args, input, said) in [
+        (
+            &["import", "events", "-", "--source", "feed"][..],
+            "source_event_id,phone_number,kind,occurred_at\ne1,+819012345678,DISCONNECT,2026-01-05T00:00:00Z\n",
+            "1 accepted",
+        ),
+        (
+            &["watch", "import", "-"],
+            "customer_ref,phone_number,owner_since\nc1,+819012345678,2025-06-01\n",
+            "1 entries watched",
+        ),
+        (
+            &["import", "ranges", "-"],
+            "8190555|NTT docomo\n",
+            "1 ranges imported",
+        ),
+    ] {
+        let done = ok(run_with_stdin(&served, args, input));
+        assert!(stdout(&done).contains(said), "{args:?}: {}", stdout(&done));
+    }
     let audit = ok(run_with_stdin(
         &served,
         &["audit", "--input", "-", "--output", "-"],
