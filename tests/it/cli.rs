@@ -272,6 +272,22 @@ fn client_commands_fail_clearly_without_a_server() {
     );
 }
 
+/// A served binary on a fresh SQLite file in `dir`, with source `feed` covering +81
+/// since 2025-01-01.
+fn served_with_feed(dir: &std::path::Path) -> Served {
+    let served = Served::start(&format!("sqlite://{}", dir.join("ng.db").display()));
+    ok(served.run(&[
+        "sources",
+        "add",
+        "feed",
+        "--tracking-since",
+        "2025-01-01",
+        "--covers",
+        "81",
+    ]));
+    served
+}
+
 /// Runs `numguard args` against `served` with `input` on stdin.
 fn run_with_stdin(served: &Served, args: &[&str], input: &str) -> Output {
     use std::io::Write;
@@ -296,16 +312,7 @@ fn run_with_stdin(served: &Served, args: &[&str], input: &str) -> Output {
 #[test]
 fn a_dash_means_stdin_or_stdout() {
     let dir = tempfile::tempdir().unwrap();
-    let served = Served::start(&format!("sqlite://{}", dir.path().join("ng.db").display()));
-    ok(served.run(&[
-        "sources",
-        "add",
-        "feed",
-        "--tracking-since",
-        "2025-01-01",
-        "--covers",
-        "81",
-    ]));
+    let served = served_with_feed(dir.path());
     for (args, input, said) in [
         (
             &["import", "events", "-", "--source", "feed"][..],
@@ -837,16 +844,7 @@ fn settings_come_from_a_file_then_the_environment_then_flags() {
 fn watching_numbers_and_tailing_alerts_from_the_cli() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let served = Served::start(&format!("sqlite://{}", dir.path().join("ng.db").display()));
-    ok(served.run(&[
-        "sources",
-        "add",
-        "feed",
-        "--tracking-since",
-        "2025-01-01",
-        "--covers",
-        "81",
-    ]));
+    let served = served_with_feed(dir.path());
     let csv = dir.path().join("customers.csv");
     std::fs::write(
         &csv,
@@ -1299,16 +1297,7 @@ fn assert_hostile_lines_refused(err: &str, number_field: &str) {
 #[test]
 fn imports_refuse_bad_lines_by_number_and_keep_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let served = Served::start(&format!("sqlite://{}", dir.path().join("ng.db").display()));
-    ok(served.run(&[
-        "sources",
-        "add",
-        "feed",
-        "--tracking-since",
-        "2025-01-01",
-        "--covers",
-        "81",
-    ]));
+    let served = served_with_feed(dir.path());
     let events = dir.path().join("events.csv");
     hostile_file(
         &events,

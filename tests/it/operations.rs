@@ -117,14 +117,15 @@ async fn metrics_pass_promtool_and_move_with_traffic(backend: Backend) {
     let before = scrape(&metrics).await;
     promtool(&["check", "metrics"], Some(&before));
 
-    // Health without a key, on the metrics port and on the REST port.
+    // Health without a key, on the metrics port and on the REST port, asked with curl.
     for base in [&metrics, served.rest_url.as_ref().unwrap()] {
         for path in ["/healthz", "/readyz"] {
-            let status = reqwest::get(format!("{base}{path}"))
-                .await
-                .unwrap()
-                .status();
-            assert_eq!(status, 200, "{base}{path}");
+            let out = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("{base}{path}"))
+                .output()
+                .expect("curl");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{base}{path}");
         }
     }
 
@@ -262,6 +263,34 @@ async fn metrics_pass_promtool_and_move_with_traffic(backend: Backend) {
         (&0.into(), &1.into()),
         "{waiting}"
     );
+    // The same through Python grpcio and the generated modules of examples/python.
+    let python = Command::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/.venv/bin/python"),
+    )
+    .arg("-c")
+    .arg(
+        "import json, sys\n\
+         sys.path.insert(0, sys.argv[1])\n\
+         import grpc\n\
+         from google.protobuf.json_format import MessageToDict\n\
+         from numguard.v1 import alerts_pb2, alerts_pb2_grpc\n\
+         stub = alerts_pb2_grpc.AlertsStub(grpc.insecure_channel(sys.argv[2]))\n\
+         listed = stub.ListSubscriptions(alerts_pb2.ListSubscriptionsRequest())\n\
+         print(json.dumps({s.sink: MessageToDict(s.delivery) for s in listed.subscriptions}))\n",
+    )
+    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/gen"))
+    .arg(served.url.trim_start_matches("http://"))
+    .output()
+    .expect("the examples' Python venv (scripts/test makes it)");
+    assert!(python.status.success(), "{python:?}");
+    let seen: serde_json::Value = serde_json::from_slice(&python.stdout).unwrap();
+    let flaky_seen = &seen[flaky.url.as_str()];
+    assert_eq!(
+        (&flaky_seen["delivered"], &flaky_seen["failedAttempts"]),
+        (&"1".into(), &"2".into()),
+        "{seen}"
+    );
+    assert!(flaky_seen["lastSuccess"].is_string(), "{seen}");
     // The failure streak is logged at WARN once, not once per retry.
     let log = served.log();
     assert!(
