@@ -18,11 +18,12 @@ const HEALTHY_MS = 30000;
 // Give up after this long without a working connection (0: never).
 const GIVE_UP_MS = Number(process.env.NUMGUARD_GIVE_UP_SECONDS || 0) * 1000;
 
+// The saved cursor, or null before the first stream (which then starts from now).
 function loadCursor(path) {
   try {
-    return fs.readFileSync(path, 'utf8').trim() || '0';
+    return fs.readFileSync(path, 'utf8').trim();
   } catch (error) {
-    if (error.code === 'ENOENT') return '0';
+    if (error.code === 'ENOENT') return null;
     throw error;
   }
 }
@@ -47,7 +48,18 @@ function alertJson(alert) {
 /** Follows one stream until it ends; resolves with null when the server ended it. */
 function follow(alerts, cursorFile, onAlert) {
   return new Promise((resolve, reject) => {
-    const call = alerts.WatchAlerts({ resume_after: loadCursor(cursorFile) }, metadata());
+    const cursor = loadCursor(cursorFile);
+    const request = cursor === null
+      ? { start: 'ALERTS_START_NOW' }
+      : { resume_after: cursor, start: 'ALERTS_START_AFTER_CURSOR' };
+    const call = alerts.WatchAlerts(request, metadata());
+    if (cursor === null) {
+      // Where "now" was: a reconnect before the first alert resumes there.
+      call.on('metadata', (md) => {
+        const start = md.get('numguard-start-cursor')[0];
+        if (start !== undefined) saveCursor(cursorFile, start);
+      });
+    }
     call.on('data', (alert) => {
       if (onAlert(alert)) call.cancel();
     });

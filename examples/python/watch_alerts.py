@@ -39,11 +39,12 @@ GIVE_UP_SECONDS = float(os.environ.get("NUMGUARD_GIVE_UP_SECONDS", "0"))
 
 
 def load_cursor(path):
+    """The saved cursor, or None before the first stream (which then starts from now)."""
     try:
         with open(path, encoding="utf-8") as file:
-            return int(file.read().strip() or 0)
+            return int(file.read().strip())
     except FileNotFoundError:
-        return 0
+        return None
 
 
 def save_cursor(path, cursor):
@@ -84,8 +85,18 @@ def main() -> int:
             cursor = load_cursor(args.cursor_file)
             connected_at = time.monotonic()
             try:
-                request = alerts_pb2.WatchAlertsRequest(resume_after=cursor)
-                for alert in stub.WatchAlerts(request, metadata=metadata()):
+                if cursor is None:
+                    request = alerts_pb2.WatchAlertsRequest(start=alerts_pb2.ALERTS_START_NOW)
+                else:
+                    request = alerts_pb2.WatchAlertsRequest(
+                        resume_after=cursor, start=alerts_pb2.ALERTS_START_AFTER_CURSOR
+                    )
+                stream = stub.WatchAlerts(request, metadata=metadata())
+                if cursor is None:
+                    # Where "now" was: a reconnect before the first alert resumes there.
+                    start = dict(stream.initial_metadata()).get("numguard-start-cursor")
+                    save_cursor(args.cursor_file, int(start))
+                for alert in stream:
                     print(alert_json(alert), flush=True)
                     save_cursor(args.cursor_file, alert.cursor)
                     unavailable_since = None

@@ -9,8 +9,8 @@ use tonic::{Request, Response, Status};
 
 use super::auth::admitted;
 use super::convert::{
-    check_response, kind_to_pb, kinds_from_pb, optional_datetime, page_size, stored_event,
-    timestamp,
+    alert_start_from_pb, check_response, kind_to_pb, kinds_from_pb, optional_datetime, page_size,
+    stored_event, timestamp,
 };
 use super::pb;
 use crate::domain::Field;
@@ -214,6 +214,10 @@ impl AlertsApi {
     }
 }
 
+/// Response header of WatchAlerts: the cursor the stream starts after, so that a client
+/// that reconnects before its first alert resumes there instead of losing the gap.
+pub const START_CURSOR_HEADER: &str = "numguard-start-cursor";
+
 type AlertStream = Pin<Box<dyn Stream<Item = Result<pb::Alert, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -268,10 +272,11 @@ impl pb::alerts_server::Alerts for AlertsApi {
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
         let (principal, req) = admitted(request)?;
         let kinds = kinds_from_pb(&req.kinds)?;
-        let alerts = self
+        let start = alert_start_from_pb(&req)?;
+        let (after, alerts) = self
             .engine
             .alerts
-            .alerts(principal.tenant.clone(), req.resume_after, kinds)
+            .alerts(principal.tenant.clone(), start, kinds)
             .await?;
         let precision = principal.precision;
         let open = crate::metrics::AlertStreamOpen::start();
@@ -287,6 +292,10 @@ impl pb::alerts_server::Alerts for AlertsApi {
                 check: Some(check_response(&number, alert.decision, precision)),
             })
         });
-        Ok(Response::new(Box::pin(stream)))
+        let mut response = Response::new(Box::pin(stream) as Self::WatchAlertsStream);
+        response
+            .metadata_mut()
+            .insert(START_CURSOR_HEADER, after.into());
+        Ok(response)
     }
 }

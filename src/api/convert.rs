@@ -17,7 +17,7 @@ use crate::domain::number::E164;
 use crate::domain::prefix::Prefix;
 use crate::domain::source::{DEFAULT_MAX_LAG, RawScope, Source};
 use crate::domain::upstream::UpstreamAnswer;
-use crate::engine::SourceDefinition;
+use crate::engine::{AlertStart, SourceDefinition};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1_000;
@@ -86,6 +86,26 @@ pub fn kinds_from_pb(kinds: &[i32]) -> Result<Vec<EventKind>, FieldError> {
                 .ok_or_else(|| FieldError::new(Field::Kinds, format!("has an unknown kind {k}")))
         })
         .collect()
+}
+
+/// Where a WatchAlerts stream starts; an unset `start` keeps the meaning `resume_after`
+/// had before it existed (0: from now on).
+pub fn alert_start_from_pb(req: &pb::WatchAlertsRequest) -> Result<AlertStart, FieldError> {
+    match pb::AlertsStart::try_from(req.start) {
+        Ok(pb::AlertsStart::Unspecified) if req.resume_after == 0 => Ok(AlertStart::Now),
+        Ok(pb::AlertsStart::Unspecified | pb::AlertsStart::AfterCursor) => {
+            Ok(AlertStart::After(req.resume_after))
+        }
+        Ok(pb::AlertsStart::Now) if req.resume_after == 0 => Ok(AlertStart::Now),
+        Ok(pb::AlertsStart::Now) => Err(FieldError::new(
+            Field::ResumeAfter,
+            "must be 0 with start ALERTS_START_NOW",
+        )),
+        Err(_) => Err(FieldError::new(
+            Field::Start,
+            format!("has an unknown value {}", req.start),
+        )),
+    }
 }
 
 pub fn kind_to_pb(kind: EventKind) -> pb::EventKind {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod alerts;
+pub use alerts::START_CURSOR_HEADER;
 mod auth;
 mod check;
 pub mod convert;

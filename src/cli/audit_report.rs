@@ -8,7 +8,7 @@ use std::path::Path;
 use clap::ValueEnum;
 use serde_json::{Value, json};
 
-use super::check::{enum_name, short, time, to_json};
+use super::check::{label, time, to_json};
 use crate::api::pb;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -125,15 +125,9 @@ impl<W: Write> ReportWriter<W> {
                     row.line.to_string().as_str(),
                     row.customer_ref,
                     &r.phone_number,
-                    &short(enum_name(r.verdict, pb::Verdict::as_str_name), "VERDICT_"),
-                    &short(
-                        enum_name(r.sim_swap, pb::SimSwapStatus::as_str_name),
-                        "SIM_SWAP_STATUS_",
-                    ),
-                    &short(
-                        enum_name(r.ownership, pb::OwnershipStatus::as_str_name),
-                        "OWNERSHIP_STATUS_",
-                    ),
+                    &label(r.verdict, pb::Verdict::as_str_name),
+                    &label(r.sim_swap, pb::SimSwapStatus::as_str_name),
+                    &label(r.ownership, pb::OwnershipStatus::as_str_name),
                     &r.original_carrier,
                     &r.current_carrier,
                     &id(r.original_carrier_ref.as_ref()),
@@ -216,16 +210,10 @@ fn reasons_text(reasons: &[pb::Reason]) -> String {
         if !text.is_empty() {
             text.push_str("; ");
         }
-        text.push_str(&short(
-            enum_name(r.code, pb::ReasonCode::as_str_name),
-            "REASON_CODE_",
-        ));
+        text.push_str(&label(r.code, pb::ReasonCode::as_str_name));
         if r.event_kind != 0 {
             text.push(':');
-            text.push_str(&short(
-                enum_name(r.event_kind, pb::EventKind::as_str_name),
-                "EVENT_KIND_",
-            ));
+            text.push_str(&label(r.event_kind, pb::EventKind::as_str_name));
         }
         if let Some(at) = time(r.occurred_at.as_ref()) {
             text.push('@');
@@ -269,10 +257,7 @@ impl Summary {
         }
         *self
             .verdicts
-            .entry(short(
-                enum_name(r.verdict, pb::Verdict::as_str_name),
-                "VERDICT_",
-            ))
+            .entry(label(r.verdict, pb::Verdict::as_str_name))
             .or_default() += 1;
         let mut seen: Vec<i32> = Vec::with_capacity(r.reasons.len());
         for reason in &r.reasons {
@@ -280,10 +265,7 @@ impl Summary {
                 seen.push(reason.code);
                 *self
                     .reasons
-                    .entry(short(
-                        enum_name(reason.code, pb::ReasonCode::as_str_name),
-                        "REASON_CODE_",
-                    ))
+                    .entry(label(reason.code, pb::ReasonCode::as_str_name))
                     .or_default() += 1;
             }
         }
@@ -439,7 +421,7 @@ mod tests {
         w.finish().unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["line"], 2);
-        assert_eq!(v["result"]["verdict"], "VERDICT_BLOCK");
+        assert_eq!(v["result"]["verdict"], "BLOCK");
         assert_eq!(v["result"]["reasons"].as_array().unwrap().len(), 2);
     }
 }

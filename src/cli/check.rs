@@ -90,15 +90,32 @@ pub fn time(ts: Option<&Timestamp>) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
-/// A wire enum's proto name, or the bare number for a value this build does not know.
-pub fn enum_name<E: TryFrom<i32>>(value: i32, name: impl Fn(&E) -> &'static str) -> String {
-    E::try_from(value).map_or_else(|_| value.to_string(), |e| name(&e).to_string())
+/// A wire enum's name in numguard's one vocabulary: the proto name without its type
+/// prefix (`VERDICT_STEP_UP` -> `STEP_UP`), or the bare number for a value this build does
+/// not know.
+pub fn label<E: TryFrom<i32>>(value: i32, name: impl Fn(&E) -> &'static str) -> String {
+    let Ok(e) = E::try_from(value) else {
+        return value.to_string();
+    };
+    let full = name(&e);
+    let prefix = [
+        "VERDICT_",
+        "SIM_SWAP_STATUS_",
+        "OWNERSHIP_STATUS_",
+        "REASON_CODE_",
+        "EVENT_KIND_",
+        "COVERAGE_QUESTION_",
+    ]
+    .into_iter()
+    .find(|p| full.starts_with(p))
+    .unwrap_or("");
+    full[prefix.len()..].to_string()
 }
 
 fn reason_json(r: &pb::Reason) -> Value {
     json!({
-        "code": enum_name(r.code, pb::ReasonCode::as_str_name),
-        "event_kind": (r.event_kind != 0).then(|| enum_name(r.event_kind, pb::EventKind::as_str_name)),
+        "code": label(r.code, pb::ReasonCode::as_str_name),
+        "event_kind": (r.event_kind != 0).then(|| label(r.event_kind, pb::EventKind::as_str_name)),
         "occurred_at": time(r.occurred_at.as_ref()),
         "detail": r.detail,
     })
@@ -110,27 +127,37 @@ fn carrier_json(c: Option<&pb::CarrierRef>) -> Value {
 
 fn coverage_json(c: &pb::Coverage) -> Value {
     json!({
-        "question": short(enum_name(c.question, pb::CoverageQuestion::as_str_name), "COVERAGE_QUESTION_"),
+        "question": label(c.question, pb::CoverageQuestion::as_str_name),
         "covered_since": time(c.covered_since.as_ref()),
         "sources": c.sources,
         "gap": (!c.gap.is_empty()).then_some(&c.gap),
     })
 }
 
-/// The response in the proto3 JSON style: enum names, RFC 3339 times.
+fn upstream_json(u: &pb::UpstreamLookup) -> Value {
+    json!({
+        "provider": u.provider,
+        "question": u.question,
+        "answer": u.answer,
+        "error": (!u.error.is_empty()).then_some(&u.error),
+        "answered_at": time(u.answered_at.as_ref()),
+        "cached": u.cached,
+    })
+}
+
+/// The whole response, in the vocabulary of every other output (`STEP_UP`, `SWAPPED`)
+/// and RFC 3339 times.
 pub fn to_json(r: &pb::CheckNumberResponse) -> Value {
     json!({
         "phone_number": r.phone_number,
-        "verdict": enum_name(r.verdict, pb::Verdict::as_str_name),
-        "sim_swap": enum_name(r.sim_swap, pb::SimSwapStatus::as_str_name),
+        "verdict": label(r.verdict, pb::Verdict::as_str_name),
+        "sim_swap": label(r.sim_swap, pb::SimSwapStatus::as_str_name),
         "latest_sim_change": time(r.latest_sim_change.as_ref()),
-        "ownership": enum_name(r.ownership, pb::OwnershipStatus::as_str_name),
-        "device_swap": enum_name(r.device_swap, pb::SimSwapStatus::as_str_name),
+        "ownership": label(r.ownership, pb::OwnershipStatus::as_str_name),
+        "device_swap": label(r.device_swap, pb::SimSwapStatus::as_str_name),
         "latest_device_change": time(r.latest_device_change.as_ref()),
-        "original_carrier": r.original_carrier,
-        "current_carrier": r.current_carrier,
-        "original_carrier_ref": carrier_json(r.original_carrier_ref.as_ref()),
-        "current_carrier_ref": carrier_json(r.current_carrier_ref.as_ref()),
+        "original_carrier": carrier_json(r.original_carrier_ref.as_ref()),
+        "current_carrier": carrier_json(r.current_carrier_ref.as_ref()),
         "last_port_at": time(r.last_port_at.as_ref()),
         "port_count": r.port_count,
         "ported_since_owner": r.ported_since_owner,
@@ -139,28 +166,19 @@ pub fn to_json(r: &pb::CheckNumberResponse) -> Value {
         "window_end": time(r.window_end.as_ref()),
         "covered_since": time(r.covered_since.as_ref()),
         "coverage": r.coverage.iter().map(coverage_json).collect::<Vec<_>>(),
+        "upstream": r.upstream.iter().map(upstream_json).collect::<Vec<_>>(),
         "evaluated_at": time(r.evaluated_at.as_ref()),
     })
-}
-
-/// An enum name without its type prefix (`VERDICT_ALLOW` -> `ALLOW`).
-pub fn short(name: String, prefix: &str) -> String {
-    name.strip_prefix(prefix)
-        .map(str::to_string)
-        .unwrap_or(name)
 }
 
 /// A few lines for a person at a terminal.
 pub fn render(r: &pb::CheckNumberResponse) -> String {
     let none = || "-".to_string();
     let mut out = String::new();
-    let verdict = short(enum_name(r.verdict, pb::Verdict::as_str_name), "VERDICT_");
+    let verdict = label(r.verdict, pb::Verdict::as_str_name);
     let _ = writeln!(out, "{}  {verdict}", r.phone_number);
     let swap = |status: i32, latest: Option<&prost_types::Timestamp>| {
-        let status = short(
-            enum_name(status, pb::SimSwapStatus::as_str_name),
-            "SIM_SWAP_STATUS_",
-        );
+        let status = label(status, pb::SimSwapStatus::as_str_name);
         (status, time(latest).unwrap_or_else(none))
     };
     let (sim, latest_sim) = swap(r.sim_swap, r.latest_sim_change.as_ref());
@@ -176,10 +194,7 @@ pub fn render(r: &pb::CheckNumberResponse) -> String {
     let _ = writeln!(
         out,
         "  ownership:     {}",
-        short(
-            enum_name(r.ownership, pb::OwnershipStatus::as_str_name),
-            "OWNERSHIP_STATUS_"
-        )
+        label(r.ownership, pb::OwnershipStatus::as_str_name)
     );
     let carrier =
         |c: Option<&pb::CarrierRef>| c.map_or_else(none, |c| format!("{} [{}]", c.name, c.id));
@@ -199,11 +214,7 @@ pub fn render(r: &pb::CheckNumberResponse) -> String {
     );
     let _ = writeln!(out, "  coverage:");
     for c in &r.coverage {
-        let question = short(
-            enum_name(c.question, pb::CoverageQuestion::as_str_name),
-            "COVERAGE_QUESTION_",
-        )
-        .to_lowercase();
+        let question = label(c.question, pb::CoverageQuestion::as_str_name).to_lowercase();
         let since = match time(c.covered_since.as_ref()) {
             Some(t) => format!("since {t} by {}", c.sources.join(", ")),
             None => "not covered now".to_string(),
@@ -218,12 +229,61 @@ pub fn render(r: &pb::CheckNumberResponse) -> String {
     } else {
         let _ = writeln!(out, "  reasons:");
         for reason in &r.reasons {
-            let code = short(
-                enum_name(reason.code, pb::ReasonCode::as_str_name),
-                "REASON_CODE_",
-            );
+            let code = label(reason.code, pb::ReasonCode::as_str_name);
             let _ = writeln!(out, "    - {code}: {}", reason.detail);
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::decision::{ReasonCode, Verdict};
+    use crate::domain::event::EventKind;
+
+    /// Every value of a wire enum but the unspecified one, as [`label`] names it.
+    fn labels<E: TryFrom<i32>>(name: impl Fn(&E) -> &'static str + Copy) -> Vec<String> {
+        (1..64)
+            .filter(|v| E::try_from(*v).is_ok())
+            .map(|v| label(v, name))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// The CLI's JSON, CSV and text name each value as the domain does in webhooks,
+    /// metrics and the CAMARA facade's own fields: one vocabulary.
+    #[test]
+    fn labels_are_the_domain_names() {
+        let domain = |names: Vec<&str>| {
+            names
+                .into_iter()
+                .map(String::from)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            labels(pb::Verdict::as_str_name),
+            domain(Verdict::ALL.map(Verdict::as_str).to_vec())
+        );
+        assert_eq!(
+            labels(pb::ReasonCode::as_str_name),
+            domain(ReasonCode::ALL.map(ReasonCode::as_str).to_vec())
+        );
+        assert_eq!(
+            labels(pb::EventKind::as_str_name),
+            domain(EventKind::ALL.map(EventKind::as_str).to_vec())
+        );
+        assert_eq!(
+            labels(pb::SimSwapStatus::as_str_name),
+            ["NOT_SWAPPED", "SWAPPED", "UNKNOWN"]
+        );
+        assert_eq!(
+            labels(pb::OwnershipStatus::as_str_name),
+            ["CHANGED", "NOT_EVALUATED", "UNCHANGED", "UNKNOWN"]
+        );
+        assert_eq!(label(99, pb::Verdict::as_str_name), "99");
+    }
 }

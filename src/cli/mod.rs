@@ -1,5 +1,6 @@
 //! The `numguard` command line: one binary for the server and its clients.
 
+mod alerts;
 mod audit;
 mod audit_report;
 mod batches;
@@ -76,7 +77,7 @@ enum Command {
     /// Manage this tenant's watched numbers on a running server.
     Watch(watch::WatchArgs),
     /// Receive alerts for watched numbers.
-    Alerts(watch::AlertsArgs),
+    Alerts(alerts::AlertsArgs),
     /// Manage this tenant's webhook subscriptions on a running server, and see how their
     /// deliveries stand.
     Subscriptions(subscriptions::SubscriptionsArgs),
@@ -103,7 +104,7 @@ impl Cli {
             Command::Sources(args) => sources::run(args).await,
             Command::Carriers(args) => carriers::run(args).await,
             Command::Watch(args) => watch::run(args).await,
-            Command::Alerts(args) => watch::alerts(args).await,
+            Command::Alerts(args) => alerts::alerts(args).await,
             Command::Subscriptions(args) => subscriptions::run(args).await,
             Command::Keys(args) => keys::run(args).await,
             Command::AccessLog(args) => keys::access_log(args).await,

@@ -7,8 +7,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::check::time;
 use super::client::{ServerArgs, status_message};
-use crate::api::convert::{kind_from_pb, kind_to_pb, received, timestamp};
+use crate::api::convert::{kind_from_pb, kind_to_pb, timestamp};
 use crate::api::pb;
 use crate::domain::event::EventKind;
 
@@ -261,10 +262,6 @@ fn parse_duration(text: &str) -> anyhow::Result<prost_types::Duration> {
     })
 }
 
-fn time_text(t: Option<&prost_types::Timestamp>) -> Option<String> {
-    t.and_then(received).map(|t| t.to_rfc3339())
-}
-
 fn kinds_text(kinds: &[i32]) -> String {
     if kinds.is_empty() {
         return "every kind".to_string();
@@ -291,7 +288,7 @@ fn lag_seconds(s: &pb::Source) -> i64 {
 }
 
 fn freshness_text(s: &pb::Source) -> String {
-    let until = time_text(s.complete_until.as_ref());
+    let until = time(s.complete_until.as_ref());
     match (lag_seconds(s), s.fresh, until) {
         (0, _, Some(until)) => format!("fed by files, complete until {until}"),
         (0, _, None) => "fed by files, no cut-off declared yet (sees nothing)".to_string(),
@@ -313,7 +310,7 @@ pub fn describe(s: &pb::Source) -> String {
     format!(
         "{}: tracking since {}; sees {}; {}",
         s.name,
-        time_text(s.tracking_since.as_ref()).unwrap_or_default(),
+        time(s.tracking_since.as_ref()).unwrap_or_default(),
         scopes.join(", "),
         freshness_text(s)
     )
@@ -333,11 +330,11 @@ fn as_json(s: &pb::Source) -> serde_json::Value {
         .collect();
     json!({
         "name": s.name,
-        "tracking_since": time_text(s.tracking_since.as_ref()),
+        "tracking_since": time(s.tracking_since.as_ref()),
         "scopes": scopes,
         "covers": s.covers,
         "max_lag_seconds": lag_seconds(s),
-        "complete_until": time_text(s.complete_until.as_ref()),
+        "complete_until": time(s.complete_until.as_ref()),
         "fresh": s.fresh,
     })
 }

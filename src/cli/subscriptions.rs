@@ -7,8 +7,8 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use super::check::time;
 use super::client::{ServerArgs, status_message};
-use super::watch::time_text as time;
 use crate::api::pb;
 
 #[derive(Debug, Args)]

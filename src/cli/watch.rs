@@ -5,17 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::check::time;
 use super::client::{ServerArgs, status_message};
 use super::line_records::{Lines, csv_header, csv_record};
 use super::progress;
-use crate::api::convert::{kind_to_pb, received, timestamp};
+use crate::api::convert::timestamp;
 use crate::api::pb;
-use crate::domain::event::EventKind;
 use crate::ranges::LineError;
 
 /// Entries per UpsertWatch request.
@@ -148,11 +148,6 @@ async fn import(file: PathBuf, server: &ServerArgs) -> anyhow::Result<ExitCode> 
     Ok(super::finished(errors.len() as u64))
 }
 
-pub(super) fn time_text(ts: Option<&prost_types::Timestamp>) -> Option<String> {
-    ts.and_then(received)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-}
-
 async fn list(as_json: bool, server: &ServerArgs) -> anyhow::Result<ExitCode> {
     let mut client = server.alerts().await?;
     let mut token = String::new();
@@ -179,7 +174,7 @@ async fn list(as_json: bool, server: &ServerArgs) -> anyhow::Result<ExitCode> {
                 json!({
                     "customer_ref": e.customer_ref,
                     "phone_number": e.phone_number,
-                    "owner_since": time_text(e.owner_since.as_ref()),
+                    "owner_since": time(e.owner_since.as_ref()),
                     "owner_since_date": (!e.owner_since_date.is_empty()).then_some(&e.owner_since_date),
                 })
             })
@@ -190,7 +185,7 @@ async fn list(as_json: bool, server: &ServerArgs) -> anyhow::Result<ExitCode> {
     } else {
         for e in &all {
             let since = if e.owner_since_date.is_empty() {
-                time_text(e.owner_since.as_ref()).unwrap_or_default()
+                time(e.owner_since.as_ref()).unwrap_or_default()
             } else {
                 e.owner_since_date.clone()
             };
@@ -201,95 +196,4 @@ async fn list(as_json: bool, server: &ServerArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Debug, Args)]
-pub struct AlertsArgs {
-    #[command(subcommand)]
-    command: AlertsCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum AlertsCommand {
-    /// Print alerts as they come, one per line.
-    Tail {
-        /// Start after this cursor (the last one you saw); 0 = only new alerts.
-        #[arg(long, env = "NUMGUARD_RESUME_AFTER", default_value_t = 0)]
-        resume_after: u64,
-        /// Only these kinds, comma-separated (e.g. PORT,REASSIGN).
-        #[arg(long, env = "NUMGUARD_KINDS", value_delimiter = ',')]
-        kinds: Vec<EventKind>,
-        /// One JSON object per line.
-        #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
-        json: bool,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-}
-
-pub async fn alerts(args: AlertsArgs) -> anyhow::Result<ExitCode> {
-    let AlertsCommand::Tail {
-        resume_after,
-        kinds,
-        json: as_json,
-        server,
-    } = args.command;
-    let mut stream = server
-        .alerts()
-        .await?
-        .watch_alerts(pb::WatchAlertsRequest {
-            resume_after,
-            kinds: kinds.into_iter().map(|k| kind_to_pb(k).into()).collect(),
-        })
-        .await
-        .map_err(status_message)?
-        .into_inner();
-    let mut last = resume_after;
-    loop {
-        let alert = match stream.message().await {
-            Ok(Some(alert)) => alert,
-            Ok(None) => return Ok(ExitCode::SUCCESS),
-            Err(status) => {
-                return Err(status_message(status).context(format!(
-                    "the stream ended; resume with --resume-after {last}"
-                )));
-            }
-        };
-        last = alert.cursor;
-        let event = alert.event.unwrap_or_default();
-        let check = alert.check.unwrap_or_default();
-        let kind = event
-            .kind()
-            .as_str_name()
-            .trim_start_matches("EVENT_KIND_")
-            .to_string();
-        let verdict = check
-            .verdict()
-            .as_str_name()
-            .trim_start_matches("VERDICT_")
-            .to_string();
-        if as_json {
-            println!(
-                "{}",
-                json!({
-                    "cursor": alert.cursor,
-                    "customer_refs": alert.customer_refs,
-                    "phone_number": alert.phone_number,
-                    "kind": kind,
-                    "occurred_at": time_text(event.occurred_at.as_ref()),
-                    "source": event.source,
-                    "source_event_id": event.source_event_id,
-                    "verdict": verdict,
-                })
-            );
-        } else {
-            println!(
-                "{}  {}  {kind} at {}  customers {}  verdict {verdict}",
-                alert.cursor,
-                alert.phone_number,
-                time_text(event.occurred_at.as_ref()).unwrap_or_default(),
-                alert.customer_refs.join(","),
-            );
-        }
-    }
 }

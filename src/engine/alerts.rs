@@ -50,6 +50,15 @@ pub struct RawWatch {
     pub owner_since_date: String,
 }
 
+/// Where an alert stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertStart {
+    /// Only alerts of events stored after the stream opens.
+    Now,
+    /// After this cursor; 0 replays every alert from the first.
+    After(u64),
+}
+
 /// An event that concerns watched numbers, with the decision it leads to.
 #[derive(Debug, Clone)]
 pub struct Alert {
@@ -182,17 +191,33 @@ impl AlertService {
         Ok((page, next))
     }
 
-    /// The tenant's alerts after `resume_after` (0: from now on), optionally only some
-    /// kinds, as a channel that ends with an error if the store fails.
+    /// The tenant's alerts from `start`, optionally only some kinds, as a channel that
+    /// ends with an error if the store fails, with the cursor the stream starts after (a
+    /// client that reconnects before its first alert resumes there). A cursor past the newest event is refused:
+    /// it came from another database (or one restored from an older backup), and waiting
+    /// for the store to reach it would silently skip every alert until then.
     pub async fn alerts(
         self: &Arc<Self>,
         tenant: TenantName,
-        resume_after: u64,
+        start: AlertStart,
         kinds: Vec<EventKind>,
-    ) -> Result<mpsc::Receiver<Result<Alert, EngineError>>, EngineError> {
-        let cursor = match resume_after {
-            0 => self.events.last_event_id().await?,
-            n => i64::try_from(n).unwrap_or(i64::MAX),
+    ) -> Result<(u64, mpsc::Receiver<Result<Alert, EngineError>>), EngineError> {
+        let newest = self.events.last_event_id().await?;
+        let cursor = match start {
+            AlertStart::Now => newest,
+            AlertStart::After(n) => match i64::try_from(n) {
+                Ok(n) if n <= newest => n,
+                _ => {
+                    return Err(FieldError::new(
+                        Field::ResumeAfter,
+                        format!(
+                            "cursor {n} is past the newest event ({newest}); it belongs to \
+                             another database or one restored from an older backup"
+                        ),
+                    )
+                    .into());
+                }
+            },
         };
         tracing::debug!(
             tenant = tenant.as_str(),
@@ -201,7 +226,7 @@ impl AlertService {
         );
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(stream_alerts(self.clone(), tenant, cursor, kinds, tx));
-        Ok(rx)
+        Ok((u64::try_from(cursor).unwrap_or(0), rx))
     }
 
     /// The check of the alert's number as of its event, for the earliest watching entry.

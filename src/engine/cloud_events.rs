@@ -53,7 +53,7 @@ pub fn alert(sub: &SubscriptionRecord, alert: &Alert) -> Queued {
             "occurred_at": occurred_at,
             "source": event.fact.source.as_str(),
             "source_event_id": event.fact.source_event_id,
-            "verdict": format!("{:?}", alert.decision.verdict).to_ascii_uppercase(),
+            "verdict": alert.decision.verdict.as_str(),
         }),
     )
 }

@@ -45,7 +45,7 @@ use crate::store::{Change, Store, StoreError};
 use crate::upstream::UpstreamConfig;
 use access_log::AccessLog;
 pub use admin::{AdminService, EventPage};
-pub use alerts::AlertService;
+pub use alerts::{AlertService, AlertStart};
 use auth::{Admission, AuthError, AuthMode, Authenticator, Limits};
 use availability::Availability;
 pub use carriers::RangeImport;

@@ -84,9 +84,19 @@ impl Served {
     /// The same with extra environment; `NUMGUARD_LOG` defaults to `debug`, so tests can
     /// read what the server logged.
     pub fn start_with_env(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Served {
+        Served::start_listening(database_url, "127.0.0.1:0", args, env)
+    }
+
+    /// The same on a given gRPC address (to restart a server where its clients look).
+    pub fn start_listening(
+        database_url: &str,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Served {
         let mut child = Command::new(bin())
             // Tests' sinks and operators are loopback servers they start.
-            .args(["serve", "--listen", "127.0.0.1:0", "--allow-loopback-sinks"])
+            .args(["serve", "--listen", listen, "--allow-loopback-sinks"])
             .args(args)
             .env("NUMGUARD_LOG", "debug")
             .env("NUMGUARD_KEY_FILE", crate::fixtures::test_key_file())
@@ -125,6 +135,19 @@ impl Served {
             log,
             stdout,
         }
+    }
+
+    /// Registers source `feed`, covering `prefix` since 2025-01-01, through the CLI.
+    pub fn add_feed(&self, prefix: &str) {
+        ok(self.run(&[
+            "sources",
+            "add",
+            "feed",
+            "--tracking-since",
+            "2025-01-01",
+            "--covers",
+            prefix,
+        ]));
     }
 
     /// The server's process id.
@@ -192,6 +215,22 @@ impl Served {
         let _ = self.child.kill();
         panic!("serve did not stop on SIGTERM");
     }
+}
+
+/// A command's standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts that a command succeeded, showing what it printed if not.
+pub fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "failed: {}\n{}", stdout(&o), stderr(&o));
+    o
 }
 
 /// Asserts that a command finished but refused some of its input: exit code 3.

@@ -65,6 +65,7 @@ async fn open_stream(server: &TestServer, resume_after: u64) -> tonic::Streaming
         .watch_alerts(pb::WatchAlertsRequest {
             resume_after,
             kinds: vec![],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -157,6 +158,7 @@ async fn watchlists_upsert_list_and_remove_with_bad_entries_reported(backend: Ba
         .watch_alerts(pb::WatchAlertsRequest {
             resume_after: 0,
             kinds: vec![99],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -284,6 +286,7 @@ async fn a_thousand_streams_each_get_their_alerts(backend: Backend) {
                 .watch_alerts(pb::WatchAlertsRequest {
                     resume_after: 0,
                     kinds,
+                    ..Default::default()
                 })
                 .await
                 .unwrap()

@@ -39,20 +39,6 @@ fn stream_events(stream: usize, count: usize) -> Vec<pb::Event> {
         .collect()
 }
 
-/// Registers source `feed` (all of +81) through the CLI.
-fn add_feed(server: &Served) {
-    let added = server.run(&[
-        "sources",
-        "add",
-        "feed",
-        "--tracking-since",
-        "2025-01-01",
-        "--covers",
-        "81",
-    ]);
-    assert!(added.status.success());
-}
-
 async fn count_events(db: &TestDb) -> i64 {
     let store = numguard::store::open(&db.url).await.unwrap();
     let mut total = 0;
@@ -84,7 +70,7 @@ async fn sigkill_during_a_large_ingest_loses_no_acknowledged_event(backend: Back
     // Small batches, so the killed stream has committed some of its events.
     let env = [("NUMGUARD_INGEST_BATCH_SIZE", "500")];
     let server = Served::start_with_env(&db.url, &["--dev"], &env);
-    add_feed(&server);
+    server.add_feed("81");
     let mut client = EventsClient::new(channel(&server.url).await);
 
     // Three streams acknowledged...
@@ -148,7 +134,7 @@ async fn sigkill_during_a_large_ingest_loses_no_acknowledged_event(backend: Back
 async fn a_read_only_database_refuses_writes_clearly_and_still_answers_checks() {
     let db = TestDb::new(Backend::Postgres).await;
     let server = Served::start(&db.url);
-    add_feed(&server);
+    server.add_feed("81");
     let n = "+819012345678";
     let mut events = EventsClient::new(channel(&server.url).await);
     events
@@ -233,7 +219,7 @@ async fn a_full_database_refuses_writes_with_resource_exhausted_and_still_answer
     let db = TestDb::new(Backend::Sqlite).await;
     let env = [("NUMGUARD_INGEST_BATCH_SIZE", "1000")];
     let server = Served::start_with_env(&db.url, &["--dev", "--sqlite-max-size-mb", "2"], &env);
-    add_feed(&server);
+    server.add_feed("81");
     let mut client = EventsClient::new(channel(&server.url).await);
     let first = stream_events(0, 1_000);
     let n = first[0].phone_number.clone();

@@ -3,6 +3,7 @@
 //! What they share is in the `numguard-testkit` crate, which the benches use too.
 
 mod alerts;
+mod alerts_tail;
 mod audits;
 mod cli;
 mod clients;

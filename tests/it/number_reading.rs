@@ -194,7 +194,7 @@ fn the_cli_agrees_with_libphonenumber() {
                 let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
                 let not_mobile = answer["reasons"]
                     .as_array()
-                    .is_some_and(|r| r.iter().any(|r| r["code"] == "REASON_CODE_NOT_MOBILE"));
+                    .is_some_and(|r| r.iter().any(|r| r["code"] == "NOT_MOBILE"));
                 Some((
                     answer["phone_number"]
                         .as_str()

@@ -122,6 +122,9 @@ async fn a_delivery_is_retried_until_acknowledged_and_then_not_repeated(backend:
     assert_eq!(ce["data"]["customer_refs"][0], "cust-0");
     assert_eq!(ce["data"]["phone_number"], N1);
     assert_eq!(ce["data"]["source_event_id"], "e1");
+    // The vocabulary of every other output (never a Rust name such as "STEPUP").
+    assert_eq!(ce["data"]["kind"], "SIM_SWAP");
+    assert_eq!(ce["data"]["verdict"], "STEP_UP", "{ce}");
     assert_eq!(
         seen[0].body["id"], ce["id"],
         "the retries carry the same event"
