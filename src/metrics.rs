@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use metrics::{
     Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
@@ -17,6 +19,7 @@ use metrics::{
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::domain::decision::{Decision, ReasonCode, Verdict};
+use crate::store::DeliveryBacklog;
 
 const REQUESTS: &str = "numguard_requests_total";
 const REQUEST_DURATION: &str = "numguard_request_duration_seconds";
@@ -32,6 +35,8 @@ const REPLICA_FEED_LAG: &str = "numguard_replica_feed_lag_seconds";
 const ALERT_STREAMS: &str = "numguard_alert_streams_open";
 const WEBHOOK_DELIVERIES: &str = "numguard_webhook_deliveries_total";
 const WEBHOOK_PENDING: &str = "numguard_webhook_pending";
+const WEBHOOK_OLDEST_PENDING_AGE: &str = "numguard_webhook_oldest_pending_age_seconds";
+const WEBHOOK_FAILING: &str = "numguard_webhook_subscriptions_failing";
 const UPSTREAM_CALLS: &str = "numguard_upstream_calls_total";
 const UPSTREAM_BREAKER_OPEN: &str = "numguard_upstream_breaker_open";
 
@@ -117,6 +122,15 @@ fn describe() {
     describe_gauge!(
         WEBHOOK_PENDING,
         "Webhook deliveries queued and not yet delivered."
+    );
+    describe_gauge!(
+        WEBHOOK_OLDEST_PENDING_AGE,
+        Unit::Seconds,
+        "How long the oldest webhook delivery not yet delivered has waited (0 if none)."
+    );
+    describe_gauge!(
+        WEBHOOK_FAILING,
+        "Webhook subscriptions whose sink has failed for longer than --webhook-failing-after-secs."
     );
     describe_counter!(
         UPSTREAM_CALLS,
@@ -299,9 +313,15 @@ pub fn replica_feed_lag(lag: Duration) {
     gauge!(REPLICA_FEED_LAG).set(lag.as_secs_f64());
 }
 
-/// Sets how many webhook deliveries are queued.
-pub fn webhook_pending(pending: u64) {
-    gauge!(WEBHOOK_PENDING).set(pending as f64);
+/// Sets how the webhook queue stands at `now`.
+pub fn webhook_backlog(backlog: &DeliveryBacklog, now: DateTime<Utc>) {
+    gauge!(WEBHOOK_PENDING).set(backlog.pending as f64);
+    let age = backlog
+        .oldest_pending
+        .and_then(|queued| (now - queued).to_std().ok())
+        .unwrap_or_default();
+    gauge!(WEBHOOK_OLDEST_PENDING_AGE).set(age.as_secs_f64());
+    gauge!(WEBHOOK_FAILING).set(backlog.failing_subscriptions as f64);
 }
 
 /// Sets whether a provider's circuit breaker is open.

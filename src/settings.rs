@@ -160,6 +160,8 @@ pub struct Engine {
     /// may still answer from a history it cached before; past it, checks read the
     /// database until the replica's change feed catches up.
     pub max_replica_lag_ms: u64,
+    /// A webhook sink failing for longer than this many seconds is reported as failing.
+    pub webhook_failing_after_secs: u64,
 }
 
 impl Default for Engine {
@@ -175,6 +177,7 @@ impl Default for Engine {
             access_log: engine.access_log,
             register_unknown_carriers: engine.register_unknown_carriers,
             max_replica_lag_ms: engine.max_replica_lag.as_millis() as u64,
+            webhook_failing_after_secs: engine.webhook_failing_after.as_secs(),
         }
     }
 }
@@ -419,6 +422,12 @@ impl Settings {
                 format!("must be at least {least_lag} (two heartbeats)"),
             ));
         }
+        if engine.webhook_failing_after_secs == 0 {
+            return Err(invalid(
+                "engine.webhook_failing_after_secs",
+                "must be at least 1",
+            ));
+        }
         if engine.max_lookback_hours == 0 {
             return Err(invalid("engine.max_lookback_hours", "must be at least 1"));
         }
@@ -511,6 +520,7 @@ impl Settings {
                 access_log: engine.access_log,
                 register_unknown_carriers: engine.register_unknown_carriers,
                 max_replica_lag: Duration::from_millis(engine.max_replica_lag_ms),
+                webhook_failing_after: Duration::from_secs(engine.webhook_failing_after_secs),
                 retention: (database.retention_days > 0)
                     .then(|| chrono::Duration::days(i64::from(database.retention_days))),
                 upstream,

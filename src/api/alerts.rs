@@ -15,7 +15,7 @@ use super::convert::{
 use super::pb;
 use crate::domain::Field;
 use crate::domain::owner_since::OwnerSince;
-use crate::domain::subscription::{DeliveryState, Subscription};
+use crate::domain::subscription::{DeliveryReport, Subscription};
 use crate::domain::watch::WatchEntry;
 use crate::engine::Engine;
 use crate::engine::alerts::RawWatch;
@@ -142,7 +142,8 @@ fn subscription_to_pb(s: Subscription) -> pb::Subscription {
     }
 }
 
-fn delivery_to_pb(d: DeliveryState) -> pb::DeliveryState {
+fn delivery_to_pb(report: DeliveryReport) -> pb::DeliveryState {
+    let d = report.state;
     pb::DeliveryState {
         delivered: d.delivered,
         pending: d.pending,
@@ -150,6 +151,9 @@ fn delivery_to_pb(d: DeliveryState) -> pb::DeliveryState {
         last_success: d.last_success.map(timestamp),
         last_error: d.last_error.unwrap_or_default(),
         next_attempt: d.next_attempt.map(timestamp),
+        oldest_pending: d.oldest_pending.map(timestamp),
+        failing_since: d.failing_since.map(timestamp),
+        failing: report.failing,
     }
 }
 
@@ -212,6 +216,19 @@ impl AlertsApi {
             .await?;
         Ok(Response::new(pb::DeleteSubscriptionResponse {}))
     }
+
+    async fn retry_sub(
+        &self,
+        request: Request<pb::RetrySubscriptionRequest>,
+    ) -> Result<Response<pb::RetrySubscriptionResponse>, Status> {
+        let (caller, req) = admitted(request)?;
+        let retried = self
+            .engine
+            .webhooks
+            .retry_subscription(&caller.tenant, &req.id)
+            .await?;
+        Ok(Response::new(pb::RetrySubscriptionResponse { retried }))
+    }
 }
 
 /// Response header of WatchAlerts: the cursor the stream starts after, so that a client
@@ -262,6 +279,13 @@ impl pb::alerts_server::Alerts for AlertsApi {
         request: Request<pb::DeleteSubscriptionRequest>,
     ) -> Result<Response<pb::DeleteSubscriptionResponse>, Status> {
         self.delete_sub(request).await
+    }
+
+    async fn retry_subscription(
+        &self,
+        request: Request<pb::RetrySubscriptionRequest>,
+    ) -> Result<Response<pb::RetrySubscriptionResponse>, Status> {
+        self.retry_sub(request).await
     }
 
     type WatchAlertsStream = AlertStream;

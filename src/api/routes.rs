@@ -42,7 +42,8 @@ impl Transport for GrpcRoutes {
                 | "Alerts/ListWatch"
                 | "Alerts/CreateSubscription"
                 | "Alerts/ListSubscriptions"
-                | "Alerts/DeleteSubscription" => (Scope::Watch.into(), once),
+                | "Alerts/DeleteSubscription"
+                | "Alerts/RetrySubscription" => (Scope::Watch.into(), once),
                 "Alerts/WatchAlerts" => (Scope::Watch.into(), Answer::Subscription),
                 // Unknown methods reach tonic, which answers UNIMPLEMENTED.
                 _ => return None,

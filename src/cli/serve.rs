@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// past it, checks read the database until the replica's change feed catches up.
     #[arg(long, env = "NUMGUARD_MAX_REPLICA_LAG_MS")]
     max_replica_lag_ms: Option<u64>,
+    /// A webhook sink failing for longer than this many seconds is marked failing in
+    /// `subscriptions list` and the metrics [default: 900].
+    #[arg(long, env = "NUMGUARD_WEBHOOK_FAILING_AFTER_SECS")]
+    webhook_failing_after_secs: Option<u64>,
     /// SQLite only: the largest the database file may grow to, in MiB; past it ingests
     /// answer RESOURCE_EXHAUSTED while checks go on.
     #[arg(long, env = "NUMGUARD_SQLITE_MAX_SIZE_MB")]
@@ -246,6 +250,10 @@ impl ServeArgs {
         engine.access_log &= !self.no_access_log;
         engine.register_unknown_carriers |= self.register_unknown_carriers;
         set(&mut engine.max_replica_lag_ms, &self.max_replica_lag_ms);
+        set(
+            &mut engine.webhook_failing_after_secs,
+            &self.webhook_failing_after_secs,
+        );
         set(&mut limits.rate_limit, &self.rate_limit);
         set(&mut limits.rate_burst, &self.rate_burst);
         set(&mut limits.max_in_flight, &self.max_in_flight);

@@ -96,4 +96,25 @@ pub struct DeliveryState {
     pub last_error: Option<String>,
     /// When the oldest pending delivery is tried next.
     pub next_attempt: Option<DateTime<Utc>>,
+    /// When the oldest pending delivery was queued.
+    pub oldest_pending: Option<DateTime<Utc>>,
+    /// When the first still-pending delivery to fail first failed: the sink has been
+    /// failing since then.
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+impl DeliveryState {
+    /// Whether the sink has been failing for longer than `after` at `now`.
+    pub fn is_failing(&self, now: DateTime<Utc>, after: chrono::Duration) -> bool {
+        self.failing_since.is_some_and(|since| now - since > after)
+    }
+}
+
+/// A subscription's delivery state as reported, with whether it counts as failing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// How its deliveries stand.
+    pub state: DeliveryState,
+    /// Its sink has been failing for longer than the server's `webhook_failing_after`.
+    pub failing: bool,
 }

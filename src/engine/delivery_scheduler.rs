@@ -99,6 +99,11 @@ impl DeliveryScheduler {
         !open && !stale && !self.sinks_in_flight.contains(&d.sink)
     }
 
+    /// Closes the sink's breaker: its next due delivery may start at once.
+    pub fn forgive(&mut self, sink: &str) {
+        self.breakers.remove(sink);
+    }
+
     /// Records the end of a delivery [`DeliveryScheduler::start`] started.
     pub fn finish(&mut self, d: &Delivery, outcome: Outcome, now: Instant) {
         if self.sinks_in_flight.remove(&d.sink) {

@@ -157,6 +157,9 @@ pub struct EngineConfig {
     /// Where replicas share a database: how long after a commit another replica may still
     /// answer from a history it cached before (past it, checks read the database).
     pub max_replica_lag: Duration,
+    /// A webhook sink failing for longer than this is reported as failing (in
+    /// ListSubscriptions and the metrics).
+    pub webhook_failing_after: Duration,
 }
 
 impl Default for EngineConfig {
@@ -180,6 +183,7 @@ impl Default for EngineConfig {
             egress: EgressPolicy::default(),
             key: ServerKey::ephemeral(),
             max_replica_lag: Duration::from_secs(1),
+            webhook_failing_after: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -274,6 +278,9 @@ impl Engine {
                 commits: commits.clone(),
                 egress,
                 key: config.key.clone(),
+                failing_after: chrono::Duration::from_std(config.webhook_failing_after)
+                    .unwrap_or(chrono::Duration::MAX),
+                retried: Arc::default(),
             }),
             admin: AdminService {
                 events: store.clone(),
@@ -353,9 +360,9 @@ impl Engine {
         if let Some(lag) = &self.lag {
             crate::metrics::replica_feed_lag(lag.lag_at(Instant::now()));
         }
-        match self.store.pending_deliveries().await {
-            Ok(pending) => crate::metrics::webhook_pending(pending),
-            Err(e) => tracing::debug!(error = %e, "cannot count pending webhook deliveries"),
+        match self.webhooks.backlog().await {
+            Ok(backlog) => crate::metrics::webhook_backlog(&backlog, now),
+            Err(e) => tracing::debug!(error = %e, "cannot measure the webhook queue"),
         }
     }
 

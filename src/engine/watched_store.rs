@@ -18,7 +18,7 @@ use crate::domain::watch::WatchEntry;
 use crate::ranges::RangeEntry;
 use crate::store::{
     AccessLogStore, AccessRecord, Advance, AlertPage, CatalogStore, Change, ChangeFeed, Delivery,
-    EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, Store, StoreError,
+    DeliveryBacklog, EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, Store, StoreError,
     SubscriptionRecord, SubscriptionStore, WatchlistStore,
 };
 
@@ -121,7 +121,8 @@ watched! {
         fn subscriptions(tenant: Option<&TenantName>) -> Vec<SubscriptionRecord>;
         fn advance_subscriptions(advances: &[Advance]) -> ();
         fn due_deliveries(limit: u32) -> Vec<Delivery>;
-        fn pending_deliveries() -> u64;
+        fn delivery_backlog(failing_before: DateTime<Utc>) -> DeliveryBacklog;
+        fn retry_deliveries(subscription_id: &str) -> u64;
         fn delivery_states(tenant: &TenantName) -> Vec<(String, DeliveryState)>;
         fn finish_delivery(id: i64, delivered: bool, retry_at: DateTime<Utc>, error: Option<&str>)
             -> ();

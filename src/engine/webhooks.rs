@@ -20,11 +20,13 @@ use crate::domain::FieldError;
 use crate::domain::auth::{TenantName, hex};
 use crate::domain::event::EventKind;
 use crate::domain::number::E164;
-use crate::domain::subscription::{CloudEventFormat, DeliveryState, Subscription};
+use crate::domain::subscription::{CloudEventFormat, DeliveryReport, Subscription};
 use crate::domain::text::plain_text;
 use crate::egress::Egress;
 use crate::server_key::ServerKey;
-use crate::store::{Advance, Delivery, EventStore, SubscriptionRecord, SubscriptionStore};
+use crate::store::{
+    Advance, Delivery, DeliveryBacklog, EventStore, SubscriptionRecord, SubscriptionStore,
+};
 
 /// The dispatcher looks for new alerts and due deliveries at least this often.
 const TICK: Duration = Duration::from_millis(200);
@@ -99,6 +101,28 @@ pub struct WebhookService {
     pub(super) commits: Commits,
     pub(super) egress: Egress,
     pub(super) key: ServerKey,
+    /// A sink failing for longer than this is reported as failing.
+    pub(super) failing_after: chrono::Duration,
+    pub(super) retried: Arc<RetriedSinks>,
+}
+
+/// Sinks an operator asked to retry now: the dispatcher closes their breakers before its
+/// next round, so the retry is not held back by the backoff of earlier failures.
+#[derive(Debug, Default)]
+pub(super) struct RetriedSinks {
+    sinks: Mutex<Vec<String>>,
+    wake: tokio::sync::Notify,
+}
+
+impl RetriedSinks {
+    fn forgive(&self, sink: String) {
+        lock(&self.sinks).push(sink);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.sinks))
+    }
 }
 
 impl WebhookService {
@@ -180,13 +204,46 @@ impl WebhookService {
     pub async fn delivery_states(
         &self,
         tenant: &TenantName,
-    ) -> Result<std::collections::HashMap<String, DeliveryState>, EngineError> {
+    ) -> Result<std::collections::HashMap<String, DeliveryReport>, EngineError> {
+        let now = Utc::now();
         Ok(self
             .subscriptions
             .delivery_states(tenant)
             .await?
             .into_iter()
+            .map(|(id, state)| {
+                let failing = state.is_failing(now, self.failing_after);
+                (id, DeliveryReport { state, failing })
+            })
             .collect())
+    }
+
+    /// The queue over every subscription, for metrics; failing as in
+    /// [`WebhookService::delivery_states`].
+    pub async fn backlog(&self) -> Result<DeliveryBacklog, EngineError> {
+        Ok(self
+            .subscriptions
+            .delivery_backlog(Utc::now() - self.failing_after)
+            .await?)
+    }
+
+    /// Sends one of the tenant's active subscriptions' waiting deliveries now, whatever
+    /// their backoff (after its sink was fixed); how many were waiting.
+    pub async fn retry_subscription(
+        &self,
+        tenant: &TenantName,
+        id: &str,
+    ) -> Result<u64, EngineError> {
+        let found = self
+            .subscriptions
+            .subscriptions(Some(tenant))
+            .await?
+            .into_iter()
+            .find(|s| s.id == id && s.ended_reason.is_none())
+            .ok_or_else(|| EngineError::NotFound(format!("no active subscription {id:?}")))?;
+        let retried = self.subscriptions.retry_deliveries(id).await?;
+        self.retried.forgive(found.sink);
+        Ok(retried)
     }
 
     /// Ends one of the tenant's active subscriptions (of `format`, if given); another
@@ -418,9 +475,9 @@ fn due_end(sub: &SubscriptionRecord, now: DateTime<Utc>) -> Option<&'static str>
     }
 }
 
-fn lock(scheduler: &Mutex<DeliveryScheduler>) -> MutexGuard<'_, DeliveryScheduler> {
-    // Only counters; a panic elsewhere leaves them usable.
-    scheduler
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only counters and names; a panic elsewhere leaves them usable.
+    state
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -448,17 +505,24 @@ pub(super) async fn dispatch(service: Weak<WebhookService>) {
     let Some(mut commits) = service.upgrade().map(|s| s.commits.subscribe()) else {
         return;
     };
+    let Some(retried) = service.upgrade().map(|s| s.retried.clone()) else {
+        return;
+    };
     let scheduler = Arc::new(Mutex::new(DeliveryScheduler::default()));
     let finished = Arc::new(tokio::sync::Notify::new());
     loop {
         tokio::select! {
             _ = commits.changed() => {}
             _ = finished.notified() => {}
+            _ = retried.wake.notified() => {}
             _ = tokio::time::sleep(TICK) => {}
         }
         let Some(service) = service.upgrade() else {
             return;
         };
+        for sink in retried.take() {
+            lock(&scheduler).forgive(&sink);
+        }
         if !service.availability.is_up() {
             continue;
         }

@@ -472,6 +472,17 @@ pub trait WatchlistStore: Send + Sync + 'static {
     ) -> Result<AlertPage, StoreError>;
 }
 
+/// The webhook queue over every subscription, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryBacklog {
+    /// Deliveries queued and not yet taken.
+    pub pending: u64,
+    /// When the oldest of them was queued.
+    pub oldest_pending: Option<DateTime<Utc>>,
+    /// Subscriptions with a waiting delivery that first failed before the given time.
+    pub failing_subscriptions: u64,
+}
+
 /// Webhook subscriptions and their queued deliveries.
 #[async_trait]
 pub trait SubscriptionStore: Send + Sync + 'static {
@@ -489,8 +500,14 @@ pub trait SubscriptionStore: Send + Sync + 'static {
     /// The subscriptions' queue heads (each one's oldest undelivered event) whose next
     /// attempt is due, oldest first.
     async fn due_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
-    /// How many deliveries are queued and not yet delivered (due or waiting to retry).
-    async fn pending_deliveries(&self) -> Result<u64, StoreError>;
+    /// The queue over every subscription: what waits, since when, and how many
+    /// subscriptions have a delivery that first failed before `failing_before`.
+    async fn delivery_backlog(
+        &self,
+        failing_before: DateTime<Utc>,
+    ) -> Result<DeliveryBacklog, StoreError>;
+    /// Makes the subscription's waiting deliveries due now; how many there are.
+    async fn retry_deliveries(&self, subscription_id: &str) -> Result<u64, StoreError>;
     /// How the deliveries of the tenant's subscriptions stand, by subscription id (those
     /// with no delivery yet are left out).
     async fn delivery_states(

@@ -695,12 +695,13 @@ pub mod queue {
         ) -> QueryBuilder<DB> {
             let now = micros(Utc::now());
             let mut insert = QueryBuilder::new(
-                "INSERT INTO deliveries (subscription_id, ce_id, body, next_attempt_at) ",
+                "INSERT INTO deliveries (subscription_id, ce_id, body, next_attempt_at, queued_at) ",
             );
             insert.push_values(events, |mut row, (ce_id, body)| {
                 row.push_bind(subscription.to_string())
                     .push_bind(ce_id.clone())
                     .push_bind(body.clone())
+                    .push_bind(now)
                     .push_bind(now);
             });
             insert.push(" ON CONFLICT (ce_id) DO NOTHING");
@@ -740,16 +741,29 @@ pub mod queue {
             retry_at: DateTime<Utc>,
             error: Option<&str>,
         ) -> QueryBuilder<DB> {
+            let now = micros(Utc::now());
             let mut update =
                 QueryBuilder::new("UPDATE deliveries SET attempts = attempts + 1, delivered_at = ");
             update
-                .push_bind(delivered.then(|| micros(Utc::now())))
-                .push(", next_attempt_at = ")
+                .push_bind(delivered.then_some(now))
+                .push(", first_failed_at = COALESCE(first_failed_at, ")
+                .push_bind((!delivered).then_some(now))
+                .push("), next_attempt_at = ")
                 .push_bind(micros(retry_at))
                 .push(", last_error = ")
                 .push_bind(error.map(str::to_string))
                 .push(" WHERE id = ")
                 .push_bind(id);
+            update
+        }
+
+        /// The subscription's waiting deliveries are due now.
+        pub fn retry_pending(subscription: &str) -> QueryBuilder<DB> {
+            let mut update = QueryBuilder::new("UPDATE deliveries SET next_attempt_at = ");
+            update
+                .push_bind(micros(Utc::now()))
+                .push(" WHERE delivered_at IS NULL AND subscription_id = ")
+                .push_bind(subscription.to_string());
             update
         }
 

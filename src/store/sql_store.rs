@@ -14,8 +14,8 @@ use super::sql::queue::{self, Queue};
 use super::sql::{self, count, micros, optional_time_at, time_at};
 use super::{
     AccessLogStore, AccessRecord, Advance, AlertPage, CatalogStore, Change, ChangeFeed, Delivery,
-    EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, StoreError, SubscriptionRecord,
-    SubscriptionStore, WatchlistStore,
+    DeliveryBacklog, EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, StoreError,
+    SubscriptionRecord, SubscriptionStore, WatchlistStore,
 };
 use crate::domain::auth::{TenantName, TimePrecision};
 use crate::domain::carrier::Carrier;
@@ -654,17 +654,34 @@ sql_impl!(SubscriptionStore {
             .collect()
     }
 
-    async fn pending_deliveries(&self) -> Result<u64, StoreError> {
-        let rows = read(
-            self.backend.reader(),
-            QueryBuilder::new("SELECT count(*) AS n FROM deliveries WHERE delivered_at IS NULL"),
-        )
-        .await?;
-        let n: i64 = match rows.first() {
-            Some(row) => row.try_get("n")?,
-            None => 0,
+    async fn delivery_backlog(
+        &self,
+        failing_before: DateTime<Utc>,
+    ) -> Result<DeliveryBacklog, StoreError> {
+        let mut query = QueryBuilder::new(
+            "SELECT count(*) AS n, MIN(queued_at) AS oldest, \
+               COUNT(DISTINCT CASE WHEN first_failed_at < ",
+        );
+        query.push_bind(micros(failing_before)).push(
+            " THEN subscription_id END) AS failing \
+             FROM deliveries WHERE delivered_at IS NULL",
+        );
+        let rows = read(self.backend.reader(), query).await?;
+        let Some(row) = rows.first() else {
+            return Ok(DeliveryBacklog::default());
         };
-        Ok(u64::try_from(n).unwrap_or(0))
+        Ok(DeliveryBacklog {
+            pending: u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0),
+            oldest_pending: row
+                .try_get::<Option<i64>, _>("oldest")?
+                .and_then(DateTime::from_timestamp_micros),
+            failing_subscriptions: u64::try_from(row.try_get::<i64, _>("failing")?)
+                .unwrap_or(0),
+        })
+    }
+
+    async fn retry_deliveries(&self, subscription_id: &str) -> Result<u64, StoreError> {
+        write(self.backend.writer(), Queue::retry_pending(subscription_id)).await
     }
 
     async fn delivery_states(
@@ -679,6 +696,8 @@ sql_impl!(SubscriptionStore {
                CAST(SUM(d.attempts) - SUM(CASE WHEN d.delivered_at IS NULL THEN 0 ELSE 1 END) AS BIGINT) AS failed, \
                MAX(d.delivered_at) AS last_success, \
                MIN(CASE WHEN d.delivered_at IS NULL THEN d.next_attempt_at END) AS next_attempt, \
+               MIN(CASE WHEN d.delivered_at IS NULL THEN d.queued_at END) AS oldest_pending, \
+               MIN(CASE WHEN d.delivered_at IS NULL THEN d.first_failed_at END) AS failing_since, \
                (SELECT p.last_error FROM deliveries p WHERE p.subscription_id = d.subscription_id \
                   AND p.delivered_at IS NULL ORDER BY p.id LIMIT 1) AS last_error \
              FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
@@ -708,6 +727,8 @@ sql_impl!(SubscriptionStore {
                         last_success: time("last_success")?,
                         last_error: row.try_get("last_error")?,
                         next_attempt: time("next_attempt")?,
+                        oldest_pending: time("oldest_pending")?,
+                        failing_since: time("failing_since")?,
                     },
                 ))
             })

@@ -13,12 +13,13 @@ use numguard::api::pb::alerts_client::AlertsClient;
 use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::api::pb::{self, EventKind};
-use numguard_testkit::process::Served;
+use numguard_testkit::process::{Served, ok, stderr, stdout};
 use numguard_testkit::receiver::{Receiver, stalled_sink};
 use numguard_testkit::*;
 use tonic::transport::Channel;
 
 on_both_backends!(metrics_pass_promtool_and_move_with_traffic);
+on_both_backends!(a_failing_sink_is_marked_and_retried_on_demand);
 
 const NUMBER: &str = "+819012345678";
 
@@ -65,6 +66,7 @@ fn sample(scrape: &str, series: &str) -> Option<f64> {
 }
 
 async fn scrape(metrics: &str) -> String {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let response = reqwest::get(format!("{metrics}/metrics")).await.unwrap();
     assert_eq!(response.status(), 200);
     let kind = response.headers()["content-type"]
@@ -101,7 +103,6 @@ fn metrics_url(served: &Served) -> String {
 }
 
 async fn metrics_pass_promtool_and_move_with_traffic(backend: Backend) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new(backend).await;
     let served = Served::start_with(
         &db.url,
@@ -548,4 +549,125 @@ fn the_systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
+
+/// A sink that keeps failing is marked FAILING (list, show, metrics) once it has failed
+/// for longer than `--webhook-failing-after-secs`; `subscriptions retry` sends at once,
+/// not after the backoff, and the mark goes away.
+async fn a_failing_sink_is_marked_and_retried_on_demand(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let served = Served::start_with(
+        &db.url,
+        &[
+            "--dev",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--webhook-failing-after-secs",
+            "1",
+        ],
+    );
+    let metrics = metrics_url(&served);
+    served.add_feed("81");
+    let watch = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        watch.path(),
+        format!("customer_ref,phone_number,owner_since\nc1,{NUMBER},2026-01-01\n"),
+    )
+    .unwrap();
+    ok(served.run(&["watch", "import", watch.path().to_str().unwrap()]));
+    // Five failures: the sixth attempt would wait 16 s.
+    let sink = Receiver::start(vec![500; 5]).await;
+    let made = ok(served.run(&["subscriptions", "create", &sink.url, "--json"]));
+    let made: serde_json::Value = serde_json::from_slice(&made.stdout).unwrap();
+    let id = made["id"].as_str().unwrap().to_string();
+    let to = channel(&served).await;
+    EventsClient::new(to)
+        .ingest_events(tokio_stream::iter(vec![event(
+            "feed",
+            "swap-1",
+            NUMBER,
+            EventKind::SimSwap,
+            Utc::now() - chrono::Duration::minutes(5),
+        )]))
+        .await
+        .unwrap();
+    // 1 + 2 + 4 + 8 s of backoff between them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink.seen().len() < 5 {
+        assert!(Instant::now() < deadline, "{:?}", sink.seen());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let show = |json: bool| {
+        let mut args = vec!["subscriptions", "show", id.as_str()];
+        if json {
+            args.push("--json");
+        }
+        ok(served.run(&args))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failing = loop {
+        let shown: serde_json::Value = serde_json::from_slice(&show(true).stdout).unwrap();
+        if shown["failing"] == true && shown["failed_attempts"] == 5 {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "never marked failing: {shown}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failing["pending"], 1, "{failing}");
+    assert!(failing["failing_since"].is_string(), "{failing}");
+    assert!(failing["oldest_pending"].is_string(), "{failing}");
+    assert!(
+        failing["last_error"].as_str().unwrap().contains("500"),
+        "{failing}"
+    );
+    let text = stdout(&show(false));
+    assert!(text.contains("state:           FAILING since "), "{text}");
+    let listed = stdout(&ok(served.run(&["subscriptions", "list"])));
+    assert!(listed.contains("FAILING since"), "{listed}");
+    assert!(listed.contains("oldest pending since"), "{listed}");
+    let scraped = scrape(&metrics).await;
+    assert_eq!(
+        sample(&scraped, "numguard_webhook_subscriptions_failing"),
+        Some(1.0),
+        "{scraped}"
+    );
+    assert!(
+        sample(&scraped, "numguard_webhook_oldest_pending_age_seconds").is_some_and(|s| s > 0.0),
+        "{scraped}"
+    );
+
+    // Retried now, the delivery comes well before the 16 s backoff would let it.
+    let retried_at = std::time::Instant::now();
+    let said = stdout(&ok(served.run(&["subscriptions", "retry", &id])));
+    assert!(said.contains("1 waiting deliveries sent now"), "{said}");
+    let seen = sink
+        .wait_for("the retried delivery", |seen| seen.len() >= 6)
+        .await;
+    assert_eq!(seen[5].status, 200);
+    assert!(
+        seen[5].at.duration_since(retried_at) < Duration::from_secs(10),
+        "the retry waited for the backoff"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown: serde_json::Value = serde_json::from_slice(&show(true).stdout).unwrap();
+        let scraped = scrape(&metrics).await;
+        if shown["failing"] == false
+            && shown["pending"] == 0
+            && sample(&scraped, "numguard_webhook_subscriptions_failing") == Some(0.0)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still failing: {shown}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let unknown = served.run(&["subscriptions", "retry", "nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("no active subscription"),
+        "{}",
+        stderr(&unknown)
+    );
+    served.stop();
 }
