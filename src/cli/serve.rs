@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use super::demo;
 use crate::domain::number::Region;
 use crate::server::{Listeners, run_with as run_server};
-use crate::settings::{OnUnknown, Settings, SettingsError, parse_offset};
+use crate::settings::{Database, OnUnknown, Settings, SettingsError, parse_offset};
 
 /// Every setting is optional here: what is not given as a flag or in the environment comes
 /// from the `--config` file, else from the defaults (see `crate::settings`).
@@ -59,9 +59,12 @@ pub struct ServeArgs {
     /// UTC offset in which date-only `owner_since` values are read, e.g. +09:00.
     #[arg(long, env = "NUMGUARD_DATE_ZONE", value_parser = parse_offset)]
     date_zone: Option<FixedOffset>,
-    /// After starting, show the server answering: a health check, a carrier look-up and a
-    /// CheckNumber through a real gRPC client. The server keeps running. Needs --dev or
-    /// --api-key.
+    /// After starting, show the server answering through a real gRPC client: a health
+    /// check, then a demo dataset (a fresh and an old SIM swap, a recent port, a recycled
+    /// number, a stale feed, an uncovered carrier; times relative to now) and each case's
+    /// verdict. Without --database-url the demo gets a fresh database of its own in the
+    /// temporary directory; it never seeds one you chose. The server keeps running with
+    /// that data. Needs --dev or --api-key.
     #[arg(long, env = "NUMGUARD_DEMO", value_parser = BoolishValueParser::new())]
     demo: bool,
     /// Development mode: no API keys (every caller is tenant `dev` with every scope).
@@ -289,10 +292,16 @@ impl ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.settings()?;
+    let mut settings = args.settings()?;
     if args.print_config {
         print!("{}", settings.to_toml());
         return Ok(ExitCode::SUCCESS);
+    }
+    // The demo never writes into a database someone chose: without one, it gets its own.
+    let demo_database = args.demo && settings.database.url == Database::default().url;
+    if demo_database {
+        settings.database.url = demo::fresh_database()?;
+        eprintln!("--demo: a fresh demo database at {}", settings.database.url);
     }
     let config = settings.server_config()?;
     let listen = settings.server.listen;
@@ -314,7 +323,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if config.tls.is_some() {
             eprintln!("--demo does not run over TLS; serving without the tour");
         } else if dev || key.is_some() {
-            tokio::spawn(demo::tour(addr, key));
+            tokio::spawn(demo::tour(addr, key, demo_database));
         } else {
             eprintln!("--demo needs --dev (no keys) or --api-key; serving without the tour");
         }

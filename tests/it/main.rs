@@ -14,6 +14,7 @@ mod faults;
 mod grpc_api;
 mod number_reading;
 mod operations;
+mod readme;
 mod replicas;
 mod rest_api;
 mod security;
