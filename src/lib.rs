@@ -26,5 +26,6 @@ pub mod server_key;
 #[allow(missing_docs)]
 pub mod settings;
 pub mod store;
+pub mod telemetry;
 #[allow(missing_docs)]
 pub mod upstream;

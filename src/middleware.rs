@@ -140,13 +140,29 @@ where
                 started: Instant::now(),
                 status: None,
             });
-        // At DEBUG: at the default INFO level a disabled span costs nothing, while an
-        // enabled one is formatted on every request (5.8k instructions of a 121k warm check).
-        let span = tracing::debug_span!(
-            "request",
-            route = %request.uri().path(),
-            tenant = tracing::field::Empty
-        );
+        // At DEBUG unless JSON logs or trace export want it: at the default INFO level a
+        // disabled span costs nothing, while an enabled one is formatted on every request
+        // (5.8k instructions of a 121k warm check).
+        let path = request.uri().path();
+        let (span, request_id) = if crate::telemetry::request_spans() {
+            let id = request_id(request.headers());
+            let span = tracing::info_span!(
+                "request",
+                otel.name = %path,
+                otel.kind = "server",
+                request_id = %id,
+                route = %path,
+                tenant = tracing::field::Empty
+            );
+            (span, http::HeaderValue::from_str(&id).ok())
+        } else {
+            let span = tracing::debug_span!(
+                "request",
+                route = %path,
+                tenant = tracing::field::Empty
+            );
+            (span, None)
+        };
         Box::pin(
             async move {
                 let work = async {
@@ -178,13 +194,38 @@ where
                     }
                     Answer::Stream | Answer::Subscription => work.await,
                 }?;
-                Ok(match measured {
+                let mut response = match measured {
                     Some(measured) => measured.follow(response),
                     None => response,
-                })
+                };
+                if let Some(id) = request_id {
+                    response.headers_mut().insert(REQUEST_ID, id);
+                }
+                Ok(response)
             }
             .instrument(span),
         )
+    }
+}
+
+/// The header that carries a request's id, both ways.
+const REQUEST_ID: &str = "x-request-id";
+
+/// The caller's request id when it sent a usable one (so its logs and ours join), else a
+/// new random one.
+fn request_id(headers: &http::HeaderMap) -> String {
+    let given = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    match given {
+        Some(id) => id.to_string(),
+        None => format!("{:016x}", rand::random::<u64>()),
     }
 }
 

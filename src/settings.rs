@@ -56,6 +56,8 @@ pub struct Server {
     /// The address of `/metrics` (Prometheus), `/healthz` and `/readyz`; off when absent.
     /// No key is asked there.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where traces go, over OTLP/gRPC (e.g. `http://127.0.0.1:4317`); off when absent.
+    pub otlp_endpoint: Option<String>,
     /// No API keys: every caller is tenant `dev` with every scope. Loopback only.
     pub dev: bool,
     /// Largest gRPC message accepted, in bytes.
@@ -80,6 +82,7 @@ impl Default for Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             rest_listen: None,
             metrics_listen: None,
+            otlp_endpoint: None,
             dev: false,
             max_message_bytes: transport.max_message_bytes,
             request_timeout_ms: millis(transport.request_timeout),
@@ -407,6 +410,15 @@ impl Settings {
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if let Some(endpoint) = &server.otlp_endpoint {
+            let scheme = url::Url::parse(endpoint).map(|u| u.scheme().to_string());
+            if !matches!(scheme.as_deref(), Ok("http" | "https")) {
+                return Err(invalid(
+                    "server.otlp_endpoint",
+                    format!("must be an http:// or https:// URL, got {endpoint:?}"),
+                ));
             }
         }
         match (&tls.cert, &tls.key) {

@@ -96,7 +96,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen, 20);
+        assert_eq!(seen, 21);
     }
 
     #[test]

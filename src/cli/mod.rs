@@ -25,7 +25,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::telemetry::{self, Traces};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,9 +101,17 @@ enum Command {
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        init_logging(&self.log, self.log_format);
+        let logging = Logging {
+            filter: self.log,
+            format: self.log_format,
+        };
+        // The server starts logging once its settings (a file, the environment) have said
+        // where traces go.
+        if !matches!(self.command, Command::Serve(_)) {
+            logging.start(None)?;
+        }
         match self.command {
-            Command::Serve(args) => serve::run(*args).await,
+            Command::Serve(args) => serve::run(*args, logging).await,
             Command::Check(args) => check::run(args).await,
             Command::Audit(args) => audit::run(args).await,
             Command::Import(args) => import::run(args).await,
@@ -115,6 +129,19 @@ impl Cli {
     }
 }
 
+/// How the server logs, decided before its settings are read.
+pub struct Logging {
+    filter: String,
+    format: LogFormat,
+}
+
+impl Logging {
+    /// Starts logging, and trace export where `otlp` names a collector.
+    pub fn start(&self, otlp: Option<&str>) -> anyhow::Result<Option<Traces>> {
+        init_logging(&self.filter, self.format, otlp)
+    }
+}
+
 /// The exit status of a command that finished: 0, or 3 when it refused some of its input
 /// (lines, rows or entries, each reported). Errors exit 1 and usage errors 2 (clap).
 pub fn finished(refused: u64) -> ExitCode {
@@ -125,26 +152,45 @@ pub fn finished(refused: u64) -> ExitCode {
     }
 }
 
-/// Logs go to stderr so that stdout stays the command's output.
-fn init_logging(filter: &str, format: LogFormat) {
+/// Logs go to stderr so that stdout stays the command's output; with `otlp`, traces go
+/// to that collector too (the returned [`Traces`] flushes them at the end).
+fn init_logging(
+    filter: &str,
+    format: LogFormat,
+    otlp: Option<&str>,
+) -> anyhow::Result<Option<Traces>> {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Only fails if a subscriber is already set, which is harmless.
-    let _ = match format {
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        // Colour only on a terminal, and never when NO_COLOR is set (no-color.org).
-        LogFormat::Text => logs
-            .with_ansi(
-                std::io::stderr().is_terminal()
-                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Json => {
+            // Each line carries the request id of the span it was written in.
+            telemetry::record_request_spans();
+            Box::new(
+                logs.json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
             )
-            .try_init(),
+        }
+        // Colour only on a terminal, and never when NO_COLOR is set (no-color.org).
+        LogFormat::Text => Box::new(logs.with_ansi(
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )),
     };
+    let (export, traces) = match otlp {
+        Some(endpoint) => {
+            let (layer, traces) = Traces::start(endpoint)?;
+            // numguard's own spans (requests, store, upstream), whatever the log filter.
+            let ours = Targets::new().with_target("numguard", Level::INFO);
+            (Some(layer.with_filter(ours)), Some(traces))
+        }
+        None => (None, None),
+    };
+    // Only fails if a subscriber is already set, which is harmless.
+    let _ = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(export)
+        .try_init();
+    Ok(traces)
 }

@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// checks (off unless set), e.g. 127.0.0.1:9464. No key is asked there.
     #[arg(long, env = "NUMGUARD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Export traces (one per request, with its store and upstream calls) over OTLP/gRPC
+    /// to this collector, e.g. http://127.0.0.1:4317. Off by default.
+    #[arg(long, env = "NUMGUARD_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Database URL; the SQLite file is created and migrated on first start [default:
     /// sqlite://numguard.db].
     #[arg(long, env = "NUMGUARD_DATABASE_URL")]
@@ -211,6 +215,9 @@ impl ServeArgs {
         if self.metrics_listen.is_some() {
             server.metrics_listen = self.metrics_listen;
         }
+        if self.otlp_endpoint.is_some() {
+            server.otlp_endpoint = self.otlp_endpoint.clone();
+        }
         if self.rest_listen.is_some() {
             server.rest_listen = self.rest_listen;
         }
@@ -291,12 +298,13 @@ impl ServeArgs {
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: ServeArgs, logging: super::Logging) -> anyhow::Result<ExitCode> {
     let mut settings = args.settings()?;
     if args.print_config {
         print!("{}", settings.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
+    let traces = logging.start(settings.server.otlp_endpoint.as_deref())?;
     // The demo never writes into a database someone chose: without one, it gets its own.
     let demo_database = args.demo && settings.database.url == Database::default().url;
     if demo_database {
@@ -341,7 +349,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         rest,
         metrics,
     };
-    run_server(config, listeners, shutdown_signal()).await?;
+    let served = run_server(config, listeners, shutdown_signal()).await;
+    if let Some(traces) = traces {
+        // Flushing blocks until the collector has the last spans (or gives up).
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

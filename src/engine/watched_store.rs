@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use super::availability::Availability;
 use crate::domain::auth::{TenantName, TimePrecision};
@@ -56,7 +57,15 @@ macro_rules! watched {
             impl $trait for WatchedStore {
                 $(
                     async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
-                        self.watch(self.inner.$name($($arg),*).await)
+                        let call = self.inner.$name($($arg),*);
+                        // A child of the request's span where requests are traced.
+                        let result = if crate::telemetry::request_spans() {
+                            let name = concat!("store.", stringify!($name));
+                            call.instrument(tracing::info_span!("store", otel.name = name)).await
+                        } else {
+                            call.await
+                        };
+                        self.watch(result)
                     }
                 )*
             }

@@ -122,6 +122,11 @@ impl ProviderClient {
     }
 
     /// One question, through the breaker and a concurrency slot.
+    #[tracing::instrument(
+        name = "upstream",
+        skip_all,
+        fields(otel.name = "upstream", otel.kind = "client", provider = %self.name(), path)
+    )]
     async fn ask(&self, path: &str, body: Value, field: &str) -> Result<bool, CallError> {
         let permitted = lock(&self.breaker).permit(Instant::now());
         if let Err(held) = permitted {

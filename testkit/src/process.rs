@@ -66,6 +66,10 @@ fn next_addr(lines: &mut Lines<BufReader<ChildStderr>>, log: &Mutex<Vec<String>>
                 .unwrap_or_default()
                 .to_string();
         }
+        // The same line from `--log-format json`.
+        if let Some(rest) = line.split("\"addr\":\"").nth(1) {
+            return rest.split('"').next().unwrap_or_default().to_string();
+        }
     }
 }
 

@@ -19,5 +19,6 @@ mod replicas;
 mod rest_api;
 mod security;
 mod store_story;
+mod traces;
 mod upstream;
 mod webhooks;
