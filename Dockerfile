@@ -12,13 +12,15 @@ RUN cargo build --release --locked --bin numguard \
     && strip target/release/numguard
 
 FROM debian:bookworm-slim
+# ca-certificates unpinned on purpose: it must follow Debian's security updates.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/numguard --create-home numguard \
     && chmod 0700 /var/lib/numguard
 COPY --from=build /src/target/release/numguard /usr/local/bin/numguard
-USER numguard
+USER 10001:10001
 WORKDIR /var/lib/numguard
 ENV NUMGUARD_LISTEN=0.0.0.0:50051 \
     NUMGUARD_DATABASE_URL=sqlite:///var/lib/numguard/numguard.db \

@@ -19,7 +19,7 @@ use metrics::{
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::domain::decision::{Decision, ReasonCode, Verdict};
-use crate::store::DeliveryBacklog;
+use crate::store::{DeliveryBacklog, PoolUsage};
 
 const REQUESTS: &str = "numguard_requests_total";
 const REQUEST_DURATION: &str = "numguard_request_duration_seconds";
@@ -31,6 +31,8 @@ const INGEST_EVENTS: &str = "numguard_ingest_events_total";
 const SOURCE_FRESH: &str = "numguard_source_fresh";
 const SOURCE_COMPLETE_AGE: &str = "numguard_source_complete_age_seconds";
 const DATABASE_UP: &str = "numguard_database_up";
+const DATABASE_CONNECTIONS: &str = "numguard_database_connections";
+const DATABASE_ERRORS: &str = "numguard_database_errors_total";
 const REPLICA_FEED_LAG: &str = "numguard_replica_feed_lag_seconds";
 const ALERT_STREAMS: &str = "numguard_alert_streams_open";
 const WEBHOOK_DELIVERIES: &str = "numguard_webhook_deliveries_total";
@@ -94,7 +96,7 @@ fn describe() {
     );
     describe_counter!(
         INGEST_EVENTS,
-        "Events received by ingest, by outcome (stored, duplicate, rejected)."
+        "Events received by ingest, by source (the stream's registered source; several or none) and outcome (stored, duplicate, rejected)."
     );
     describe_gauge!(
         SOURCE_FRESH,
@@ -108,6 +110,14 @@ fn describe() {
     describe_gauge!(
         DATABASE_UP,
         "1 while the database answers (and, with replicas, the change feed listens)."
+    );
+    describe_gauge!(
+        DATABASE_CONNECTIONS,
+        "Database connections by pool (read, write, or main) and state (in_use, idle)."
+    );
+    describe_counter!(
+        DATABASE_ERRORS,
+        "Failed database calls, by kind (unavailable, damaged, other)."
     );
     describe_gauge!(
         REPLICA_FEED_LAG,
@@ -246,15 +256,17 @@ pub fn cache(hit: bool) {
     }
 }
 
-/// Counts an ingest's events by outcome.
-pub fn ingested(stored: u64, duplicates: u64, rejected: u64) {
+/// Counts an ingest stream's events by source (its one registered source, `several`, or
+/// `none` when nothing was accepted) and outcome.
+pub fn ingested(source: &str, stored: u64, duplicates: u64, rejected: u64) {
     for (outcome, n) in [
         ("stored", stored),
         ("duplicate", duplicates),
         ("rejected", rejected),
     ] {
         if n > 0 && enabled() {
-            counter!(INGEST_EVENTS, "outcome" => outcome).increment(n);
+            counter!(INGEST_EVENTS, "source" => source.to_owned(), "outcome" => outcome)
+                .increment(n);
         }
     }
 }
@@ -306,6 +318,22 @@ pub fn source_state(source: &str, fresh: Option<bool>, complete_age: Option<Dura
 /// Sets whether the database answers.
 pub fn database_up(up: bool) {
     gauge!(DATABASE_UP).set(f64::from(u8::from(up)));
+}
+
+/// Sets how the database's connection pools are used.
+pub fn database_pools(pools: &[PoolUsage]) {
+    for p in pools {
+        let in_use = p.open.saturating_sub(p.idle);
+        gauge!(DATABASE_CONNECTIONS, "pool" => p.pool, "state" => "in_use").set(f64::from(in_use));
+        gauge!(DATABASE_CONNECTIONS, "pool" => p.pool, "state" => "idle").set(f64::from(p.idle));
+    }
+}
+
+/// Counts a failed database call.
+pub fn database_error(kind: &'static str) {
+    if enabled() {
+        counter!(DATABASE_ERRORS, "kind" => kind).increment(1);
+    }
 }
 
 /// Sets how far this replica's change feed is behind the database.

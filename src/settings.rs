@@ -58,6 +58,8 @@ pub struct Server {
     pub metrics_listen: Option<SocketAddr>,
     /// Where traces go, over OTLP/gRPC (e.g. `http://127.0.0.1:4317`); off when absent.
     pub otlp_endpoint: Option<String>,
+    /// The share of requests traced when traces are exported, in (0, 1].
+    pub otlp_sample_ratio: f64,
     /// No API keys: every caller is tenant `dev` with every scope. Loopback only.
     pub dev: bool,
     /// Largest gRPC message accepted, in bytes.
@@ -83,6 +85,7 @@ impl Default for Server {
             rest_listen: None,
             metrics_listen: None,
             otlp_endpoint: None,
+            otlp_sample_ratio: 1.0,
             dev: false,
             max_message_bytes: transport.max_message_bytes,
             request_timeout_ms: millis(transport.request_timeout),
@@ -182,6 +185,18 @@ impl Default for Engine {
             max_replica_lag_ms: engine.max_replica_lag.as_millis() as u64,
             webhook_failing_after_secs: engine.webhook_failing_after.as_secs(),
         }
+    }
+}
+
+impl Server {
+    /// Where traces go, if anywhere.
+    pub fn trace_export(&self) -> Option<crate::telemetry::TraceExport> {
+        self.otlp_endpoint
+            .clone()
+            .map(|endpoint| crate::telemetry::TraceExport {
+                endpoint,
+                sample_ratio: self.otlp_sample_ratio,
+            })
     }
 }
 
@@ -420,6 +435,12 @@ impl Settings {
                     format!("must be an http:// or https:// URL, got {endpoint:?}"),
                 ));
             }
+        }
+        if !(server.otlp_sample_ratio > 0.0 && server.otlp_sample_ratio <= 1.0) {
+            return Err(invalid(
+                "server.otlp_sample_ratio",
+                format!("must be in (0, 1], got {}", server.otlp_sample_ratio),
+            ));
         }
         match (&tls.cert, &tls.key) {
             (Some(_), None) => return Err(invalid("tls.key", "is needed with tls.cert")),
@@ -698,6 +719,18 @@ mod tests {
             (
                 refused(|s| s.server.max_message_bytes = 0),
                 "server.max_message_bytes",
+            ),
+            (
+                refused(|s| s.server.otlp_endpoint = Some("collector:4317".into())),
+                "server.otlp_endpoint must be an http:// or https:// URL",
+            ),
+            (
+                refused(|s| s.server.otlp_sample_ratio = 0.0),
+                "server.otlp_sample_ratio must be in (0, 1], got 0",
+            ),
+            (
+                refused(|s| s.engine.webhook_failing_after_secs = 0),
+                "engine.webhook_failing_after_secs must be at least 1",
             ),
             (
                 refused(|s| s.tls.cert = Some("c.pem".into())),

@@ -9,7 +9,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
 use tracing::Subscriber;
 use tracing_subscriber::Layer;
 use tracing_subscriber::registry::LookupSpan;
@@ -29,6 +29,15 @@ pub fn request_spans() -> bool {
     REQUEST_SPANS.load(Ordering::Relaxed)
 }
 
+/// Where traces go, and which share of requests is traced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceExport {
+    /// An OTLP/gRPC collector, e.g. `http://127.0.0.1:4317`.
+    pub endpoint: String,
+    /// The share of requests traced, in (0, 1]: a trace is kept or dropped whole.
+    pub sample_ratio: f64,
+}
+
 /// Trace export that runs until [`Traces::shutdown`] flushes it.
 pub struct Traces {
     provider: SdkTracerProvider,
@@ -38,17 +47,20 @@ impl Traces {
     /// Starts exporting to `endpoint` (an OTLP/gRPC collector) and returns the layer that
     /// feeds it. Must be called within the tokio runtime, where exports then run.
     pub fn start<S>(
-        endpoint: &str,
+        export: &TraceExport,
     ) -> anyhow::Result<(impl Layer<S> + Send + Sync + 'static, Traces)>
     where
         S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
     {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
-            .with_endpoint(endpoint)
+            .with_endpoint(&export.endpoint)
             .with_timeout(Duration::from_secs(5))
             .build()?;
         let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                export.sample_ratio,
+            ))))
             .with_batch_exporter(OnRuntime {
                 inner: exporter,
                 runtime: tokio::runtime::Handle::current(),

@@ -31,7 +31,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::telemetry::{self, Traces};
+use crate::telemetry::{self, TraceExport, Traces};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -137,7 +137,7 @@ pub struct Logging {
 
 impl Logging {
     /// Starts logging, and trace export where `otlp` names a collector.
-    pub fn start(&self, otlp: Option<&str>) -> anyhow::Result<Option<Traces>> {
+    pub fn start(&self, otlp: Option<&TraceExport>) -> anyhow::Result<Option<Traces>> {
         init_logging(&self.filter, self.format, otlp)
     }
 }
@@ -157,7 +157,7 @@ pub fn finished(refused: u64) -> ExitCode {
 fn init_logging(
     filter: &str,
     format: LogFormat,
-    otlp: Option<&str>,
+    otlp: Option<&TraceExport>,
 ) -> anyhow::Result<Option<Traces>> {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
@@ -179,8 +179,8 @@ fn init_logging(
         )),
     };
     let (export, traces) = match otlp {
-        Some(endpoint) => {
-            let (layer, traces) = Traces::start(endpoint)?;
+        Some(export) => {
+            let (layer, traces) = Traces::start(export)?;
             // numguard's own spans (requests, store, upstream), whatever the log filter.
             let ours = Targets::new().with_target("numguard", Level::INFO);
             (Some(layer.with_filter(ours)), Some(traces))

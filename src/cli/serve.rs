@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// to this collector, e.g. http://127.0.0.1:4317. Off by default.
     #[arg(long, env = "NUMGUARD_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// The share of requests traced, in (0, 1] [default: 1]; a trace is kept or dropped
+    /// whole (a caller's sampled trace context is followed).
+    #[arg(long, env = "NUMGUARD_OTLP_SAMPLE_RATIO")]
+    otlp_sample_ratio: Option<f64>,
     /// Database URL; the SQLite file is created and migrated on first start [default:
     /// sqlite://numguard.db].
     #[arg(long, env = "NUMGUARD_DATABASE_URL")]
@@ -218,6 +222,7 @@ impl ServeArgs {
         if self.otlp_endpoint.is_some() {
             server.otlp_endpoint = self.otlp_endpoint.clone();
         }
+        set(&mut server.otlp_sample_ratio, &self.otlp_sample_ratio);
         if self.rest_listen.is_some() {
             server.rest_listen = self.rest_listen;
         }
@@ -304,7 +309,7 @@ pub async fn run(args: ServeArgs, logging: super::Logging) -> anyhow::Result<Exi
         print!("{}", settings.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    let traces = logging.start(settings.server.otlp_endpoint.as_deref())?;
+    let traces = logging.start(settings.server.trace_export().as_ref())?;
     // The demo never writes into a database someone chose: without one, it gets its own.
     let demo_database = args.demo && settings.database.url == Database::default().url;
     if demo_database {

@@ -62,6 +62,34 @@ impl IngestService {
     }
 }
 
+/// Which registered sources a stream's accepted events came from: streams usually carry
+/// one, whose name labels the stream's counts; a mixed stream is counted as `several`.
+#[derive(Debug, Default)]
+enum StreamSources {
+    #[default]
+    None,
+    One(String),
+    Several,
+}
+
+impl StreamSources {
+    fn saw(&mut self, name: &str) {
+        match self {
+            StreamSources::None => *self = StreamSources::One(name.to_string()),
+            StreamSources::One(one) if one != name => *self = StreamSources::Several,
+            _ => {}
+        }
+    }
+
+    fn label(&self) -> &str {
+        match self {
+            StreamSources::None => "none",
+            StreamSources::One(name) => name,
+            StreamSources::Several => "several",
+        }
+    }
+}
+
 /// One ingest stream: validates events, writes them in batches and acknowledges each
 /// batch after its commit.
 pub struct IngestSession {
@@ -73,6 +101,8 @@ pub struct IngestSession {
     unregistered: Unregistered,
     rejected: u64,
     errors: Vec<(u64, String)>,
+    /// The registered sources of the accepted events, for the metrics' label.
+    sources: StreamSources,
     /// Sources are re-read from the store at most once per stream when an unknown name
     /// shows up (it may have been added through another replica).
     sources_reloaded: bool,
@@ -91,6 +121,7 @@ impl IngestSession {
             service,
             rejected: 0,
             errors: Vec::new(),
+            sources: StreamSources::default(),
             sources_reloaded: false,
             batches: Some(batches),
             writer,
@@ -135,6 +166,7 @@ impl IngestSession {
             );
             return Ok(());
         }
+        self.sources.saw(event.fact.source.as_str());
         if !self.valid_numbers.contains(event.number.as_str()) {
             if self.valid_numbers.len() >= REMEMBERED_NUMBERS {
                 self.valid_numbers.clear();
@@ -163,7 +195,12 @@ impl IngestSession {
         let written = (&mut self.writer)
             .await
             .map_err(|_| EngineError::WriterFailed)??;
-        crate::metrics::ingested(written.inserted, written.duplicates, self.rejected);
+        crate::metrics::ingested(
+            self.sources.label(),
+            written.inserted,
+            written.duplicates,
+            self.rejected,
+        );
         Ok(IngestSummary {
             accepted: written.inserted,
             duplicates: written.duplicates,

@@ -357,6 +357,7 @@ impl Engine {
             crate::metrics::source_state(source.name.as_str(), fresh, complete_age);
         }
         crate::metrics::database_up(self.availability.is_up());
+        crate::metrics::database_pools(&self.store.pool_usage());
         if let Some(lag) = &self.lag {
             crate::metrics::replica_feed_lag(lag.lag_at(Instant::now()));
         }

@@ -19,8 +19,8 @@ use crate::domain::watch::WatchEntry;
 use crate::ranges::RangeEntry;
 use crate::store::{
     AccessLogStore, AccessRecord, Advance, AlertPage, CatalogStore, Change, ChangeFeed, Delivery,
-    DeliveryBacklog, EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, Store, StoreError,
-    SubscriptionRecord, SubscriptionStore, WatchlistStore,
+    DeliveryBacklog, EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, PoolUsage, Store,
+    StoreError, SubscriptionRecord, SubscriptionStore, WatchlistStore,
 };
 
 /// A [`Store`] that reports its own outages to the engine's [`Availability`].
@@ -40,9 +40,16 @@ impl WatchedStore {
 
     fn watch<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         match &result {
-            Err(StoreError::Unavailable(_)) => self.availability.set_database(false),
-            Err(StoreError::Damaged(_)) => self.availability.set_damaged(),
-            _ => {}
+            Ok(_) => {}
+            Err(StoreError::Unavailable(_)) => {
+                crate::metrics::database_error("unavailable");
+                self.availability.set_database(false);
+            }
+            Err(StoreError::Damaged(_)) => {
+                crate::metrics::database_error("damaged");
+                self.availability.set_damaged();
+            }
+            Err(_) => crate::metrics::database_error("other"),
         }
         result
     }
@@ -82,6 +89,10 @@ impl ChangeFeed for WatchedStore {
 
     fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
         self.inner.take_changes()
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        self.inner.pool_usage()
     }
 }
 

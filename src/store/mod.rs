@@ -539,6 +539,19 @@ pub trait ChangeFeed: Send + Sync + 'static {
     /// several replicas share; `None` where this process is the only writer (SQLite).
     /// It can be taken once.
     fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>>;
+    /// How each connection pool is used now, for metrics.
+    fn pool_usage(&self) -> Vec<PoolUsage>;
+}
+
+/// One connection pool's connections now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// `read` or `write` where reads and writes have their own pools, else `main`.
+    pub pool: &'static str,
+    /// Connections open.
+    pub open: u32,
+    /// Of them, those waiting for work.
+    pub idle: u32,
 }
 
 /// Everything numguard keeps, on SQLite or PostgreSQL: one trait per concern, so each part

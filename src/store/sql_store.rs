@@ -14,8 +14,8 @@ use super::sql::queue::{self, Queue};
 use super::sql::{self, count, micros, optional_time_at, time_at};
 use super::{
     AccessLogStore, AccessRecord, Advance, AlertPage, CatalogStore, Change, ChangeFeed, Delivery,
-    DeliveryBacklog, EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, StoreError,
-    SubscriptionRecord, SubscriptionStore, WatchlistStore,
+    DeliveryBacklog, EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, PoolUsage,
+    StoreError, SubscriptionRecord, SubscriptionStore, WatchlistStore,
 };
 use crate::domain::auth::{TenantName, TimePrecision};
 use crate::domain::carrier::Carrier;
@@ -790,6 +790,20 @@ sql_impl!(ChangeFeed {
 
     fn take_changes(&self) -> Option<UnboundedReceiver<Change>> {
         self.backend.take_changes()
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        let usage = |pool: &'static str, p: &Pool<B::Db>| PoolUsage {
+            pool,
+            open: p.size(),
+            idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+        };
+        let (reader, writer) = (self.backend.reader(), self.backend.writer());
+        if std::ptr::eq(reader, writer) {
+            vec![usage("main", reader)]
+        } else {
+            vec![usage("read", reader), usage("write", writer)]
+        }
     }
 });
 
