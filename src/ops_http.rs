@@ -1,5 +1,6 @@
 //! The operators' HTTP endpoints: `/healthz` (the process answers), `/readyz` (checks may
-//! be answered: the database is reachable and, with replicas, the change feed listens),
+//! be answered: the database is reachable and, with replicas, the change feed listens; with
+//! `--ready-requires-fresh-sources`, no live source is stale),
 //! served on the REST port and, with `/metrics` (Prometheus text format), on
 //! `--metrics-listen`. None of them needs a key: bind the metrics port where only the
 //! monitoring network reaches it.
@@ -14,7 +15,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Readiness};
 
 /// How often histograms are compacted between scrapes.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -26,14 +27,17 @@ pub fn health_routes<S: Clone + Send + Sync + 'static>(engine: Arc<Engine>) -> R
         .route("/readyz", get(ready).with_state(engine))
 }
 
-async fn ready(State(engine): State<Arc<Engine>>) -> (StatusCode, &'static str) {
-    if *engine.availability().borrow() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
+async fn ready(State(engine): State<Arc<Engine>>) -> (StatusCode, String) {
+    match engine.readiness() {
+        Readiness::Ready => (StatusCode::OK, "ready\n".into()),
+        Readiness::DatabaseDown => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the database is unreachable or the change feed is not listening\n",
-        )
+            "not ready: the database is unreachable or the change feed is not listening\n".into(),
+        ),
+        Readiness::StaleSources(names) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: stale sources: {}\n", names.join(", ")),
+        ),
     }
 }
 

@@ -60,6 +60,9 @@ pub struct Server {
     pub otlp_endpoint: Option<String>,
     /// The share of requests traced when traces are exported, in (0, 1].
     pub otlp_sample_ratio: f64,
+    /// `/readyz` answers 503 while a live source is stale (so a load balancer takes a
+    /// replica whose feeds stopped out of rotation).
+    pub ready_requires_fresh_sources: bool,
     /// No API keys: every caller is tenant `dev` with every scope. Loopback only.
     pub dev: bool,
     /// Largest gRPC message accepted, in bytes.
@@ -86,6 +89,7 @@ impl Default for Server {
             metrics_listen: None,
             otlp_endpoint: None,
             otlp_sample_ratio: 1.0,
+            ready_requires_fresh_sources: false,
             dev: false,
             max_message_bytes: transport.max_message_bytes,
             request_timeout_ms: millis(transport.request_timeout),
@@ -554,6 +558,7 @@ impl Settings {
                 register_unknown_carriers: engine.register_unknown_carriers,
                 max_replica_lag: Duration::from_millis(engine.max_replica_lag_ms),
                 webhook_failing_after: Duration::from_secs(engine.webhook_failing_after_secs),
+                ready_requires_fresh_sources: server.ready_requires_fresh_sources,
                 retention: (database.retention_days > 0)
                     .then(|| chrono::Duration::days(i64::from(database.retention_days))),
                 upstream,

@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// whole (a caller's sampled trace context is followed).
     #[arg(long, env = "NUMGUARD_OTLP_SAMPLE_RATIO")]
     otlp_sample_ratio: Option<f64>,
+    /// `/readyz` answers 503 while a live source is stale (not heard from within its max
+    /// lag), naming it.
+    #[arg(long, env = "NUMGUARD_READY_REQUIRES_FRESH_SOURCES", value_parser = BoolishValueParser::new())]
+    ready_requires_fresh_sources: bool,
     /// Database URL; the SQLite file is created and migrated on first start [default:
     /// sqlite://numguard.db].
     #[arg(long, env = "NUMGUARD_DATABASE_URL")]
@@ -223,6 +227,7 @@ impl ServeArgs {
             server.otlp_endpoint = self.otlp_endpoint.clone();
         }
         set(&mut server.otlp_sample_ratio, &self.otlp_sample_ratio);
+        server.ready_requires_fresh_sources |= self.ready_requires_fresh_sources;
         if self.rest_listen.is_some() {
             server.rest_listen = self.rest_listen;
         }

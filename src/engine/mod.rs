@@ -117,6 +117,17 @@ impl EngineError {
     }
 }
 
+/// Whether the server may take traffic, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Checks can be answered.
+    Ready,
+    /// The database does not answer, or the change feed does not listen.
+    DatabaseDown,
+    /// These live sources are stale and the server was told to wait for them.
+    StaleSources(Vec<String>),
+}
+
 /// How the engine runs; `crate::settings` fills it from the server's settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -160,6 +171,8 @@ pub struct EngineConfig {
     /// A webhook sink failing for longer than this is reported as failing (in
     /// ListSubscriptions and the metrics).
     pub webhook_failing_after: Duration,
+    /// `/readyz` answers 503 while a live source is stale.
+    pub ready_requires_fresh_sources: bool,
 }
 
 impl Default for EngineConfig {
@@ -184,6 +197,7 @@ impl Default for EngineConfig {
             key: ServerKey::ephemeral(),
             max_replica_lag: Duration::from_secs(1),
             webhook_failing_after: Duration::from_secs(15 * 60),
+            ready_requires_fresh_sources: false,
         }
     }
 }
@@ -342,6 +356,29 @@ impl Engine {
     /// Follows availability: `true` while checks may be answered.
     pub fn availability(&self) -> tokio::sync::watch::Receiver<bool> {
         self.availability.subscribe()
+    }
+
+    /// Whether checks may be answered: the database answers (and, with replicas, the
+    /// change feed listens) and, where the server requires it, every live source is
+    /// fresh.
+    pub fn readiness(&self) -> Readiness {
+        if !self.availability.is_up() {
+            return Readiness::DatabaseDown;
+        }
+        if self.config.ready_requires_fresh_sources {
+            let now = chrono::Utc::now();
+            let stale: Vec<String> = self
+                .catalog
+                .sources()
+                .iter()
+                .filter(|s| s.max_lag.is_some() && !s.is_fresh(now))
+                .map(|s| s.name.as_str().to_string())
+                .collect();
+            if !stale.is_empty() {
+                return Readiness::StaleSources(stale);
+            }
+        }
+        Readiness::Ready
     }
 
     /// Sets the gauges a metrics scrape reads from the engine's state: each source's

@@ -699,3 +699,50 @@ async fn a_failing_sink_is_marked_and_retried_on_demand(backend: Backend) {
     );
     served.stop();
 }
+
+/// With `--ready-requires-fresh-sources`, `/readyz` (asked with curl) answers 503 naming a
+/// live source that is not fresh, and 200 once it is heard from.
+#[test]
+fn readiness_can_wait_for_fresh_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("ng.db").display());
+    let served = Served::start_with(
+        &db,
+        &[
+            "--dev",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--ready-requires-fresh-sources",
+        ],
+    );
+    let metrics = metrics_url(&served);
+    let readyz = || {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}"])
+            .arg(format!("{metrics}/readyz"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(readyz().ends_with("200"), "{}", readyz());
+    ok(served.run(&[
+        "sources",
+        "add",
+        "feed",
+        "--tracking-since",
+        "2025-01-01",
+        "--covers",
+        "81",
+        "--max-lag",
+        "1h",
+    ]));
+    // Never heard from: stale.
+    let said = readyz();
+    assert!(
+        said.ends_with("503") && said.contains("not ready: stale sources: feed"),
+        "{said}"
+    );
+    ok(served.run(&["sources", "heartbeat", "feed"]));
+    assert!(readyz().ends_with("200"), "{}", readyz());
+    served.stop();
+}
