@@ -29,9 +29,16 @@ pub struct CheckArgs {
     /// Print the response as JSON.
     #[arg(long, env = "NUMGUARD_JSON", value_parser = BoolishValueParser::new())]
     json: bool,
+    /// Exit with the verdict: 0 ALLOW, 10 STEP_UP, 11 BLOCK (errors stay 1 and 2).
+    #[arg(long, env = "NUMGUARD_EXIT_CODE", value_parser = BoolishValueParser::new())]
+    exit_code: bool,
     #[command(flatten)]
     server: ServerArgs,
 }
+
+/// `--exit-code`'s status for STEP_UP and BLOCK, clear of the codes every command uses.
+const EXIT_STEP_UP: u8 = 10;
+const EXIT_BLOCK: u8 = 11;
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut request = pb::CheckNumberRequest {
@@ -59,7 +66,11 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", render(&response));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(match (args.exit_code, response.verdict()) {
+        (true, pb::Verdict::StepUp) => ExitCode::from(EXIT_STEP_UP),
+        (true, pb::Verdict::Block) => ExitCode::from(EXIT_BLOCK),
+        _ => ExitCode::SUCCESS,
+    })
 }
 
 /// `owner_since` as a user writes it: an instant, or a calendar date that the server reads
