@@ -1,6 +1,6 @@
 //! The decision rules of `CheckNumber` (SPEC §2): pure, synchronous, no I/O.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use super::FieldError;
 use super::carrier::{CarrierId, CarrierRegistry};
@@ -658,18 +658,18 @@ fn gap_detail(
         GapCause::OtherCarriers { serving } => format!(
             "no source reports {kinds} for subscribers of {}, which served the number until {}",
             named(carriers, serving.as_ref()),
-            gap.at.to_rfc3339()
+            gap.at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
         ),
         GapCause::NotYetTracking { from } => format!(
             "no source reports {kinds} before {}, after {needed}",
-            from.to_rfc3339()
+            from.to_rfc3339_opts(SecondsFormat::AutoSi, true)
         ),
         GapCause::Stale {
             source,
             complete_until: Some(until),
         } => format!(
             "source {source} is stale: its {kinds} data is complete only until {}",
-            until.to_rfc3339()
+            until.to_rfc3339_opts(SecondsFormat::AutoSi, true)
         ),
         GapCause::Stale {
             source,

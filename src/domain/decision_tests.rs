@@ -935,7 +935,9 @@ fn an_owner_since_before_coverage_names_when_coverage_starts() {
     assert_eq!(d.ownership, Ownership::Unknown);
     let detail = &d.reasons[0].detail;
     assert!(
-        detail.starts_with("ownership: no source reports DISCONNECT before 2026-04-01T00:00:00+00:00, after owner_since"),
+        detail.starts_with(
+            "ownership: no source reports DISCONNECT before 2026-04-01T00:00:00Z, after owner_since"
+        ),
         "{detail}"
     );
 }
