@@ -143,7 +143,12 @@ impl Served {
 
     /// Registers source `feed`, covering `prefix` since 2025-01-01, through the CLI.
     pub fn add_feed(&self, prefix: &str) {
-        ok(self.run(&[
+        self.add_feed_with(prefix, &[]);
+    }
+
+    /// The same with more `sources add` options (e.g. `--max-lag 1h`).
+    pub fn add_feed_with(&self, prefix: &str, options: &[&str]) {
+        let mut args = vec![
             "sources",
             "add",
             "feed",
@@ -151,7 +156,9 @@ impl Served {
             "2025-01-01",
             "--covers",
             prefix,
-        ]));
+        ];
+        args.extend_from_slice(options);
+        ok(self.run(&args));
     }
 
     /// The server's process id.
