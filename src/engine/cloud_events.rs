@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::alerts::Alert;
 use crate::domain::event::{EventKind, StoredEvent};
+use crate::domain::number::E164;
 use crate::domain::subscription::CloudEventFormat;
 use crate::store::SubscriptionRecord;
 
@@ -87,6 +88,8 @@ pub fn ended(sub: &SubscriptionRecord, reason: &str) -> Queued {
             Utc::now(),
             json!({
                 "subscriptionId": sub.id,
+                // The official test definitions expect the subscribed number here too.
+                "phoneNumber": sub.number.as_ref().map(E164::as_str),
                 "terminationReason": reason,
                 "terminationDescription": termination_description(reason),
             }),

@@ -21,7 +21,14 @@ use crate::engine::{CheckRequest, Engine, EngineError};
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CheckBody {
     phone_number: Option<String>,
-    max_age: Option<i64>,
+    /// Absent (the default window) is not `null`, which the schema's integer refuses.
+    #[serde(default, deserialize_with = "present")]
+    max_age: Option<Option<i64>>,
+}
+
+/// A field that was sent, `null` included.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,7 +103,15 @@ pub async fn swap_check<A: SwapApi>(
     body: Body,
 ) -> Reply {
     let body: CheckBody = json(body).await?;
-    let max_age = camara::max_age(body.max_age, engine.config().max_lookback_hours)?;
+    let max_age = match body.max_age {
+        Some(None) => {
+            return Err(RestError::new(
+                Code::InvalidArgument,
+                "maxAge must be an integer, not null",
+            ));
+        }
+        given => camara::max_age(given.flatten(), engine.config().max_lookback_hours)?,
+    };
     let number = body.phone_number.as_deref();
     let decision = decide(&engine, &caller, number, max_age, "").await?;
     Ok(Json(

@@ -27,7 +27,6 @@ pub enum Code {
     MethodNotAllowed,
     ServiceNotApplicable,
     MissingIdentifier,
-    MultieventNotSupported,
     TooManyRequests,
     Internal,
     Unavailable,
@@ -48,7 +47,6 @@ impl Code {
             Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Code::ServiceNotApplicable => "SERVICE_NOT_APPLICABLE",
             Code::MissingIdentifier => "MISSING_IDENTIFIER",
-            Code::MultieventNotSupported => "MULTIEVENT_SUBSCRIPTION_NOT_SUPPORTED",
             Code::TooManyRequests => "TOO_MANY_REQUESTS",
             Code::Internal => "INTERNAL",
             Code::Unavailable => "UNAVAILABLE",
@@ -66,7 +64,7 @@ impl Code {
             Code::PermissionDenied => StatusCode::FORBIDDEN,
             Code::IdentifierNotFound | Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::ServiceNotApplicable | Code::MissingIdentifier | Code::MultieventNotSupported => {
+            Code::ServiceNotApplicable | Code::MissingIdentifier => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,

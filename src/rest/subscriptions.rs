@@ -107,16 +107,14 @@ fn bearer(
     Ok(Some((token, expires)))
 }
 
+/// `types` has `maxItems: 1` in SIM Swap Subscriptions 0.3.0, so two entries (even the
+/// same one twice) are a malformed request, not an unsupported combination.
 fn check_types(types: &[String]) -> Result<(), RestError> {
     match types {
         [only] if only == SWAPPED_TYPE => Ok(()),
-        [_, _, ..] => Err(RestError::new(
-            Code::MultieventNotSupported,
-            "a subscription takes exactly one event type",
-        )),
         _ => Err(RestError::new(
             Code::InvalidArgument,
-            format!("types must be [\"{SWAPPED_TYPE}\"]"),
+            format!("types must be [\"{SWAPPED_TYPE}\"] (exactly one entry)"),
         )),
     }
 }

@@ -358,6 +358,17 @@ async fn request_errors_get_camara_codes() {
         400,
         "INVALID_ARGUMENT",
     );
+    // The schema's maxAge is an integer: null is not "absent".
+    let null = check(json!({ "phoneNumber": SWAPPED, "maxAge": null })).await;
+    assert_error(&null, 400, "INVALID_ARGUMENT");
+    assert!(null.1["message"].as_str().unwrap().contains("maxAge"));
+    let device_null = rest
+        .post(
+            "/device-swap/v1/check",
+            json!({ "phoneNumber": SWAPPED, "maxAge": null }),
+        )
+        .await;
+    assert_error(&device_null, 400, "INVALID_ARGUMENT");
     for bad in ["819012345678", "+0901234567", "+8190 1234 5678", "+1234"] {
         assert_error(
             &check(json!({ "phoneNumber": bad })).await,
@@ -667,10 +678,11 @@ async fn bad_subscriptions_get_camara_codes() {
         400,
         "INVALID_ARGUMENT",
     );
+    // maxItems 1: a duplicate is malformed (0.3.0 has no MULTIEVENT code).
     assert_error(
         &with(&|b| b["types"] = json!([SWAPPED_TYPE, SWAPPED_TYPE])).await,
-        422,
-        "MULTIEVENT_SUBSCRIPTION_NOT_SUPPORTED",
+        400,
+        "INVALID_ARGUMENT",
     );
     assert_error(
         &with(&|b| b["config"]["subscriptionMaxEvents"] = json!(0)).await,
@@ -842,6 +854,8 @@ async fn subscriptions_are_listed_read_and_deleted(backend: Backend) {
             s.iter().any(|r| {
                 r.body["data"]["terminationReason"] == "SUBSCRIPTION_DELETED"
                     && r.body["data"]["subscriptionId"] == first["id"]
+                    // As the official test definitions expect: the subscribed number.
+                    && r.body["data"]["phoneNumber"] == QUIET
             })
         })
         .await;
