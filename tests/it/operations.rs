@@ -651,6 +651,36 @@ async fn a_failing_sink_is_marked_and_retried_on_demand(backend: Backend) {
     );
     let text = stdout(&show(false));
     assert!(text.contains("state:           FAILING since "), "{text}");
+    // The same fields, and the new RPC, through Python grpcio and the generated modules.
+    let python = Command::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/.venv/bin/python"),
+    )
+    .arg("-c")
+    .arg(
+        "import json, sys\n\
+         sys.path.insert(0, sys.argv[1])\n\
+         import grpc\n\
+         from google.protobuf.json_format import MessageToDict\n\
+         from numguard.v1 import alerts_pb2, alerts_pb2_grpc\n\
+         stub = alerts_pb2_grpc.AlertsStub(grpc.insecure_channel(sys.argv[2]))\n\
+         listed = stub.ListSubscriptions(alerts_pb2.ListSubscriptionsRequest())\n\
+         try:\n\
+         \x20   stub.RetrySubscription(alerts_pb2.RetrySubscriptionRequest(id='nope'))\n\
+         \x20   code = 'OK'\n\
+         except grpc.RpcError as e:\n\
+         \x20   code = e.code().name\n\
+         print(json.dumps({'delivery': MessageToDict(listed.subscriptions[0].delivery), 'retry_unknown': code}))\n",
+    )
+    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/gen"))
+    .arg(served.url.trim_start_matches("http://"))
+    .output()
+    .expect("the examples' Python venv (scripts/test makes it)");
+    assert!(python.status.success(), "{python:?}");
+    let seen: serde_json::Value = serde_json::from_slice(&python.stdout).unwrap();
+    assert_eq!(seen["delivery"]["failing"], true, "{seen}");
+    assert!(seen["delivery"]["failingSince"].is_string(), "{seen}");
+    assert!(seen["delivery"]["oldestPending"].is_string(), "{seen}");
+    assert_eq!(seen["retry_unknown"], "NOT_FOUND", "{seen}");
     let listed = stdout(&ok(served.run(&["subscriptions", "list"])));
     assert!(listed.contains("FAILING since"), "{listed}");
     assert!(listed.contains("oldest pending since"), "{listed}");
