@@ -1,5 +1,5 @@
-//! CAMARA's questions (SIM Swap v2, Device Swap v1, Number Recycling v0.2) answered from a
-//! [`Decision`]. CAMARA's answers are booleans or dates with no "unknown"; where numguard's
+//! CAMARA's questions (SIM Swap v2, Device Swap v1, Number Recycling v0.2, KYC Tenure
+//! v0.2) answered from a [`Decision`]. CAMARA's answers are booleans or dates with no "unknown"; where numguard's
 //! answer is UNKNOWN the question is refused with the reason, never answered with a
 //! guessed `false`.
 
@@ -53,14 +53,19 @@ pub enum Refusal {
         hours: i64,
     },
     /// The date asked about is before the number's data begins.
-    #[error("specifiedDate is before the data for this number begins ({since})")]
+    #[error("{field} is before the data for this number begins ({since})")]
     DateBeforeCoverage {
+        /// The request's date field.
+        field: &'static str,
         /// When the data begins, as text for the message.
         since: String,
     },
     /// The date asked about is after today.
-    #[error("specifiedDate is in the future")]
-    DateInFuture,
+    #[error("{field} is in the future")]
+    DateInFuture {
+        /// The request's date field.
+        field: &'static str,
+    },
     /// No local data, and the operator asked in its place did not answer.
     #[error("no local data, and the operator's API ({provider}) did not answer: {why}")]
     UpstreamUnavailable {
@@ -171,8 +176,22 @@ pub fn latest_change(d: &Decision, swap: Swap) -> Result<LatestChange, Refusal> 
 /// `phoneNumberRecycled`: did the subscriber change after the specified date? The decision
 /// must have been made with that date as its `owner_since`.
 pub fn recycled(d: &Decision, specified: &OwnerSince) -> Result<bool, Refusal> {
-    if specified.coverage_needed_from() > d.evaluated_at {
-        return Err(Refusal::DateInFuture);
+    changed_since(d, specified, "specifiedDate")
+}
+
+/// `tenureDateCheck`: has the current subscriber held the number without a break since the
+/// date? The same question as [`recycled`], answered the other way round (a port keeps the
+/// subscriber, so it keeps the tenure); the decision must have been made with that date as
+/// its `owner_since`.
+pub fn tenure_held(d: &Decision, since: &OwnerSince) -> Result<bool, Refusal> {
+    changed_since(d, since, "tenureDate").map(|changed| !changed)
+}
+
+/// Whether ownership changed since the date in the request's `field`; refused where the
+/// data cannot tell.
+fn changed_since(d: &Decision, since: &OwnerSince, field: &'static str) -> Result<bool, Refusal> {
+    if since.coverage_needed_from() > d.evaluated_at {
+        return Err(Refusal::DateInFuture { field });
     }
     applicable(d)?;
     match d.ownership {
@@ -184,8 +203,9 @@ pub fn recycled(d: &Decision, specified: &OwnerSince) -> Result<bool, Refusal> {
                 covered_since(d, coverage::Question::Ownership),
             ) {
                 (Some(refusal), _) => refusal,
-                (None, Some(since)) => Refusal::DateBeforeCoverage {
-                    since: since.date_naive().to_string(),
+                (None, Some(covered)) => Refusal::DateBeforeCoverage {
+                    field,
+                    since: covered.date_naive().to_string(),
                 },
                 (None, None) => not_covered(d, coverage::Question::Ownership),
             },
@@ -427,10 +447,62 @@ mod tests {
     }
 
     #[test]
+    fn tenure_is_held_until_a_disconnect_or_reassignment_after_the_date() {
+        let covered = Some(24 * 365);
+        let since = day("2026-03-01");
+        let at = |kind, y, m, d| EventFact {
+            kind,
+            occurred_at: Utc.with_ymd_and_hms(y, m, d, 9, 0, 0).unwrap(),
+            ..ev(kind, 0)
+        };
+        let cases = [
+            (vec![], Ok(true)),
+            // A port moves the subscriber, who keeps the number: tenure goes on.
+            (vec![at(EventKind::Port, 2026, 4, 1)], Ok(true)),
+            (vec![at(EventKind::SimSwap, 2026, 4, 1)], Ok(true)),
+            (vec![at(EventKind::Disconnect, 2026, 4, 1)], Ok(false)),
+            (vec![at(EventKind::Reassign, 2026, 4, 1)], Ok(false)),
+            // On the day itself: the date-only rule, as for Number Recycling.
+            (vec![at(EventKind::Reassign, 2026, 3, 1)], Ok(true)),
+            (vec![at(EventKind::Disconnect, 2026, 3, 1)], Ok(false)),
+            // The current subscriber's own start, before the date.
+            (vec![at(EventKind::Reassign, 2026, 2, 1)], Ok(true)),
+        ];
+        for (history, held) in cases {
+            let d = decision(&history, covered, 240, Some(since));
+            assert_eq!(tenure_held(&d, &since), held, "{history:?}");
+            assert_eq!(recycled(&d, &since), held.map(|h| !h), "{history:?}");
+        }
+        // Unknown is refused, never a guessed false.
+        let early = day("2020-01-01");
+        let d = decision(&[], covered, 240, Some(early));
+        assert!(matches!(
+            tenure_held(&d, &early),
+            Err(Refusal::DateBeforeCoverage {
+                field: "tenureDate",
+                ..
+            })
+        ));
+        let d = decision(&[], None, 240, Some(since));
+        assert!(not_covered_by_any_source(tenure_held(&d, &since)));
+    }
+
+    #[test]
     fn a_future_date_is_out_of_range_but_today_is_not() {
         let tomorrow = day("2026-06-11");
         let d = decision(&[], Some(24 * 365), 240, Some(tomorrow));
-        assert_eq!(recycled(&d, &tomorrow), Err(Refusal::DateInFuture));
+        assert_eq!(
+            recycled(&d, &tomorrow),
+            Err(Refusal::DateInFuture {
+                field: "specifiedDate"
+            })
+        );
+        assert_eq!(
+            tenure_held(&d, &tomorrow),
+            Err(Refusal::DateInFuture {
+                field: "tenureDate"
+            })
+        );
         let today = day("2026-06-10");
         let d = decision(&[], Some(24 * 365), 240, Some(today));
         assert_eq!(recycled(&d, &today), Ok(false));

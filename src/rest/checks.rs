@@ -1,5 +1,6 @@
-//! CAMARA SIM Swap v2, Device Swap v1 and Number Recycling v0.2: each question is one
-//! `CheckNumber` decision, read the CAMARA way (see [`crate::domain::camara`]).
+//! CAMARA SIM Swap v2, Device Swap v1, Number Recycling v0.2 and KYC Tenure v0.2: each
+//! question is one `CheckNumber` decision, read the CAMARA way (see
+//! [`crate::domain::camara`]).
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use super::request::{json, time};
 use crate::domain::Field;
 use crate::domain::camara::{self, Swap};
 use crate::domain::decision::{Decision, MaxAge};
+use crate::domain::owner_since::OwnerSince;
 use crate::engine::auth::Principal;
 use crate::engine::{CheckRequest, Engine, EngineError};
 
@@ -42,6 +44,13 @@ struct RetrieveDateBody {
 struct RecyclingBody {
     phone_number: Option<String>,
     specified_date: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TenureBody {
+    phone_number: Option<String>,
+    tenure_date: String,
 }
 
 /// Reads the number CAMARA's way and decides for the admitted caller. A well-formed
@@ -146,32 +155,56 @@ pub async fn swap_retrieve_date<A: SwapApi>(
     Ok(Json(answer))
 }
 
+/// The decision on whether the number changed hands since the date-only `date`, sent in
+/// the request's `field`, and that date as an `owner_since`.
+async fn since_date(
+    engine: &Engine,
+    caller: &Principal,
+    phone_number: Option<&str>,
+    field: &str,
+    date: &str,
+) -> Result<(Decision, OwnerSince), RestError> {
+    let since = engine
+        .checks
+        .owner_since(None, date)
+        .map_err(|e| RestError::new(Code::InvalidArgument, format!("{field}: {}", e.message)))?
+        .ok_or_else(|| RestError::new(Code::InvalidArgument, format!("{field} is empty")))?;
+    let max_age = camara::max_age(None, engine.config().max_lookback_hours)?;
+    let decision = decide(engine, caller, phone_number, max_age, date).await?;
+    Ok((decision, since))
+}
+
 pub async fn number_recycling_check(
     State(engine): State<Arc<Engine>>,
     Extension(caller): Extension<Principal>,
     body: Body,
 ) -> Reply {
     let body: RecyclingBody = json(body).await?;
-    let specified = engine
-        .checks
-        .owner_since(None, &body.specified_date)
-        .map_err(|e| {
-            RestError::new(
-                Code::InvalidArgument,
-                format!("specifiedDate: {}", e.message),
-            )
-        })?
-        .ok_or_else(|| RestError::new(Code::InvalidArgument, "specifiedDate is empty"))?;
-    let max_age = camara::max_age(None, engine.config().max_lookback_hours)?;
-    let decision = decide(
+    let number = body.phone_number.as_deref();
+    let (decision, since) = since_date(
         &engine,
         &caller,
-        body.phone_number.as_deref(),
-        max_age,
+        number,
+        "specifiedDate",
         &body.specified_date,
     )
     .await?;
     Ok(Json(json!({
-        "phoneNumberRecycled": camara::recycled(&decision, &specified)?,
+        "phoneNumberRecycled": camara::recycled(&decision, &since)?,
+    })))
+}
+
+/// `contractType` is never given: no source numguard reads reports it.
+pub async fn kyc_tenure_check(
+    State(engine): State<Arc<Engine>>,
+    Extension(caller): Extension<Principal>,
+    body: Body,
+) -> Reply {
+    let body: TenureBody = json(body).await?;
+    let number = body.phone_number.as_deref();
+    let (decision, since) =
+        since_date(&engine, &caller, number, "tenureDate", &body.tenure_date).await?;
+    Ok(Json(json!({
+        "tenureDateCheck": camara::tenure_held(&decision, &since)?,
     })))
 }

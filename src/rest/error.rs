@@ -20,6 +20,7 @@ pub enum Code {
     InvalidProtocol,
     InvalidCredential,
     InvalidToken,
+    InvalidSink,
     Unauthenticated,
     PermissionDenied,
     IdentifierNotFound,
@@ -27,6 +28,7 @@ pub enum Code {
     MethodNotAllowed,
     ServiceNotApplicable,
     MissingIdentifier,
+    AlreadyExists,
     TooManyRequests,
     Internal,
     Unavailable,
@@ -40,6 +42,7 @@ impl Code {
             Code::InvalidProtocol => "INVALID_PROTOCOL",
             Code::InvalidCredential => "INVALID_CREDENTIAL",
             Code::InvalidToken => "INVALID_TOKEN",
+            Code::InvalidSink => "INVALID_SINK",
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::PermissionDenied => "PERMISSION_DENIED",
             Code::IdentifierNotFound => "IDENTIFIER_NOT_FOUND",
@@ -47,6 +50,7 @@ impl Code {
             Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Code::ServiceNotApplicable => "SERVICE_NOT_APPLICABLE",
             Code::MissingIdentifier => "MISSING_IDENTIFIER",
+            Code::AlreadyExists => "ALREADY_EXISTS",
             Code::TooManyRequests => "TOO_MANY_REQUESTS",
             Code::Internal => "INTERNAL",
             Code::Unavailable => "UNAVAILABLE",
@@ -59,7 +63,8 @@ impl Code {
             | Code::OutOfRange
             | Code::InvalidProtocol
             | Code::InvalidCredential
-            | Code::InvalidToken => StatusCode::BAD_REQUEST,
+            | Code::InvalidToken
+            | Code::InvalidSink => StatusCode::BAD_REQUEST,
             Code::Unauthenticated => StatusCode::UNAUTHORIZED,
             Code::PermissionDenied => StatusCode::FORBIDDEN,
             Code::IdentifierNotFound | Code::NotFound => StatusCode::NOT_FOUND,
@@ -67,6 +72,7 @@ impl Code {
             Code::ServiceNotApplicable | Code::MissingIdentifier => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            Code::AlreadyExists => StatusCode::CONFLICT,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -144,7 +150,7 @@ impl From<Refusal> for RestError {
             | Refusal::MaxAgeOverLimit { .. }
             | Refusal::WindowBeforeCoverage { .. }
             | Refusal::DateBeforeCoverage { .. }
-            | Refusal::DateInFuture => Code::OutOfRange,
+            | Refusal::DateInFuture { .. } => Code::OutOfRange,
             Refusal::NotMobile => Code::ServiceNotApplicable,
             Refusal::NotCovered(_) => Code::IdentifierNotFound,
             Refusal::UpstreamUnavailable { .. } => Code::Unavailable,
@@ -203,7 +209,13 @@ mod tests {
                 "INVALID_ARGUMENT",
             ),
             (Refusal::MaxAgeOutsideCamara(0), 400, "OUT_OF_RANGE"),
-            (Refusal::DateInFuture, 400, "OUT_OF_RANGE"),
+            (
+                Refusal::DateInFuture {
+                    field: "tenureDate",
+                },
+                400,
+                "OUT_OF_RANGE",
+            ),
             (Refusal::NotMobile, 422, "SERVICE_NOT_APPLICABLE"),
             (
                 Refusal::NotCovered("sim_swap: no source reports SIM_SWAP".into()),

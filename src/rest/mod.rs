@@ -4,7 +4,7 @@
 
 mod checks;
 pub mod error;
-mod openapi;
+pub mod openapi;
 mod request;
 mod routes;
 mod subscriptions;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Request;
 use axum::extract::connect_info::Connected;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,9 +39,24 @@ const MAX_CORRELATOR_LEN: usize = 256;
 
 /// The routes, with CAMARA's paths. Every request passes the admission layer, which
 /// admits each path for its scope ([`RestRoutes`]); unknown paths, wrong methods and the
-/// OpenAPI document are answered without a key.
+/// OpenAPI documents are answered without a key.
 pub fn router(engine: Arc<Engine>, deadline: Duration) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    match openapi::documents() {
+        Ok(documents) => {
+            for doc in documents {
+                let yaml = doc.yaml.as_str();
+                router = router.route(
+                    &doc.path(),
+                    get(
+                        move || async move { ([(header::CONTENT_TYPE, "application/yaml")], yaml) },
+                    ),
+                );
+            }
+        }
+        Err(why) => tracing::error!(error = why, "the OpenAPI documents could not be generated"),
+    }
+    router
         .route("/sim-swap/v2/check", post(swap_check::<SimSwapApi>))
         .route(
             "/sim-swap/v2/retrieve-date",
@@ -50,6 +65,10 @@ pub fn router(engine: Arc<Engine>, deadline: Duration) -> Router {
         .route(
             "/number-recycling/v0.2/check",
             post(checks::number_recycling_check),
+        )
+        .route(
+            "/kyc-tenure/v0.2/check-tenure",
+            post(checks::kyc_tenure_check),
         )
         .route("/device-swap/v1/check", post(swap_check::<DeviceSwapApi>))
         .route(
@@ -64,7 +83,6 @@ pub fn router(engine: Arc<Engine>, deadline: Duration) -> Router {
             "/sim-swap-subscriptions/v0.3/subscriptions/{id}",
             get(subscriptions::get).delete(subscriptions::delete),
         )
-        .route("/openapi.json", get(openapi::document))
         .merge(crate::ops_http::health_routes(engine.clone()))
         .fallback(|| async { RestError::new(Code::NotFound, "no such resource") })
         .method_not_allowed_fallback(|| async {

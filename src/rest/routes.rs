@@ -1,6 +1,6 @@
 //! What the REST routes need of the admission layer ([`crate::middleware`]): each path's
 //! scope, the server's deadline, and refusals written as CAMARA errors. Other paths (the
-//! OpenAPI document, unknown paths) are open to anyone.
+//! OpenAPI documents, unknown paths) are open to anyone.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -27,6 +27,7 @@ fn scope(path: &str) -> Option<Scope> {
         "/sim-swap/v2/check"
         | "/sim-swap/v2/retrieve-date"
         | "/number-recycling/v0.2/check"
+        | "/kyc-tenure/v0.2/check-tenure"
         | "/device-swap/v1/check"
         | "/device-swap/v1/retrieve-date" => Some(Scope::Check),
         SUBSCRIPTIONS => Some(Scope::Watch),
@@ -93,7 +94,7 @@ mod tests {
         assert_eq!(scope(&format!("{subscriptions}/42")), Some(Scope::Watch));
         assert_eq!(scope(&format!("{subscriptions}/")), None);
         assert_eq!(scope(&format!("{subscriptions}/42/x")), None);
-        assert_eq!(scope("/openapi.json"), None);
+        assert_eq!(scope("/sim-swap/v2/openapi.yaml"), None);
         assert_eq!(scope("/sim-swap/v2/other"), None);
     }
 

@@ -119,7 +119,21 @@ fn check_types(types: &[String]) -> Result<(), RestError> {
     }
 }
 
-fn representation(s: &Subscription) -> Value {
+/// CAMARA's `status`: a subscription whose sink has failed for longer than the server's
+/// `--webhook-failing-after-secs` is INACTIVE until a delivery succeeds (its events wait,
+/// none is lost); an ended one is EXPIRED when its time, its token's time or its events
+/// ran out, DELETED when its client deleted it. Creation is synchronous, so
+/// ACTIVATION_REQUESTED is never shown.
+fn status(s: &Subscription, failing: bool) -> &'static str {
+    match s.ended_reason.as_deref() {
+        None if failing => "INACTIVE",
+        None => "ACTIVE",
+        Some(ENDED_DELETED) => "DELETED",
+        Some(_) => "EXPIRED",
+    }
+}
+
+fn representation(s: &Subscription, failing: bool) -> Value {
     let mut config = json!({
         "subscriptionDetail": { "phoneNumber": s.number.as_ref().map(|n| n.as_str()) },
     });
@@ -136,7 +150,7 @@ fn representation(s: &Subscription) -> Value {
         "types": [SWAPPED_TYPE],
         "config": config,
         "startsAt": time(s.created_at),
-        "status": if s.is_active() { "ACTIVE" } else { "EXPIRED" },
+        "status": status(s, failing),
     });
     if let Some(t) = s.ends_at() {
         body["expiresAt"] = json!(time(t));
@@ -144,15 +158,23 @@ fn representation(s: &Subscription) -> Value {
     body
 }
 
-/// The caller's CAMARA subscriptions; deleted ones are gone.
-async fn visible(engine: &Engine, caller: &Principal) -> Result<Vec<Subscription>, RestError> {
+/// The caller's CAMARA subscriptions, ended ones included (their status says how they
+/// ended), each with its representation.
+async fn visible(
+    engine: &Engine,
+    caller: &Principal,
+) -> Result<Vec<(Subscription, Value)>, RestError> {
+    let deliveries = engine.webhooks.delivery_states(&caller.tenant).await?;
     Ok(engine
         .webhooks
         .list_subscriptions(&caller.tenant)
         .await?
         .into_iter()
-        .filter(|s| {
-            s.format == CloudEventFormat::Camara && s.ended_reason.as_deref() != Some(ENDED_DELETED)
+        .filter(|s| s.format == CloudEventFormat::Camara)
+        .map(|s| {
+            let failing = deliveries.get(&s.id).is_some_and(|d| d.failing);
+            let body = representation(&s, failing);
+            (s, body)
         })
         .collect())
 }
@@ -203,7 +225,20 @@ pub async fn create(
     if !number.mobile {
         return Err(camara::Refusal::NotMobile.into());
     }
+    let duplicate = visible(&engine, &caller).await?.into_iter().find(|(s, _)| {
+        s.is_active() && same_url(&s.sink, &request.sink) && s.number.as_ref() == Some(&number.e164)
+    });
+    if let Some((existing, _)) = duplicate {
+        return Err(RestError::new(
+            Code::AlreadyExists,
+            format!(
+                "subscription {:?} already sends this number's SIM changes to this sink",
+                existing.id
+            ),
+        ));
+    }
     let (token, token_expire_at) = token.unzip();
+    let sink = request.sink.clone();
     let created = engine
         .webhooks
         .create_subscription(
@@ -223,16 +258,28 @@ pub async fn create(
             },
         )
         .await
-        .map_err(camara_field)?;
-    Ok((StatusCode::CREATED, Json(representation(&created))).into_response())
+        .map_err(|e| camara_field(e, &sink))?;
+    Ok((StatusCode::CREATED, Json(representation(&created, false))).into_response())
 }
 
-/// The engine's refusal of a field, in CAMARA's names and codes.
-fn camara_field(error: EngineError) -> RestError {
+/// Whether two sinks are one URL once normalised (`HTTPS://Host` is `https://host/`).
+fn same_url(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The engine's refusal of a field, in CAMARA's names and codes. A sink that is not even
+/// `https://` breaks the schema (INVALID_ARGUMENT); one that is, but that numguard may not
+/// reach, is INVALID_SINK.
+fn camara_field(error: EngineError, sink: &str) -> RestError {
     let EngineError::Invalid(f) = &error else {
         return error.into();
     };
     let (code, name) = match f.field {
+        Field::Sink if sink.starts_with("https://") => (Code::InvalidSink, "sink"),
+        Field::Sink => (Code::InvalidArgument, "sink"),
         Field::ExpireTime => (Code::InvalidArgument, "config.subscriptionExpireTime"),
         Field::TokenExpireTime => (
             Code::InvalidCredential,
@@ -249,7 +296,7 @@ pub async fn list(
 ) -> Result<Json<Value>, RestError> {
     let subscriptions = visible(&engine, &caller).await?;
     Ok(Json(Value::Array(
-        subscriptions.iter().map(representation).collect(),
+        subscriptions.into_iter().map(|(_, body)| body).collect(),
     )))
 }
 
@@ -260,9 +307,9 @@ pub async fn get(
 ) -> Result<Json<Value>, RestError> {
     visible(&engine, &caller)
         .await?
-        .iter()
-        .find(|s| s.id == id)
-        .map(|s| Json(representation(s)))
+        .into_iter()
+        .find(|(s, _)| s.id == id)
+        .map(|(_, body)| Json(body))
         .ok_or_else(|| not_found(&id))
 }
 
@@ -277,7 +324,7 @@ pub async fn delete(
         .delete_subscription(&caller.tenant, &id, camara)
         .await
         .map_err(|e| match e {
-            // Unknown, ended, or not a CAMARA subscription: nothing to delete here.
+            // Unknown, already ended, or not a CAMARA subscription: nothing to delete here.
             EngineError::NotFound(_) => not_found(&id),
             e => e.into(),
         })?;

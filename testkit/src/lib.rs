@@ -6,6 +6,7 @@
 //! A crate of its own because benches cannot reach modules under `tests/`.
 
 pub mod bench;
+pub mod camara;
 pub mod db;
 pub mod fixtures;
 pub mod operator;

@@ -937,7 +937,9 @@ async fn serve_with_rest_listen_answers_camara_requests_and_stops_cleanly() {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-correlator"], "cli-1");
+    let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
+    numguard_testkit::camara::assert_camara_answer("POST", "/sim-swap/v2/check", status, &body);
     // A fresh database has ranges but no event source.
     assert_eq!(body["code"], "IDENTIFIER_NOT_FOUND", "{body}");
     let log = served.stop();

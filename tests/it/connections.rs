@@ -59,7 +59,7 @@ async fn closed_after(stream: &mut TcpStream, trickle: &[u8], limit: Duration) -
 async fn answered_keep_alive(addr: SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"GET /openapi.json HTTP/1.1\r\nHost: numguard\r\n\r\n")
+        .write_all(b"GET /sim-swap/v2/openapi.yaml HTTP/1.1\r\nHost: numguard\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();
@@ -238,10 +238,14 @@ async fn a_peer_that_keeps_failing_to_authenticate_is_held_back_alone(backend: B
         assert!(unauthorized <= 40, "never held back");
         let guess = format!("ng_{:016x}_{}", unauthorized + 1, "0".repeat(64));
         let answer = check(&guesser, &guess).await.unwrap();
-        match answer.status() {
+        let status = answer.status();
+        let body: serde_json::Value = answer.json().await.unwrap();
+        let path = "/sim-swap/v2/check";
+        numguard_testkit::camara::assert_camara_answer("POST", path, status.as_u16(), &body);
+        match status {
             StatusCode::UNAUTHORIZED => unauthorized += 1,
-            StatusCode::TOO_MANY_REQUESTS => break answer.text().await.unwrap(),
-            other => panic!("{other}: {}", answer.text().await.unwrap()),
+            StatusCode::TOO_MANY_REQUESTS => break body.to_string(),
+            other => panic!("{other}: {body}"),
         }
     };
     assert!(unauthorized >= 18, "held back after {unauthorized}");

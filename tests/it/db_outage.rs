@@ -118,6 +118,7 @@ async fn postgres_outage_gives_unavailable_and_recovers_without_restart() {
         .expect("REST answers");
     assert_eq!(rest.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = rest.json().await.expect("JSON");
+    numguard_testkit::camara::assert_camara_answer("POST", "/sim-swap/v2/check", 503, &body);
     assert_eq!(body["code"], "UNAVAILABLE", "{body}");
     eventually(
         Duration::from_secs(10),

@@ -9,7 +9,8 @@ use numguard::api::pb::{self, EventKind};
 use numguard::domain::auth::TimePrecision;
 use numguard::engine::EngineConfig;
 use numguard::engine::auth::{AuthMode, Limits};
-use numguard_testkit::receiver::Receiver;
+use numguard_testkit::camara;
+use numguard_testkit::receiver::{Received, Receiver};
 use numguard_testkit::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -84,7 +85,7 @@ impl Rest {
                 .body(raw),
             body => self.request(reqwest::Method::POST, path).json(&body),
         };
-        answer(request.send().await.expect("send")).await
+        answer(&reqwest::Method::POST, request.send().await.expect("send")).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -96,19 +97,32 @@ impl Rest {
     }
 
     async fn send(&self, method: reqwest::Method, path: &str) -> (StatusCode, Value) {
-        answer(self.request(method, path).send().await.expect("send")).await
+        let response = self.request(method.clone(), path).send().await;
+        answer(&method, response.expect("send")).await
     }
 }
 
-async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
+/// The status and JSON body (`Null` for none), after checking them against the served
+/// CAMARA document of the operation that answered.
+async fn answer(method: &reqwest::Method, response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
+    let path = response.url().path().to_string();
     let text = response.text().await.expect("body");
     let body = if text.is_empty() {
         Value::Null
     } else {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     };
+    camara::assert_camara_answer(method.as_str(), &path, status.as_u16(), &body);
     (status, body)
+}
+
+/// What a sink received, each checked against its CloudEvent schema.
+fn camara_events(seen: Vec<Received>) -> Vec<Received> {
+    for received in &seen {
+        camara::assert_camara_event(&received.body);
+    }
+    seen
 }
 
 /// Asserts a CAMARA error body: `{status, code, message}` with a message.
@@ -526,7 +540,11 @@ async fn keys_scopes_and_rate_limits_apply() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
-    assert_error(&answer(response).await, 429, "TOO_MANY_REQUESTS");
+    assert_error(
+        &answer(&reqwest::Method::POST, response).await,
+        429,
+        "TOO_MANY_REQUESTS",
+    );
 }
 
 #[tokio::test]
@@ -557,37 +575,44 @@ async fn the_correlator_is_echoed_and_a_malformed_one_refused() {
     assert_eq!(refused.headers()["x-correlator"], "req:1;a/b");
     let bad = send("has spaces").await.unwrap();
     assert!(bad.headers().get("x-correlator").is_none());
-    assert_error(&answer(bad).await, 400, "INVALID_ARGUMENT");
+    let post = reqwest::Method::POST;
+    assert_error(&answer(&post, bad).await, 400, "INVALID_ARGUMENT");
     let long = "a".repeat(257);
     assert_error(
-        &answer(send(&long).await.unwrap()).await,
+        &answer(&post, send(&long).await.unwrap()).await,
         400,
         "INVALID_ARGUMENT",
     );
 }
 
 #[tokio::test]
-async fn the_openapi_document_lists_exactly_what_is_served() {
+async fn each_api_serves_its_openapi_document_listing_exactly_what_is_served() {
     let rest = seeded().await;
-    let (status, doc) = rest.get("/openapi.json").await;
-    assert_eq!(status, StatusCode::OK);
     let mut documented: Vec<String> = Vec::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
-            documented.push(format!("{} {path}", method.to_uppercase()));
-            let concrete = path.replace("{subscriptionId}", "0000");
-            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
-            let sent = rest.request(method.clone(), &concrete);
-            let sent = if method == reqwest::Method::POST {
-                sent.json(&json!({}))
-            } else {
-                sent
-            };
-            let (status, body) = answer(sent.send().await.unwrap()).await;
-            // Routed: answered by the operation (an id may be unknown), never by the
-            // fallbacks for unknown resources and methods.
-            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
-            assert_ne!(body["message"], "no such resource", "{method} {path}");
+    for doc in numguard::rest::openapi::documents().unwrap() {
+        let response = rest.http.get(rest.url(&doc.path())).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{}", doc.path());
+        assert_eq!(response.headers()["content-type"], "application/yaml");
+        let served: Value = serde_norway::from_str(&response.text().await.unwrap()).unwrap();
+        assert_eq!(served, doc.served, "{}", doc.path());
+        for (path, item) in served["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                let path = format!("{}{path}", doc.base_path);
+                documented.push(format!("{} {path}", method.to_uppercase()));
+                let concrete = path.replace("{subscriptionId}", "0000");
+                let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+                let sent = rest.request(method.clone(), &concrete);
+                let sent = if method == reqwest::Method::POST {
+                    sent.json(&json!({}))
+                } else {
+                    sent
+                };
+                let (status, body) = answer(&method, sent.send().await.unwrap()).await;
+                // Routed: answered by the operation (an id may be unknown), never by the
+                // fallbacks for unknown resources and methods.
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                assert_ne!(body["message"], "no such resource", "{method} {path}");
+            }
         }
     }
     documented.sort();
@@ -595,17 +620,19 @@ async fn the_openapi_document_lists_exactly_what_is_served() {
         documented,
         [
             "DELETE /sim-swap-subscriptions/v0.3/subscriptions/{subscriptionId}",
-            "GET /openapi.json",
             "GET /sim-swap-subscriptions/v0.3/subscriptions",
             "GET /sim-swap-subscriptions/v0.3/subscriptions/{subscriptionId}",
             "POST /device-swap/v1/check",
             "POST /device-swap/v1/retrieve-date",
+            "POST /kyc-tenure/v0.2/check-tenure",
             "POST /number-recycling/v0.2/check",
             "POST /sim-swap-subscriptions/v0.3/subscriptions",
             "POST /sim-swap/v2/check",
             "POST /sim-swap/v2/retrieve-date",
         ]
     );
+    // The combined hand-written document is gone.
+    assert_error(&rest.get("/openapi.json").await, 404, "NOT_FOUND");
 }
 
 const SWAPPED_TYPE: &str = "org.camaraproject.sim-swap-subscriptions.v0.swapped";
@@ -775,9 +802,11 @@ async fn a_subscription_sends_swapped_then_ends_after_its_max_events(backend: Ba
         ],
     )
     .await;
-    let seen = receiver
-        .wait_for("swapped, then subscription-ended", |s| s.len() >= 2)
-        .await;
+    let seen = camara_events(
+        receiver
+            .wait_for("swapped, then subscription-ended", |s| s.len() >= 2)
+            .await,
+    );
     let swapped = &seen[0].body;
     assert_eq!(swapped["type"], SWAPPED_TYPE);
     assert_eq!(swapped["specversion"], "1.0");
@@ -809,6 +838,12 @@ async fn subscriptions_are_listed_read_and_deleted(backend: Backend) {
     let path = "/sim-swap-subscriptions/v0.3/subscriptions";
     let (_, first) = rest.post(path, subscription(&receiver.url, QUIET)).await;
     let (_, second) = rest.post(path, subscription(&receiver.url, SWAPPED)).await;
+    // The same number to the same sink twice would send every event twice.
+    assert_error(
+        &rest.post(path, subscription(&receiver.url, QUIET)).await,
+        409,
+        "ALREADY_EXISTS",
+    );
     let (status, list) = rest.get(path).await;
     assert_eq!(status, StatusCode::OK);
     let ids: Vec<&str> = list
@@ -849,7 +884,7 @@ async fn subscriptions_are_listed_read_and_deleted(backend: Backend) {
     let (status, body) = rest.delete(&one).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(body, Value::Null);
-    receiver
+    let seen = receiver
         .wait_for("subscription-ended", |s| {
             s.iter().any(|r| {
                 r.body["data"]["terminationReason"] == "SUBSCRIPTION_DELETED"
@@ -859,14 +894,30 @@ async fn subscriptions_are_listed_read_and_deleted(backend: Backend) {
             })
         })
         .await;
-    assert_error(&rest.get(&one).await, 404, "NOT_FOUND");
+    camara_events(seen);
+    // Kept, as DELETED; deleting it again finds nothing to delete.
+    let (status, deleted) = rest.get(&one).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(deleted["status"], "DELETED", "{deleted}");
     assert_error(&rest.delete(&one).await, 404, "NOT_FOUND");
     assert_error(
         &rest.delete(&format!("{path}/nope")).await,
         404,
         "NOT_FOUND",
     );
-    assert_eq!(rest.get(path).await.1.as_array().unwrap().len(), 1);
+    let statuses: Vec<Value> = rest
+        .get(path)
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!("DELETED"), json!("ACTIVE")]);
+    // Once deleted, the same sink may follow the number again.
+    let (status, again) = rest.post(path, subscription(&receiver.url, QUIET)).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
 }
 
 #[tokio::test]
@@ -912,6 +963,98 @@ async fn retrieve_date_tells_times_only_as_precisely_as_the_tenant_may_see_them(
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(quiet["latestSimChange"], Value::Null);
+    // KYC Tenure answers with a boolean for a date the caller chose: every precision gets
+    // the same answer, and none is told more than that boolean.
+    for key in [&exact, &daily, &blind] {
+        for (date, held) in [("2026-05-01", false), ("2026-06-01", true)] {
+            let body = json!({ "phoneNumber": RECYCLED, "tenureDate": date });
+            let (status, answer) = rest
+                .with_key(key)
+                .post("/kyc-tenure/v0.2/check-tenure", body)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert_eq!(answer, json!({ "tenureDateCheck": held }), "{date}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn kyc_tenure_is_the_ownership_question_refused_where_unknown() {
+    let rest = seeded().await;
+    let path = "/kyc-tenure/v0.2/check-tenure";
+    let tenure = |number: &str, date: &str| {
+        rest.post(path, json!({ "phoneNumber": number, "tenureDate": date }))
+    };
+    // RECYCLED: disconnected 2026-05-10, reassigned 2026-06-01 (the current subscriber's
+    // start; a REASSIGN on the date itself is the subscriber's own).
+    for (date, held) in [
+        ("2026-03-01", false),
+        ("2026-05-10", false),
+        ("2026-05-11", false),
+        ("2026-06-01", true),
+        ("2026-06-02", true),
+    ] {
+        let (status, answer) = tenure(RECYCLED, date).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        // No source reports contract types, so none is given.
+        assert_eq!(answer, json!({ "tenureDateCheck": held }), "{date}");
+    }
+    // A SIM swap is not a new subscriber.
+    assert_eq!(
+        tenure(SWAPPED, "2025-06-01").await.1,
+        json!({ "tenureDateCheck": true })
+    );
+    // Unknown: refused, never a guessed false.
+    // A valid UK mobile no source covers.
+    let uncovered = tenure("+447400123456", "2026-01-01").await;
+    assert_error(&uncovered, 404, "IDENTIFIER_NOT_FOUND");
+    assert!(
+        uncovered.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot tell"),
+        "{}",
+        uncovered.1
+    );
+    let before = tenure(QUIET, "2020-01-01").await;
+    assert_error(&before, 400, "OUT_OF_RANGE");
+    assert!(
+        before.1["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("tenureDate is before the data"),
+        "{}",
+        before.1
+    );
+    let tomorrow = (Utc::now() + Duration::days(2)).date_naive().to_string();
+    let future = tenure(QUIET, &tomorrow).await;
+    assert_error(&future, 400, "OUT_OF_RANGE");
+    assert_eq!(future.1["message"], "tenureDate is in the future");
+    // Invalid input.
+    assert_error(&tenure(QUIET, "01/03/2026").await, 400, "INVALID_ARGUMENT");
+    assert_error(
+        &tenure("819011112222", "2026-01-01").await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    for body in [
+        json!({ "phoneNumber": QUIET }),
+        json!({ "phoneNumber": QUIET, "tenureDate": null }),
+        json!({ "phoneNumber": QUIET, "tenureDate": "2026-01-01", "contractType": "PAYM" }),
+        json!("not an object"),
+    ] {
+        assert_error(&rest.post(path, body).await, 400, "INVALID_ARGUMENT");
+    }
+    assert_error(
+        &rest.post(path, json!({ "tenureDate": "2026-01-01" })).await,
+        422,
+        "MISSING_IDENTIFIER",
+    );
+    assert_error(
+        &tenure(FIXED, "2026-01-01").await,
+        422,
+        "SERVICE_NOT_APPLICABLE",
+    );
 }
 
 #[tokio::test]

@@ -520,7 +520,9 @@ async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
         .send()
         .await
         .expect("a TLS client is answered over REST");
+    let status = answer.status().as_u16();
     let answer: serde_json::Value = answer.json().await.unwrap();
+    numguard_testkit::camara::assert_camara_answer("POST", "/sim-swap/v2/check", status, &answer);
     assert_eq!(answer["code"], "IDENTIFIER_NOT_FOUND", "{answer}");
     let plain = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{rest_port}/sim-swap/v2/check"))

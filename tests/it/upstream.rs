@@ -15,6 +15,7 @@ use numguard::engine::EngineConfig;
 use numguard::upstream::breaker::BreakerConfig;
 use numguard::upstream::config::{Auth, Provider, ProvidersFile};
 use numguard::upstream::{UpstreamConfig, UpstreamSettings};
+use numguard_testkit::camara::assert_camara_answer;
 use numguard_testkit::operator::{CLIENT_ID, CLIENT_SECRET, Operator};
 use numguard_testkit::*;
 use tokio_stream::StreamExt;
@@ -471,12 +472,14 @@ async fn the_rest_facade_answers_from_the_operator_or_says_it_cannot() {
     let answer = ask(ALPHA_NUMBER).await.unwrap();
     assert_eq!(answer.status(), reqwest::StatusCode::OK);
     let body: serde_json::Value = answer.json().await.unwrap();
+    assert_camara_answer("POST", "/sim-swap/v2/check", 200, &body);
     assert_eq!(body, serde_json::json!({ "swapped": true }));
 
     op.behave(|b| b.delay = Duration::from_secs(2));
     let refused = ask("+819011118888").await.unwrap();
     assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = refused.json().await.unwrap();
+    assert_camara_answer("POST", "/sim-swap/v2/check", 503, &body);
     assert_eq!(body["code"], "UNAVAILABLE");
     assert!(
         body["message"].as_str().unwrap().contains("alpha-op"),
