@@ -100,10 +100,7 @@ impl RestError {
     /// A CAMARA-well-formed number that is valid in no numbering plan: one numguard knows
     /// nothing about.
     pub fn unknown_number(why: &FieldError) -> RestError {
-        RestError::new(
-            Code::IdentifierNotFound,
-            format!("numguard has no numbering plan or range for this number: {why}"),
-        )
+        RestError::new(Code::IdentifierNotFound, unknown_number_message(why))
     }
 
     fn of_kind(kind: ErrorKind, message: String) -> RestError {
@@ -118,6 +115,11 @@ impl RestError {
         };
         RestError::new(code, message)
     }
+}
+
+/// Why a CAMARA-well-formed number is refused: valid in no numbering plan.
+pub fn unknown_number_message(why: &FieldError) -> String {
+    format!("numguard has no numbering plan or range for this number: {why}")
 }
 
 impl IntoResponse for RestError {

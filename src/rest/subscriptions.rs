@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
-use super::error::{Code, RestError};
+use super::error::{Code, RestError, unknown_number_message};
 use super::request::{json, time};
 use crate::domain::Field;
 use crate::domain::camara;
@@ -221,7 +221,9 @@ pub async fn create(
     let number = engine
         .checks
         .parse_number(Field::PhoneNumber, phone_number, "")
-        .map_err(|e| RestError::unknown_number(&e))?;
+        // Creation declares no 404: a number in no numbering plan is one this service
+        // cannot follow.
+        .map_err(|e| RestError::new(Code::ServiceNotApplicable, unknown_number_message(&e)))?;
     if !number.mobile {
         return Err(camara::Refusal::NotMobile.into());
     }

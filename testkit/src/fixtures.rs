@@ -152,3 +152,33 @@ pub async fn new_key(db: &TestDb, tenant: &str, scopes: &str) -> String {
         .0
         .secret_text
 }
+
+/// Polls until `f` returns true, for at most `limit`; panics naming `what` if it never does.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// A tool `scripts/test` installs, by its path in the repository; a missing one fails
+/// with that advice.
+pub fn installed(relative: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test, which installs the client tools",
+        path.display()
+    );
+    path
+}

@@ -5,7 +5,7 @@
 //! that advice when it is missing.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,23 +15,12 @@ use numguard::api::pb;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard_testkit::process::{Served, bin};
 use numguard_testkit::proxy::Proxy;
-use numguard_testkit::{Backend, TestDb, new_key};
+use numguard_testkit::{Backend, TestDb, installed, new_key};
 use tonic::metadata::MetadataValue;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const EVERY_SCOPE: &str = "check,ingest,admin,watch,audit";
 /// Messages in each of the big streams (the 1,000,000-message runs are a benchmark).
 const STREAM_MESSAGES: usize = 100_000;
-
-fn installed(relative: &str) -> PathBuf {
-    let path = Path::new(ROOT).join(relative);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test, which installs the client tools",
-        path.display()
-    );
-    path
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Lang {

@@ -3,7 +3,7 @@
 //! NOT_SERVING; and the server recovers by itself.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use numguard::api::pb::{self, EventKind, SimSwapStatus};
@@ -27,22 +27,6 @@ async fn health_status(server: &TestServer) -> ServingStatus {
         .expect("health")
         .into_inner()
         .status()
-}
-
-/// Polls until `f` returns true, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test]

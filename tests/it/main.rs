@@ -5,6 +5,7 @@
 mod alerts;
 mod alerts_tail;
 mod audits;
+mod camara_fuzz;
 mod cli;
 mod clients;
 mod connections;
