@@ -94,16 +94,44 @@ async fn drive(channels: &[Channel], rpc: Rpc, args: &Args) -> Phase {
                     })
                     .await
                     .is_ok(),
-                Rpc::RestSimSwap(http, url) => http
-                    .post(url)
-                    .json(&serde_json::json!({ "phoneNumber": phone_number, "maxAge": 240 }))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success()),
+                Rpc::RestSimSwap(http, url) => {
+                    match rest_sim_swap(&http, &url, &phone_number).await {
+                        Some((200, body)) => !body.is_empty(),
+                        _ => false,
+                    }
+                }
             }
         }
     })
     .await
+}
+
+/// One REST SIM Swap check, its status and whole body.
+async fn rest_sim_swap(
+    http: &reqwest::Client,
+    url: &str,
+    number: &str,
+) -> Option<(u16, bytes::Bytes)> {
+    let response = http
+        .post(url)
+        .json(&serde_json::json!({ "phoneNumber": number, "maxAge": 240 }))
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.bytes().await.ok()?))
+}
+
+/// Before REST is timed: a sample of its answers, each held to SIM Swap's released schema.
+async fn assert_rest_answers_schema_exact(http: &reqwest::Client, url: &str, numbers: u64) {
+    for i in 0..200 {
+        let (status, body) = rest_sim_swap(http, url, &number(i * numbers / 200))
+            .await
+            .expect("a REST answer");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        numguard_testkit::camara::assert_camara_answer("POST", "/sim-swap/v2/check", status, &body);
+    }
+    println!("200 REST answers checked against the released SIM Swap schema");
 }
 
 /// Checks every number once, which fills the cache.
@@ -169,6 +197,7 @@ async fn measure(
                 .build()
                 .expect("HTTP client");
             let url = format!("{base}/sim-swap/v2/check");
+            assert_rest_answers_schema_exact(&http, &url, args.numbers).await;
             Some(drive(channels, Rpc::RestSimSwap(http, url), args).await)
         }
         None => None,
