@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -183,9 +183,32 @@ fn not_found(id: &str) -> RestError {
     RestError::new(Code::NotFound, format!("no subscription {id:?}"))
 }
 
+/// Whether the client sent RFC 7240's `Prefer: respond-async`, asking for CAMARA's `202`
+/// form (`{"id"}`) instead of the finished subscription.
+fn prefers_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}
+
+/// CAMARA's `202` answer with `SubscriptionAsync`. numguard finishes the work before
+/// answering either way, so a GET right after shows its outcome.
+fn accepted(id: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [("preference-applied", "respond-async")],
+        Json(json!({ "id": id })),
+    )
+        .into_response()
+}
+
 pub async fn create(
     State(engine): State<Arc<Engine>>,
     Extension(caller): Extension<Principal>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RestError> {
     let request: SubscriptionRequest = json(body).await?;
@@ -261,6 +284,9 @@ pub async fn create(
         )
         .await
         .map_err(|e| camara_field(e, &sink))?;
+    if prefers_async(&headers) {
+        return Ok(accepted(&created.id));
+    }
     Ok((StatusCode::CREATED, Json(representation(&created, false))).into_response())
 }
 
@@ -319,7 +345,8 @@ pub async fn delete(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
     Extension(caller): Extension<Principal>,
-) -> Result<StatusCode, RestError> {
+    headers: HeaderMap,
+) -> Result<Response, RestError> {
     let camara = Some(CloudEventFormat::Camara);
     engine
         .webhooks
@@ -330,5 +357,8 @@ pub async fn delete(
             EngineError::NotFound(_) => not_found(&id),
             e => e.into(),
         })?;
-    Ok(StatusCode::NO_CONTENT)
+    if prefers_async(&headers) {
+        return Ok(accepted(&id));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -974,6 +974,34 @@ async fn subscriptions_are_listed_read_and_deleted(backend: Backend) {
     // Once deleted, the same sink may follow the number again.
     let (status, again) = rest.post(path, subscription(&receiver.url, QUIET)).await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
+
+    // RFC 7240's `Prefer: respond-async` gets CAMARA's 202 forms, the work already done.
+    let post = reqwest::Method::POST;
+    let sent = rest
+        .request(post.clone(), path)
+        .header("prefer", "respond-async")
+        .json(&subscription(&receiver.url, NEW_DEVICE))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.headers()["preference-applied"], "respond-async");
+    let (status, accepted) = answer(&post, sent).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["id"].as_str().unwrap();
+    assert_eq!(accepted, json!({ "id": id }));
+    let third = format!("{path}/{id}");
+    assert_eq!(rest.get(&third).await.1["status"], "ACTIVE");
+    let delete = reqwest::Method::DELETE;
+    let sent = rest
+        .request(delete.clone(), &third)
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    let (status, accepted) = answer(&delete, sent).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted, json!({ "id": id }));
+    assert_eq!(rest.get(&third).await.1["status"], "DELETED");
 }
 
 async fn retrieve_date_tells_times_only_as_precisely_as_the_tenant_may_see_them(backend: Backend) {
