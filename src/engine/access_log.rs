@@ -4,11 +4,14 @@
 //! reveals no number. (A database made before key files keeps the pepper it stored then.)
 //!
 //! Checks only hand entries to a background task (a channel send); the task folds
-//! repeats of one (tenant, number) together and writes once a second. What is queued is
-//! bounded by entries, not messages (an audit chunk is one message of a thousand): if
-//! the database falls behind, checks wait rather than go unlogged.
+//! repeats of one (tenant, number) together. A pair not yet logged in the current minute
+//! is written within a second, so "who looked up this customer?" is answered at once;
+//! its further checks that minute are folded into one more row at the minute's end, so a
+//! number checked all day long costs two rows a minute rather than one a second. What is
+//! queued is bounded by entries, not messages (an audit chunk is one message of a
+//! thousand): if the database falls behind, checks wait rather than go unlogged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +27,8 @@ use crate::store::{AccessLogStore, AccessRecord, StoreError};
 /// Where databases made before key files keep their pepper.
 const LEGACY_PEPPER_SETTING: &str = "access_pepper";
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How long the repeats of a pair already logged wait to be written.
+const REPEATS_EVERY: Duration = Duration::from_secs(60);
 const QUEUE: usize = 65_536;
 
 enum Message {
@@ -143,52 +148,103 @@ struct Seen {
     checks: u64,
 }
 
-async fn write_entries(
-    store: Arc<dyn AccessLogStore>,
-    mut entries: mpsc::UnboundedReceiver<Message>,
-) {
-    let mut pending = Pending::new();
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
-    loop {
-        tokio::select! {
-            entry = entries.recv() => match entry {
-                Some(Message::Flush(done)) => {
-                    flush(store.as_ref(), &mut pending).await;
-                    let _ = done.send(());
-                }
-                Some(Message::Entries(tenant, hashes, at, _room)) => {
-                    let numbers = pending.entry(tenant).or_default();
-                    for hash in hashes {
-                        numbers
-                            .entry(hash)
-                            .and_modify(|seen| {
-                                seen.last_at = at;
-                                seen.checks += 1;
-                            })
-                            .or_insert(Seen {
-                                first_at: at,
-                                last_at: at,
-                                checks: 1,
-                            });
-                    }
-                }
-                None => {
-                    flush(store.as_ref(), &mut pending).await;
-                    return;
-                }
-            },
-            _ = tick.tick() => flush(store.as_ref(), &mut pending).await,
+/// What the writer holds between writes.
+#[derive(Default)]
+struct Held {
+    /// Pairs not logged yet this window: written at the next tick.
+    fresh: Pending,
+    /// Further checks of pairs logged this window: written when it ends.
+    repeats: Pending,
+    /// The pairs logged this window.
+    logged: HashMap<TenantName, HashSet<NumberHash>>,
+}
+
+impl Held {
+    fn add(&mut self, tenant: TenantName, hashes: Vec<NumberHash>, at: DateTime<Utc>) {
+        let (repeats, fresh): (Vec<NumberHash>, Vec<NumberHash>) = match self.logged.get(&tenant) {
+            Some(logged) => hashes.into_iter().partition(|h| logged.contains(h)),
+            None => (Vec::new(), hashes),
+        };
+        for (pending, hashes) in [(&mut self.repeats, repeats), (&mut self.fresh, fresh)] {
+            if hashes.is_empty() {
+                continue;
+            }
+            let numbers = pending.entry(tenant.clone()).or_default();
+            for hash in hashes {
+                numbers
+                    .entry(hash)
+                    .and_modify(|seen| {
+                        seen.last_at = at;
+                        seen.checks += 1;
+                    })
+                    .or_insert(Seen {
+                        first_at: at,
+                        last_at: at,
+                        checks: 1,
+                    });
+            }
+        }
+    }
+
+    /// Writes the fresh pairs and remembers them as logged.
+    async fn write_fresh(&mut self, store: &dyn AccessLogStore) {
+        if write(store, &self.fresh).await {
+            for (tenant, numbers) in self.fresh.drain() {
+                self.logged
+                    .entry(tenant)
+                    .or_default()
+                    .extend(numbers.into_keys());
+            }
+        }
+    }
+
+    /// Writes everything held; the next window starts with nothing logged.
+    async fn write_all(&mut self, store: &dyn AccessLogStore) {
+        self.write_fresh(store).await;
+        if write(store, &self.repeats).await {
+            self.repeats.clear();
+            self.logged.clear();
         }
     }
 }
 
-async fn flush(store: &dyn AccessLogStore, pending: &mut Pending) {
+async fn write_entries(
+    store: Arc<dyn AccessLogStore>,
+    mut entries: mpsc::UnboundedReceiver<Message>,
+) {
+    let store = store.as_ref();
+    let mut held = Held::default();
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    let mut window =
+        tokio::time::interval_at(tokio::time::Instant::now() + REPEATS_EVERY, REPEATS_EVERY);
+    loop {
+        tokio::select! {
+            entry = entries.recv() => match entry {
+                Some(Message::Flush(done)) => {
+                    held.write_all(store).await;
+                    let _ = done.send(());
+                }
+                Some(Message::Entries(tenant, hashes, at, _room)) => held.add(tenant, hashes, at),
+                None => {
+                    held.write_all(store).await;
+                    return;
+                }
+            },
+            _ = tick.tick() => held.write_fresh(store).await,
+            _ = window.tick() => held.write_all(store).await,
+        }
+    }
+}
+
+/// Writes `pending`; whether it was written (if not, it is kept and tried again at the
+/// next tick, while the bounded queue pushes back).
+async fn write(store: &dyn AccessLogStore, pending: &Pending) -> bool {
     let mut records: Vec<(&NumberHash, &TenantName, &Seen)> = pending
         .iter()
         .flat_map(|(tenant, numbers)| numbers.iter().map(move |(hash, seen)| (hash, tenant, seen)))
         .collect();
     if records.is_empty() {
-        return;
+        return true;
     }
     // In index order, a flush of an audit's hundred thousand entries visits each index
     // page once instead of jumping about the whole index.
@@ -204,10 +260,95 @@ async fn flush(store: &dyn AccessLogStore, pending: &mut Pending) {
         })
         .collect();
     match store.record_access(&records).await {
-        Ok(()) => pending.clear(),
-        // Kept and retried on the next tick; the bounded queue pushes back meanwhile.
+        Ok(()) => true,
         Err(e) => {
-            tracing::warn!(error = %e, entries = records.len(), "could not write the access log; retrying")
+            tracing::warn!(error = %e, entries = records.len(), "could not write the access log; retrying");
+            false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<AccessRecord>>);
+
+    #[async_trait]
+    impl AccessLogStore for Recorded {
+        async fn setting_or_init(&self, _: &str, initial: &str) -> Result<String, StoreError> {
+            Ok(initial.to_string())
+        }
+        async fn setting(&self, _: &str) -> Result<Option<String>, StoreError> {
+            Ok(None)
+        }
+        async fn record_access(&self, records: &[AccessRecord]) -> Result<(), StoreError> {
+            self.0.lock().unwrap().extend_from_slice(records);
+            Ok(())
+        }
+        async fn access_log(&self, _: &str) -> Result<Vec<AccessRecord>, StoreError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+    }
+
+    impl Recorded {
+        /// (number hash's first byte, checks) per row, in the order written.
+        fn rows(&self) -> Vec<(String, u64)> {
+            let rows = self.0.lock().unwrap();
+            rows.iter()
+                .map(|r| (r.number_hash[..2].to_string(), r.checks))
+                .collect()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pair_is_logged_within_a_second_and_its_repeats_once_a_minute() {
+        let store = Arc::new(Recorded::default());
+        let (queue, entries) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_entries(store.clone(), entries));
+        let room = Arc::new(Semaphore::new(QUEUE));
+        let tenant: TenantName = "bank".parse().unwrap();
+        let check = |hash: u8| {
+            let permit = room.clone().try_acquire_owned().unwrap();
+            let entry = Message::Entries(tenant.clone(), vec![[hash; 16]], Utc::now(), permit);
+            queue.send(entry).ok().unwrap();
+        };
+        let pause = |secs: f64| tokio::time::sleep(Duration::from_secs_f64(secs));
+
+        check(1);
+        pause(1.5).await;
+        assert_eq!(
+            store.rows(),
+            [("01".to_string(), 1)],
+            "logged within a second"
+        );
+        for _ in 0..3 {
+            check(1);
+        }
+        check(2);
+        pause(1.5).await;
+        // A new pair at once; the repeats wait.
+        assert_eq!(store.rows(), [("01".to_string(), 1), ("02".to_string(), 1)]);
+        pause(60.0).await;
+        assert_eq!(store.rows()[2..], [("01".to_string(), 3)]);
+        // A new window: the pair is new again.
+        check(1);
+        pause(1.5).await;
+        assert_eq!(store.rows()[3..], [("01".to_string(), 1)]);
+        // Every check is counted once, and a flush leaves nothing behind.
+        check(2);
+        let (done, flushed) = oneshot::channel();
+        queue.send(Message::Flush(done)).ok().unwrap();
+        flushed.await.unwrap();
+        let checks: u64 = store.rows().iter().map(|(_, c)| c).sum();
+        assert_eq!(checks, 7);
+        drop(queue);
+        writer.await.unwrap();
+        assert_eq!(room.available_permits(), QUEUE);
     }
 }
