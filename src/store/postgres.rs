@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{self, micros};
 use super::sql_store::{Announce, Backend};
-use super::{Change, InsertOutcome, StoreError};
+use super::{Change, EventFact, InsertOutcome, StoreError};
 use crate::domain::auth::TenantName;
 use crate::domain::event::NewEvent;
 use crate::domain::number::E164;
@@ -397,15 +397,16 @@ impl Backend for PgBackend {
         })
     }
 
-    async fn history_rows(&self, numbers: &[E164]) -> Result<Vec<PgRow>, StoreError> {
+    async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
         let list: Vec<&str> = numbers.iter().map(E164::as_str).collect();
-        Ok(sqlx::query(
+        let rows = sqlx::query(
             "SELECT number, source, source_event_id, kind, occurred_at, from_carrier, \
              to_carrier FROM events WHERE number = ANY($1)",
         )
         .bind(list)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        sql::group_histories(numbers, &rows)
     }
 
     fn push_watch_join(sql: &mut QueryBuilder<Postgres>, tenant: &TenantName) {

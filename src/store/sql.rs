@@ -67,17 +67,45 @@ where
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let kind: String = row.try_get("kind")?;
-    let source: String = row.try_get("source")?;
+    fact(StoredFact {
+        source: row.try_get("source")?,
+        source_event_id: row.try_get("source_event_id")?,
+        kind: row.try_get("kind")?,
+        occurred_at: row.try_get("occurred_at")?,
+        from_carrier: row.try_get("from_carrier")?,
+        to_carrier: row.try_get("to_carrier")?,
+    })
+}
+
+/// An event's columns as stored, whichever way they were read.
+#[derive(Debug, serde::Deserialize)]
+pub struct StoredFact {
+    /// `source`.
+    pub source: String,
+    /// `source_event_id`.
+    pub source_event_id: String,
+    /// `kind`.
+    pub kind: String,
+    /// `occurred_at`, microseconds.
+    pub occurred_at: i64,
+    /// `from_carrier`.
+    pub from_carrier: Option<String>,
+    /// `to_carrier`.
+    pub to_carrier: Option<String>,
+}
+
+/// The event those columns hold.
+pub fn fact(stored: StoredFact) -> Result<EventFact, StoreError> {
     Ok(EventFact {
-        source: source
+        source: stored
+            .source
             .parse()
             .map_err(|e| StoreError::Corrupt(format!("source name: {e}")))?,
-        source_event_id: row.try_get("source_event_id")?,
-        kind: kind_from(&kind)?,
-        occurred_at: time_at(row, "occurred_at")?,
-        from_carrier: carrier_id_from(row.try_get("from_carrier")?),
-        to_carrier: carrier_id_from(row.try_get("to_carrier")?),
+        source_event_id: stored.source_event_id,
+        kind: kind_from(&stored.kind)?,
+        occurred_at: from_micros(stored.occurred_at)?,
+        from_carrier: carrier_id_from(stored.from_carrier),
+        to_carrier: carrier_id_from(stored.to_carrier),
     })
 }
 
@@ -97,21 +125,33 @@ where
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
+    group_by_number(
+        numbers,
+        rows.iter()
+            .map(|row| Ok((row.try_get("number")?, fact_from(row)?))),
+    )
+}
+
+/// Sorts (number, event) pairs into one history per number, in `numbers`' order.
+pub fn group_by_number(
+    numbers: &[E164],
+    facts: impl IntoIterator<Item = Result<(String, EventFact), StoreError>>,
+) -> Result<Vec<Vec<EventFact>>, StoreError> {
     let position: std::collections::HashMap<&str, usize> = numbers
         .iter()
         .enumerate()
         .map(|(i, n)| (n.as_str(), i))
         .collect();
     let mut histories = vec![Vec::new(); numbers.len()];
-    for row in rows {
-        let number: String = row.try_get("number")?;
+    for pair in facts {
+        let (number, fact) = pair?;
         let Some(&i) = position.get(number.as_str()) else {
             return Err(StoreError::Corrupt(format!(
                 "a history read returned a number that was not asked for ({})",
                 E164::from_trusted(number).masked()
             )));
         };
-        histories[i].push(fact_from(row)?);
+        histories[i].push(fact);
     }
     Ok(histories)
 }

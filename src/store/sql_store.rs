@@ -71,12 +71,9 @@ pub trait Backend: Send + Sync + 'static {
     fn writer(&self) -> &Pool<Self::Db>;
     /// Inserts a batch of events in one transaction; returns after the commit.
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome, StoreError>;
-    /// Every event of each of these numbers in one query, as rows of `number` and the
-    /// columns [`sql::fact_from`] reads.
-    async fn history_rows(
-        &self,
-        numbers: &[E164],
-    ) -> Result<Vec<<Self::Db as Database>::Row>, StoreError>;
+    /// Every event of each of these numbers, read in one query, one history per number
+    /// in `numbers`' order.
+    async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError>;
     /// Joins an alert query's event window `e` to the tenant's watchlist as `w`, keeping
     /// events no entry watches.
     fn push_watch_join(sql: &mut QueryBuilder<Self::Db>, tenant: &TenantName);
@@ -293,21 +290,12 @@ sql_impl!(EventStore {
     }
 
     async fn history(&self, number: &E164) -> Result<Vec<EventFact>, StoreError> {
-        let mut select = QueryBuilder::new(
-            "SELECT source, source_event_id, kind, occurred_at, from_carrier, to_carrier \
-             FROM events WHERE number = ",
-        );
-        select.push_bind(number.as_str().to_string());
-        read(self.backend.reader(), select)
-            .await?
-            .iter()
-            .map(sql::fact_from)
-            .collect()
+        let mut histories = self.backend.histories(std::slice::from_ref(number)).await?;
+        Ok(histories.pop().unwrap_or_default())
     }
 
     async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
-        let rows = self.backend.history_rows(numbers).await?;
-        sql::group_histories(numbers, &rows)
+        self.backend.histories(numbers).await
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
