@@ -116,9 +116,11 @@ fn audit(url: &str, list: &Path, report: &Path) -> Run {
         .output()
         .expect("run numguard audit");
     let wall = started.elapsed();
+    // 3: done, with the garbled rows (one in a thousand) reported as refused.
     assert!(
-        out.status.success(),
-        "audit failed: {}",
+        matches!(out.status.code(), Some(0 | 3)),
+        "audit failed ({}): {}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     Run {
