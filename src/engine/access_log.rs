@@ -7,7 +7,8 @@
 //! repeats of one (tenant, number) together. A pair not yet logged in the current minute
 //! is written within a second, so "who looked up this customer?" is answered at once;
 //! its further checks that minute are folded into one more row at the minute's end, so a
-//! number checked all day long costs two rows a minute rather than one a second. What is
+//! number checked all day long costs two rows a minute rather than one a second. An
+//! audit's chunks are written at the next tick and not remembered. What is
 //! queued is bounded by entries, not messages (an audit chunk is one message of a
 //! thousand): if the database falls behind, checks wait rather than go unlogged.
 
@@ -151,6 +152,10 @@ struct Seen {
 /// What the writer holds between writes.
 #[derive(Default)]
 struct Held {
+    /// An audit's chunks: written at the next tick and not remembered, since an audit
+    /// lists each number once and remembering a million of them for a minute would cost
+    /// more memory than the rows it saves.
+    bulk: Pending,
     /// Pairs not logged yet this window: written at the next tick.
     fresh: Pending,
     /// Further checks of pairs logged this window: written when it ends.
@@ -161,33 +166,26 @@ struct Held {
 
 impl Held {
     fn add(&mut self, tenant: TenantName, hashes: Vec<NumberHash>, at: DateTime<Utc>) {
+        if hashes.len() > 1 {
+            fold(&mut self.bulk, tenant, hashes, at);
+            return;
+        }
         let (repeats, fresh): (Vec<NumberHash>, Vec<NumberHash>) = match self.logged.get(&tenant) {
             Some(logged) => hashes.into_iter().partition(|h| logged.contains(h)),
             None => (Vec::new(), hashes),
         };
         for (pending, hashes) in [(&mut self.repeats, repeats), (&mut self.fresh, fresh)] {
-            if hashes.is_empty() {
-                continue;
-            }
-            let numbers = pending.entry(tenant.clone()).or_default();
-            for hash in hashes {
-                numbers
-                    .entry(hash)
-                    .and_modify(|seen| {
-                        seen.last_at = at;
-                        seen.checks += 1;
-                    })
-                    .or_insert(Seen {
-                        first_at: at,
-                        last_at: at,
-                        checks: 1,
-                    });
+            if !hashes.is_empty() {
+                fold(pending, tenant.clone(), hashes, at);
             }
         }
     }
 
-    /// Writes the fresh pairs and remembers them as logged.
+    /// Writes the audits' chunks, and the fresh pairs, which it remembers as logged.
     async fn write_fresh(&mut self, store: &dyn AccessLogStore) {
+        if write(store, &self.bulk).await {
+            self.bulk.clear();
+        }
         if write(store, &self.fresh).await {
             for (tenant, numbers) in self.fresh.drain() {
                 self.logged
@@ -205,6 +203,24 @@ impl Held {
             self.repeats.clear();
             self.logged.clear();
         }
+    }
+}
+
+/// Adds one lookup of each of `hashes` by `tenant` at `at` to `pending`.
+fn fold(pending: &mut Pending, tenant: TenantName, hashes: Vec<NumberHash>, at: DateTime<Utc>) {
+    let numbers = pending.entry(tenant).or_default();
+    for hash in hashes {
+        numbers
+            .entry(hash)
+            .and_modify(|seen| {
+                seen.last_at = at;
+                seen.checks += 1;
+            })
+            .or_insert(Seen {
+                first_at: at,
+                last_at: at,
+                checks: 1,
+            });
     }
 }
 
@@ -340,13 +356,29 @@ mod tests {
         check(1);
         pause(1.5).await;
         assert_eq!(store.rows()[3..], [("01".to_string(), 1)]);
+        // An audit's chunk goes out at the next tick and is not remembered: a check of
+        // one of its numbers right after is a new pair, written at once too.
+        let permit = room.clone().try_acquire_many_owned(2).unwrap();
+        let chunk = Message::Entries(tenant.clone(), vec![[3; 16], [4; 16]], Utc::now(), permit);
+        queue.send(chunk).ok().unwrap();
+        pause(1.5).await;
+        check(3);
+        pause(1.5).await;
+        assert_eq!(
+            store.rows()[4..],
+            [
+                ("03".to_string(), 1),
+                ("04".to_string(), 1),
+                ("03".to_string(), 1)
+            ]
+        );
         // Every check is counted once, and a flush leaves nothing behind.
         check(2);
         let (done, flushed) = oneshot::channel();
         queue.send(Message::Flush(done)).ok().unwrap();
         flushed.await.unwrap();
         let checks: u64 = store.rows().iter().map(|(_, c)| c).sum();
-        assert_eq!(checks, 7);
+        assert_eq!(checks, 10);
         drop(queue);
         writer.await.unwrap();
         assert_eq!(room.available_permits(), QUEUE);
