@@ -166,19 +166,12 @@ struct Held {
 
 impl Held {
     fn add(&mut self, tenant: TenantName, hashes: Vec<NumberHash>, at: DateTime<Utc>) {
-        if hashes.len() > 1 {
-            fold(&mut self.bulk, tenant, hashes, at);
-            return;
-        }
-        let (repeats, fresh): (Vec<NumberHash>, Vec<NumberHash>) = match self.logged.get(&tenant) {
-            Some(logged) => hashes.into_iter().partition(|h| logged.contains(h)),
-            None => (Vec::new(), hashes),
+        let pending = match hashes.as_slice() {
+            [one] if self.logged.get(&tenant).is_some_and(|l| l.contains(one)) => &mut self.repeats,
+            [_] => &mut self.fresh,
+            _ => &mut self.bulk,
         };
-        for (pending, hashes) in [(&mut self.repeats, repeats), (&mut self.fresh, fresh)] {
-            if !hashes.is_empty() {
-                fold(pending, tenant.clone(), hashes, at);
-            }
-        }
+        fold(pending, tenant, hashes, at);
     }
 
     /// Writes the audits' chunks, and the fresh pairs, which it remembers as logged.

@@ -14,28 +14,23 @@ pub struct Released {
     text: &'static str,
 }
 
+/// A released document shipped in `data/camara/`, by file name.
+macro_rules! released {
+    ($file:literal) => {
+        Released {
+            file: $file,
+            text: include_str!(concat!("../../data/camara/", $file)),
+        }
+    };
+}
+
 /// The released documents of the APIs served.
 pub const RELEASED: [Released; 5] = [
-    Released {
-        file: "sim-swap.yaml",
-        text: include_str!("../../data/camara/sim-swap.yaml"),
-    },
-    Released {
-        file: "device-swap.yaml",
-        text: include_str!("../../data/camara/device-swap.yaml"),
-    },
-    Released {
-        file: "number-recycling.yaml",
-        text: include_str!("../../data/camara/number-recycling.yaml"),
-    },
-    Released {
-        file: "kyc-tenure.yaml",
-        text: include_str!("../../data/camara/kyc-tenure.yaml"),
-    },
-    Released {
-        file: "sim-swap-subscriptions.yaml",
-        text: include_str!("../../data/camara/sim-swap-subscriptions.yaml"),
-    },
+    released!("sim-swap.yaml"),
+    released!("device-swap.yaml"),
+    released!("number-recycling.yaml"),
+    released!("kyc-tenure.yaml"),
+    released!("sim-swap-subscriptions.yaml"),
 ];
 
 const OVERLAY: &str = include_str!("openapi_overlay.yaml");

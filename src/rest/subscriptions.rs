@@ -159,22 +159,30 @@ fn representation(s: &Subscription, failing: bool) -> Value {
 }
 
 /// The caller's CAMARA subscriptions, ended ones included (their status says how they
-/// ended), each with its representation.
-async fn visible(
+/// ended).
+async fn camara_subscriptions(
     engine: &Engine,
     caller: &Principal,
-) -> Result<Vec<(Subscription, Value)>, RestError> {
-    let deliveries = engine.webhooks.delivery_states(&caller.tenant).await?;
+) -> Result<Vec<Subscription>, RestError> {
     Ok(engine
         .webhooks
         .list_subscriptions(&caller.tenant)
         .await?
         .into_iter()
         .filter(|s| s.format == CloudEventFormat::Camara)
+        .collect())
+}
+
+/// Those subscriptions as CAMARA represents them, with their sinks' delivery state.
+async fn visible(engine: &Engine, caller: &Principal) -> Result<Vec<(String, Value)>, RestError> {
+    let deliveries = engine.webhooks.delivery_states(&caller.tenant).await?;
+    Ok(camara_subscriptions(engine, caller)
+        .await?
+        .into_iter()
         .map(|s| {
             let failing = deliveries.get(&s.id).is_some_and(|d| d.failing);
             let body = representation(&s, failing);
-            (s, body)
+            (s.id, body)
         })
         .collect())
 }
@@ -250,10 +258,15 @@ pub async fn create(
     if !number.mobile {
         return Err(camara::Refusal::NotMobile.into());
     }
-    let duplicate = visible(&engine, &caller).await?.into_iter().find(|(s, _)| {
-        s.is_active() && same_url(&s.sink, &request.sink) && s.number.as_ref() == Some(&number.e164)
-    });
-    if let Some((existing, _)) = duplicate {
+    let duplicate = camara_subscriptions(&engine, &caller)
+        .await?
+        .into_iter()
+        .find(|s| {
+            s.is_active()
+                && same_url(&s.sink, &request.sink)
+                && s.number.as_ref() == Some(&number.e164)
+        });
+    if let Some(existing) = duplicate {
         return Err(RestError::new(
             Code::AlreadyExists,
             format!(
@@ -336,7 +349,7 @@ pub async fn get(
     visible(&engine, &caller)
         .await?
         .into_iter()
-        .find(|(s, _)| s.id == id)
+        .find(|(found, _)| *found == id)
         .map(|(_, body)| Json(body))
         .ok_or_else(|| not_found(&id))
 }

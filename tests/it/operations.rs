@@ -265,26 +265,10 @@ async fn metrics_pass_promtool_and_move_with_traffic(backend: Backend) {
         "{waiting}"
     );
     // The same through Python grpcio and the generated modules of examples/python.
-    let python = Command::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/.venv/bin/python"),
-    )
-    .arg("-c")
-    .arg(
-        "import json, sys\n\
-         sys.path.insert(0, sys.argv[1])\n\
-         import grpc\n\
-         from google.protobuf.json_format import MessageToDict\n\
-         from numguard.v1 import alerts_pb2, alerts_pb2_grpc\n\
-         stub = alerts_pb2_grpc.AlertsStub(grpc.insecure_channel(sys.argv[2]))\n\
-         listed = stub.ListSubscriptions(alerts_pb2.ListSubscriptionsRequest())\n\
-         print(json.dumps({s.sink: MessageToDict(s.delivery) for s in listed.subscriptions}))\n",
-    )
-    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/gen"))
-    .arg(served.url.trim_start_matches("http://"))
-    .output()
-    .expect("the examples' Python venv (scripts/test makes it)");
-    assert!(python.status.success(), "{python:?}");
-    let seen: serde_json::Value = serde_json::from_slice(&python.stdout).unwrap();
+    let seen = python_alerts(
+        &served,
+        "print(json.dumps({s.sink: MessageToDict(s.delivery) for s in listed.subscriptions}))",
+    );
     let flaky_seen = &seen[flaky.url.as_str()];
     assert_eq!(
         (&flaky_seen["delivered"], &flaky_seen["failedAttempts"]),
@@ -652,31 +636,16 @@ async fn a_failing_sink_is_marked_and_retried_on_demand(backend: Backend) {
     let text = stdout(&show(false));
     assert!(text.contains("state:           FAILING since "), "{text}");
     // The same fields, and the new RPC, through Python grpcio and the generated modules.
-    let python = Command::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/.venv/bin/python"),
-    )
-    .arg("-c")
-    .arg(
-        "import json, sys\n\
-         sys.path.insert(0, sys.argv[1])\n\
-         import grpc\n\
-         from google.protobuf.json_format import MessageToDict\n\
-         from numguard.v1 import alerts_pb2, alerts_pb2_grpc\n\
-         stub = alerts_pb2_grpc.AlertsStub(grpc.insecure_channel(sys.argv[2]))\n\
-         listed = stub.ListSubscriptions(alerts_pb2.ListSubscriptionsRequest())\n\
-         try:\n\
+    let seen = python_alerts(
+        &served,
+        "try:\n\
          \x20   stub.RetrySubscription(alerts_pb2.RetrySubscriptionRequest(id='nope'))\n\
          \x20   code = 'OK'\n\
          except grpc.RpcError as e:\n\
          \x20   code = e.code().name\n\
-         print(json.dumps({'delivery': MessageToDict(listed.subscriptions[0].delivery), 'retry_unknown': code}))\n",
-    )
-    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/gen"))
-    .arg(served.url.trim_start_matches("http://"))
-    .output()
-    .expect("the examples' Python venv (scripts/test makes it)");
-    assert!(python.status.success(), "{python:?}");
-    let seen: serde_json::Value = serde_json::from_slice(&python.stdout).unwrap();
+         print(json.dumps({'delivery': MessageToDict(listed.subscriptions[0].delivery), \
+         'retry_unknown': code}))",
+    );
     assert_eq!(seen["delivery"]["failing"], true, "{seen}");
     assert!(seen["delivery"]["failingSince"].is_string(), "{seen}");
     assert!(seen["delivery"]["oldestPending"].is_string(), "{seen}");
@@ -765,4 +734,26 @@ fn readiness_can_wait_for_fresh_sources() {
     ok(served.run(&["sources", "heartbeat", "feed"]));
     assert!(readyz().ends_with("200"), "{}", readyz());
     served.stop();
+}
+
+/// Runs `script` in Python grpcio with the generated modules of examples/python, after
+/// `stub` (an Alerts stub on `served`) and `listed` (its ListSubscriptions answer) are
+/// set; returns the JSON the script prints.
+fn python_alerts(served: &Served, script: &str) -> serde_json::Value {
+    let prelude = "import json, sys\n\
+                   sys.path.insert(0, sys.argv[1])\n\
+                   import grpc\n\
+                   from google.protobuf.json_format import MessageToDict\n\
+                   from numguard.v1 import alerts_pb2, alerts_pb2_grpc\n\
+                   stub = alerts_pb2_grpc.AlertsStub(grpc.insecure_channel(sys.argv[2]))\n\
+                   listed = stub.ListSubscriptions(alerts_pb2.ListSubscriptionsRequest())\n";
+    let python = Command::new(installed("examples/python/.venv/bin/python"))
+        .arg("-c")
+        .arg(format!("{prelude}{script}\n"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/gen"))
+        .arg(served.url.trim_start_matches("http://"))
+        .output()
+        .expect("the examples' Python venv (scripts/test makes it)");
+    assert!(python.status.success(), "{python:?}");
+    serde_json::from_slice(&python.stdout).unwrap()
 }
