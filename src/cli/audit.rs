@@ -23,7 +23,7 @@ use super::batches::{self, Batcher};
 use super::check::OwnerSinceArg;
 use super::client::{ServerArgs, status_message};
 use super::event_file::missing_column;
-use super::line_records::{Lines, csv_header, csv_record};
+use super::line_records::{CsvLines, Lines, csv_header};
 use super::progress;
 use crate::api::pb;
 
@@ -235,8 +235,9 @@ fn read_into<R: BufRead>(
 ) -> anyhow::Result<()> {
     let used = columns.used();
     let mut index = 0u64;
+    let mut csv = CsvLines::default();
     while let Some((line, text)) = lines.next_line().context("cannot read the customer list")? {
-        let row = match text.and_then(|text| csv_record(text, Some(&columns.headers))) {
+        let row = match text.and_then(|text| csv.record(text, Some(&columns.headers))) {
             Ok(record) => {
                 let field = |i: usize| record.get(i).unwrap_or("").to_string();
                 let customer_ref = field(columns.customer_ref);

@@ -7,7 +7,7 @@ use std::path::Path;
 use clap::ValueEnum;
 use serde::Deserialize;
 
-use super::line_records::{Lines, check_field, csv_header, csv_record};
+use super::line_records::{CsvLines, Lines, check_field, csv_header};
 use super::sources::parse_time;
 use crate::api::convert::{kind_to_pb, timestamp};
 use crate::api::pb;
@@ -133,11 +133,12 @@ pub fn read_events(
         }
         EventFileFormat::Jsonl => None,
     };
+    let mut csv = CsvLines::default();
     while let Some((line, text)) = lines.next_line()? {
         report.lines += 1;
         let parsed =
             text.and_then(|text| match &headers {
-                Some(headers) => csv_record(text, Some(headers)).and_then(|record| {
+                Some(headers) => csv.record(text, Some(headers)).and_then(|record| {
                     match missing_column(&REQUIRED, headers, &record) {
                         Some(reason) => Err(reason),
                         None => record

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::check::time;
 use super::client::{ServerArgs, status_message};
-use super::line_records::{Lines, csv_header, csv_record};
+use super::line_records::{CsvLines, Lines, csv_header};
 use super::progress;
 use crate::api::convert::timestamp;
 use crate::api::pb;
@@ -96,12 +96,13 @@ async fn import(file: PathBuf, server: &ServerArgs) -> anyhow::Result<ExitCode> 
     }
     let mut errors = Vec::new();
     let mut entries: Vec<(u64, pb::WatchEntry)> = Vec::new();
+    let mut csv = CsvLines::default();
     while let Some((line, text)) = lines
         .next_line()
         .with_context(|| format!("cannot read {}", file.display()))?
     {
         let parsed = text
-            .and_then(|text| csv_record(text, Some(&headers)))
+            .and_then(|text| csv.record(text, Some(&headers)))
             .and_then(|record| {
                 record
                     .deserialize::<WatchLine>(Some(&headers))
