@@ -34,6 +34,7 @@ const DATABASE_UP: &str = "numguard_database_up";
 const DATABASE_CONNECTIONS: &str = "numguard_database_connections";
 const DATABASE_ERRORS: &str = "numguard_database_errors_total";
 const REPLICA_FEED_LAG: &str = "numguard_replica_feed_lag_seconds";
+const HISTORY_READS: &str = "numguard_history_reads_total";
 const ALERT_STREAMS: &str = "numguard_alert_streams_open";
 const WEBHOOK_DELIVERIES: &str = "numguard_webhook_deliveries_total";
 const WEBHOOK_PENDING: &str = "numguard_webhook_pending";
@@ -123,6 +124,10 @@ fn describe() {
         REPLICA_FEED_LAG,
         Unit::Seconds,
         "Replicas on PostgreSQL: how far this replica's change feed is behind the database."
+    );
+    describe_counter!(
+        HISTORY_READS,
+        "With a PostgreSQL standby: numbers whose history was read, by the database read (standby, primary)."
     );
     describe_gauge!(ALERT_STREAMS, "WatchAlerts streams open.");
     describe_counter!(
@@ -339,6 +344,14 @@ pub fn database_error(kind: &'static str) {
 /// Sets how far this replica's change feed is behind the database.
 pub fn replica_feed_lag(lag: Duration) {
     gauge!(REPLICA_FEED_LAG).set(lag.as_secs_f64());
+}
+
+/// Counts numbers whose history was read from the standby and from the primary.
+pub fn history_reads(standby: u64, primary: u64) {
+    if enabled() {
+        counter!(HISTORY_READS, "database" => "standby").increment(standby);
+        counter!(HISTORY_READS, "database" => "primary").increment(primary);
+    }
 }
 
 /// Sets how the webhook queue stands at `now`.

@@ -22,7 +22,7 @@ use crate::domain::number::Region;
 use crate::engine::EngineConfig;
 use crate::engine::auth::{AuthMode, Limits as RequestLimits};
 use crate::server::{ServerConfig, TlsFiles, TransportConfig};
-use crate::store::StoreOptions;
+use crate::store::{StandbyOptions, StoreOptions};
 use crate::upstream::config::{ConfigError, ProvidersFile};
 use crate::upstream::{UpstreamConfig, UpstreamSettings};
 
@@ -129,6 +129,10 @@ pub struct Database {
     /// The server's key file, apart from the database: it seals sink tokens and keys the
     /// access log. Created on first start; every server of one database needs the same.
     pub key_file: PathBuf,
+    /// PostgreSQL only: a hot standby of the database (`postgres://...`). Check and audit
+    /// reads go to it while it has replayed every change they need; everything else, and
+    /// every read it cannot serve, goes to the primary named by `url`.
+    pub standby_url: Option<String>,
 }
 
 impl Default for Database {
@@ -140,6 +144,7 @@ impl Default for Database {
             skip_integrity_check: false,
             group_readable: false,
             key_file: PathBuf::from(DEFAULT_KEY_FILE),
+            standby_url: None,
         }
     }
 }
@@ -381,7 +386,7 @@ impl Settings {
             engine,
             limits,
             upstream,
-            database: _,
+            database,
             egress,
         } = self;
         if let Some(host) = egress.allow_hosts.iter().find(|h| h.trim().is_empty()) {
@@ -450,6 +455,19 @@ impl Settings {
             (Some(_), None) => return Err(invalid("tls.key", "is needed with tls.cert")),
             (None, Some(_)) => return Err(invalid("tls.cert", "is needed with tls.key")),
             _ => {}
+        }
+        if let Some(standby) = &database.standby_url {
+            let postgres =
+                |url: &str| url.starts_with("postgres:") || url.starts_with("postgresql:");
+            if !postgres(&database.url) {
+                return Err(invalid(
+                    "database.standby_url",
+                    "needs a PostgreSQL database.url (a standby replays a PostgreSQL primary)",
+                ));
+            }
+            if !postgres(standby) {
+                return Err(invalid("database.standby_url", "must be a postgres:// URL"));
+            }
         }
         // Below a few heartbeats, a replica would read the database for almost every check.
         let least_lag = 2 * crate::store::postgres::HEARTBEAT_INTERVAL.as_millis() as u64;
@@ -581,6 +599,10 @@ impl Settings {
                     .map(|mb| mb.saturating_mul(1 << 20)),
                 sqlite_skip_integrity_check: database.skip_integrity_check,
                 sqlite_group_readable: database.group_readable,
+                standby: database.standby_url.as_ref().map(|url| StandbyOptions {
+                    url: url.clone(),
+                    max_lag: Duration::from_millis(engine.max_replica_lag_ms),
+                }),
             },
             upstreams_file: Some(self.upstream.file.clone()),
             key_file: database.key_file.clone(),
@@ -736,6 +758,17 @@ mod tests {
             (
                 refused(|s| s.engine.webhook_failing_after_secs = 0),
                 "engine.webhook_failing_after_secs must be at least 1",
+            ),
+            (
+                refused(|s| s.database.standby_url = Some("postgres://standby/db".into())),
+                "database.standby_url needs a PostgreSQL database.url",
+            ),
+            (
+                refused(|s| {
+                    s.database.url = "postgres://primary/db".into();
+                    s.database.standby_url = Some("sqlite://copy.db".into());
+                }),
+                "database.standby_url must be a postgres:// URL",
             ),
             (
                 refused(|s| s.tls.cert = Some("c.pem".into())),

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// sqlite://numguard.db].
     #[arg(long, env = "NUMGUARD_DATABASE_URL")]
     database_url: Option<String>,
+    /// PostgreSQL only: a hot standby of the database, read by checks and audits while it
+    /// has replayed every change they need (anything else goes to the primary).
+    #[arg(long, env = "NUMGUARD_DATABASE_STANDBY_URL")]
+    database_standby_url: Option<String>,
     /// Region (ISO 3166, e.g. JP) for numbers given in national format without one.
     #[arg(long, env = "NUMGUARD_DEFAULT_REGION")]
     default_region: Option<Region>,
@@ -252,6 +256,9 @@ impl ServeArgs {
             tls.key = self.tls_key.clone();
         }
         set(&mut database.url, &self.database_url);
+        if self.database_standby_url.is_some() {
+            database.standby_url.clone_from(&self.database_standby_url);
+        }
         if self.sqlite_max_size_mb.is_some() {
             database.sqlite_max_size_mb = self.sqlite_max_size_mb;
         }

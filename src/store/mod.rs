@@ -5,6 +5,7 @@ pub mod postgres;
 mod sql;
 mod sql_store;
 pub mod sqlite;
+mod standby;
 
 use std::sync::Arc;
 
@@ -580,7 +581,7 @@ impl<
 }
 
 /// Settings that are not part of a database URL.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     /// SQLite only: the most the database file may grow to; past it writes fail as full.
     pub sqlite_max_bytes: Option<u64>,
@@ -588,6 +589,19 @@ pub struct StoreOptions {
     pub sqlite_skip_integrity_check: bool,
     /// SQLite only: the file may be read by the server's group (0640 rather than 0600).
     pub sqlite_group_readable: bool,
+    /// PostgreSQL only: a hot standby that check reads go to while it has replayed what
+    /// they need.
+    pub standby: Option<StandbyOptions>,
+}
+
+/// A PostgreSQL hot standby for check reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandbyOptions {
+    /// The standby's URL.
+    pub url: String,
+    /// Past this long without its change feed catching up, this process reads nothing
+    /// from the standby (the replica-staleness bound).
+    pub max_lag: std::time::Duration,
 }
 
 /// Opens (creating and migrating as needed) the store a URL names.
@@ -603,7 +617,7 @@ pub async fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn Store
         )))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(Arc::new(SqlStore::new(
-            postgres::PgBackend::open(url).await?,
+            postgres::PgBackend::open(url, options.standby.as_ref()).await?,
         )))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))

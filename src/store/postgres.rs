@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{self, micros};
 use super::sql_store::{Announce, Backend};
-use super::{Change, EventFact, InsertOutcome, StoreError};
+use super::standby::{Standby, primary_position};
+use super::{Change, EventFact, InsertOutcome, StandbyOptions, StoreError};
 use crate::domain::auth::TenantName;
 use crate::domain::event::NewEvent;
 use crate::domain::number::E164;
@@ -29,7 +30,8 @@ const EVENTS_CHANNEL: &str = "numguard_events";
 /// Advisory lock key serialising ingest transactions.
 const INGEST_LOCK: i64 = 0x6e67_6576; // "ngev"
 const CATALOG_CHANNEL: &str = "numguard_catalog";
-/// Each replica's heartbeats to itself: `<origin>:<microseconds since it started>`.
+/// Each replica's heartbeats to itself: `<origin>:<microseconds since it started>:<the
+/// primary's WAL insert position>`.
 const HEARTBEAT_CHANNEL: &str = "numguard_heartbeat";
 /// How often a replica sends itself a heartbeat; well under the smallest staleness bound.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
@@ -42,9 +44,11 @@ pub const LISTENER_APPLICATION_NAME: &str = "numguard-listener";
 /// Application name of the connection that sends heartbeats.
 pub const HEARTBEAT_APPLICATION_NAME: &str = "numguard-heartbeat";
 
-/// The PostgreSQL [`Backend`]: one pool, and a LISTEN connection for the change feed.
+/// The PostgreSQL [`Backend`]: one pool, a LISTEN connection for the change feed, and
+/// optionally a hot standby for check reads.
 pub struct PgBackend {
     pool: PgPool,
+    standby: Option<Arc<Standby>>,
     /// This process's tag in notification payloads (`<origin>:<seq>:...`).
     origin: String,
     seq: AtomicU64,
@@ -93,8 +97,11 @@ impl Echoes {
 
 impl PgBackend {
     /// Connects, migrates (replicas starting together migrate once) and starts listening
-    /// for changes.
-    pub async fn open(url: &str) -> Result<PgBackend, StoreError> {
+    /// for changes; with a standby, starts following its replay.
+    pub async fn open(
+        url: &str,
+        standby: Option<&StandbyOptions>,
+    ) -> Result<PgBackend, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -120,16 +127,26 @@ impl PgBackend {
         let origin = format!("{:016x}", rand::random::<u64>());
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
         let echoes = Echoes::default();
+        let standby = match standby {
+            Some(options) => {
+                let standby = Standby::connect(&options.url, options.max_lag)?;
+                tokio::spawn(standby.clone().track(pool.clone()));
+                Some(standby)
+            }
+            None => None,
+        };
         let feed = Feed {
             origin: origin.clone(),
             start: Instant::now(),
             changes: changes_tx,
             echoes: echoes.clone(),
+            standby: standby.clone(),
         };
         tokio::spawn(send_heartbeats(heartbeat_pool, feed.clone()));
         tokio::spawn(listen(listener_pool, feed));
         Ok(PgBackend {
             pool,
+            standby,
             origin,
             seq: AtomicU64::new(0),
             echoes,
@@ -165,6 +182,7 @@ struct Feed {
     start: Instant,
     changes: mpsc::UnboundedSender<Change>,
     echoes: Echoes,
+    standby: Option<Arc<Standby>>,
 }
 
 impl Feed {
@@ -174,9 +192,16 @@ impl Feed {
         match channel {
             EVENTS_CHANNEL => self.numbers_change(payload),
             HEARTBEAT_CHANNEL => {
-                let (origin, micros) = payload.split_once(':')?;
+                let mut parts = payload.split(':');
+                let (origin, micros) = (parts.next()?, parts.next()?);
                 let micros = micros.parse().ok().filter(|_| origin == self.origin)?;
-                Some(Change::CaughtUp(self.start + Duration::from_micros(micros)))
+                let sent = self.start + Duration::from_micros(micros);
+                if let (Some(standby), Some(Ok(position))) =
+                    (&self.standby, parts.next().map(str::parse))
+                {
+                    standby.caught_up(position, sent);
+                }
+                Some(Change::CaughtUp(sent))
             }
             _ => {
                 // `<origin>:<seq>:<what>`; a bare `<what>` from an older replica.
@@ -218,12 +243,18 @@ impl Feed {
             .split(',')
             .filter(|n| n.starts_with('+'))
             .map(|n| E164::from_trusted(n.to_string()))
-            .collect();
+            .collect::<Vec<_>>();
+        if let Some(standby) = &self.standby {
+            standby.changed(&numbers);
+        }
         Some(Change::Numbers(numbers))
     }
 
     /// Reports a change; false once nobody listens (the engine is gone).
     fn report(&self, change: Change) -> bool {
+        if let (Change::Connected, Some(standby)) = (&change, &self.standby) {
+            standby.reconnected();
+        }
         self.changes.send(change).is_ok()
     }
 }
@@ -296,11 +327,15 @@ async fn send_heartbeats(pool: PgPool, feed: Feed) {
             return;
         }
         let sent = u64::try_from(feed.start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(HEARTBEAT_CHANNEL)
-            .bind(format!("{}:{sent}", feed.origin))
-            .execute(&pool)
-            .await;
+        let sent = sqlx::query(concat!(
+            "SELECT pg_notify($1, $2 || ':' || ",
+            primary_position!(),
+            ")"
+        ))
+        .bind(HEARTBEAT_CHANNEL)
+        .bind(format!("{}:{sent}", feed.origin))
+        .execute(&pool)
+        .await;
         // Failures show as a growing lag (and the listener reports the database down).
         if let Err(e) = sent {
             tracing::debug!(error = %e, "could not send a heartbeat");
@@ -398,15 +433,41 @@ impl Backend for PgBackend {
     }
 
     async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
-        let list: Vec<&str> = numbers.iter().map(E164::as_str).collect();
-        let rows = sqlx::query(
-            "SELECT number, source, source_event_id, kind, occurred_at, from_carrier, \
-             to_carrier FROM events WHERE number = ANY($1)",
-        )
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await?;
-        sql::group_histories(numbers, &rows)
+        let Some(standby) = &self.standby else {
+            return read_histories(&self.pool, numbers).await;
+        };
+        let readable = standby.readable(numbers);
+        let (there, here): (Vec<_>, Vec<_>) = numbers
+            .iter()
+            .cloned()
+            .zip(&readable)
+            .partition(|(_, on_standby)| **on_standby);
+        let (there, here): (Vec<E164>, Vec<E164>) = (
+            there.into_iter().map(|(n, _)| n).collect(),
+            here.into_iter().map(|(n, _)| n).collect(),
+        );
+        crate::metrics::history_reads(there.len() as u64, here.len() as u64);
+        let from_standby = match read_histories(standby.pool(), &there).await {
+            Ok(histories) => histories,
+            Err(e) => {
+                // A standby that fails is only a slower path: the primary answers.
+                standby.failed(&e);
+                read_histories(&self.pool, &there).await?
+            }
+        };
+        let mut from_standby = from_standby.into_iter();
+        let mut from_primary = read_histories(&self.pool, &here).await?.into_iter();
+        Ok(readable
+            .iter()
+            .map(|&on_standby| {
+                let next = if on_standby {
+                    from_standby.next()
+                } else {
+                    from_primary.next()
+                };
+                next.unwrap_or_default()
+            })
+            .collect())
     }
 
     fn push_watch_join(sql: &mut QueryBuilder<Postgres>, tenant: &TenantName) {
@@ -452,6 +513,26 @@ impl Backend for PgBackend {
     }
 }
 
+/// Every event of each of these numbers, one history per number in their order; no
+/// query for none.
+async fn read_histories(
+    pool: &PgPool,
+    numbers: &[E164],
+) -> Result<Vec<Vec<EventFact>>, StoreError> {
+    if numbers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<&str> = numbers.iter().map(E164::as_str).collect();
+    let rows = sqlx::query(
+        "SELECT number, source, source_event_id, kind, occurred_at, from_carrier, \
+         to_carrier FROM events WHERE number = ANY($1)",
+    )
+    .bind(list)
+    .fetch_all(pool)
+    .await?;
+    sql::group_histories(numbers, &rows)
+}
+
 /// Splits a batch's numbers into NOTIFY payloads; the last one is flagged so the origin
 /// knows the whole batch has been delivered.
 fn notify_payloads(origin: &str, seq: u64, numbers: &[String]) -> Vec<String> {
@@ -478,6 +559,7 @@ mod tests {
             start: Instant::now(),
             changes,
             echoes: Echoes::default(),
+            standby: None,
         };
         (feed, rx)
     }
@@ -540,6 +622,11 @@ mod tests {
         assert_eq!(
             feed.read(HEARTBEAT_CHANNEL, "abc:1500"),
             Some(Change::CaughtUp(feed.start + Duration::from_micros(1500)))
+        );
+        assert_eq!(
+            feed.read(HEARTBEAT_CHANNEL, "abc:1600:50331648"),
+            Some(Change::CaughtUp(feed.start + Duration::from_micros(1600))),
+            "with the primary's WAL position"
         );
         assert_eq!(feed.read(HEARTBEAT_CHANNEL, "other:1500"), None);
         assert_eq!(feed.read(HEARTBEAT_CHANNEL, "abc:x"), None);

@@ -10,6 +10,7 @@ pub mod camara;
 pub mod db;
 pub mod fixtures;
 pub mod operator;
+pub mod pg_standby;
 pub mod process;
 pub mod proxy;
 pub mod receiver;

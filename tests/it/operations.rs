@@ -58,14 +58,14 @@ fn promtool(args: &[&str], stdin: Option<&str>) {
 }
 
 /// The value of the sample `series` (name and labels exactly as exposed), if present.
-fn sample(scrape: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(scrape: &str, series: &str) -> Option<f64> {
     scrape.lines().find_map(|line| {
         let value = line.strip_prefix(series)?.strip_prefix(' ')?;
         value.trim().parse().ok()
     })
 }
 
-async fn scrape(metrics: &str) -> String {
+pub(crate) async fn scrape(metrics: &str) -> String {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let response = reqwest::get(format!("{metrics}/metrics")).await.unwrap();
     assert_eq!(response.status(), 200);
@@ -86,7 +86,7 @@ async fn channel(served: &Served) -> Channel {
 }
 
 /// The metrics listener's address, from the server's log.
-fn metrics_url(served: &Served) -> String {
+pub(crate) fn metrics_url(served: &Served) -> String {
     served.wait_for_log("metrics and health serving");
     let log = served.log();
     let line = log

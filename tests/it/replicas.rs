@@ -11,11 +11,14 @@ use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::api::pb::{self, EventKind, SimSwapStatus};
+use numguard_testkit::pg_standby::PgStandbyPair;
 use numguard_testkit::process::Served;
 use numguard_testkit::proxy::Proxy;
 use numguard_testkit::{Backend, TestDb, at, db, event};
 use sqlx::{Connection, PgConnection};
 use tonic::transport::Channel;
+
+use super::operations::{metrics_url, sample, scrape};
 
 async fn channel(served: &Served) -> Channel {
     Channel::from_shared(served.url.clone())
@@ -294,6 +297,120 @@ async fn an_alert_stream_on_one_replica_hears_events_ingested_on_another() {
     assert_eq!(alert.customer_refs, vec!["cust-7"]);
     assert_eq!(alert.event.unwrap().source_event_id, "on-a");
     drop(stream);
+    a.stop();
+    b.stop();
+}
+
+/// Numbers B read from the standby and from the primary, by its metrics.
+async fn history_reads(metrics: &str) -> (f64, f64) {
+    let text = scrape(metrics).await;
+    let read = |database: &str| {
+        sample(
+            &text,
+            &format!("numguard_history_reads_total{{database=\"{database}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    (read("standby"), read("primary"))
+}
+
+/// Checks `n` on B until one answer came from the standby (B's standby count moved across
+/// it); every answer on the way must be `expected`.
+async fn answered_from_the_standby(b: &Served, metrics: &str, n: &str, expected: SimSwapStatus) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (before, _) = history_reads(metrics).await;
+        assert_eq!(check(b, n).await.sim_swap(), expected, "{n}");
+        let (after, _) = history_reads(metrics).await;
+        if after > before {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never read {n} from the standby"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A primary and a streaming hot standby (two local clusters made by `pg_basebackup`): A
+/// writes to the primary; B reads checks from the standby (`--database-standby-url`, no
+/// cache, so every check reads). A swap A acknowledged is answered by B from the standby
+/// once it has replayed it, and from the primary while the standby lags (replay paused)
+/// or is stopped; B goes back to the standby when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reading_a_hot_standby_answers_what_the_primary_committed() {
+    let pair = PgStandbyPair::start().await;
+    pair.create_database("numguard").await;
+    let primary = pair.primary_url("numguard");
+    let standby = pair.standby_url("numguard");
+    let a = Served::start(&primary);
+    let b = Served::start_with(
+        &primary,
+        &[
+            "--dev",
+            "--cache-capacity",
+            "0",
+            "--database-standby-url",
+            &standby,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics = metrics_url(&b);
+    add_feed(&a).await;
+    wait_for_feed(&b).await;
+
+    // Replayed: B answers a swap committed through A from the standby.
+    swap(&a, 1).await;
+    tokio::time::sleep(REPLICA_BOUND).await;
+    answered_from_the_standby(&b, &metrics, &number(1), SimSwapStatus::Swapped).await;
+    answered_from_the_standby(&b, &metrics, &number(2), SimSwapStatus::NotSwapped).await;
+
+    // Lagging: the standby stops replaying, so the next swap is not on it; B answers it
+    // (and every other number) from the primary.
+    pair.pause_replay().await;
+    swap(&a, 3).await;
+    tokio::time::sleep(REPLICA_BOUND).await;
+    let (standby_before, primary_before) = history_reads(&metrics).await;
+    for _ in 0..5 {
+        assert_eq!(
+            check(&b, &number(3)).await.sim_swap(),
+            SimSwapStatus::Swapped
+        );
+        assert_eq!(
+            check(&b, &number(2)).await.sim_swap(),
+            SimSwapStatus::NotSwapped
+        );
+    }
+    let (standby_after, primary_after) = history_reads(&metrics).await;
+    assert_eq!(
+        standby_after, standby_before,
+        "nothing read from a lagging standby"
+    );
+    assert_eq!(primary_after - primary_before, 10.0);
+    pair.resume_replay().await;
+    answered_from_the_standby(&b, &metrics, &number(3), SimSwapStatus::Swapped).await;
+
+    // Stopped: B answers from the primary and says why; it reads the standby again once
+    // the standby is back.
+    pair.stop_standby();
+    swap(&a, 4).await;
+    tokio::time::sleep(REPLICA_BOUND).await;
+    for i in [1, 3, 4] {
+        assert_eq!(
+            check(&b, &number(i)).await.sim_swap(),
+            SimSwapStatus::Swapped
+        );
+    }
+    assert_eq!(
+        check(&b, &number(2)).await.sim_swap(),
+        SimSwapStatus::NotSwapped
+    );
+    b.wait_for_log("the standby cannot be read");
+    pair.start_standby();
+    answered_from_the_standby(&b, &metrics, &number(4), SimSwapStatus::Swapped).await;
+    b.wait_for_log("the standby can be read again");
     a.stop();
     b.stop();
 }
