@@ -12,17 +12,15 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{Duration as Span, Utc};
 use clap::Parser;
 use numguard::domain::number::ParsedNumber;
 use numguard_testkit::bench::{
-    Placement, connect, cpu_time, number, proc_status_mib, reset_peak, seed, start_server,
+    Placement, connect, number, proc_status_mib, reset_peak, run_audit, seed, start_server,
 };
 use numguard_testkit::{Backend, TestDb};
-use serde_json::Value;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -88,60 +86,6 @@ fn floor(path: &Path) -> (Duration, u64) {
     (started.elapsed(), valid)
 }
 
-/// Resources of the children this process has waited for: peak resident memory (MiB) and
-/// CPU time (user + system).
-#[allow(unsafe_code)] // getrusage has no safe wrapper in std
-fn children_usage() -> (f64, Duration) {
-    // SAFETY: getrusage only writes into the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    (
-        usage.ru_maxrss as f64 / 1024.0, // kilobytes on Linux
-        seconds(usage.ru_utime) + seconds(usage.ru_stime),
-    )
-}
-
-struct Run {
-    wall: Duration,
-    client_peak_mib: f64,
-    client_cpu: Duration,
-    server_cpu: Duration,
-    summary: Value,
-}
-
-fn audit(url: &str, server_pid: u32, list: &Path, report: &Path) -> Run {
-    let (_, cpu_before) = children_usage();
-    let server_before = cpu_time(server_pid);
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_numguard"))
-        .args(["audit", "--json", "--server", url, "--input"])
-        .arg(list)
-        .arg("--output")
-        .arg(report)
-        .output()
-        .expect("run numguard audit");
-    let wall = started.elapsed();
-    // 3: done, with the garbled rows (one in a thousand) reported as refused.
-    assert!(
-        matches!(out.status.code(), Some(0 | 3)),
-        "audit failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (client_peak_mib, cpu_after) = children_usage();
-    Run {
-        wall,
-        client_peak_mib,
-        client_cpu: cpu_after - cpu_before,
-        server_cpu: cpu_time(server_pid) - server_before,
-        summary: serde_json::from_slice(&out.stdout).expect("summary JSON"),
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -193,7 +137,13 @@ async fn main() {
             numguard_testkit::bench::place_scoped_sources(connect(&server.url).await, placement)
                 .await;
         }
-        let run = audit(&server.url, pid, &list, &report);
+        let run = run_audit(
+            Path::new(env!("CARGO_BIN_EXE_numguard")),
+            &server.url,
+            pid,
+            &list,
+            &report,
+        );
         let wall = run.wall.as_secs_f64();
         match placement {
             Some(Placement::Onto) => onto += wall,

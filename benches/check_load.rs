@@ -11,21 +11,17 @@
 
 use std::time::Instant;
 
-use chrono::{TimeZone, Utc};
 use clap::Parser;
-use numguard::api::convert::timestamp;
 use numguard::api::pb;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard_testkit::bench::{
-    Load, Phase, Placement, SCOPED_SOURCES, connect, cpu_time, number, place_scoped_sources,
-    run_phase, seed, start_server,
+    Load, Phase, Placement, SCOPED_SOURCES, check_number, connect, cpu_time, health_check, number,
+    place_scoped_sources, run_phase, seed, start_server,
 };
 use numguard_testkit::process::Served;
 use numguard_testkit::{Backend, TestDb};
 use rand::Rng;
 use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -74,7 +70,6 @@ enum Rpc {
 
 async fn drive(channels: &[Channel], rpc: Rpc, args: &Args) -> Phase {
     let numbers = args.numbers;
-    let owner_since = timestamp(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
     let channels = channels.to_vec();
     run_phase(&args.load, move |worker| {
         let channel = channels[worker % channels.len()].clone();
@@ -82,18 +77,8 @@ async fn drive(channels: &[Channel], rpc: Rpc, args: &Args) -> Phase {
         let phone_number = number(rand::rng().random_range(0..numbers));
         async move {
             match rpc {
-                Rpc::Health => HealthClient::new(channel)
-                    .check(HealthCheckRequest::default())
-                    .await
-                    .is_ok(),
-                Rpc::Check => NumberCheckClient::new(channel)
-                    .check_number(pb::CheckNumberRequest {
-                        phone_number,
-                        owner_since: Some(owner_since),
-                        ..Default::default()
-                    })
-                    .await
-                    .is_ok(),
+                Rpc::Health => health_check(channel).await,
+                Rpc::Check => check_number(channel, phone_number).await,
                 Rpc::RestSimSwap(http, url) => {
                     match rest_sim_swap(&http, &url, &phone_number).await {
                         Some((200, body)) => !body.is_empty(),

@@ -249,18 +249,34 @@ mod tests {
     async fn nothing_is_read_from_the_standby_before_the_feed_and_the_replay_allow_it() {
         let s = standby();
         let (a, b) = (number("+819011112222"), number("+819033334444"));
-        assert_eq!(s.readable(std::slice::from_ref(&a)), [false], "no heartbeat back yet");
+        assert_eq!(
+            s.readable(std::slice::from_ref(&a)),
+            [false],
+            "no heartbeat back yet"
+        );
         s.caught_up(100, Instant::now());
-        assert_eq!(s.readable(std::slice::from_ref(&a)), [false], "replay position unknown");
+        assert_eq!(
+            s.readable(std::slice::from_ref(&a)),
+            [false],
+            "replay position unknown"
+        );
         s.replayed.store(99, Ordering::Release);
-        assert_eq!(s.readable(std::slice::from_ref(&a)), [false], "behind the floor");
+        assert_eq!(
+            s.readable(std::slice::from_ref(&a)),
+            [false],
+            "behind the floor"
+        );
         s.replayed.store(100, Ordering::Release);
         assert_eq!(s.readable(&[a.clone(), b.clone()]), [true, true]);
 
         s.changed(std::slice::from_ref(&a));
         assert_eq!(s.readable(&[a.clone(), b.clone()]), [false, true]);
         s.positions().numbers.get_mut(a.as_str()).unwrap().needs = Some(150);
-        assert_eq!(s.readable(std::slice::from_ref(&a)), [false], "not replayed that far");
+        assert_eq!(
+            s.readable(std::slice::from_ref(&a)),
+            [false],
+            "not replayed that far"
+        );
         s.replayed.store(150, Ordering::Release);
         assert_eq!(s.readable(std::slice::from_ref(&a)), [true]);
 

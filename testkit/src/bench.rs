@@ -1,6 +1,8 @@
 //! What only the benchmarks share: seeding a server with events and scoped sources, and
 //! running timed phases of requests against it.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
@@ -8,9 +10,12 @@ use numguard::api::convert::timestamp;
 use numguard::api::pb;
 use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::events_client::EventsClient;
+use numguard::api::pb::number_check_client::NumberCheckClient;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::process::Served;
 
@@ -185,6 +190,28 @@ pub async fn place_scoped_sources(channel: Channel, placement: Placement) {
     }
 }
 
+/// One `grpc.health.v1.Health/Check`; whether it succeeded.
+pub async fn health_check(channel: Channel) -> bool {
+    HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .is_ok()
+}
+
+/// One `CheckNumber` of `phone_number` with an `owner_since` of 2026-01-01; whether it
+/// succeeded.
+pub async fn check_number(channel: Channel, phone_number: String) -> bool {
+    let owner_since = timestamp(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    NumberCheckClient::new(channel)
+        .check_number(pb::CheckNumberRequest {
+            phone_number,
+            owner_since: Some(owner_since),
+            ..Default::default()
+        })
+        .await
+        .is_ok()
+}
+
 /// How hard a measured phase drives the server.
 #[derive(Debug, clap::Args)]
 pub struct Load {
@@ -302,4 +329,72 @@ pub fn cpu_time(pid: u32) -> Duration {
 /// Resets a process's peak RSS to its current RSS (Linux: write 5 to clear_refs).
 pub fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+/// Resources of the children this process has waited for: peak resident memory (MiB) and
+/// CPU time (user + system).
+#[allow(unsafe_code)] // getrusage has no safe wrapper in std
+fn children_usage() -> (f64, Duration) {
+    // SAFETY: getrusage only writes into the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (
+        usage.ru_maxrss as f64 / 1024.0, // kilobytes on Linux
+        seconds(usage.ru_utime) + seconds(usage.ru_stime),
+    )
+}
+
+/// One `numguard audit` run, measured.
+pub struct AuditRun {
+    /// From start to exit, report written.
+    pub wall: Duration,
+    /// The client's peak RSS (of every child waited for so far: take the largest).
+    pub client_peak_mib: f64,
+    /// The client's CPU time.
+    pub client_cpu: Duration,
+    /// The server's CPU time during the run.
+    pub server_cpu: Duration,
+    /// The summary the client printed (`--json`).
+    pub summary: serde_json::Value,
+}
+
+/// Runs `client audit --json` over the list at `list` against the server at `url`
+/// (process `server_pid`), writing the report to `report`. Exit code 3 (done, some rows
+/// refused) counts as success.
+pub fn run_audit(
+    client: &Path,
+    url: &str,
+    server_pid: u32,
+    list: &Path,
+    report: &Path,
+) -> AuditRun {
+    let (_, cpu_before) = children_usage();
+    let server_before = cpu_time(server_pid);
+    let started = Instant::now();
+    let out = Command::new(client)
+        .args(["audit", "--json", "--server", url, "--input"])
+        .arg(list)
+        .arg("--output")
+        .arg(report)
+        .output()
+        .expect("run numguard audit");
+    let wall = started.elapsed();
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "audit failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (client_peak_mib, cpu_after) = children_usage();
+    AuditRun {
+        wall,
+        client_peak_mib,
+        client_cpu: cpu_after - cpu_before,
+        server_cpu: cpu_time(server_pid) - server_before,
+        summary: serde_json::from_slice(&out.stdout).expect("summary JSON"),
+    }
 }
