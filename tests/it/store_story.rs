@@ -327,3 +327,78 @@ async fn postgres_data_from_the_timestamptz_migrations_reads_back_the_same() {
     assert_eq!(added.inserted, 1);
     assert_eq!(store.history(&number).await.unwrap().len(), 3);
 }
+
+/// After a bulk ingest, PostgreSQL's statistics on the events are brought up to date by
+/// numguard itself (the test server runs with autovacuum off, as some do), so that the
+/// planner knows a chunk's history read is selective: without them it estimates that the
+/// read matches the whole table and scans every event for each audit chunk.
+#[tokio::test]
+async fn postgres_statistics_follow_a_bulk_ingest() {
+    use sqlx::{Connection, PgConnection};
+
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = numguard::store::open(&db.url).await.expect("open");
+    store
+        .upsert_carriers(&registry().iter().cloned().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let feed = Source::new(
+        "feed",
+        Some(t("2025-01-01T00:00:00Z")),
+        &[RawScope::whole("81")],
+        None,
+        &registry(),
+    )
+    .unwrap();
+    store.upsert_source(&feed).await.unwrap();
+    let at = t("2026-06-01T00:00:00Z");
+    let batch: Vec<NewEvent> = (0..50_000)
+        .map(|i| {
+            new_event(
+                &format!("e{i}"),
+                &format!("+81901{i:07}"),
+                EventKind::SimSwap,
+                at,
+            )
+        })
+        .collect();
+    store.insert_events(&batch).await.unwrap();
+
+    numguard_testkit::eventually(
+        std::time::Duration::from_secs(30),
+        "events analysed",
+        || {
+            let url = db.url.clone();
+            async move {
+                let mut conn = PgConnection::connect(&url).await.unwrap();
+                let analysed: Option<bool> = sqlx::query_scalar(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'events'",
+            )
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+                analysed == Some(true)
+            }
+        },
+    )
+    .await;
+    // A chunk of 1,024 numbers, each with one event.
+    let numbers: Vec<String> = (0..1024).map(|i| format!("+81901{:07}", i * 40)).collect();
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    let plan: String =
+        sqlx::query_scalar("EXPLAIN SELECT number FROM events WHERE number = ANY($1)")
+            .bind(&numbers)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let estimate: f64 = plan
+        .split("rows=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row estimate in {plan:?}"));
+    assert!(
+        estimate <= 4.0 * 1024.0,
+        "the planner expects {estimate} rows for a chunk of 1,024 (of 50,000): {plan}"
+    );
+}
