@@ -30,6 +30,10 @@ use crate::domain::number::E164;
 /// How often the standby's replay position is read, and positions for changed numbers
 /// are fetched from the primary.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Changed numbers remembered at most; past it (a standby down through a bulk load) they
+/// are forgotten and the floor is cleared instead, which holds back every standby read
+/// until a heartbeat sent after them comes back and the standby has replayed past it.
+const MAX_MARKS: usize = 1_000_000;
 /// Application name of the standby connections.
 pub const STANDBY_APPLICATION_NAME: &str = "numguard-standby";
 /// The standby's replay position; a server that is not (or no longer) in recovery reads
@@ -62,6 +66,9 @@ struct Positions {
     /// has come back, and again after the feed reconnects (notifications may have been
     /// lost).
     floor: Option<(u64, Instant)>,
+    /// When the floor was last cleared: a heartbeat sent before then may have read its
+    /// position before changes this process has since lost track of, so it does not count.
+    cleared_at: Option<Instant>,
     /// Changed numbers: the position the standby must reach, or `None` while it is
     /// being fetched, with the mark's generation.
     numbers: HashMap<String, Mark>,
@@ -110,6 +117,13 @@ impl Standby {
     /// read from the primary until the standby has replayed a position fetched from now.
     pub fn changed(&self, numbers: &[E164]) {
         let mut p = self.positions();
+        if p.numbers.len() + numbers.len() > MAX_MARKS {
+            *p = Positions {
+                cleared_at: Some(Instant::now()),
+                ..Positions::default()
+            };
+            return;
+        }
         p.generation += 1;
         let generation = p.generation;
         for number in numbers {
@@ -128,6 +142,9 @@ impl Standby {
     /// came back.
     pub fn caught_up(&self, position: u64, sent: Instant) {
         let mut p = self.positions();
+        if p.cleared_at.is_some_and(|cleared| sent < cleared) {
+            return;
+        }
         let floor = p.floor.map_or((position, sent), |(old, at)| {
             (old.max(position), at.max(sent))
         });
@@ -137,7 +154,9 @@ impl Standby {
     /// The change feed reconnected: notifications may have been lost, so nothing is read
     /// from the standby until a heartbeat sent after this has come back.
     pub fn reconnected(&self) {
-        self.positions().floor = None;
+        let mut p = self.positions();
+        p.floor = None;
+        p.cleared_at = Some(Instant::now());
     }
 
     /// For each number, whether its history may be read from the standby now.
@@ -280,11 +299,18 @@ mod tests {
         s.replayed.store(150, Ordering::Release);
         assert_eq!(s.readable(std::slice::from_ref(&a)), [true]);
 
+        let before = Instant::now();
         s.reconnected();
         assert_eq!(
             s.readable(std::slice::from_ref(&b)),
             [false],
             "the feed may have lost changes"
+        );
+        s.caught_up(130, before);
+        assert_eq!(
+            s.readable(std::slice::from_ref(&b)),
+            [false],
+            "a heartbeat sent before the reconnection does not count"
         );
         s.caught_up(120, Instant::now());
         assert_eq!(
@@ -295,6 +321,30 @@ mod tests {
 
         s.failed(&StoreError::Corrupt("gone".into()));
         assert_eq!(s.readable(&[b]), [false], "a failed standby is not read");
+    }
+
+    #[tokio::test]
+    async fn too_many_changed_numbers_hold_the_standby_back_until_the_next_heartbeat() {
+        let s = standby();
+        s.caught_up(100, Instant::now());
+        s.replayed.store(100, Ordering::Release);
+        let many: Vec<E164> = (0..=MAX_MARKS as u64)
+            .map(|i| number(&format!("+81{i:010}")))
+            .collect();
+        s.changed(&many);
+        assert!(s.positions().numbers.is_empty(), "forgotten, not kept");
+        let other = number("+819099998888");
+        assert_eq!(s.readable(std::slice::from_ref(&other)), [false]);
+        s.caught_up(150, Instant::now() - Duration::from_millis(10));
+        assert!(s.positions().floor.is_none(), "sent before the overflow");
+        s.caught_up(200, Instant::now());
+        assert_eq!(
+            s.readable(std::slice::from_ref(&other)),
+            [false],
+            "not replayed yet"
+        );
+        s.replayed.store(200, Ordering::Release);
+        assert_eq!(s.readable(&[other, many[7].clone()]), [true, true]);
     }
 
     #[tokio::test]
