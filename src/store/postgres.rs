@@ -76,6 +76,15 @@ const ANALYZE_IF_STALE: &str = "SELECT n_mod_since_analyze > 0.1 * greatest(c.re
      AND n_mod_since_analyze > 1000 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
      WHERE s.relname = 'events' AND s.schemaname = current_schema()";
 
+/// When, after an ingest, whether the table is due is looked at: at once, then again
+/// after the delays within which PostgreSQL 15 publishes a connection's counts (it holds
+/// them back up to a second while busy, and up to 10 s while idle).
+const ANALYZE_LOOKS: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_secs(2),
+    Duration::from_secs(10),
+];
+
 impl Statistics {
     /// Starts an analysis of `events` in the background if it is due and none is running.
     fn refresh(self: &Arc<Self>, pool: &PgPool) {
@@ -84,16 +93,20 @@ impl Statistics {
         }
         let (this, pool) = (self.clone(), pool.clone());
         tokio::spawn(async move {
-            let due = sqlx::query_scalar::<_, bool>(ANALYZE_IF_STALE)
-                .fetch_optional(&pool)
-                .await;
-            if let Ok(Some(true)) = due {
-                let started = Instant::now();
-                match sqlx::query("ANALYZE events").execute(&pool).await {
-                    Ok(_) => {
-                        tracing::debug!(took = ?started.elapsed(), "analysed the events table")
+            for wait in ANALYZE_LOOKS {
+                tokio::time::sleep(wait).await;
+                let due = sqlx::query_scalar::<_, bool>(ANALYZE_IF_STALE)
+                    .fetch_optional(&pool)
+                    .await;
+                if let Ok(Some(true)) = due {
+                    let started = Instant::now();
+                    match sqlx::query("ANALYZE events").execute(&pool).await {
+                        Ok(_) => {
+                            tracing::debug!(took = ?started.elapsed(), "analysed the events table")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not analyse the events table"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not analyse the events table"),
+                    break;
                 }
             }
             this.running.store(false, Ordering::Release);
