@@ -365,7 +365,7 @@ async fn postgres_statistics_follow_a_bulk_ingest() {
     store.insert_events(&batch).await.unwrap();
 
     numguard_testkit::eventually(
-        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(60),
         "events analysed",
         || {
             let url = db.url.clone();
