@@ -4,7 +4,7 @@
 //! to run as root, so as root the clusters run as the `postgres` user.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use sqlx::{Connection, PgConnection};
@@ -195,11 +195,6 @@ impl PgStandbyPair {
     /// Starts the standby cluster (again).
     pub fn start_standby(&self) {
         self.ctl_start("standby", self.standby_port);
-    }
-
-    /// Where the clusters keep their files and logs.
-    pub fn path(&self) -> &Path {
-        self.dir.path()
     }
 }
 
