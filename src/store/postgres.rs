@@ -498,15 +498,10 @@ impl Backend for PgBackend {
             return read_histories(&self.pool, numbers).await;
         };
         let readable = standby.readable(numbers);
-        let (there, here): (Vec<_>, Vec<_>) = numbers
-            .iter()
-            .cloned()
-            .zip(&readable)
-            .partition(|(_, on_standby)| **on_standby);
-        let (there, here): (Vec<E164>, Vec<E164>) = (
-            there.into_iter().map(|(n, _)| n).collect(),
-            here.into_iter().map(|(n, _)| n).collect(),
-        );
+        let (mut there, mut here) = (Vec::new(), Vec::new());
+        for (number, &on_standby) in numbers.iter().zip(&readable) {
+            if on_standby { &mut there } else { &mut here }.push(number.clone());
+        }
         crate::metrics::history_reads(there.len() as u64, here.len() as u64);
         let from_standby = match read_histories(standby.pool(), &there).await {
             Ok(histories) => histories,

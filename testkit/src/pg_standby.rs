@@ -57,7 +57,7 @@ fn is_root() -> bool {
 impl PgStandbyPair {
     /// Starts the primary, copies it into a standby with `pg_basebackup`, and starts the
     /// standby.
-    pub async fn start() -> PgStandbyPair {
+    pub fn start() -> PgStandbyPair {
         let dir = tempfile::Builder::new()
             .prefix("numguard-standby")
             .tempdir()

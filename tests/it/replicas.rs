@@ -340,7 +340,7 @@ async fn answered_from_the_standby(b: &Served, metrics: &str, n: &str, expected:
 /// or is stopped; B goes back to the standby when it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_reading_a_hot_standby_answers_what_the_primary_committed() {
-    let pair = PgStandbyPair::start().await;
+    let pair = PgStandbyPair::start();
     pair.create_database("numguard").await;
     let primary = pair.primary_url("numguard");
     let standby = pair.standby_url("numguard");
