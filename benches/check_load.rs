@@ -226,6 +226,7 @@ async fn alternate(channels: &[Channel], server: &Served, args: &Args, label: &s
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    args.load.pin();
     let db = TestDb::new(args.backend).await;
     let mut serve_args: Vec<&str> = args.serve_args.iter().map(String::as_str).collect();
     if args.rest {

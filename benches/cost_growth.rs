@@ -220,6 +220,7 @@ fn growth(k: f64) -> &'static str {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    args.load.pin();
     let dir = tempfile::tempdir().expect("temp dir");
     let (list, report) = (dir.path().join("list.csv"), dir.path().join("report.csv"));
     write_list(&list, args.audit_rows);

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -87,6 +87,7 @@ impl ConnectionGate {
         Some(Limited {
             io,
             timer: Box::pin(tokio::time::sleep(self.limits.first_request_timeout)),
+            timer_wakes: None,
             limits: self.limits,
             connection,
             _place: permit,
@@ -194,6 +195,8 @@ pub struct Limited<IO> {
     connection: Connection,
     limits: ConnectionLimits,
     timer: Pin<Box<Sleep>>,
+    /// The task the timer wakes, once it has been polled.
+    timer_wakes: Option<Waker>,
     _place: OwnedSemaphorePermit,
 }
 
@@ -206,6 +209,17 @@ impl<IO> Limited<IO> {
     /// Whether the deadline has passed; otherwise the timer is set to wake this task
     /// when it might.
     fn past_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        // Polling the timer registers the waker again (an atomic swap and a clone) on
+        // every read that would block; a timer already set to wake this task need only be
+        // looked at once it has fired.
+        let wakes_this_task = self
+            .timer_wakes
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if wakes_this_task && !self.timer.is_elapsed() {
+            return false;
+        }
+        self.timer_wakes = Some(cx.waker().clone());
         while self.timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             match self.connection.deadline(&self.limits) {

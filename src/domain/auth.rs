@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -145,9 +146,10 @@ impl FromStr for Scopes {
     }
 }
 
-/// A tenant's name: the same rules as a source name.
+/// A tenant's name: the same rules as a source name. Shared, not copied: every admitted
+/// request carries its tenant's name into its extensions and the access log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantName(String);
+pub struct TenantName(Arc<str>);
 
 impl FromStr for TenantName {
     type Err = FieldError;
@@ -159,7 +161,7 @@ impl FromStr for TenantName {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if ok {
-            Ok(TenantName(s.to_string()))
+            Ok(TenantName(s.into()))
         } else {
             Err(FieldError::new(
                 Field::Tenant,
@@ -172,12 +174,13 @@ impl FromStr for TenantName {
 impl TenantName {
     /// Every caller of a server started with `--dev` (no keys).
     pub fn dev() -> TenantName {
-        TenantName("dev".to_string())
+        static DEV: LazyLock<TenantName> = LazyLock::new(|| TenantName("dev".into()));
+        DEV.clone()
     }
 
     /// The tenant of the key made on first start.
     pub fn first() -> TenantName {
-        TenantName("default".to_string())
+        TenantName("default".into())
     }
 
     /// The tenant's name.

@@ -139,9 +139,14 @@ impl AccessLog {
     }
 }
 
+/// The writer's maps are updated on every check. Their keys are not chosen by callers
+/// (tenants are the operator's, numbers arrive keyed-hashed), so a fast hash will do
+/// where SipHash cost a check more than the rest of the log.
+type FastHash = foldhash::fast::RandomState;
+
 /// Lookups waiting to be written: per tenant, per number, when first and last and how
 /// often.
-type Pending = HashMap<TenantName, HashMap<NumberHash, Seen>>;
+type Pending = HashMap<TenantName, HashMap<NumberHash, Seen, FastHash>, FastHash>;
 
 struct Seen {
     first_at: DateTime<Utc>,
@@ -161,7 +166,7 @@ struct Held {
     /// Further checks of pairs logged this window: written when it ends.
     repeats: Pending,
     /// The pairs logged this window.
-    logged: HashMap<TenantName, HashSet<NumberHash>>,
+    logged: HashMap<TenantName, HashSet<NumberHash, FastHash>, FastHash>,
 }
 
 impl Held {

@@ -575,9 +575,28 @@ async fn read_histories(
     pool: &PgPool,
     numbers: &[E164],
 ) -> Result<Vec<Vec<EventFact>>, StoreError> {
-    if numbers.is_empty() {
-        return Ok(Vec::new());
-    }
+    let one = match numbers {
+        [] => return Ok(Vec::new()),
+        [one] => one,
+        _ => return read_many_histories(pool, numbers).await,
+    };
+    // A check's single number, without the array, the number column and the grouping
+    // that a batch needs: the cold check's own CPU was a fifth higher through them.
+    let rows = sqlx::query(
+        "SELECT source, source_event_id, kind, occurred_at, from_carrier, to_carrier \
+         FROM events WHERE number = $1",
+    )
+    .bind(one.as_str())
+    .fetch_all(pool)
+    .await?;
+    let history = rows.iter().map(sql::fact_from).collect::<Result<_, _>>()?;
+    Ok(vec![history])
+}
+
+async fn read_many_histories(
+    pool: &PgPool,
+    numbers: &[E164],
+) -> Result<Vec<Vec<EventFact>>, StoreError> {
     let list: Vec<&str> = numbers.iter().map(E164::as_str).collect();
     let rows = sqlx::query(
         "SELECT number, source, source_event_id, kind, occurred_at, from_carrier, \

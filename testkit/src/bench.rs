@@ -224,6 +224,28 @@ pub struct Load {
     /// Seconds each measured phase runs.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Servers on CPU 0 and this bench on CPU 1, so that neither takes the other's core:
+    /// the server's CPU per request then varies by a few percent between runs instead of
+    /// a third (see BENCHMARKS.md).
+    #[arg(long)]
+    pub pin: bool,
+}
+
+impl Load {
+    /// Applies `--pin`: call before starting servers.
+    pub fn pin(&self) {
+        if !self.pin {
+            return;
+        }
+        crate::process::hold_servers_to(0);
+        // Every thread of this process; threads started later inherit it.
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("taskset (util-linux)");
+        assert!(status.success(), "taskset could not pin the bench to CPU 1");
+    }
 }
 
 /// One measured phase: how many requests, how fast, how long they took.

@@ -6,6 +6,27 @@ use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+/// The CPU that servers started from here are held to, once a bench has asked
+/// ([`crate::bench::Load::pin`]).
+static SERVER_CPU: OnceLock<usize> = OnceLock::new();
+
+/// Holds every server started after this call to `cpu` (with `taskset`, which execs the
+/// server, so its pid stays the server's).
+pub fn hold_servers_to(cpu: usize) {
+    let _ = SERVER_CPU.set(cpu);
+}
+
+fn server_command() -> Command {
+    match SERVER_CPU.get() {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpu.to_string()).arg(bin());
+            command
+        }
+        None => Command::new(bin()),
+    }
+}
+
 /// The `numguard` binary cargo built for the running test or bench: it sits in the profile
 /// directory (`target/<profile>/`) above the `deps/` directory holding this executable.
 /// `NUMGUARD_SERVER_BIN` names another binary instead (to compare builds in one bench).
@@ -98,7 +119,7 @@ impl Served {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Served {
-        let mut child = Command::new(bin())
+        let mut child = server_command()
             // Tests' sinks and operators are loopback servers they start.
             .args(["serve", "--listen", listen, "--allow-loopback-sinks"])
             .args(args)
