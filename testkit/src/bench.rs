@@ -224,9 +224,9 @@ pub struct Load {
     /// Seconds each measured phase runs.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
-    /// Servers on CPU 0 and this bench on CPU 1, so that neither takes the other's core:
-    /// the server's CPU per request then varies by a few percent between runs instead of
-    /// a third (see BENCHMARKS.md).
+    /// Servers on CPU 0 and this bench on CPU 1, so that neither takes the other's core
+    /// and a run does not depend on how the bench's tasks and the server's threads happen
+    /// to share the two (see issue 15's section of BENCHMARKS.md).
     #[arg(long)]
     pub pin: bool,
 }
