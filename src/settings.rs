@@ -133,6 +133,10 @@ pub struct Database {
     /// reads go to it while it has replayed every change they need; everything else, and
     /// every read it cannot serve, goes to the primary named by `url`.
     pub standby_url: Option<String>,
+    /// PostgreSQL only: the most connections this server keeps to the primary for
+    /// requests, and to the standby; one more each for change notifications and
+    /// heartbeats. Replicas × (this + 2) must stay under the primary's `max_connections`.
+    pub postgres_pool_size: u32,
 }
 
 impl Default for Database {
@@ -145,6 +149,7 @@ impl Default for Database {
             group_readable: false,
             key_file: PathBuf::from(DEFAULT_KEY_FILE),
             standby_url: None,
+            postgres_pool_size: crate::store::postgres::DEFAULT_POOL_SIZE,
         }
     }
 }
@@ -354,6 +359,9 @@ fn invalid(key: &'static str, message: impl Into<String>) -> SettingsError {
 
 /// The largest ingest batch: bigger ones hold too much in one transaction.
 pub const MAX_INGEST_BATCH_SIZE: u64 = 1_000_000;
+/// Largest `database.postgres_pool_size`: PostgreSQL's own default `max_connections` is
+/// 100, and a thousand per server is past any single machine's use.
+pub const MAX_POSTGRES_POOL_SIZE: u32 = 1_000;
 
 impl Settings {
     /// The defaults overlaid with the TOML file at `path`; every key it names must exist.
@@ -455,6 +463,15 @@ impl Settings {
             (Some(_), None) => return Err(invalid("tls.key", "is needed with tls.cert")),
             (None, Some(_)) => return Err(invalid("tls.cert", "is needed with tls.key")),
             _ => {}
+        }
+        if !(1..=MAX_POSTGRES_POOL_SIZE).contains(&database.postgres_pool_size) {
+            return Err(invalid(
+                "database.postgres_pool_size",
+                format!(
+                    "must be 1 to {MAX_POSTGRES_POOL_SIZE}, got {}",
+                    database.postgres_pool_size
+                ),
+            ));
         }
         if let Some(standby) = &database.standby_url {
             let postgres =
@@ -603,6 +620,7 @@ impl Settings {
                     url: url.clone(),
                     max_lag: Duration::from_millis(engine.max_replica_lag_ms),
                 }),
+                postgres_pool_size: database.postgres_pool_size,
             },
             upstreams_file: Some(self.upstream.file.clone()),
             key_file: database.key_file.clone(),
@@ -758,6 +776,14 @@ mod tests {
             (
                 refused(|s| s.engine.webhook_failing_after_secs = 0),
                 "engine.webhook_failing_after_secs must be at least 1",
+            ),
+            (
+                refused(|s| s.database.postgres_pool_size = 0),
+                "database.postgres_pool_size must be 1 to 1000, got 0",
+            ),
+            (
+                refused(|s| s.database.postgres_pool_size = 1_001),
+                "database.postgres_pool_size must be 1 to 1000, got 1001",
             ),
             (
                 refused(|s| s.database.standby_url = Some("postgres://standby/db".into())),

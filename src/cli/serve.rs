@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// has replayed every change they need (anything else goes to the primary).
     #[arg(long, env = "NUMGUARD_DATABASE_STANDBY_URL")]
     database_standby_url: Option<String>,
+    /// PostgreSQL only: connections kept at most to the primary for requests, and to the
+    /// standby [default: 16]; each server has two more (notifications, heartbeats).
+    #[arg(long, env = "NUMGUARD_POSTGRES_POOL_SIZE")]
+    postgres_pool_size: Option<u32>,
     /// Region (ISO 3166, e.g. JP) for numbers given in national format without one.
     #[arg(long, env = "NUMGUARD_DEFAULT_REGION")]
     default_region: Option<Region>,
@@ -259,6 +263,7 @@ impl ServeArgs {
         if self.database_standby_url.is_some() {
             database.standby_url.clone_from(&self.database_standby_url);
         }
+        set(&mut database.postgres_pool_size, &self.postgres_pool_size);
         if self.sqlite_max_size_mb.is_some() {
             database.sqlite_max_size_mb = self.sqlite_max_size_mb;
         }

@@ -7,6 +7,8 @@ mod sql_store;
 pub mod sqlite;
 mod standby;
 
+pub use standby::STANDBY_APPLICATION_NAME;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -581,7 +583,7 @@ impl<
 }
 
 /// Settings that are not part of a database URL.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// SQLite only: the most the database file may grow to; past it writes fail as full.
     pub sqlite_max_bytes: Option<u64>,
@@ -592,6 +594,22 @@ pub struct StoreOptions {
     /// PostgreSQL only: a hot standby that check reads go to while it has replayed what
     /// they need.
     pub standby: Option<StandbyOptions>,
+    /// PostgreSQL only: the most connections the request pool keeps to the primary, and
+    /// the standby's pool to the standby (change notifications and heartbeats have one
+    /// each besides).
+    pub postgres_pool_size: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sqlite_max_bytes: None,
+            sqlite_skip_integrity_check: false,
+            sqlite_group_readable: false,
+            standby: None,
+            postgres_pool_size: postgres::DEFAULT_POOL_SIZE,
+        }
+    }
 }
 
 /// A PostgreSQL hot standby for check reads.
@@ -617,7 +635,7 @@ pub async fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn Store
         )))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(Arc::new(SqlStore::new(
-            postgres::PgBackend::open(url, options.standby.as_ref()).await?,
+            postgres::PgBackend::open(url, &options).await?,
         )))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))

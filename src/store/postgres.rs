@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::sql::{self, micros};
 use super::sql_store::{Announce, Backend};
 use super::standby::{Standby, primary_position};
-use super::{Change, EventFact, InsertOutcome, StandbyOptions, StoreError};
+use super::{Change, EventFact, InsertOutcome, StoreError, StoreOptions};
 use crate::domain::auth::TenantName;
 use crate::domain::event::NewEvent;
 use crate::domain::number::E164;
@@ -39,6 +39,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
 const NUMBERS_PER_NOTIFY: usize = 400;
 /// How long a write waits to see its own notification come back before answering.
 const ECHO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections a pool keeps at most unless `postgres_pool_size` says otherwise; with the
+/// listener's and the heartbeats' own, 18 a replica (SCALING.md).
+pub const DEFAULT_POOL_SIZE: u32 = 16;
 /// Application name of the LISTEN connection (lets operators and tests find it).
 pub const LISTENER_APPLICATION_NAME: &str = "numguard-listener";
 /// Application name of the connection that sends heartbeats.
@@ -155,13 +158,10 @@ impl Echoes {
 impl PgBackend {
     /// Connects, migrates (replicas starting together migrate once) and starts listening
     /// for changes; with a standby, starts following its replay.
-    pub async fn open(
-        url: &str,
-        standby: Option<&StandbyOptions>,
-    ) -> Result<PgBackend, StoreError> {
+    pub async fn open(url: &str, store: &StoreOptions) -> Result<PgBackend, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(store.postgres_pool_size)
             // A request waits this long for a connection before the database counts as
             // unavailable, instead of queueing without bound.
             .acquire_timeout(Duration::from_secs(3))
@@ -184,9 +184,10 @@ impl PgBackend {
         let origin = format!("{:016x}", rand::random::<u64>());
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
         let echoes = Echoes::default();
-        let standby = match standby {
+        let standby = match &store.standby {
             Some(options) => {
-                let standby = Standby::connect(&options.url, options.max_lag)?;
+                let standby =
+                    Standby::connect(&options.url, options.max_lag, store.postgres_pool_size)?;
                 tokio::spawn(standby.clone().track(pool.clone()));
                 Some(standby)
             }

@@ -86,10 +86,14 @@ struct Mark {
 impl Standby {
     /// A standby at `url`, connected lazily: a standby that is down at start only sends
     /// reads to the primary until it is back.
-    pub fn connect(url: &str, max_lag: Duration) -> Result<Arc<Standby>, StoreError> {
+    pub fn connect(
+        url: &str,
+        max_lag: Duration,
+        pool_size: u32,
+    ) -> Result<Arc<Standby>, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(pool_size)
             .acquire_timeout(Duration::from_secs(1))
             .connect_lazy_with(options.application_name(STANDBY_APPLICATION_NAME));
         Ok(Arc::new(Standby {
@@ -257,7 +261,7 @@ mod tests {
     use super::*;
 
     fn standby() -> Arc<Standby> {
-        Standby::connect("postgres://127.0.0.1:1/none", Duration::from_secs(1)).unwrap()
+        Standby::connect("postgres://127.0.0.1:1/none", Duration::from_secs(1), 1).unwrap()
     }
 
     /// Whether `n` alone may be read from the standby now.
@@ -325,7 +329,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_standby_is_not_read_once_heartbeats_stop_coming_back() {
-        let s = Standby::connect("postgres://127.0.0.1:1/none", Duration::from_millis(1)).unwrap();
+        let s =
+            Standby::connect("postgres://127.0.0.1:1/none", Duration::from_millis(1), 1).unwrap();
         s.caught_up(10, Instant::now());
         s.replayed.store(10, Ordering::Release);
         std::thread::sleep(Duration::from_millis(5));

@@ -11,6 +11,7 @@ use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard::api::pb::{self, EventKind, SimSwapStatus};
+use numguard::store::STANDBY_APPLICATION_NAME;
 use numguard_testkit::pg_standby::PgStandbyPair;
 use numguard_testkit::process::Served;
 use numguard_testkit::proxy::Proxy;
@@ -413,4 +414,88 @@ async fn a_replica_reading_a_hot_standby_answers_what_the_primary_committed() {
     b.wait_for_log("the standby can be read again");
     a.stop();
     b.stop();
+}
+
+/// Connections `application` holds to database `numguard` on the cluster at `url`.
+async fn connections(url: &str, application: &str) -> i64 {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = 'numguard' AND application_name = $1",
+    )
+    .bind(application)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// 256 cold checks at once over one connection, each reading a history.
+async fn burst(b: &Served) {
+    let channel = channel(b).await;
+    let checks = (0..256).map(|i| {
+        let mut client = NumberCheckClient::new(channel.clone());
+        async move {
+            client
+                .check_number(pb::CheckNumberRequest {
+                    phone_number: number(i % 8),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        }
+    });
+    futures::future::join_all(checks).await;
+}
+
+/// `--postgres-pool-size` caps both of a replica's request pools however many checks are
+/// in flight: the one to the standby while it serves, the one to the primary while it
+/// does not (the pools keep what they opened, so the counts afterwards are their peaks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_pool_size_caps_the_primary_and_standby_pools() {
+    let pair = PgStandbyPair::start();
+    pair.create_database("numguard").await;
+    let standby = pair.standby_url("numguard");
+    let b = Served::start_with(
+        &pair.primary_url("numguard"),
+        &[
+            "--dev",
+            "--cache-capacity",
+            "0",
+            "--database-standby-url",
+            &standby,
+            "--postgres-pool-size",
+            "2",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics = metrics_url(&b);
+    add_feed(&b).await;
+    swap(&b, 1).await;
+    tokio::time::sleep(REPLICA_BOUND).await;
+    answered_from_the_standby(&b, &metrics, &number(1), SimSwapStatus::Swapped).await;
+    burst(&b).await;
+    let on_standby = connections(&pair.standby_url("postgres"), STANDBY_APPLICATION_NAME).await;
+    assert!(
+        (1..=2).contains(&on_standby),
+        "{on_standby} standby connections"
+    );
+
+    // Replay paused and a number changed: the floor goes stale, so reads go to the primary.
+    pair.pause_replay().await;
+    swap(&b, 2).await;
+    tokio::time::sleep(REPLICA_BOUND * 2).await;
+    let (_, primary_before) = history_reads(&metrics).await;
+    burst(&b).await;
+    let (_, primary_after) = history_reads(&metrics).await;
+    assert!(
+        primary_after - primary_before >= 256.0,
+        "the burst read the primary"
+    );
+    let on_primary = connections(&pair.primary_url("postgres"), "numguard").await;
+    assert!(
+        (1..=2).contains(&on_primary),
+        "{on_primary} primary connections"
+    );
+    pair.resume_replay().await;
 }
