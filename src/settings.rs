@@ -357,6 +357,15 @@ fn invalid(key: &'static str, message: impl Into<String>) -> SettingsError {
     }
 }
 
+/// Refuses `value` outside `1..=max`, naming `key`.
+fn one_to(key: &'static str, value: u64, max: u64) -> Result<(), SettingsError> {
+    if (1..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be in 1..={max}, got {value}")))
+    }
+}
+
 /// The largest ingest batch: bigger ones hold too much in one transaction.
 pub const MAX_INGEST_BATCH_SIZE: u64 = 1_000_000;
 /// Largest `database.postgres_pool_size`: PostgreSQL's own default `max_connections` is
@@ -464,15 +473,11 @@ impl Settings {
             (None, Some(_)) => return Err(invalid("tls.cert", "is needed with tls.key")),
             _ => {}
         }
-        if !(1..=MAX_POSTGRES_POOL_SIZE).contains(&database.postgres_pool_size) {
-            return Err(invalid(
-                "database.postgres_pool_size",
-                format!(
-                    "must be 1 to {MAX_POSTGRES_POOL_SIZE}, got {}",
-                    database.postgres_pool_size
-                ),
-            ));
-        }
+        one_to(
+            "database.postgres_pool_size",
+            database.postgres_pool_size.into(),
+            MAX_POSTGRES_POOL_SIZE.into(),
+        )?;
         if let Some(standby) = &database.standby_url {
             let postgres =
                 |url: &str| url.starts_with("postgres:") || url.starts_with("postgresql:");
@@ -503,15 +508,11 @@ impl Settings {
         if engine.max_lookback_hours == 0 {
             return Err(invalid("engine.max_lookback_hours", "must be at least 1"));
         }
-        if !(1..=MAX_INGEST_BATCH_SIZE).contains(&engine.ingest_batch_size) {
-            return Err(invalid(
-                "engine.ingest_batch_size",
-                format!(
-                    "must be in 1..={MAX_INGEST_BATCH_SIZE}, got {}",
-                    engine.ingest_batch_size
-                ),
-            ));
-        }
+        one_to(
+            "engine.ingest_batch_size",
+            engine.ingest_batch_size,
+            MAX_INGEST_BATCH_SIZE,
+        )?;
         if !(limits.rate_limit.is_finite() && limits.rate_limit >= 0.0) {
             return Err(invalid(
                 "limits.rate_limit",
@@ -779,11 +780,11 @@ mod tests {
             ),
             (
                 refused(|s| s.database.postgres_pool_size = 0),
-                "database.postgres_pool_size must be 1 to 1000, got 0",
+                "database.postgres_pool_size must be in 1..=1000, got 0",
             ),
             (
                 refused(|s| s.database.postgres_pool_size = 1_001),
-                "database.postgres_pool_size must be 1 to 1000, got 1001",
+                "database.postgres_pool_size must be in 1..=1000, got 1001",
             ),
             (
                 refused(|s| s.database.standby_url = Some("postgres://standby/db".into())),
