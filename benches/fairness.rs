@@ -71,6 +71,7 @@ const NUMBER: &str = "+819012345678";
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    args.load.pin();
     let db = TestDb::new(args.backend).await;
     let all = "check,ingest,admin,watch,audit";
     let (a_key, b_key) = (

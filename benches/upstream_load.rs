@@ -92,6 +92,7 @@ async fn audit(channel: Channel, numbers: Vec<String>) -> Vec<pb::AuditResult> {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    args.load.pin();
     let op = operator::Operator::start().await;
     op.behave(|b| b.delay = Duration::from_millis(args.delay_ms));
     let db = TestDb::new(Backend::Sqlite).await;
