@@ -22,7 +22,7 @@ use crate::domain::number::Region;
 use crate::engine::EngineConfig;
 use crate::engine::auth::{AuthMode, Limits as RequestLimits};
 use crate::server::{ServerConfig, TlsFiles, TransportConfig};
-use crate::store::{StandbyOptions, StoreOptions};
+use crate::store::{IntegrityCheck, StandbyOptions, StoreOptions};
 use crate::upstream::config::{ConfigError, ProvidersFile};
 use crate::upstream::{UpstreamConfig, UpstreamSettings};
 
@@ -121,8 +121,11 @@ pub struct Database {
     pub sqlite_max_size_mb: Option<u64>,
     /// Events that occurred more than this many days ago are purged; 0 keeps them.
     pub retention_days: u32,
-    /// SQLite only: skip the integrity check at start (it reads the whole file).
+    /// SQLite only: skip the integrity check (it reads the whole file).
     pub skip_integrity_check: bool,
+    /// SQLite only: run the integrity check before serving, refusing a damaged file at
+    /// start, rather than in the background while serving.
+    pub integrity_check_before_serving: bool,
     /// SQLite only: create the database readable by the server's group too (0640), for
     /// a backup user in that group; otherwise 0600.
     pub group_readable: bool,
@@ -146,6 +149,7 @@ impl Default for Database {
             sqlite_max_size_mb: None,
             retention_days: 0,
             skip_integrity_check: false,
+            integrity_check_before_serving: false,
             group_readable: false,
             key_file: PathBuf::from(DEFAULT_KEY_FILE),
             standby_url: None,
@@ -615,7 +619,14 @@ impl Settings {
                 sqlite_max_bytes: database
                     .sqlite_max_size_mb
                     .map(|mb| mb.saturating_mul(1 << 20)),
-                sqlite_skip_integrity_check: database.skip_integrity_check,
+                sqlite_integrity_check: match (
+                    database.skip_integrity_check,
+                    database.integrity_check_before_serving,
+                ) {
+                    (true, _) => IntegrityCheck::Off,
+                    (false, true) => IntegrityCheck::BeforeServing,
+                    (false, false) => IntegrityCheck::Background,
+                },
                 sqlite_group_readable: database.group_readable,
                 standby: database.standby_url.as_ref().map(|url| StandbyOptions {
                     url: url.clone(),

@@ -130,9 +130,14 @@ pub struct ServeArgs {
     /// Purge events that occurred more than this many days ago (0 keeps them forever).
     #[arg(long, env = "NUMGUARD_RETENTION_DAYS")]
     retention_days: Option<u32>,
-    /// SQLite only: skip the integrity check at start (it reads the whole file).
+    /// SQLite only: skip the integrity check (it reads the whole file; by default it runs
+    /// in the background once the server serves).
     #[arg(long, env = "NUMGUARD_SKIP_INTEGRITY_CHECK", value_parser = BoolishValueParser::new())]
     skip_integrity_check: bool,
+    /// SQLite only: run the integrity check before serving, so a damaged file refuses to
+    /// start (the start then takes about as long as reading the file).
+    #[arg(long, env = "NUMGUARD_INTEGRITY_CHECK_BEFORE_SERVING", value_parser = BoolishValueParser::new())]
+    integrity_check_before_serving: bool,
     /// SQLite only: create the database readable by the server's group too (0640), e.g.
     /// for a backup user in that group; otherwise it is the server user's alone (0600).
     #[arg(long, env = "NUMGUARD_GROUP_READABLE", value_parser = BoolishValueParser::new())]
@@ -269,6 +274,7 @@ impl ServeArgs {
         }
         set(&mut database.retention_days, &self.retention_days);
         database.skip_integrity_check |= self.skip_integrity_check;
+        database.integrity_check_before_serving |= self.integrity_check_before_serving;
         database.group_readable |= self.group_readable;
         set(&mut database.key_file, &self.key_file);
         if self.default_region.is_some() {

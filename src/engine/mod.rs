@@ -313,6 +313,7 @@ impl Engine {
             commits,
         });
         tokio::spawn(watch_database(Arc::downgrade(&engine)));
+        tokio::spawn(check_integrity(engine.store.clone()));
         tokio::spawn(sources::watch_freshness(Arc::downgrade(&engine.catalog)));
         engine.webhooks.seal_stored_tokens().await?;
         tokio::spawn(webhooks::dispatch(Arc::downgrade(&engine.webhooks)));
@@ -489,6 +490,20 @@ async fn watch_database(engine: Weak<Engine>) {
             }
         };
         engine.availability.set_database(up);
+    }
+}
+
+/// Runs the store's integrity check left for after start; damage found makes the engine
+/// unavailable for good (the watched store sees to that).
+async fn check_integrity(store: Arc<dyn Store>) {
+    let started = Instant::now();
+    match store.check_integrity().await {
+        Ok(false) => {}
+        Ok(true) => tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "the database file passed its integrity check"
+        ),
+        Err(e) => tracing::error!(error = %e, "the database file's integrity check failed"),
     }
 }
 

@@ -80,7 +80,7 @@ macro_rules! watched {
     };
 }
 
-/// A failed ping is watched like any call; the feed itself is handed on as it is.
+/// A failed ping or integrity check is watched like any call; the feed itself is handed on as it is.
 #[async_trait]
 impl ChangeFeed for WatchedStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -93,6 +93,10 @@ impl ChangeFeed for WatchedStore {
 
     fn pool_usage(&self) -> Vec<PoolUsage> {
         self.inner.pool_usage()
+    }
+
+    async fn check_integrity(&self) -> Result<bool, StoreError> {
+        self.watch(self.inner.check_integrity().await)
     }
 }
 

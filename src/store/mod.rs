@@ -544,6 +544,9 @@ pub trait ChangeFeed: Send + Sync + 'static {
     fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>>;
     /// How each connection pool is used now, for metrics.
     fn pool_usage(&self) -> Vec<PoolUsage>;
+    /// Runs the integrity check that opening left for later
+    /// ([`IntegrityCheck::Background`]); at most once. `Ok(false)`: none was left.
+    async fn check_integrity(&self) -> Result<bool, StoreError>;
 }
 
 /// One connection pool's connections now.
@@ -587,8 +590,8 @@ impl<
 pub struct StoreOptions {
     /// SQLite only: the most the database file may grow to; past it writes fail as full.
     pub sqlite_max_bytes: Option<u64>,
-    /// SQLite only: skip `PRAGMA quick_check` at start (it reads the whole file).
-    pub sqlite_skip_integrity_check: bool,
+    /// SQLite only: when `PRAGMA quick_check` reads the whole file for damage.
+    pub sqlite_integrity_check: IntegrityCheck,
     /// SQLite only: the file may be read by the server's group (0640 rather than 0600).
     pub sqlite_group_readable: bool,
     /// PostgreSQL only: a hot standby that check reads go to while it has replayed what
@@ -604,12 +607,24 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             sqlite_max_bytes: None,
-            sqlite_skip_integrity_check: false,
+            sqlite_integrity_check: IntegrityCheck::Background,
             sqlite_group_readable: false,
             standby: None,
             postgres_pool_size: postgres::DEFAULT_POOL_SIZE,
         }
     }
+}
+
+/// When SQLite's integrity check (`PRAGMA quick_check`, which reads the whole file) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntegrityCheck {
+    /// After opening, while the server serves ([`ChangeFeed::check_integrity`]), so a
+    /// large file does not delay the start; damage found makes the store unavailable.
+    Background,
+    /// While opening: a damaged file is refused before anything is served from it.
+    BeforeServing,
+    /// Never; damage shows only where a read meets it.
+    Off,
 }
 
 /// A PostgreSQL hot standby for check reads.

@@ -81,6 +81,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn announce(&self, what: Announce) -> Result<(), StoreError>;
     /// See [`Store::take_changes`].
     fn take_changes(&self) -> Option<UnboundedReceiver<Change>>;
+    /// See [`ChangeFeed::check_integrity`]; only SQLite leaves one for later.
+    async fn check_integrity(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 /// A [`Store`] over any [`Backend`].
@@ -792,6 +796,10 @@ sql_impl!(ChangeFeed {
         } else {
             vec![usage("read", reader), usage("write", writer)]
         }
+    }
+
+    async fn check_integrity(&self) -> Result<bool, StoreError> {
+        self.backend.check_integrity().await
     }
 });
 

@@ -1,6 +1,7 @@
 //! The embedded default: one SQLite file, WAL mode, created and migrated on first open.
 
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,11 +9,11 @@ use chrono::Utc;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::sql::{self, micros};
 use super::sql_store::{Announce, Backend, chunked, write_all};
-use super::{Change, EventFact, InsertOutcome, StoreError, StoreOptions};
+use super::{Change, EventFact, InsertOutcome, IntegrityCheck, StoreError, StoreOptions};
 use crate::domain::auth::TenantName;
 use crate::domain::event::NewEvent;
 use crate::domain::number::E164;
@@ -26,6 +27,9 @@ pub struct SqliteBackend {
     /// instead of having them spin on the file lock.
     write: SqlitePool,
     read: SqlitePool,
+    /// How to open a connection of its own for the integrity check left for after start,
+    /// until it runs.
+    deferred_check: Mutex<Option<SqliteConnectOptions>>,
 }
 
 impl SqliteBackend {
@@ -62,21 +66,35 @@ impl SqliteBackend {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&write).await?;
-        if !store.sqlite_skip_integrity_check {
-            // A page damaged in the middle would otherwise show only when a read reaches
-            // it, halfway through an audit.
-            let verdict: String = sqlx::query_scalar("PRAGMA quick_check(1)")
-                .fetch_one(&write)
-                .await?;
-            if verdict != "ok" {
-                return Err(StoreError::Damaged(verdict));
-            }
+        // A page damaged in the middle would otherwise show only when a read reaches it,
+        // halfway through an audit.
+        if store.sqlite_integrity_check == IntegrityCheck::BeforeServing {
+            quick_check(&mut *write.acquire().await?).await?;
         }
+        let options = options.read_only(true);
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone())
             .await?;
-        Ok(SqliteBackend { write, read })
+        let deferred_check =
+            (store.sqlite_integrity_check == IntegrityCheck::Background).then_some(options);
+        Ok(SqliteBackend {
+            write,
+            read,
+            deferred_check: Mutex::new(deferred_check),
+        })
+    }
+}
+
+/// `PRAGMA quick_check`: reads every page; `Damaged` with SQLite's first finding.
+async fn quick_check(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let verdict: String = sqlx::query_scalar("PRAGMA quick_check(1)")
+        .fetch_one(conn)
+        .await?;
+    if verdict == "ok" {
+        Ok(())
+    } else {
+        Err(StoreError::Damaged(verdict))
     }
 }
 
@@ -157,5 +175,20 @@ impl Backend for SqliteBackend {
 
     fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
         None
+    }
+
+    /// On a connection of its own, so that the minutes it may take at tens of gigabytes
+    /// hold none of the pools' connections.
+    async fn check_integrity(&self) -> Result<bool, StoreError> {
+        let Some(options) = self
+            .deferred_check
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Ok(false);
+        };
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        quick_check(&mut conn).await.map(|()| true)
     }
 }

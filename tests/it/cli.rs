@@ -637,63 +637,133 @@ fn the_database_files_are_private_and_a_shared_one_is_named() {
     again.stop();
 }
 
-/// A SQLite file damaged in the middle is found at start (`PRAGMA quick_check`) and the
-/// server refuses to serve from it, saying what to do. Skipped, the damage is found where
-/// a read meets it, and the server answers nothing from the file from then on.
+/// Writes everything in the WAL into the main file, so that damage there is damage to the
+/// data.
+async fn checkpoint(url: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// The pages SQLite keeps `name` (a table or index) on.
+async fn pages_of(url: &str, name: &str) -> Vec<i64> {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+    let pages = sqlx::query_scalar("SELECT pageno FROM dbstat WHERE name = ? ORDER BY pageno")
+        .bind(name)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    pages
+}
+
+/// Overwrites 4 KiB pages (numbered from 1) of the file with junk.
+fn damage_pages(db: &std::path::Path, pages: &[i64]) {
+    let mut bytes = std::fs::read(db).unwrap();
+    for &page in pages {
+        let at = usize::try_from(page - 1).unwrap() * 4096;
+        bytes[at..at + 4096].fill(0x5a);
+    }
+    std::fs::write(db, &bytes).unwrap();
+}
+
+/// Runs `numguard serve` over `url` until it exits (it should refuse to start).
+fn refused_serve(url: &str, extra: &[&str]) -> String {
+    let refused = Command::new(bin())
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("NUMGUARD_DATABASE_URL", url)
+        .env("NUMGUARD_KEY_FILE", numguard_testkit::test_key_file())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "{extra:?} served");
+    stderr(&refused)
+}
+
+/// A SQLite file damaged where the start reads nothing (an index of the events) is served
+/// from at once, and the integrity check in the background finds the damage: from then on
+/// checks answer UNAVAILABLE and the server says why. Checked before serving
+/// (`--integrity-check-before-serving`), the same file refuses to start; skipped, the
+/// damage shows only where a read meets it.
 #[tokio::test]
-async fn a_damaged_database_file_is_refused_at_start() {
+async fn a_damaged_database_file_is_found_after_or_before_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ng.db");
+    let url = format!("sqlite://{}", db.display());
+    let served = served_with_feed(dir.path());
+    // Enough events that their time index spans many pages.
+    let mut events = String::from("source_event_id,phone_number,kind,occurred_at\n");
+    for i in 0..20_000 {
+        events.push_str(&format!(
+            "e{i},+8190{:08},SIM_SWAP,2026-01-05T00:00:00Z\n",
+            10_000_000 + i
+        ));
+    }
+    let file = dir.path().join("events.csv");
+    std::fs::write(&file, events).unwrap();
+    ok(served.run(&[
+        "import",
+        "events",
+        file.to_str().unwrap(),
+        "--source",
+        "feed",
+    ]));
+    served.stop();
+    checkpoint(&url).await;
+    let index = pages_of(&url, "events_by_time").await;
+    assert!(index.len() > 20, "the index has {} pages", index.len());
+    damage_pages(&db, &index[index.len() / 2..index.len() / 2 + 4]);
+
+    let served = Served::start(&url);
+    served.wait_for_log("the database file's integrity check failed");
+    assert!(
+        served.log().contains("in database main"),
+        "{}",
+        served.log()
+    );
+    let refused = served.run(&["check", "+819012345678"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("unavailable"),
+        "{}",
+        stderr(&refused)
+    );
+    served.stop();
+
+    let refused = refused_serve(&url, &["--integrity-check-before-serving"]);
+    assert!(
+        refused.contains("damaged") && refused.contains("in database main"),
+        "{refused}"
+    );
+
+    // Skipped, nothing reads the damaged index, so checks are answered.
+    let skipped = Served::start_with(&url, &["--dev", "--skip-integrity-check"]);
+    ok(skipped.run(&["check", "+819012345678"]));
+    let log = skipped.stop();
+    assert!(!log.contains("integrity check"), "the check ran: {log}");
+}
+
+/// Damage where the start reads (the shipped ranges) refuses the start even with the
+/// integrity check skipped, naming what SQLite found.
+#[tokio::test]
+async fn a_damaged_database_file_is_refused_where_the_start_reads_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ng.db");
     let url = format!("sqlite://{}", db.display());
     let served = Served::start(&url);
     ok(served.run(&["check", "+819012345678"]));
     served.stop();
-    // Everything into the main file, so that damage there is damage to the data.
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    }
-    // Overwrite pages in the middle of the file (the shipped ranges fill many), keeping
-    // the header page intact.
-    let mut bytes = std::fs::read(&db).unwrap();
-    assert!(bytes.len() > 64 * 4096, "the file is {} bytes", bytes.len());
-    let middle = bytes.len() / 2 / 4096 * 4096;
-    bytes[middle..middle + 8 * 4096].fill(0x5a);
-    std::fs::write(&db, &bytes).unwrap();
+    checkpoint(&url).await;
+    let ranges = pages_of(&url, "carrier_ranges").await;
+    assert!(ranges.len() > 8, "the ranges fill {} pages", ranges.len());
+    damage_pages(&db, &ranges[ranges.len() / 2..ranges.len() / 2 + 8]);
 
-    let refused = Command::new(bin())
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-        .env("NUMGUARD_DATABASE_URL", &url)
-        .env("NUMGUARD_KEY_FILE", numguard_testkit::test_key_file())
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let refused = stderr(&refused);
-    assert!(
-        refused.contains("damaged") && refused.contains("in database main"),
-        "{refused}"
-    );
-
-    // Skipped, the damage shows only where a read reaches it (here, loading the ranges).
-    let skipped = Command::new(bin())
-        .args([
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--skip-integrity-check",
-        ])
-        .env("NUMGUARD_DATABASE_URL", &url)
-        .env("NUMGUARD_KEY_FILE", numguard_testkit::test_key_file())
-        .output()
-        .unwrap();
-    assert!(!skipped.status.success());
-    let skipped = stderr(&skipped);
+    let skipped = refused_serve(&url, &["--skip-integrity-check"]);
     assert!(skipped.contains("malformed"), "{skipped}");
     assert!(
         !skipped.contains("in database main"),
