@@ -1,6 +1,7 @@
 //! Storage: one trait and one SQL implementation of it, with what differs per backend
 //! behind `sql_store::Backend`. Stores store; they do not decide.
 
+mod copy_binary;
 pub mod postgres;
 mod sql;
 mod sql_store;

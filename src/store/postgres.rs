@@ -4,6 +4,7 @@
 //! it), and each replica sends itself heartbeats through the same queue to know how far
 //! behind the database it may be (see `engine::feed_lag`).
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,9 +14,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{Executor, Postgres, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
 
+use super::copy_binary::CopyRows;
 use super::sql::{self, micros};
 use super::sql_store::{Announce, Backend};
 use super::standby::{Standby, primary_position};
@@ -39,6 +41,12 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
 const NUMBERS_PER_NOTIFY: usize = 400;
 /// How long a write waits to see its own notification come back before answering.
 const ECHO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Each request connection's own table that an ingest COPYs its batch into before merging
+/// it into `events`; a temporary table, so its rows skip the WAL, and emptied at every
+/// commit.
+const CREATE_STAGING: &str = "CREATE TEMPORARY TABLE ingest_staging (source text NOT NULL, \
+     source_event_id text NOT NULL, number text NOT NULL, kind text NOT NULL, \
+     occurred_at bigint NOT NULL, from_carrier text, to_carrier text) ON COMMIT DELETE ROWS";
 /// Connections a pool keeps at most unless `postgres_pool_size` says otherwise; with the
 /// listener's and the heartbeats' own, 18 a replica (SCALING.md).
 pub const DEFAULT_POOL_SIZE: u32 = 16;
@@ -165,6 +173,9 @@ impl PgBackend {
             // A request waits this long for a connection before the database counts as
             // unavailable, instead of queueing without bound.
             .acquire_timeout(Duration::from_secs(3))
+            .after_connect(|conn, _| {
+                Box::pin(async move { conn.execute(CREATE_STAGING).await.map(drop) })
+            })
             .connect_with(options.clone().application_name("numguard"))
             .await
             .map_err(|e| no_such_database(&options, e))?;
@@ -424,28 +435,7 @@ impl Backend for PgBackend {
         if events.is_empty() {
             return Ok(InsertOutcome::default());
         }
-        // Column arrays for one set-based INSERT ... SELECT FROM UNNEST.
-        let n = events.len();
-        let (mut sources, mut ids, mut numbers, mut kinds) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut times, mut froms, mut tos) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for e in events {
-            sources.push(e.fact.source.as_str().to_string());
-            ids.push(e.fact.source_event_id.clone());
-            numbers.push(e.number.as_str().to_string());
-            kinds.push(e.fact.kind.as_str().to_string());
-            times.push(micros(e.fact.occurred_at));
-            froms.push(e.fact.from_carrier.as_ref().map(|c| c.to_string()));
-            tos.push(e.fact.to_carrier.as_ref().map(|c| c.to_string()));
-        }
+        let numbers: Vec<&str> = events.iter().map(|e| e.number.as_str()).collect();
         let seq = self.next_seq();
         let payloads = notify_payloads(&self.origin, seq, &numbers);
         let echo = self.echoes.expect(seq);
@@ -457,20 +447,20 @@ impl Backend for PgBackend {
             .bind(INGEST_LOCK)
             .execute(&mut *tx)
             .await?;
+        // The batch goes in by binary COPY (no statement text or arrays to parse) into
+        // the connection's staging table, then into `events` by one set-based statement,
+        // which COPY cannot do itself: it has no ON CONFLICT.
+        let mut copy = tx
+            .copy_in_raw("COPY ingest_staging FROM STDIN (FORMAT binary)")
+            .await?;
+        copy.send(staging_rows(events)).await?;
+        copy.finish().await?;
         let inserted = sqlx::query(
             "INSERT INTO events (source, source_event_id, number, kind, occurred_at, \
                  from_carrier, to_carrier, ingested_at)
-             SELECT u.*, $8::bigint FROM UNNEST($1::text[], $2::text[], $3::text[], \
-                 $4::text[], $5::bigint[], $6::text[], $7::text[]) AS u
+             SELECT s.*, $1::bigint FROM ingest_staging AS s
              ON CONFLICT (source, source_event_id) DO NOTHING",
         )
-        .bind(sources)
-        .bind(ids)
-        .bind(numbers)
-        .bind(kinds)
-        .bind(times)
-        .bind(froms)
-        .bind(tos)
         .bind(micros(Utc::now()))
         .execute(&mut *tx)
         .await?
@@ -481,6 +471,7 @@ impl Backend for PgBackend {
             .bind(payloads)
             .execute(&mut *tx)
             .await?;
+        // The commit also empties the staging table (ON COMMIT DELETE ROWS).
         tx.commit().await?;
 
         if inserted > 0 {
@@ -490,7 +481,7 @@ impl Backend for PgBackend {
         self.echoes.wait(seq, echo, "events").await;
         Ok(InsertOutcome {
             inserted,
-            duplicates: n as u64 - inserted,
+            duplicates: events.len() as u64 - inserted,
         })
     }
 
@@ -609,10 +600,26 @@ async fn read_many_histories(
     sql::group_histories(numbers, &rows)
 }
 
+/// A batch as rows of [`CREATE_STAGING`]'s table, in its column order.
+fn staging_rows(events: &[NewEvent]) -> Vec<u8> {
+    let mut rows = CopyRows::with_capacity(events.len(), 128);
+    for e in events {
+        rows.row(7);
+        rows.text(Some(e.fact.source.as_str()));
+        rows.text(Some(&e.fact.source_event_id));
+        rows.text(Some(e.number.as_str()));
+        rows.text(Some(e.fact.kind.as_str()));
+        rows.bigint(micros(e.fact.occurred_at));
+        rows.text(e.fact.from_carrier.as_ref().map(|c| c.as_str()));
+        rows.text(e.fact.to_carrier.as_ref().map(|c| c.as_str()));
+    }
+    rows.finish()
+}
+
 /// Splits a batch's numbers into NOTIFY payloads; the last one is flagged so the origin
 /// knows the whole batch has been delivered.
-fn notify_payloads(origin: &str, seq: u64, numbers: &[String]) -> Vec<String> {
-    let chunks: Vec<&[String]> = numbers.chunks(NUMBERS_PER_NOTIFY).collect();
+fn notify_payloads<S: Borrow<str>>(origin: &str, seq: u64, numbers: &[S]) -> Vec<String> {
+    let chunks: Vec<&[S]> = numbers.chunks(NUMBERS_PER_NOTIFY).collect();
     let count = chunks.len();
     chunks
         .into_iter()

@@ -30,7 +30,10 @@ pub fn start_server(database_url: &str, extra: &[&str]) -> Served {
     Served::start_with_env(
         database_url,
         &[&["--dev"], extra].concat(),
-        &[("NUMGUARD_LOG", "warn,numguard::server=info")],
+        &[(
+            "NUMGUARD_LOG",
+            "warn,numguard::server=info,numguard::engine=info",
+        )],
     )
 }
 
