@@ -1,5 +1,6 @@
 //! Compiles the gRPC contract with protox (pure Rust), so no system `protoc` is needed, and
-//! records the git commit the binary is built from for `numguard --version`.
+//! records the git commit the binary is built from for `numguard --version`; rebuilds
+//! when the migrations change.
 
 use std::path::PathBuf;
 
@@ -12,6 +13,8 @@ const PROTOS: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds the migrations; a new file alone must rebuild too.
+    println!("cargo:rerun-if-changed=migrations");
     record_commit();
     let descriptors = protox::compile(PROTOS, ["proto"])?;
     // Reflection serves this descriptor set so grpcurl-style tools work.
