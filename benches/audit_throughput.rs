@@ -18,7 +18,8 @@ use chrono::{Duration as Span, Utc};
 use clap::Parser;
 use numguard::domain::number::ParsedNumber;
 use numguard_testkit::bench::{
-    Placement, connect, number, proc_status_mib, reset_peak, run_audit, seed, start_server,
+    EventOrder, Placement, connect, number, proc_status_mib, reset_peak, run_audit, seed,
+    start_server,
 };
 use numguard_testkit::{Backend, TestDb};
 
@@ -92,7 +93,13 @@ async fn main() {
     let db = TestDb::new(Backend::Sqlite).await;
     let extra: Vec<&str> = args.serve_args.iter().map(String::as_str).collect();
     let server = start_server(&db.url, &extra);
-    let (accepted, took) = seed(connect(&server.url).await, args.events, args.numbers).await;
+    let (accepted, took) = seed(
+        connect(&server.url).await,
+        args.events,
+        args.numbers,
+        EventOrder::Random,
+    )
+    .await;
     println!(
         "seeded {accepted} events over {} numbers in {:.1} s",
         args.numbers,

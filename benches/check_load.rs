@@ -15,8 +15,8 @@ use clap::Parser;
 use numguard::api::pb;
 use numguard::api::pb::number_check_client::NumberCheckClient;
 use numguard_testkit::bench::{
-    Load, Phase, Placement, SCOPED_SOURCES, check_number, connect, cpu_time, health_check, number,
-    place_scoped_sources, run_phase, seed, start_server,
+    EventOrder, Load, Phase, Placement, SCOPED_SOURCES, check_number, connect, cpu_time,
+    health_check, number, place_scoped_sources, run_phase, seed, start_server,
 };
 use numguard_testkit::process::Served;
 use numguard_testkit::{Backend, TestDb};
@@ -41,6 +41,10 @@ struct Args {
     /// Stop after the ingest measurement.
     #[arg(long)]
     ingest_only: bool,
+    /// Ingest the events oldest first, as a live feed delivers them, instead of at random
+    /// times (every insert into the time index at a random place).
+    #[arg(long)]
+    in_time_order: bool,
     /// Also measure the REST facade's SIM Swap check.
     #[arg(long)]
     rest: bool,
@@ -236,7 +240,17 @@ async fn main() {
     let server = start_server(&db.url, extra);
     let channels = connect_all(&server, args.load.connections).await;
 
-    let (accepted, took) = seed(channels[0].clone(), args.events, args.numbers).await;
+    let (accepted, took) = seed(
+        channels[0].clone(),
+        args.events,
+        args.numbers,
+        if args.in_time_order {
+            EventOrder::Chronological
+        } else {
+            EventOrder::Random
+        },
+    )
+    .await;
     println!(
         "backend {}: ingest {accepted} events over {} numbers in {:.2} s = {:.0} events/s (one IngestEvents stream)",
         args.backend,

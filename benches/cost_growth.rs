@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures::StreamExt;
 use numguard_testkit::bench::{
-    Load, Phase, check_number, connect, health_check, number, proc_status_mib, run_audit,
-    run_phase, seed, start_server,
+    EventOrder, Load, Phase, check_number, connect, health_check, number, proc_status_mib,
+    run_audit, run_phase, seed, start_server,
 };
 use numguard_testkit::process::Served;
 use numguard_testkit::{Backend, TestDb};
@@ -150,7 +150,13 @@ async fn one_size(args: &Args, events: u64, list: &Path, report: &Path) -> Measu
     let numbers = (events / 10).max(1);
     let db = TestDb::new(args.backend).await;
     let server = start_server(&db.url, &[]);
-    let (accepted, took) = seed(connect(&server.url).await, events, numbers).await;
+    let (accepted, took) = seed(
+        connect(&server.url).await,
+        events,
+        numbers,
+        EventOrder::Random,
+    )
+    .await;
     assert_eq!(accepted, events);
     let ingest_per_s = events as f64 / took.as_secs_f64();
     println!("{events} events over {numbers} numbers loaded at {ingest_per_s:.0} events/s");

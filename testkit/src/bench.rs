@@ -73,10 +73,25 @@ pub async fn add_source(channel: Channel) {
         .expect("source");
 }
 
+/// The order of the times of the events [`seed`] ingests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOrder {
+    /// Each event at a random time within the last 300 days: every insert into the time
+    /// index lands at a random place (a worst case, like an unsorted historical file).
+    Random,
+    /// Oldest first over the last 300 days, as a live feed delivers them.
+    Chronological,
+}
+
 /// Registers the source `bench` (see [`add_source`]) and ingests `total` events spread over
-/// `numbers` numbers (a fixed mix of kinds, times within the last 300 days); returns how
-/// many were accepted and how long the ingest took.
-pub async fn seed(channel: Channel, total: u64, numbers: u64) -> (u64, Duration) {
+/// `numbers` numbers (a fixed mix of kinds, times within the last 300 days in `order`);
+/// returns how many were accepted and how long the ingest took.
+pub async fn seed(
+    channel: Channel,
+    total: u64,
+    numbers: u64,
+    order: EventOrder,
+) -> (u64, Duration) {
     add_source(channel.clone()).await;
     let now = Utc::now();
     let events = futures::stream::iter((0..total).map(move |i| {
@@ -88,7 +103,12 @@ pub async fn seed(channel: Channel, total: u64, numbers: u64) -> (u64, Duration)
             3 | 4 => pb::EventKind::DeviceSwap,
             _ => pb::EventKind::SimSwap,
         };
-        let age = chrono::Duration::minutes(rng.random_range(0..300 * 24 * 60));
+        const SPAN_MINUTES: u64 = 300 * 24 * 60;
+        let minutes = match order {
+            EventOrder::Random => rng.random_range(0..SPAN_MINUTES),
+            EventOrder::Chronological => (total - i) * SPAN_MINUTES / total,
+        };
+        let age = chrono::Duration::minutes(i64::try_from(minutes).unwrap_or(i64::MAX));
         pb::Event {
             source: "bench".into(),
             source_event_id: format!("ev-{i}"),
