@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Executor, Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
 
 use super::copy_binary::CopyRows;
@@ -41,9 +41,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
 const NUMBERS_PER_NOTIFY: usize = 400;
 /// How long a write waits to see its own notification come back before answering.
 const ECHO_TIMEOUT: Duration = Duration::from_secs(2);
-/// Each request connection's own table that an ingest COPYs its batch into before merging
-/// it into `events`; a temporary table, so its rows skip the WAL, and emptied at every
-/// commit.
+/// Each connection's own table that an ingest COPYs its batch into before merging it into
+/// `events` (made by the connection's first ingest); a temporary table, so its rows skip
+/// the WAL, and emptied at every commit.
 const CREATE_STAGING: &str = "CREATE TEMPORARY TABLE ingest_staging (source text NOT NULL, \
      source_event_id text NOT NULL, number text NOT NULL, kind text NOT NULL, \
      occurred_at bigint NOT NULL, from_carrier text, to_carrier text) ON COMMIT DELETE ROWS";
@@ -173,9 +173,6 @@ impl PgBackend {
             // A request waits this long for a connection before the database counts as
             // unavailable, instead of queueing without bound.
             .acquire_timeout(Duration::from_secs(3))
-            .after_connect(|conn, _| {
-                Box::pin(async move { conn.execute(CREATE_STAGING).await.map(drop) })
-            })
             .connect_with(options.clone().application_name("numguard"))
             .await
             .map_err(|e| no_such_database(&options, e))?;
@@ -443,10 +440,18 @@ impl Backend for PgBackend {
         let mut tx = self.pool.begin().await?;
         // Ingests commit one at a time, so event ids (the alert cursors) grow in commit
         // order: a stream that has seen id N never later finds a smaller id appear.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(INGEST_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        let (_, staging_exists): ((), bool) = sqlx::query_as(
+            "SELECT pg_advisory_xact_lock($1), \
+             to_regclass('pg_temp.ingest_staging') IS NOT NULL",
+        )
+        .bind(INGEST_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Made here, not when the connection opens, so that a read-only database (a
+        // failover) refuses only the write, and the connection still serves reads.
+        if !staging_exists {
+            sqlx::query(CREATE_STAGING).execute(&mut *tx).await?;
+        }
         // The batch goes in by binary COPY (no statement text or arrays to parse) into
         // the connection's staging table, then into `events` by one set-based statement,
         // which COPY cannot do itself: it has no ON CONFLICT.
