@@ -208,15 +208,18 @@ async fn measure(
 /// rates). The sources are left placed away.
 async fn alternate(channels: &[Channel], server: &Served, args: &Args, label: &str) -> f64 {
     let (mut onto, mut away) = ((0.0, 0.0), (0.0, 0.0));
-    for _ in 0..args.scoped_rounds {
-        for (placement, sums, name) in [
-            (
-                Placement::Onto,
-                &mut onto,
-                "scoped sources seeing the numbers",
-            ),
-            (Placement::Away, &mut away, "scoped sources elsewhere"),
-        ] {
+    for round in 0..args.scoped_rounds {
+        let mut order = [Placement::Onto, Placement::Away];
+        // Every other round starts with the other placement, so a phase's position in
+        // its round (what ran just before it) weighs on both alike.
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for placement in order {
+            let (sums, name) = match placement {
+                Placement::Onto => (&mut onto, "scoped sources seeing the numbers"),
+                Placement::Away => (&mut away, "scoped sources elsewhere"),
+            };
             place_scoped_sources(channels[0].clone(), placement).await;
             let label = format!("{label}, {} {name}", SCOPED_SOURCES);
             let (checks, health, _) = measure(channels, server, args, &label).await;
@@ -224,6 +227,7 @@ async fn alternate(channels: &[Channel], server: &Served, args: &Args, label: &s
             sums.1 += health;
         }
     }
+    place_scoped_sources(channels[0].clone(), Placement::Away).await;
     ((onto.0 / onto.1) / (away.0 / away.1) - 1.0) * 100.0
 }
 
