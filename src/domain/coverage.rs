@@ -102,6 +102,11 @@ pub enum GapCause {
         /// The earliest `tracking_since` among them.
         from: DateTime<Utc>,
     },
+    /// The events before `from` are no longer kept: the retention purge deleted them.
+    Purged {
+        /// The earliest instant whose events are kept.
+        from: DateTime<Utc>,
+    },
     /// A source that would see it has data only up to `complete_until` (`None`: it was
     /// never heard from).
     Stale {
@@ -320,6 +325,14 @@ impl<'a> Coverage<'a> {
         if seeing.is_empty() {
             return GapCause::OtherCarriers {
                 serving: serving.cloned(),
+            };
+        }
+        if let Some(kept) = self.input.sources.kept_since(self.now)
+            && at < kept
+            && seeing.iter().any(|s| micros(s.tracking_since) <= at)
+        {
+            return GapCause::Purged {
+                from: instant(kept),
             };
         }
         let stale = seeing

@@ -316,3 +316,35 @@ fn the_sources_named_are_those_that_supply_the_period_asked_about() {
     assert_eq!(names(days_ago(40)), ["docomo-feed", "mnp", "softbank-feed"]);
     assert_eq!(c.covered_since(Question::SimSwap), Some(days_ago(365)));
 }
+
+#[test]
+fn coverage_stops_where_the_retention_purge_deleted_events() {
+    let sources = porting_db_and_docomo_feed().retaining(Some(Duration::days(30)));
+    let docomo = id("jp-docomo");
+    let c = coverage(&sources, &docomo, &[]);
+    assert_eq!(c.covered_since(Question::SimSwap), Some(days_ago(30)));
+    assert_eq!(c.covered_since(Question::Ownership), Some(days_ago(30)));
+    let gaps = c.gaps(Question::Ownership);
+    assert_eq!(gaps.len(), 1);
+    assert_eq!(gaps[0].at, days_ago(30) - Duration::microseconds(1));
+    assert_eq!(gaps[0].cause, GapCause::Purged { from: days_ago(30) });
+    // A window inside the kept period names the same sources as without retention.
+    let sim = c.of(Question::SimSwap, days_ago(10));
+    let names: Vec<&str> = sim.sources.iter().map(|s| s.as_str()).collect();
+    assert_eq!(names, ["docomo-feed", "mnp"]);
+}
+
+#[test]
+fn a_source_that_starts_inside_the_kept_period_is_named_as_not_yet_tracking() {
+    let mut feed = live("feed", &[("81", &[], &[])]);
+    feed.tracking_since = days_ago(5);
+    let sources = SourceSet::new(vec![feed]).retaining(Some(Duration::days(30)));
+    let holder = id("jp-docomo");
+    let c = coverage(&sources, &holder, &[]);
+    assert_eq!(c.covered_since(Question::SimSwap), Some(days_ago(5)));
+    assert!(
+        c.gaps(Question::SimSwap)
+            .iter()
+            .all(|g| g.cause == GapCause::NotYetTracking { from: days_ago(5) })
+    );
+}

@@ -664,6 +664,10 @@ fn gap_detail(
             "no source reports {kinds} before {}, after {needed}",
             from.to_rfc3339_opts(SecondsFormat::AutoSi, true)
         ),
+        GapCause::Purged { from } => format!(
+            "{kinds} events before {} are no longer kept (retention period), after {needed}",
+            from.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        ),
         GapCause::Stale {
             source,
             complete_until: Some(until),

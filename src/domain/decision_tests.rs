@@ -941,3 +941,43 @@ fn an_owner_since_before_coverage_names_when_coverage_starts() {
         "{detail}"
     );
 }
+
+#[test]
+fn an_owner_since_older_than_the_retention_period_is_unknown_not_unchanged() {
+    // The purge may have deleted a DISCONNECT before the kept period: "unchanged" since
+    // an earlier owner_since would be a claim about evidence numguard no longer has.
+    let retained: &'static SourceSet = Box::leak(Box::new(
+        covered(Some(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()))
+            .clone()
+            .retaining(Some(Duration::days(30))),
+    ));
+    let mut i = input(&[]);
+    i.sources = retained;
+    i.owner_since = Some(OwnerSince::At(now() - Duration::days(31)));
+    let d = run(i);
+    assert_eq!(d.ownership, Ownership::Unknown);
+    assert_eq!(codes(&d), vec![ReasonCode::NoData]);
+    assert!(
+        d.reasons[0]
+            .detail
+            .contains("no longer kept (retention period)"),
+        "{}",
+        d.reasons[0].detail
+    );
+    // Evidence still held counts, even from before the kept period.
+    let old_disconnect = [ev(
+        EventKind::Disconnect,
+        now() - Duration::days(31) + Duration::hours(1),
+    )];
+    let mut i = input(&old_disconnect);
+    i.sources = retained;
+    i.owner_since = Some(OwnerSince::At(now() - Duration::days(31)));
+    assert_eq!(run(i).ownership, Ownership::Changed);
+    // Inside the kept period the answer is what it was.
+    let mut i = input(&[]);
+    i.sources = retained;
+    i.owner_since = Some(OwnerSince::At(now() - Duration::days(29)));
+    let d = run(i);
+    assert_eq!(d.ownership, Ownership::Unchanged);
+    assert_eq!(d.sim_swap, SimSwap::NotSwapped);
+}

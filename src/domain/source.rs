@@ -286,6 +286,9 @@ pub struct SourceSet {
     /// Each distinct scope prefix with the scopes that have it: a check compares the
     /// number with a few prefixes, not with every scope.
     by_prefix: Vec<PrefixScopes>,
+    /// How long the store keeps events (microseconds), when a retention purge deletes
+    /// older ones: no source's data is complete further back than that.
+    retention: Option<i64>,
 }
 
 /// One source's kinds under one prefix (and, where scoped, for one carrier): what a
@@ -370,6 +373,7 @@ impl SourceSet {
             freshness: sources.iter().map(Freshness::of).collect(),
             sources,
             by_prefix,
+            retention: None,
         }
     }
 
@@ -393,7 +397,24 @@ impl SourceSet {
     pub fn complete_stretch(&self, position: usize, now: i64) -> Option<(i64, i64)> {
         let f = self.freshness.get(position)?;
         let end = f.complete_to(now)?;
-        (f.tracking_since <= end).then_some((f.tracking_since, end))
+        let start = match self.kept_since(now) {
+            Some(kept) => f.tracking_since.max(kept),
+            None => f.tracking_since,
+        };
+        (start <= end).then_some((start, end))
+    }
+
+    /// The same sources over a store that keeps events for `retention` only (`None`:
+    /// kept for ever). A purge removes evidence, so coverage may not reach past it.
+    pub fn retaining(mut self, retention: Option<chrono::Duration>) -> SourceSet {
+        self.retention = retention.and_then(|r| r.num_microseconds());
+        self
+    }
+
+    /// The earliest instant (microseconds) whose events the store still keeps as of `now`,
+    /// when a retention period is set.
+    pub fn kept_since(&self, now: i64) -> Option<i64> {
+        self.retention.map(|r| now.saturating_sub(r))
     }
 
     /// The source with this name.

@@ -38,17 +38,26 @@ pub struct Catalog {
     upstreams: RwLock<Option<Arc<Upstreams>>>,
     /// Where the providers may be reached.
     egress: Egress,
+    /// How long the store keeps events, when a retention purge runs: coverage stops there.
+    retention: Option<chrono::Duration>,
 }
 
 impl Catalog {
-    /// An empty catalog over `store`; [`Catalog::load`] fills it.
-    pub fn new(store: Arc<dyn CatalogStore>, register_unknown: bool, egress: Egress) -> Catalog {
+    /// An empty catalog over `store`, whose events are kept for `retention` (`None`: for
+    /// ever); [`Catalog::load`] fills it.
+    pub fn new(
+        store: Arc<dyn CatalogStore>,
+        register_unknown: bool,
+        egress: Egress,
+        retention: Option<chrono::Duration>,
+    ) -> Catalog {
         Catalog {
             store,
             register_unknown,
             current: RwLock::default(),
             upstreams: RwLock::default(),
             egress,
+            retention,
         }
     }
 
@@ -104,7 +113,7 @@ impl Catalog {
     /// Re-reads the sources.
     pub async fn reload_sources(&self) -> Result<(), StoreError> {
         let sources = self.store.list_sources().await?;
-        let sources = Arc::new(SourceSet::new(sources));
+        let sources = Arc::new(SourceSet::new(sources).retaining(self.retention));
         self.update(|s| s.sources = sources);
         Ok(())
     }

@@ -252,6 +252,7 @@ impl Engine {
             store.clone(),
             config.register_unknown_carriers,
             egress.clone(),
+            config.retention,
         ));
         catalog.load(config.upstream.clone()).await?;
         // Where replicas share the database, cached histories are served only while the

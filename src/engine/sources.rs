@@ -222,7 +222,7 @@ mod tests {
     #[tokio::test]
     async fn ingests_keep_live_sources_fresh_with_one_write_a_second_at_most() {
         let store = Arc::new(MemoryCatalog::default());
-        let catalog = Catalog::new(store.clone(), false, Egress::default());
+        let catalog = Catalog::new(store.clone(), false, Egress::default(), None);
         let minutes = Some(chrono::Duration::minutes(5));
         catalog
             .upsert_source(definition("live", minutes))
@@ -255,7 +255,7 @@ mod tests {
     #[tokio::test]
     async fn a_heartbeat_for_an_unknown_source_is_not_found_and_writes_nothing_else() {
         let store = Arc::new(MemoryCatalog::default());
-        let catalog = Catalog::new(store.clone(), false, Egress::default());
+        let catalog = Catalog::new(store.clone(), false, Egress::default(), None);
         let e = catalog.heartbeat("nobody", None).await.unwrap_err();
         assert!(matches!(e, EngineError::NotFound(_)), "{e:?}");
         assert!(store.sources.lock().unwrap().is_empty());

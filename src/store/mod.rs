@@ -399,7 +399,8 @@ pub trait EventStore: Send + Sync + 'static {
     async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError>;
     /// Events newest `occurred_at` first (ties by id), filtered and paged.
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
-    /// Deletes events that occurred before `before`; returns how many.
+    /// Deletes events that occurred before `before`, except each number's newest `PORT`
+    /// (the serving carrier); returns how many.
     async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// The highest event id stored (0 if none).
     async fn last_event_id(&self) -> Result<i64, StoreError>;

@@ -313,8 +313,16 @@ sql_impl!(EventStore {
     }
 
     async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // A number's newest PORT stays however old: it says which carrier serves the
+        // number now, and so which carrier-scoped sources see it.
         let mut delete = QueryBuilder::new("DELETE FROM events WHERE occurred_at < ");
         delete.push_bind(micros(before));
+        delete.push(
+            " AND (kind <> 'PORT' OR EXISTS (SELECT 1 FROM events later \
+             WHERE later.number = events.number AND later.kind = 'PORT' \
+             AND (later.occurred_at, later.source, later.source_event_id) \
+             > (events.occurred_at, events.source, events.source_event_id)))",
+        );
         write(self.backend.writer(), delete).await
     }
 

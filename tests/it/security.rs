@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use numguard::api::convert::timestamp;
 use numguard::api::pb::admin_client::AdminClient;
 use numguard::api::pb::events_client::EventsClient;
 use numguard::api::pb::number_check_client::NumberCheckClient;
@@ -383,13 +384,28 @@ async fn retention_purges_old_events(backend: Backend) {
     };
     let server = TestServer::start_in(db, config).await;
     add_source(&server, "feed", at("2025-01-01T00:00:00Z"), &["81"]).await;
-    let old = Utc::now() - chrono::Duration::days(40);
-    let recent = Utc::now() - chrono::Duration::days(3);
+    let days_ago = |d: i64| Utc::now() - chrono::Duration::days(d);
     ingest(
         &server,
         vec![
-            event("feed", "old", N, EventKind::Disconnect, old),
-            event("feed", "new", N, EventKind::DeviceSwap, recent),
+            port(
+                "feed",
+                "first-port",
+                N,
+                days_ago(50),
+                "jp-docomo",
+                "jp-softbank",
+            ),
+            port(
+                "feed",
+                "last-port",
+                N,
+                days_ago(45),
+                "jp-softbank",
+                "jp-kddi",
+            ),
+            event("feed", "old", N, EventKind::Disconnect, days_ago(40)),
+            event("feed", "new", N, EventKind::DeviceSwap, days_ago(3)),
         ],
     )
     .await;
@@ -404,12 +420,36 @@ async fn retention_purges_old_events(backend: Backend) {
             .into_inner()
             .events;
         let ids: Vec<_> = listed.iter().map(|e| e.source_event_id.clone()).collect();
-        if ids == vec!["new".to_string()] {
+        // The newest port stays: it says who serves the number.
+        if ids == ["new", "last-port"] {
             break;
         }
-        assert!(Instant::now() < deadline, "old event not purged: {ids:?}");
+        assert!(Instant::now() < deadline, "old events not purged: {ids:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let check = |owner_days: i64| pb::CheckNumberRequest {
+        phone_number: N.into(),
+        owner_since: Some(timestamp(days_ago(owner_days))),
+        ..Default::default()
+    };
+    let mut client = server.check().await;
+    // Before the kept 30 days the purged DISCONNECT is gone: not "unchanged" but unknown,
+    // the reason naming the retention period.
+    let answer = client.check_number(check(60)).await.unwrap().into_inner();
+    assert_eq!(answer.ownership(), pb::OwnershipStatus::Unknown);
+    let reason = &answer.reasons[0];
+    assert_eq!(reason.code(), pb::ReasonCode::NoData);
+    assert!(
+        reason.detail.contains("no longer kept (retention period)"),
+        "{}",
+        reason.detail
+    );
+    assert_eq!(
+        answer.current_carrier_ref.as_ref().map(|c| c.id.as_str()),
+        Some("jp-kddi")
+    );
+    let answer = client.check_number(check(10)).await.unwrap().into_inner();
+    assert_eq!(answer.ownership(), pb::OwnershipStatus::Unchanged);
     server.stop().await;
 }
 
