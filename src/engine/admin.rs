@@ -10,6 +10,10 @@ use super::{EngineConfig, EngineError};
 use crate::domain::event::StoredEvent;
 use crate::store::{EventCursor, EventQuery, EventStore, StoreError};
 
+/// Events the retention purge deletes per transaction: a writer waits for one chunk at
+/// most (tens of milliseconds), not for a whole backlog.
+const PURGE_CHUNK: u32 = 10_000;
+
 /// A page of events and where the next one starts.
 #[derive(Debug)]
 pub struct EventPage {
@@ -46,15 +50,29 @@ impl AdminService {
     }
 
     /// Deletes events older than the retention period, if one is set; returns how many.
+    /// It deletes in chunks, each its own transaction, so ingests wait for one chunk at
+    /// most; each chunk's numbers leave the cache as it commits.
     pub async fn purge_expired(&self) -> Result<u64, StoreError> {
         let Some(retention) = self.config.retention else {
             return Ok(0);
         };
-        let purged = self.events.purge_events(Utc::now() - retention).await?;
+        let before = Utc::now() - retention;
+        let started = std::time::Instant::now();
+        let mut purged = 0u64;
+        loop {
+            let numbers = self.events.purge_events(before, PURGE_CHUNK).await?;
+            self.numbers.invalidate(&numbers);
+            purged += numbers.len() as u64;
+            if numbers.len() < PURGE_CHUNK as usize {
+                break;
+            }
+        }
         if purged > 0 {
-            // Which numbers lost events is not worth a query: start the cache afresh.
-            self.numbers.clear();
-            tracing::info!(purged, "purged events past the retention period");
+            tracing::info!(
+                purged,
+                seconds = started.elapsed().as_secs_f64(),
+                "purged events past the retention period"
+            );
         }
         Ok(purged)
     }

@@ -115,7 +115,7 @@ watched! {
         fn history(number: &E164) -> Vec<EventFact>;
         fn histories(numbers: &[E164]) -> Vec<Vec<EventFact>>;
         fn list_events(query: &EventQuery) -> Vec<StoredEvent>;
-        fn purge_events(before: DateTime<Utc>) -> u64;
+        fn purge_events(before: DateTime<Utc>, limit: u32) -> Vec<E164>;
         fn last_event_id() -> i64;
         fn number_events_after(number: &E164, after: i64, kinds: &[EventKind], limit: u32)
             -> Vec<StoredEvent>;

@@ -399,9 +399,14 @@ pub trait EventStore: Send + Sync + 'static {
     async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError>;
     /// Events newest `occurred_at` first (ties by id), filtered and paged.
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
-    /// Deletes events that occurred before `before`, except each number's newest `PORT`
-    /// (the serving carrier); returns how many.
-    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` of the oldest events that occurred before `before`, except
+    /// each number's newest `PORT` (the serving carrier), in one transaction; returns
+    /// each deleted event's number (fewer than `limit`: nothing older is left).
+    async fn purge_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<E164>, StoreError>;
     /// The highest event id stored (0 if none).
     async fn last_event_id(&self) -> Result<i64, StoreError>;
     /// Up to `limit` events (of `kinds`) on one number after id `after`, in id order.

@@ -312,18 +312,32 @@ sql_impl!(EventStore {
             .collect()
     }
 
-    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn purge_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<E164>, StoreError> {
         // A number's newest PORT stays however old: it says which carrier serves the
         // number now, and so which carrier-scoped sources see it.
-        let mut delete = QueryBuilder::new("DELETE FROM events WHERE occurred_at < ");
+        let mut delete = QueryBuilder::new(
+            "DELETE FROM events WHERE id IN (SELECT old.id FROM events old \
+             WHERE old.occurred_at < ",
+        );
         delete.push_bind(micros(before));
         delete.push(
-            " AND (kind <> 'PORT' OR EXISTS (SELECT 1 FROM events later \
-             WHERE later.number = events.number AND later.kind = 'PORT' \
+            " AND (old.kind <> 'PORT' OR EXISTS (SELECT 1 FROM events later \
+             WHERE later.number = old.number AND later.kind = 'PORT' \
              AND (later.occurred_at, later.source, later.source_event_id) \
-             > (events.occurred_at, events.source, events.source_event_id)))",
+             > (old.occurred_at, old.source, old.source_event_id))) \
+             ORDER BY old.occurred_at LIMIT ",
         );
-        write(self.backend.writer(), delete).await
+        delete.push_bind(i64::from(limit));
+        delete.push(") RETURNING number");
+        read(self.backend.writer(), delete)
+            .await?
+            .iter()
+            .map(|row| Ok(E164::from_trusted(row.try_get("number")?)))
+            .collect()
     }
 
     async fn last_event_id(&self) -> Result<i64, StoreError> {

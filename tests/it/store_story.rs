@@ -10,7 +10,10 @@ use numguard::ranges::RangeEntry;
 use numguard::store::{EventCursor, EventQuery};
 use numguard_testkit::{Backend, TestDb, on_both_backends};
 
-on_both_backends!(store_story);
+on_both_backends!(
+    store_story,
+    the_purge_deletes_in_chunks_and_keeps_each_numbers_newest_port
+);
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -401,4 +404,71 @@ async fn postgres_statistics_follow_a_bulk_ingest() {
         estimate <= 4.0 * 1024.0,
         "the planner expects {estimate} rows for a chunk of 1,024 (of 50,000): {plan}"
     );
+}
+
+async fn the_purge_deletes_in_chunks_and_keeps_each_numbers_newest_port(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = numguard::store::open(&db.url).await.expect("open");
+    let feed = Source::new(
+        "feed",
+        Some(t("2025-01-01T00:00:00Z")),
+        &[RawScope::whole("81")],
+        None,
+        &registry(),
+    )
+    .unwrap();
+    store.upsert_source(&feed).await.unwrap();
+    let (a, b) = ("+819012345678", "+819087654321");
+    let batch = vec![
+        new_event("a-port-1", a, EventKind::Port, t("2026-01-01T00:00:00Z")),
+        new_event("a-swap", a, EventKind::SimSwap, t("2026-01-02T00:00:00Z")),
+        // Two ports at one instant: the later in the fixed order (source, id) is newest.
+        new_event("a-port-2", a, EventKind::Port, t("2026-01-03T00:00:00Z")),
+        new_event("a-port-3", a, EventKind::Port, t("2026-01-03T00:00:00Z")),
+        new_event("b-port", b, EventKind::Port, t("2026-01-04T00:00:00Z")),
+        new_event(
+            "b-gone",
+            b,
+            EventKind::Disconnect,
+            t("2026-01-05T00:00:00Z"),
+        ),
+        new_event(
+            "b-kept",
+            b,
+            EventKind::Disconnect,
+            t("2026-03-01T00:00:00Z"),
+        ),
+        // A port after the cut-off makes b's older one purgeable.
+        new_event("b-port-new", b, EventKind::Port, t("2026-03-02T00:00:00Z")),
+    ];
+    assert_eq!(store.insert_events(&batch).await.unwrap().inserted, 8);
+    let cut = t("2026-02-01T00:00:00Z");
+    // Oldest first, two at a time, each chunk naming its events' numbers.
+    let first = store.purge_events(cut, 2).await.unwrap();
+    assert_eq!(first, vec![E164::parse(a, None).unwrap(); 2]);
+    let second = store.purge_events(cut, 2).await.unwrap();
+    let mut numbers: Vec<&str> = second.iter().map(E164::as_str).collect();
+    numbers.sort(); // RETURNING promises no order
+    assert_eq!(numbers, [a, b]);
+    let third = store.purge_events(cut, 2).await.unwrap();
+    let numbers: Vec<&str> = third.iter().map(E164::as_str).collect();
+    assert_eq!(numbers, [b], "fewer than the limit: nothing older is left");
+    assert!(store.purge_events(cut, 2).await.unwrap().is_empty());
+    let kept = |number: &str| {
+        let number = E164::parse(number, None).unwrap();
+        let store = &store;
+        async move {
+            let mut ids: Vec<String> = store
+                .history(&number)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|f| f.source_event_id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(kept(a).await, ["a-port-3"]);
+    assert_eq!(kept(b).await, ["b-kept", "b-port-new"]);
 }
