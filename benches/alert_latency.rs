@@ -15,7 +15,7 @@ use numguard::api::convert::timestamp;
 use numguard::api::pb;
 use numguard::api::pb::alerts_client::AlertsClient;
 use numguard::api::pb::events_client::EventsClient;
-use numguard_testkit::bench::{add_source, bench_event, connect, number, start_server};
+use numguard_testkit::bench::{add_source, bench_event, connect, cpu_time, number, start_server};
 use numguard_testkit::{Backend, TestDb};
 use rand::Rng;
 use tokio::sync::Mutex;
@@ -101,6 +101,7 @@ async fn main() {
 
     let mut events = EventsClient::new(channel.clone());
     let mut acks = Vec::new();
+    let (server_cpu, bench_cpu) = (cpu_time(server.pid()), cpu_time(std::process::id()));
     for round in 0..args.rounds {
         let i = rand::rng().random_range(0..args.watched);
         let event = bench_event(format!("r{round}"), number(i), pb::EventKind::SimSwap);
@@ -126,6 +127,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let server_cpu = cpu_time(server.pid()) - server_cpu;
+    let bench_cpu = cpu_time(std::process::id()) - bench_cpu;
     let receipts = receipts.lock().await.clone();
     let mut latencies: Vec<Duration> = receipts
         .iter()
@@ -148,6 +151,33 @@ async fn main() {
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    // The fan-out: from a round's first receipt to its last, the time the server takes
+    // to send one alert down every stream and this process to take each one in, both
+    // on the same two cores; a p99 cannot be lower than most of it.
+    let mut spreads: Vec<Duration> = (0..args.rounds)
+        .filter_map(|round| {
+            let times = receipts
+                .iter()
+                .filter(|(r, _)| *r == round)
+                .map(|(_, at)| *at);
+            let (first, last) = (times.clone().min()?, times.max()?);
+            Some(last - first)
+        })
+        .collect();
+    spreads.sort_unstable();
+    let delivered = latencies.len().max(1) as f64;
+    println!(
+        "fan-out (first to last receipt of a round): median {:.1} ms, max {:.1} ms; CPU per delivered alert during the rounds: server {:.1} us, bench {:.1} us",
+        spreads
+            .get(spreads.len() / 2)
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3,
+        spreads.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        server_cpu.as_secs_f64() * 1e6 / delivered,
+        bench_cpu.as_secs_f64() * 1e6 / delivered,
     );
     for task in opened {
         task.abort();
