@@ -15,6 +15,7 @@ mod faults;
 mod grpc_api;
 mod number_reading;
 mod operations;
+mod prometheus;
 mod readme;
 mod replicas;
 mod rest_api;

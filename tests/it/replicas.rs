@@ -20,6 +20,7 @@ use sqlx::{Connection, PgConnection};
 use tonic::transport::Channel;
 
 use super::operations::{metrics_url, sample, scrape};
+use super::prometheus::Prometheus;
 
 async fn channel(served: &Served) -> Channel {
     Channel::from_shared(served.url.clone())
@@ -367,6 +368,18 @@ async fn a_replica_reading_a_hot_standby_answers_what_the_primary_committed() {
     tokio::time::sleep(REPLICA_BOUND).await;
     answered_from_the_standby(&b, &metrics, &number(1), SimSwapStatus::Swapped).await;
     answered_from_the_standby(&b, &metrics, &number(2), SimSwapStatus::NotSwapped).await;
+    // As an operator sees it: a real Prometheus scraping B has the standby reads (the
+    // series the Grafana panel plots).
+    let (standby_reads, _) = history_reads(&metrics).await;
+    let prometheus = Prometheus::scraping(&metrics).await;
+    let scraped = prometheus
+        .wait_above(
+            "numguard_history_reads_total{database=\"standby\"}",
+            standby_reads - 1.0,
+        )
+        .await;
+    assert!(scraped >= standby_reads, "{scraped} < {standby_reads}");
+    drop(prometheus);
 
     // Lagging: the standby stops replaying, so the next swap is not on it; B answers it
     // (and every other number) from the primary.
