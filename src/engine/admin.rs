@@ -11,7 +11,7 @@ use crate::domain::event::StoredEvent;
 use crate::store::{EventCursor, EventQuery, EventStore, StoreError};
 
 /// Events the retention purge deletes per transaction: a writer waits for one chunk at
-/// most (tens of milliseconds), not for a whole backlog.
+/// most (0.1-0.3 s measured at 30M events), not for a whole backlog.
 const PURGE_CHUNK: u32 = 10_000;
 
 /// A page of events and where the next one starts.
