@@ -22,6 +22,7 @@ use numguard::domain::number::{E164, ParsedNumber};
 use numguard::domain::owner_since::OwnerSince;
 use numguard::domain::source::{DEFAULT_MAX_LAG, RawScope, Source, SourceSet};
 use numguard::ranges::shipped::shipped_carriers;
+use numguard_testkit::bench::SCOPED_CARRIERS;
 use prost::Message;
 
 #[derive(Debug, Parser)]
@@ -36,14 +37,6 @@ struct Args {
     #[arg(long, hide = true)]
     bench: bool,
 }
-
-const CARRIERS: [&str; 5] = [
-    "jp-docomo",
-    "jp-kddi",
-    "jp-softbank",
-    "jp-rakuten",
-    "jp-okinawa-cellular",
-];
 
 /// A live source heard from at `now`.
 fn source(
@@ -73,7 +66,7 @@ fn sources(scoped: Option<&str>, carriers: &CarrierRegistry, now: DateTime<Utc>)
             let scopes = [
                 scope(
                     first_prefix,
-                    &[CARRIERS[i % 5]],
+                    &[SCOPED_CARRIERS[i % 5]],
                     &[
                         EventKind::SimSwap,
                         EventKind::Disconnect,
@@ -83,7 +76,7 @@ fn sources(scoped: Option<&str>, carriers: &CarrierRegistry, now: DateTime<Utc>)
                 ),
                 scope(
                     "8180",
-                    &[CARRIERS[(i + 1) % 5]],
+                    &[SCOPED_CARRIERS[(i + 1) % 5]],
                     &[EventKind::SimSwap, EventKind::Reassign],
                 ),
                 scope("8170", &[], &[EventKind::Disconnect]),

@@ -149,19 +149,21 @@ pub enum Placement {
     Away,
 }
 
+/// The carriers [`place_scoped_sources`] rotates its sources' scopes over.
+pub const SCOPED_CARRIERS: [&str; 5] = [
+    "jp-docomo",
+    "jp-kddi",
+    "jp-softbank",
+    "jp-rakuten",
+    "jp-okinawa-cellular",
+];
+
 /// Registers (or re-registers) [`SCOPED_SOURCES`] live sources with three scopes each:
 /// one carrier's subscribers under 8190 (or 8160, see [`Placement`]) with every kind but
 /// PORT, another carrier's under 8180 with SIM_SWAP and REASSIGN, any carrier's
 /// DISCONNECTs under 8170; carriers rotated over the five Japanese ids. Each is heard from,
 /// so it is fresh and really consulted.
 pub async fn place_scoped_sources(channel: Channel, placement: Placement) {
-    const CARRIERS: [&str; 5] = [
-        "jp-docomo",
-        "jp-kddi",
-        "jp-softbank",
-        "jp-rakuten",
-        "jp-okinawa-cellular",
-    ];
     let first_prefix = match placement {
         Placement::Onto => "8190",
         Placement::Away => "8160",
@@ -184,7 +186,7 @@ pub async fn place_scoped_sources(channel: Channel, placement: Placement) {
                 scopes: vec![
                     scope(
                         first_prefix,
-                        &[CARRIERS[i % 5]],
+                        &[SCOPED_CARRIERS[i % 5]],
                         &[
                             pb::EventKind::SimSwap,
                             pb::EventKind::Disconnect,
@@ -194,7 +196,7 @@ pub async fn place_scoped_sources(channel: Channel, placement: Placement) {
                     ),
                     scope(
                         "8180",
-                        &[CARRIERS[(i + 1) % 5]],
+                        &[SCOPED_CARRIERS[(i + 1) % 5]],
                         &[pb::EventKind::SimSwap, pb::EventKind::Reassign],
                     ),
                     scope("8170", &[], &[pb::EventKind::Disconnect]),

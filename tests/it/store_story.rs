@@ -41,6 +41,18 @@ fn new_event(id: &str, number: &str, kind: EventKind, at: DateTime<Utc>) -> NewE
     .unwrap()
 }
 
+/// The source `feed`: every kind of every +81 number since 2025.
+fn whole_81_feed() -> Source {
+    Source::new(
+        "feed",
+        Some(t("2025-01-01T00:00:00Z")),
+        &[RawScope::whole("81")],
+        None,
+        &registry(),
+    )
+    .unwrap()
+}
+
 fn registry() -> CarrierRegistry {
     CarrierRegistry::new(vec![
         Carrier::new(
@@ -345,15 +357,7 @@ async fn postgres_statistics_follow_a_bulk_ingest() {
         .upsert_carriers(&registry().iter().cloned().collect::<Vec<_>>())
         .await
         .unwrap();
-    let feed = Source::new(
-        "feed",
-        Some(t("2025-01-01T00:00:00Z")),
-        &[RawScope::whole("81")],
-        None,
-        &registry(),
-    )
-    .unwrap();
-    store.upsert_source(&feed).await.unwrap();
+    store.upsert_source(&whole_81_feed()).await.unwrap();
     let at = t("2026-06-01T00:00:00Z");
     let batch: Vec<NewEvent> = (0..50_000)
         .map(|i| {
@@ -409,15 +413,7 @@ async fn postgres_statistics_follow_a_bulk_ingest() {
 async fn the_purge_deletes_in_chunks_and_keeps_each_numbers_newest_port(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = numguard::store::open(&db.url).await.expect("open");
-    let feed = Source::new(
-        "feed",
-        Some(t("2025-01-01T00:00:00Z")),
-        &[RawScope::whole("81")],
-        None,
-        &registry(),
-    )
-    .unwrap();
-    store.upsert_source(&feed).await.unwrap();
+    store.upsert_source(&whole_81_feed()).await.unwrap();
     let (a, b) = ("+819012345678", "+819087654321");
     let batch = vec![
         new_event("a-port-1", a, EventKind::Port, t("2026-01-01T00:00:00Z")),
