@@ -4,7 +4,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::auth::admitted;
@@ -304,16 +303,16 @@ impl pb::alerts_server::Alerts for AlertsApi {
             .await?;
         let precision = principal.precision;
         let open = crate::metrics::AlertStreamOpen::start();
-        let stream = ReceiverStream::new(alerts).map(move |alert| {
+        let stream = alerts.map(move |alert| {
             let _counted = &open; // the stream counts as open until it is dropped
             let alert = alert?;
-            let number = alert.event.event.number.clone();
+            let number = &alert.event.event.number;
             Ok(pb::Alert {
                 cursor: alert.cursor,
-                customer_refs: alert.customer_refs,
+                customer_refs: alert.customer_refs.clone(),
                 phone_number: number.to_string(),
-                event: Some(stored_event(alert.event)),
-                check: Some(check_response(&number, alert.decision, precision)),
+                event: Some(stored_event(alert.event.clone())),
+                check: Some(check_response(number, alert.decision.clone(), precision)),
             })
         });
         let mut response = Response::new(Box::pin(stream) as Self::WatchAlertsStream);

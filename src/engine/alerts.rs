@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use futures::Stream;
+use tokio::sync::watch;
 
 use super::EngineError;
 use super::check::CheckService;
@@ -28,8 +29,6 @@ use crate::store::{AlertRow, EventStore, WatchlistStore};
 
 /// Events scanned per store query.
 const PAGE: u32 = 1_000;
-/// Alerts buffered per stream before the reader must catch up.
-const STREAM_BUFFER: usize = 64;
 /// A stream re-reads the store at least this often, even without a commit signal.
 const POLL_FALLBACK: Duration = Duration::from_secs(1);
 /// Longest accepted `customer_ref`.
@@ -191,17 +190,25 @@ impl AlertService {
         Ok((page, next))
     }
 
-    /// The tenant's alerts from `start`, optionally only some kinds, as a channel that
+    /// The tenant's alerts from `start`, optionally only some kinds, as a stream that
     /// ends with an error if the store fails, with the cursor the stream starts after (a
-    /// client that reconnects before its first alert resumes there). A cursor past the newest event is refused:
-    /// it came from another database (or one restored from an older backup), and waiting
-    /// for the store to reach it would silently skip every alert until then.
+    /// client that reconnects before its first alert resumes there). A cursor past the
+    /// newest event is refused: it came from another database (or one restored from an
+    /// older backup), and waiting for the store to reach it would silently skip every
+    /// alert until then. The stream reads the store only while it is polled, so a slow
+    /// client falls behind in the store, not in memory.
     pub async fn alerts(
         self: &Arc<Self>,
         tenant: TenantName,
         start: AlertStart,
-        kinds: Vec<EventKind>,
-    ) -> Result<(u64, mpsc::Receiver<Result<Alert, EngineError>>), EngineError> {
+        mut kinds: Vec<EventKind>,
+    ) -> Result<
+        (
+            u64,
+            impl Stream<Item = Result<Arc<Alert>, EngineError>> + Send + 'static,
+        ),
+        EngineError,
+    > {
         let newest = self.events.last_event_id().await?;
         let cursor = match start {
             AlertStart::Now => newest,
@@ -224,9 +231,27 @@ impl AlertService {
             after = cursor,
             "alert stream opened"
         );
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream_alerts(self.clone(), tenant, cursor, kinds, tx));
-        Ok((u64::try_from(cursor).unwrap_or(0), rx))
+        kinds.sort();
+        kinds.dedup();
+        let follower = Follower {
+            service: self.clone(),
+            commits: self.commits.subscribe(),
+            tenant,
+            cursor,
+            kinds,
+            page: None,
+            next: 0,
+            wait: false,
+        };
+        let stream = futures::stream::unfold(Some(follower), |follower| async move {
+            let mut follower = follower?;
+            match follower.next_alert().await {
+                Ok(alert) => Some((Ok(alert), Some(follower))),
+                // The error is the stream's last item.
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        Ok((u64::try_from(cursor).unwrap_or(0), stream))
     }
 
     /// The check of the alert's number as of its event, for the earliest watching entry.
@@ -261,8 +286,12 @@ impl AlertService {
 /// Alerts of one scan, with their checks, shared by every stream at the same position.
 #[derive(Debug)]
 pub(super) struct ScannedPage {
-    pub(super) alerts: Vec<Alert>,
+    pub(super) alerts: Vec<Arc<Alert>>,
     pub(super) scanned_to: Option<i64>,
+    /// The scan read up to the newest event of every commit counted up to `as_of`.
+    pub(super) read_to_newest: bool,
+    /// The commit counter just before the scan.
+    pub(super) as_of: u64,
 }
 
 /// Streams of one tenant that have caught up sit at the same position; after a commit
@@ -295,6 +324,7 @@ impl AlertService {
             .get_with(key.clone(), || Arc::new(tokio::sync::OnceCell::new()));
         let page = cell
             .get_or_try_init(|| async {
+                let as_of = self.commits.current();
                 let page = self
                     .watchlist
                     .alerts_after(tenant, cursor, kinds, PAGE)
@@ -302,16 +332,18 @@ impl AlertService {
                 let mut alerts = Vec::with_capacity(page.alerts.len());
                 for row in page.alerts {
                     let decision = self.alert_decision(&row).await?;
-                    alerts.push(Alert {
+                    alerts.push(Arc::new(Alert {
                         cursor: u64::try_from(row.event.id).unwrap_or(0),
                         customer_refs: row.customer_refs,
                         event: row.event,
                         decision,
-                    });
+                    }));
                 }
                 Ok::<_, EngineError>(Arc::new(ScannedPage {
                     alerts,
                     scanned_to: page.scanned_to,
+                    read_to_newest: page.scanned < PAGE,
+                    as_of,
                 }))
             })
             .await?
@@ -323,41 +355,53 @@ impl AlertService {
     }
 }
 
-async fn stream_alerts(
+/// One alert stream's position: it scans (or shares the scan of) the page after its
+/// cursor, hands out the page's alerts one by one, and waits for the next commit only
+/// when a scan has read every commit it knows of.
+struct Follower {
     service: Arc<AlertService>,
+    commits: watch::Receiver<u64>,
     tenant: TenantName,
-    mut cursor: i64,
-    mut kinds: Vec<EventKind>,
-    tx: mpsc::Sender<Result<Alert, EngineError>>,
-) {
-    kinds.sort();
-    kinds.dedup();
-    let mut commits = service.commits.subscribe();
-    loop {
-        // Seen before reading, so a commit during the read triggers another round.
-        commits.borrow_and_update();
-        let page = match service.scan(&tenant, cursor, &kinds).await {
-            Ok(page) => page,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
+    cursor: i64,
+    kinds: Vec<EventKind>,
+    page: Option<Arc<ScannedPage>>,
+    /// The next alert of `page` to hand out.
+    next: usize,
+    /// The last scan read everything committed before it: wait for a commit.
+    wait: bool,
+}
+
+impl Follower {
+    async fn next_alert(&mut self) -> Result<Arc<Alert>, EngineError> {
+        loop {
+            if let Some(page) = &self.page {
+                if let Some(alert) = page.alerts.get(self.next) {
+                    self.next += 1;
+                    return Ok(alert.clone());
+                }
+                self.page = None;
             }
-        };
-        for alert in &page.alerts {
-            if tx.send(Ok(alert.clone())).await.is_err() {
-                return; // the client went away
-            }
-        }
-        match page.scanned_to {
-            // Past the whole window, watched or not.
-            Some(to) => cursor = to,
-            None => {
+            if self.wait {
                 tokio::select! {
-                    _ = commits.changed() => {}
+                    _ = self.commits.changed() => {}
                     _ = tokio::time::sleep(POLL_FALLBACK) => {}
-                    _ = tx.closed() => return,
                 }
             }
+            // Marked seen before the scan, so a commit during it is waited for again.
+            let seen = *self.commits.borrow_and_update();
+            let page = self
+                .service
+                .scan(&self.tenant, self.cursor, &self.kinds)
+                .await?;
+            // A shared scan may have started before commits this stream has marked seen;
+            // then it reads again instead of waiting.
+            self.wait = page.read_to_newest && page.as_of >= seen;
+            if let Some(to) = page.scanned_to {
+                // Past the whole window, watched or not.
+                self.cursor = to;
+            }
+            self.next = 0;
+            self.page = Some(page);
         }
     }
 }

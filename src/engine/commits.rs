@@ -22,6 +22,12 @@ impl Commits {
         self.0.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// The counter now: a store read that starts after this call sees every commit it
+    /// counts.
+    pub fn current(&self) -> u64 {
+        *self.0.borrow()
+    }
+
     /// Wakes on every commit after this call.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.0.subscribe()

@@ -325,6 +325,9 @@ pub struct AlertPage {
     pub alerts: Vec<AlertRow>,
     /// The last event id the scan covered; `None` if there were no events to scan.
     pub scanned_to: Option<i64>,
+    /// Events the scan read, watched or not: fewer than its limit means it read up to
+    /// the newest event committed when it ran.
+    pub scanned: u32,
 }
 
 /// What a batch insert did.

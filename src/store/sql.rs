@@ -516,8 +516,15 @@ pub fn owner_since_columns(o: &OwnerSince) -> (DateTime<Utc>, Option<DateTime<Ut
 /// scanned.
 pub fn group_alerts(rows: Vec<(StoredEvent, Option<(String, OwnerSince)>)>) -> super::AlertPage {
     let scanned_to = rows.iter().map(|(e, _)| e.id).max();
+    let mut scanned = 0;
     let mut alerts: Vec<super::AlertRow> = Vec::new();
+    let mut previous = None;
     for (event, entry) in rows {
+        // Rows come in event id order, one per watching entry.
+        if previous != Some(event.id) {
+            scanned += 1;
+            previous = Some(event.id);
+        }
         let Some((customer_ref, owner_since)) = entry else {
             continue;
         };
@@ -535,7 +542,11 @@ pub fn group_alerts(rows: Vec<(StoredEvent, Option<(String, OwnerSince)>)>) -> s
             }),
         }
     }
-    super::AlertPage { alerts, scanned_to }
+    super::AlertPage {
+        alerts,
+        scanned_to,
+        scanned,
+    }
 }
 
 pub const SELECT_SUBSCRIPTIONS: &str = "SELECT id, tenant, sink, kinds, token, expire_at, \
@@ -872,6 +883,7 @@ mod tests {
             (stored(9), None),
         ]);
         assert_eq!(page.scanned_to, Some(9));
+        assert_eq!(page.scanned, 4, "four events, one of them watched twice");
         assert_eq!(page.alerts.len(), 2);
         assert_eq!(page.alerts[0].customer_refs, vec!["a", "b"]);
         assert_eq!(
@@ -881,5 +893,6 @@ mod tests {
         );
         assert_eq!(page.alerts[1].event.id, 7);
         assert_eq!(group_alerts(vec![]).scanned_to, None);
+        assert_eq!(group_alerts(vec![]).scanned, 0);
     }
 }
