@@ -298,7 +298,8 @@ impl Feed {
     }
 
     /// Parses `<origin>:<seq>:<last>:<n1>,<n2>,...`; our own batch has come back with its
-    /// last payload.
+    /// last payload. Our own batches are not reported: the ingest that wrote one tells
+    /// the engine itself, and a second report would wake every alert stream again.
     fn numbers_change(&self, payload: &str) -> Option<Change> {
         let mut parts = payload.splitn(4, ':');
         let (from, seq, last, numbers) =
@@ -314,7 +315,7 @@ impl Feed {
         if let Some(standby) = &self.standby {
             standby.changed(&numbers);
         }
-        Some(Change::Numbers(numbers))
+        (from != self.origin).then_some(Change::Numbers(numbers))
     }
 
     /// Reports a change; false once nobody listens (the engine is gone).
@@ -524,8 +525,10 @@ impl Backend for PgBackend {
     }
 
     fn push_watch_join(sql: &mut QueryBuilder<Postgres>, tenant: &TenantName) {
-        // LATERAL makes each event of the window look its number up in the watchlist,
-        // rather than the planner hashing the whole watchlist for a handful of events.
+        // Each event of the window looks its number up in the watchlist, rather than the
+        // planner hashing the tenant's whole watchlist for a handful of events. OFFSET 0
+        // keeps the planner from flattening the LATERAL subquery into a plain join, which
+        // it did on a watchlist not yet analysed (100,000 entries: 17 ms against 0.5 ms).
         sql.push(
             " LEFT JOIN LATERAL (SELECT customer_ref, owner_since_start, owner_since_end \
              FROM watchlist w WHERE w.tenant = ",
@@ -533,7 +536,7 @@ impl Backend for PgBackend {
         .push_bind(tenant.as_str().to_string())
         .push(" AND w.number = e.number AND ")
         .push(sql::ALERT_CONDITION)
-        .push(") w ON true");
+        .push(" OFFSET 0) w ON true");
     }
 
     async fn announce(&self, what: Announce) -> Result<(), StoreError> {
@@ -654,26 +657,30 @@ mod tests {
 
     #[test]
     fn payloads_fit_notify_and_round_trip() {
+        let (other, _other_rx) = feed("xyz");
         let (feed, _rx) = feed("abc");
         let numbers: Vec<String> = (0..1000).map(|i| format!("+81901{i:07}")).collect();
         let payloads = notify_payloads("abc", 7, &numbers);
         assert_eq!(payloads.len(), 3);
         assert!(payloads.iter().all(|p| p.len() < 8000));
         let mut echo = feed.echoes.expect(7);
-        let mut seen = Vec::new();
         for (i, p) in payloads.iter().enumerate() {
             assert!(echo.try_recv().is_err(), "not back before the last chunk");
-            match feed.read(EVENTS_CHANNEL, p) {
-                Some(Change::Numbers(n)) => seen.extend(n),
-                other => panic!("chunk {i}: {other:?}"),
-            }
+            assert_eq!(feed.read(EVENTS_CHANNEL, p), None, "chunk {i} is our own");
         }
-        assert_eq!(seen.len(), 1000);
-        assert_eq!(seen[999].as_str(), "+819010000999");
         assert!(
             echo.try_recv().is_ok(),
             "the last chunk marks the batch back"
         );
+        let mut seen = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            match other.read(EVENTS_CHANNEL, p) {
+                Some(Change::Numbers(n)) => seen.extend(n),
+                unexpected => panic!("chunk {i} on another replica: {unexpected:?}"),
+            }
+        }
+        assert_eq!(seen.len(), 1000);
+        assert_eq!(seen[999].as_str(), "+819010000999");
     }
 
     #[test]
