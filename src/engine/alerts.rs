@@ -288,43 +288,48 @@ impl AlertService {
 pub(super) struct ScannedPage {
     pub(super) alerts: Vec<Arc<Alert>>,
     pub(super) scanned_to: Option<i64>,
-    /// The scan read up to the newest event of every commit counted up to `as_of`.
+    /// The scan read up to the newest event of every commit its key counts.
     pub(super) read_to_newest: bool,
-    /// The commit counter just before the scan.
-    pub(super) as_of: u64,
 }
 
 /// Streams of one tenant that have caught up sit at the same position; after a commit
 /// they would all scan the same events and compute the same checks. The first one does
-/// it; the others wait for and share its result. Only pages that found events are kept
-/// (an empty one may be outdated by the next commit at once), and only briefly.
-pub(super) type PageKey = (TenantName, i64, Vec<EventKind>);
+/// it; the others wait for and share its result. A page is keyed by the commit counter
+/// read before its scan, so it holds every commit counted there, and a later commit
+/// makes a new key instead of an outdated hit.
+pub(super) type PageKey = (TenantName, i64, u64, Vec<EventKind>);
 pub(super) type SharedPages =
     moka::sync::Cache<PageKey, Arc<tokio::sync::OnceCell<Arc<ScannedPage>>>>;
 
 pub(super) fn shared_pages() -> SharedPages {
+    // Kept no longer than a stream's fallback poll, so that a poll without a commit
+    // signal (one lost on the way) reads the store again within two of them.
     moka::sync::Cache::builder()
         .max_capacity(10_000)
-        .time_to_live(Duration::from_secs(5))
+        .time_to_live(POLL_FALLBACK)
         .build()
 }
 
 impl AlertService {
-    /// One page of the tenant's alerts after `cursor`, shared with the streams at the same
-    /// position.
+    /// One page of the tenant's alerts after `cursor`, holding at least every commit
+    /// counted before the call, shared with the streams at the same position.
     pub(super) async fn scan(
         &self,
         tenant: &TenantName,
         cursor: i64,
         kinds: &[EventKind],
     ) -> Result<Arc<ScannedPage>, EngineError> {
-        let key = (tenant.clone(), cursor, kinds.to_vec());
+        let key = (
+            tenant.clone(),
+            cursor,
+            self.commits.current(),
+            kinds.to_vec(),
+        );
         let cell = self
             .pages
-            .get_with(key.clone(), || Arc::new(tokio::sync::OnceCell::new()));
+            .get_with(key, || Arc::new(tokio::sync::OnceCell::new()));
         let page = cell
             .get_or_try_init(|| async {
-                let as_of = self.commits.current();
                 let page = self
                     .watchlist
                     .alerts_after(tenant, cursor, kinds, PAGE)
@@ -343,15 +348,10 @@ impl AlertService {
                     alerts,
                     scanned_to: page.scanned_to,
                     read_to_newest: page.scanned < PAGE,
-                    as_of,
                 }))
             })
-            .await?
-            .clone();
-        if page.scanned_to.is_none() {
-            self.pages.invalidate(&key);
-        }
-        Ok(page)
+            .await?;
+        Ok(page.clone())
     }
 }
 
@@ -387,15 +387,14 @@ impl Follower {
                     _ = tokio::time::sleep(POLL_FALLBACK) => {}
                 }
             }
-            // Marked seen before the scan, so a commit during it is waited for again.
-            let seen = *self.commits.borrow_and_update();
+            // Marked seen before the scan, which holds every commit seen, so one during it
+            // is waited for again.
+            self.commits.borrow_and_update();
             let page = self
                 .service
                 .scan(&self.tenant, self.cursor, &self.kinds)
                 .await?;
-            // A shared scan may have started before commits this stream has marked seen;
-            // then it reads again instead of waiting.
-            self.wait = page.read_to_newest && page.as_of >= seen;
+            self.wait = page.read_to_newest;
             if let Some(to) = page.scanned_to {
                 // Past the whole window, watched or not.
                 self.cursor = to;
