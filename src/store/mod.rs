@@ -115,15 +115,40 @@ fn classify(db: &dyn sqlx::error::DatabaseError) -> Option<Class> {
             _ => None,
         }
     } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-        match code.parse::<i32>().ok()? & 0xff {
-            5 | 6 => Some(Class::Unavailable),
-            8 => Some(Class::ReadOnly),
-            13 => Some(Class::Full),
-            11 | 26 => Some(Class::Damaged), // SQLITE_CORRUPT, SQLITE_NOTADB
-            _ => None,
-        }
+        sqlite_class(code.parse().ok()?)
     } else {
         None
+    }
+}
+
+/// A SQLite result code's class, by its primary code (the low byte), whichever driver
+/// read it.
+fn sqlite_class(code: i32) -> Option<Class> {
+    match code & 0xff {
+        5 | 6 => Some(Class::Unavailable),
+        8 => Some(Class::ReadOnly),
+        13 => Some(Class::Full),
+        11 | 26 => Some(Class::Damaged), // SQLITE_CORRUPT, SQLITE_NOTADB
+        _ => None,
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// The history reads' errors, classed as sqlx's SQLite errors are. The other classes
+    /// keep SQLite's words behind an I/O error, since [`StoreError`] carries sqlx's type.
+    fn from(e: rusqlite::Error) -> Self {
+        let class = match &e {
+            rusqlite::Error::SqliteFailure(failure, _) => sqlite_class(failure.extended_code),
+            _ => None,
+        };
+        let wrapped = || sqlx::Error::Io(std::io::Error::other(e.to_string()));
+        match class {
+            Some(Class::Unavailable) => StoreError::Unavailable(wrapped()),
+            Some(Class::Full) => StoreError::Full(wrapped()),
+            Some(Class::ReadOnly) => StoreError::ReadOnly(wrapped()),
+            Some(Class::Damaged) => StoreError::Damaged(e.to_string()),
+            None => StoreError::Other(wrapped()),
+        }
     }
 }
 

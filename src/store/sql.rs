@@ -78,7 +78,7 @@ where
 }
 
 /// An event's columns as stored, whichever way they were read.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug)]
 pub struct StoredFact {
     /// `source`.
     pub source: String,

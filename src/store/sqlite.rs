@@ -1,7 +1,8 @@
 //! The embedded default: one SQLite file, WAL mode, created and migrated on first open.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,6 +28,8 @@ pub struct SqliteBackend {
     /// instead of having them spin on the file lock.
     write: SqlitePool,
     read: SqlitePool,
+    /// The history reads' connections, used without sqlx (see [`HistoryReaders`]).
+    histories: Arc<HistoryReaders>,
     /// How to open a connection of its own for the integrity check left for after start,
     /// until it runs.
     deferred_check: Mutex<Option<SqliteConnectOptions>>,
@@ -42,24 +45,21 @@ impl SqliteBackend {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
-            // Ingest inserts into three indexes at random places; with SQLite's default
-            // 2 MiB page cache nearly every insert reads and rewrites pages through the
-            // kernel. 64 MiB per connection keeps the hot index pages in memory.
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", PAGE_CACHE.to_string());
         if let Some(bytes) = store.sqlite_max_bytes {
             // The default page size is 4 KiB.
             options = options.pragma("max_page_count", (bytes / 4096).max(1).to_string());
         }
-        let file = options.get_filename();
-        if file != std::path::Path::new(":memory:") {
+        let file = options.get_filename().to_path_buf();
+        if file != Path::new(":memory:") {
             let readers = if store.sqlite_group_readable {
                 Readers::OwnerAndGroup
             } else {
                 Readers::Owner
             };
-            create_private(file, readers)
+            create_private(&file, readers)
                 .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
-            warn_if_readable_by_others(file, "the database file", readers);
+            warn_if_readable_by_others(&file, "the database file", readers);
         }
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -76,14 +76,111 @@ impl SqliteBackend {
             .max_connections(4)
             .connect_with(options.clone())
             .await?;
+        let histories = Arc::new(HistoryReaders::new(file));
         let deferred_check =
             (store.sqlite_integrity_check == IntegrityCheck::Background).then_some(options);
         Ok(SqliteBackend {
             write,
             read,
+            histories,
             deferred_check: Mutex::new(deferred_check),
         })
     }
+}
+
+/// Each connection's page cache (`cache_size`; negative: KiB). Ingest inserts into three
+/// indexes at random places; with SQLite's default 2 MiB nearly every insert reads and
+/// rewrites pages through the kernel. 64 MiB per connection keeps the hot index pages in
+/// memory.
+const PAGE_CACHE: i64 = -65536;
+
+/// Histories of at most this many numbers are read on the caller's thread.
+const READ_IN_PLACE: usize = 16;
+
+/// Idle history connections kept for reuse; more are opened while more read at once.
+const IDLE_READERS: usize = 4;
+
+/// Read-only connections for history reads, used directly rather than through sqlx.
+///
+/// A cold check is one indexed read of a few rows from pages the OS has cached: tens of
+/// microseconds. Through sqlx each read was a hop to the connection's worker thread and
+/// back (two thread wake-ups), and the answers, finishing one by one on those wake-ups,
+/// went out in a write each; that cost a cold check about four times its read. Here the
+/// read runs where the check runs, as the decision does. A page not in memory holds that
+/// thread for one local disk read: WAL mode needs the file on a local disk anyway.
+struct HistoryReaders {
+    file: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl HistoryReaders {
+    fn new(file: PathBuf) -> Self {
+        HistoryReaders {
+            file,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn open(&self) -> Result<rusqlite::Connection, StoreError> {
+        use rusqlite::OpenFlags;
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.file,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "cache_size", PAGE_CACHE)?;
+        Ok(conn)
+    }
+
+    /// One query whatever the batch; the list as JSON keeps it one statement, prepared
+    /// once per connection.
+    fn read(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let read = read_histories(&conn, numbers);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        read
+    }
+}
+
+fn read_histories(
+    conn: &rusqlite::Connection,
+    numbers: &[E164],
+) -> Result<Vec<Vec<EventFact>>, StoreError> {
+    let list = serde_json::to_string(&numbers.iter().map(E164::as_str).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // CROSS JOIN keeps the list as the outer loop, so each number is one index probe.
+    let mut select = conn.prepare_cached(
+        "SELECT e.number, e.source, e.source_event_id, e.kind, e.occurred_at, \
+         e.from_carrier, e.to_carrier \
+         FROM json_each(?1) AS wanted CROSS JOIN events AS e ON e.number = wanted.value",
+    )?;
+    let rows = select.query_map([list], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            sql::StoredFact {
+                source: row.get(1)?,
+                source_event_id: row.get(2)?,
+                kind: row.get(3)?,
+                occurred_at: row.get(4)?,
+                from_carrier: row.get(5)?,
+                to_carrier: row.get(6)?,
+            },
+        ))
+    })?;
+    sql::group_by_number(
+        numbers,
+        rows.map(|row| {
+            let (number, stored) = row?;
+            Ok((number, sql::fact(stored)?))
+        }),
+    )
 }
 
 /// `PRAGMA quick_check`: reads every page; `Damaged` with SQLite's first finding.
@@ -135,29 +232,16 @@ impl Backend for SqliteBackend {
         })
     }
 
-    /// One row and one JSON text whatever the batch: sqlx's SQLite driver hands each row
-    /// from its worker thread to the caller as a message of its own, a thread wake-up
-    /// each, which cost a cold check more than reading the events.
+    /// A check's few numbers are read on the calling thread; an audit chunk's thousands
+    /// on a blocking thread, so that one read never holds a runtime thread for long.
     async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
-        let list = serde_json::to_string(&numbers.iter().map(E164::as_str).collect::<Vec<_>>())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        // CROSS JOIN keeps the list as the outer loop, so each number is one index probe.
-        let events: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(e.number, json_array(e.source, \
-             e.source_event_id, e.kind, e.occurred_at, e.from_carrier, e.to_carrier))) \
-             FROM json_each(?) AS wanted CROSS JOIN events AS e ON e.number = wanted.value",
-        )
-        .bind(list)
-        .fetch_one(&self.read)
-        .await?;
-        let events: Vec<(String, sql::StoredFact)> = serde_json::from_str(&events)
-            .map_err(|e| StoreError::Corrupt(format!("a history read: {e}")))?;
-        sql::group_by_number(
-            numbers,
-            events
-                .into_iter()
-                .map(|(number, stored)| Ok((number, sql::fact(stored)?))),
-        )
+        if numbers.len() <= READ_IN_PLACE {
+            return self.histories.read(numbers);
+        }
+        let (readers, numbers) = (self.histories.clone(), numbers.to_vec());
+        tokio::task::spawn_blocking(move || readers.read(&numbers))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("a history read stopped: {e}")))?
     }
 
     fn push_watch_join(sql: &mut QueryBuilder<Sqlite>, tenant: &TenantName) {

@@ -689,7 +689,7 @@ fn refused_serve(url: &str, extra: &[&str]) -> String {
 /// from at once, and the integrity check in the background finds the damage: from then on
 /// checks answer UNAVAILABLE and the server says why. Checked before serving
 /// (`--integrity-check-before-serving`), the same file refuses to start; skipped, the
-/// damage shows only where a read meets it.
+/// damage shows only where a read meets it, a check's history read among them.
 #[tokio::test]
 async fn a_damaged_database_file_is_found_after_or_before_serving() {
     let dir = tempfile::tempdir().unwrap();
@@ -746,6 +746,19 @@ async fn a_damaged_database_file_is_found_after_or_before_serving() {
     ok(skipped.run(&["check", "+819012345678"]));
     let log = skipped.stop();
     assert!(!log.contains("integrity check"), "the check ran: {log}");
+
+    // Damage in the index a check reads its history through is met by the check itself
+    // (SQLite history reads go around sqlx, and are classed the same way).
+    damage_pages(&db, &pages_of(&url, "events_by_number").await);
+    let skipped = Served::start_with(&url, &["--dev", "--skip-integrity-check"]);
+    let refused = skipped.run(&["check", "+819010010000"]);
+    assert!(
+        stderr(&refused).contains("unavailable"),
+        "{}",
+        stderr(&refused)
+    );
+    skipped.wait_for_log("malformed");
+    skipped.stop();
 }
 
 /// Damage where the start reads (the shipped ranges) refuses the start even with the

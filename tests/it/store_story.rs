@@ -164,6 +164,21 @@ async fn store_story(backend: Backend) {
     assert_eq!(history, vec![batch[0].fact.clone(), batch[1].fact.clone()]);
     let nobody = E164::parse("+817012345678", None).unwrap();
     assert!(store.history(&nobody).await.unwrap().is_empty());
+    // An audit chunk's batch, larger than SQLite reads in place: one history per number
+    // asked, in the order asked.
+    let mut asked: Vec<E164> = (0..40)
+        .map(|i| E164::parse(&format!("+81701{i:07}"), None).unwrap())
+        .collect();
+    asked.insert(17, number.clone());
+    let histories = store.histories(&asked).await.unwrap();
+    assert_eq!(histories.len(), asked.len());
+    assert_eq!(histories[17].len(), 2);
+    assert!(
+        histories
+            .iter()
+            .enumerate()
+            .all(|(i, h)| i == 17 || h.is_empty())
+    );
 
     // Listing: newest first, filters, keyset paging.
     let all = store
