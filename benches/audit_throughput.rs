@@ -168,9 +168,11 @@ async fn main() {
             proc_status_mib(pid, "VmHWM:"),
         );
         println!(
-            "  CPU: client {:.2} s, server {:.2} s",
+            "  CPU: client {:.2} s, server {:.2} s ({:.2} s until it went idle {:.1} s after the audit)",
             run.client_cpu.as_secs_f64(),
-            run.server_cpu.as_secs_f64()
+            run.server_cpu.as_secs_f64(),
+            run.server_cpu_until_idle.as_secs_f64(),
+            run.idle_after.as_secs_f64()
         );
         println!(
             "  verdicts {}, reasons {}, rejected {}",

@@ -8,7 +8,9 @@
 //! is written within a second, so "who looked up this customer?" is answered at once;
 //! its further checks that minute are folded into one more row at the minute's end, so a
 //! number checked all day long costs two rows a minute rather than one a second. An
-//! audit's chunks are written at the next tick and not remembered. What is
+//! audit's lookups are gathered while it goes on (up to half a million) and written in
+//! the order of the log's index, in the second after it pauses or ends; they are not
+//! remembered. Writes run beside the task that takes entries in. What is
 //! queued is bounded by entries, not messages (an audit chunk is one message of a
 //! thousand): if the database falls behind, checks wait rather than go unlogged.
 
@@ -19,6 +21,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
 
 use crate::domain::auth::{TenantName, hex};
 use crate::domain::number::E164;
@@ -154,19 +158,61 @@ struct Seen {
     checks: u64,
 }
 
+/// An audit's entries gathered before they are written: a write in the order of the log's
+/// number index touches each of its pages once, so one write of half a million entries
+/// costs a fraction of five writes of a hundred thousand, each of which touches nearly
+/// every page. Held as they arrive, 28 bytes an entry: 14 MiB at most.
+const BULK_BATCH: usize = 1 << 19;
+/// Rows per transaction. A batch in index order is written in parts this big: each part
+/// covers one stretch of the index, so the parts cost what the batch would in one, and
+/// no part holds the database's write lock (which ingest shares) for long.
+const ROWS_PER_WRITE: usize = 65_536;
+
+/// One row to write: a tenant's lookups of a number.
+struct Row {
+    hash: NumberHash,
+    tenant: TenantName,
+    seen: Seen,
+}
+
+/// Audits' lookups per tenant, as (number, when).
+type Bulk = Vec<(TenantName, Vec<(NumberHash, DateTime<Utc>)>)>;
+
+/// Rows to write, in index order.
+#[derive(Default)]
+struct Batch {
+    /// Audits' lookups per tenant, sorted by number: a number's lookups become one row
+    /// as they are written.
+    bulk: Bulk,
+    /// Checks' rows, sorted by number.
+    rows: Vec<Row>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.bulk.is_empty() && self.rows.is_empty()
+    }
+}
+
 /// What the writer holds between writes.
 #[derive(Default)]
 struct Held {
-    /// An audit's chunks: written at the next tick and not remembered, since an audit
+    /// Audits' lookups, gathered while the audits go on, up to [`BULK_BATCH`], and
+    /// written at the first tick with none new. Not remembered after, since an audit
     /// lists each number once and remembering a million of them for a minute would cost
     /// more memory than the rows it saves.
-    bulk: Pending,
+    bulk: HashMap<TenantName, Vec<(NumberHash, DateTime<Utc>)>, FastHash>,
+    bulk_entries: usize,
+    /// Whether audit chunks arrived since the last tick.
+    bulk_growing: bool,
     /// Pairs not logged yet this window: written at the next tick.
     fresh: Pending,
     /// Further checks of pairs logged this window: written when it ends.
     repeats: Pending,
     /// The pairs logged this window.
     logged: HashMap<TenantName, HashSet<NumberHash, FastHash>, FastHash>,
+    /// What a failed write left, tried again first.
+    unwritten: Batch,
 }
 
 impl Held {
@@ -174,33 +220,53 @@ impl Held {
         let pending = match hashes.as_slice() {
             [one] if self.logged.get(&tenant).is_some_and(|l| l.contains(one)) => &mut self.repeats,
             [_] => &mut self.fresh,
-            _ => &mut self.bulk,
+            _ => {
+                self.bulk_entries += hashes.len();
+                self.bulk_growing = true;
+                // Room for a whole batch at once: untouched room costs no memory, and
+                // growing by doubling would copy (and briefly hold twice) what is held.
+                let bulk = self
+                    .bulk
+                    .entry(tenant)
+                    .or_insert_with(|| Vec::with_capacity(BULK_BATCH));
+                bulk.extend(hashes.into_iter().map(|hash| (hash, at)));
+                return;
+            }
         };
         fold(pending, tenant, hashes, at);
     }
 
-    /// Writes the audits' chunks, and the fresh pairs, which it remembers as logged.
-    async fn write_fresh(&mut self, store: &dyn AccessLogStore) {
-        if write(store, &self.bulk).await {
-            self.bulk.clear();
-        }
-        if write(store, &self.fresh).await {
-            for (tenant, numbers) in self.fresh.drain() {
-                self.logged
-                    .entry(tenant)
-                    .or_default()
-                    .extend(numbers.into_keys());
-            }
-        }
+    /// Whether the audits' lookups must be written before more are taken in.
+    fn bulk_full(&self) -> bool {
+        self.bulk_entries >= BULK_BATCH
     }
 
-    /// Writes everything held; the next window starts with nothing logged.
-    async fn write_all(&mut self, store: &dyn AccessLogStore) {
-        self.write_fresh(store).await;
-        if write(store, &self.repeats).await {
-            self.repeats.clear();
+    /// What is due at a tick: what a failed write left, the fresh pairs (remembered as
+    /// logged), and the audits' lookups once they pause or fill a batch. With
+    /// `window_ended`, also the repeats, and the next window starts with nothing logged.
+    fn take(&mut self, window_ended: bool) -> Batch {
+        let mut batch = std::mem::take(&mut self.unwritten);
+        if window_ended || self.bulk_full() || !self.bulk_growing {
+            for (tenant, mut lookups) in self.bulk.drain() {
+                lookups.sort_unstable_by_key(|(hash, _)| *hash);
+                batch.bulk.push((tenant, lookups));
+            }
+            self.bulk_entries = 0;
+        }
+        self.bulk_growing = false;
+        for (tenant, numbers) in self.fresh.drain() {
+            let logged = self.logged.entry(tenant.clone()).or_default();
+            logged.extend(numbers.keys());
+            batch.rows.extend(pending_rows(tenant, numbers));
+        }
+        if window_ended {
+            for (tenant, numbers) in self.repeats.drain() {
+                batch.rows.extend(pending_rows(tenant, numbers));
+            }
             self.logged.clear();
         }
+        batch.rows.sort_unstable_by_key(|row| row.hash);
+        batch
     }
 }
 
@@ -210,76 +276,164 @@ fn fold(pending: &mut Pending, tenant: TenantName, hashes: Vec<NumberHash>, at: 
     for hash in hashes {
         numbers
             .entry(hash)
-            .and_modify(|seen| {
-                seen.last_at = at;
-                seen.checks += 1;
-            })
-            .or_insert(Seen {
-                first_at: at,
-                last_at: at,
-                checks: 1,
-            });
+            .and_modify(|seen| seen.add(at))
+            .or_insert(Seen::once(at));
     }
+}
+
+impl Seen {
+    fn once(at: DateTime<Utc>) -> Seen {
+        Seen {
+            first_at: at,
+            last_at: at,
+            checks: 1,
+        }
+    }
+
+    fn add(&mut self, at: DateTime<Utc>) {
+        self.first_at = self.first_at.min(at);
+        self.last_at = self.last_at.max(at);
+        self.checks += 1;
+    }
+}
+
+fn pending_rows(
+    tenant: TenantName,
+    numbers: HashMap<NumberHash, Seen, FastHash>,
+) -> impl Iterator<Item = Row> {
+    numbers.into_iter().map(move |(hash, seen)| Row {
+        hash,
+        tenant: tenant.clone(),
+        seen,
+    })
+}
+
+fn record(hash: &NumberHash, tenant: &TenantName, seen: &Seen) -> AccessRecord {
+    AccessRecord {
+        tenant: tenant.clone(),
+        number_hash: hex(hash),
+        first_at: seen.first_at,
+        last_at: seen.last_at,
+        checks: seen.checks,
+    }
+}
+
+/// Up to [`ROWS_PER_WRITE`] records from the start of `lookups` (sorted by number), one
+/// per number; and how many lookups they hold.
+fn bulk_records(
+    tenant: &TenantName,
+    lookups: &[(NumberHash, DateTime<Utc>)],
+) -> (Vec<AccessRecord>, usize) {
+    let mut records = Vec::new();
+    let mut taken = 0;
+    for group in lookups.chunk_by(|a, b| a.0 == b.0).take(ROWS_PER_WRITE) {
+        let (hash, first) = group[0];
+        let mut seen = Seen::once(first);
+        for (_, at) in &group[1..] {
+            seen.add(*at);
+        }
+        records.push(record(&hash, tenant, &seen));
+        taken += group.len();
+    }
+    (records, taken)
 }
 
 async fn write_entries(
     store: Arc<dyn AccessLogStore>,
     mut entries: mpsc::UnboundedReceiver<Message>,
 ) {
-    let store = store.as_ref();
     let mut held = Held::default();
+    // One write at a time, beside the writer: entries keep being taken in while it runs.
+    let mut writing: Option<JoinHandle<Batch>> = None;
+    let mut window_ended = false;
     let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut window =
         tokio::time::interval_at(tokio::time::Instant::now() + REPEATS_EVERY, REPEATS_EVERY);
     loop {
         tokio::select! {
-            entry = entries.recv() => match entry {
+            unwritten = finished(&mut writing) => {
+                writing = None;
+                held.unwritten = unwritten;
+            }
+            entry = entries.recv(), if !held.bulk_full() => match entry {
                 Some(Message::Flush(done)) => {
-                    held.write_all(store).await;
+                    write_everything(&store, &mut held, &mut writing).await;
                     let _ = done.send(());
                 }
                 Some(Message::Entries(tenant, hashes, at, _room)) => held.add(tenant, hashes, at),
                 None => {
-                    held.write_all(store).await;
+                    write_everything(&store, &mut held, &mut writing).await;
                     return;
                 }
             },
-            _ = tick.tick() => held.write_fresh(store).await,
-            _ = window.tick() => held.write_all(store).await,
+            _ = tick.tick(), if writing.is_none() => {
+                let batch = held.take(std::mem::take(&mut window_ended));
+                if !batch.is_empty() {
+                    writing = Some(tokio::spawn(write(store.clone(), batch)));
+                }
+            }
+            _ = window.tick() => window_ended = true,
         }
     }
 }
 
-/// Writes `pending`; whether it was written (if not, it is kept and tried again at the
+/// Waits for the write in progress, if any; returns what it could not write.
+async fn finished(writing: &mut Option<JoinHandle<Batch>>) -> Batch {
+    match writing {
+        Some(write) => write.await.unwrap_or_default(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes all that is held, after the write in progress.
+async fn write_everything(
+    store: &Arc<dyn AccessLogStore>,
+    held: &mut Held,
+    writing: &mut Option<JoinHandle<Batch>>,
+) {
+    if writing.is_some() {
+        held.unwritten = finished(writing).await;
+        *writing = None;
+    }
+    held.unwritten = write(store.clone(), held.take(true)).await;
+}
+
+/// Writes `batch` in parts; returns what was not written (kept and tried again at the
 /// next tick, while the bounded queue pushes back).
-async fn write(store: &dyn AccessLogStore, pending: &Pending) -> bool {
-    let mut records: Vec<(&NumberHash, &TenantName, &Seen)> = pending
-        .iter()
-        .flat_map(|(tenant, numbers)| numbers.iter().map(move |(hash, seen)| (hash, tenant, seen)))
-        .collect();
-    if records.is_empty() {
-        return true;
-    }
-    // In index order, a flush of an audit's hundred thousand entries visits each index
-    // page once instead of jumping about the whole index.
-    records.sort_unstable_by_key(|(hash, _, _)| *hash);
-    let records: Vec<AccessRecord> = records
-        .into_iter()
-        .map(|(hash, tenant, seen)| AccessRecord {
-            tenant: tenant.clone(),
-            number_hash: hex(hash),
-            first_at: seen.first_at,
-            last_at: seen.last_at,
-            checks: seen.checks,
-        })
-        .collect();
-    match store.record_access(&records).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, entries = records.len(), "could not write the access log; retrying");
-            false
+async fn write(store: Arc<dyn AccessLogStore>, mut batch: Batch) -> Batch {
+    let failed = |e: StoreError| {
+        tracing::warn!(error = %e, "could not write the access log; retrying");
+    };
+    // What is written is dropped only at the end or on failure: dropping it part by part
+    // would move the rest each time.
+    while let Some((tenant, lookups)) = batch.bulk.last_mut() {
+        let mut written = 0;
+        while written < lookups.len() {
+            let (records, taken) = bulk_records(tenant, &lookups[written..]);
+            if let Err(e) = store.record_access(&records).await {
+                failed(e);
+                lookups.drain(..written);
+                return batch;
+            }
+            written += taken;
         }
+        batch.bulk.pop();
     }
+    let mut written = 0;
+    for part in batch.rows.chunks(ROWS_PER_WRITE) {
+        let records: Vec<AccessRecord> = part
+            .iter()
+            .map(|row| record(&row.hash, &row.tenant, &row.seen))
+            .collect();
+        if let Err(e) = store.record_access(&records).await {
+            failed(e);
+            break;
+        }
+        written += part.len();
+    }
+    batch.rows.drain(..written);
+    batch
 }
 
 #[cfg(test)]
@@ -354,12 +508,14 @@ mod tests {
         check(1);
         pause(1.5).await;
         assert_eq!(store.rows()[3..], [("01".to_string(), 1)]);
-        // An audit's chunk goes out at the next tick and is not remembered: a check of
-        // one of its numbers right after is a new pair, written at once too.
+        // An audit's chunk goes out at the first tick with no new chunk and is not
+        // remembered: a check of one of its numbers right after is a new pair, written
+        // at once too.
         let permit = room.clone().try_acquire_many_owned(2).unwrap();
         let chunk = Message::Entries(tenant.clone(), vec![[3; 16], [4; 16]], Utc::now(), permit);
         queue.send(chunk).ok().unwrap();
-        pause(1.5).await;
+        pause(2.5).await;
+        assert_eq!(store.rows().len(), 6, "written once the audit paused");
         check(3);
         pause(1.5).await;
         assert_eq!(
@@ -379,6 +535,64 @@ mod tests {
         assert_eq!(checks, 10);
         drop(queue);
         writer.await.unwrap();
+        assert_eq!(room.available_permits(), QUEUE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn audit_lookups_wait_for_a_pause_or_a_full_batch_and_are_folded_per_number() {
+        let store = Arc::new(Recorded::default());
+        let (queue, entries) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_entries(store.clone(), entries));
+        let room = Arc::new(Semaphore::new(QUEUE));
+        let tenant: TenantName = "bank".parse().unwrap();
+        // A chunk of `n` lookups of four numbers, in turn.
+        let chunk = |n: usize| {
+            let room = room.clone();
+            let tenant = tenant.clone();
+            let queue = queue.clone();
+            async move {
+                let permit = room.acquire_many_owned(n as u32).await.unwrap();
+                let hashes = (0..n).map(|i| [(i % 4) as u8; 16]).collect();
+                let entry = Message::Entries(tenant, hashes, Utc::now(), permit);
+                queue.send(entry).ok().unwrap();
+            }
+        };
+        let pause = |secs: f64| tokio::time::sleep(Duration::from_secs_f64(secs));
+        let checks = || store.rows().iter().map(|(_, c)| c).sum::<u64>();
+
+        // While the audit goes on, nothing is written; once it pauses, one row a number.
+        for _ in 0..8 {
+            chunk(1024).await;
+            pause(0.4).await;
+        }
+        assert!(store.rows().is_empty(), "written while the audit went on");
+        pause(2.5).await;
+        let mut rows = store.rows();
+        rows.sort();
+        let folded: Vec<(String, u64)> = ["00", "01", "02", "03"]
+            .iter()
+            .map(|h| (h.to_string(), 2048))
+            .collect();
+        assert_eq!(rows, folded);
+
+        // A full batch is written while the audit still goes on.
+        let mut sent = 0;
+        while sent < BULK_BATCH {
+            chunk(QUEUE).await;
+            sent += QUEUE;
+            pause(0.1).await;
+        }
+        for _ in 0..5 {
+            chunk(1024).await;
+            pause(0.4).await;
+        }
+        assert!(
+            checks() >= 8192 + BULK_BATCH as u64,
+            "a full batch waited for the audit's pause"
+        );
+        drop(queue);
+        writer.await.unwrap();
+        assert_eq!(checks(), 8192 + BULK_BATCH as u64 + 5 * 1024);
         assert_eq!(room.available_permits(), QUEUE);
     }
 }

@@ -395,6 +395,26 @@ fn children_usage() -> (f64, Duration) {
     )
 }
 
+/// Waits (up to 60 s) until process `pid` has used under 1% of a core for two seconds
+/// (longer than the server's one-second ticks); returns its CPU time then.
+fn until_idle(pid: u32) -> Duration {
+    const WINDOW: Duration = Duration::from_millis(500);
+    const QUIET_WINDOWS: u32 = 4;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut before, mut quiet) = (cpu_time(pid), 0);
+    while quiet < QUIET_WINDOWS && Instant::now() < deadline {
+        std::thread::sleep(WINDOW);
+        let now = cpu_time(pid);
+        quiet = if now - before < WINDOW / 100 {
+            quiet + 1
+        } else {
+            0
+        };
+        before = now;
+    }
+    before
+}
+
 /// One `numguard audit` run, measured.
 pub struct AuditRun {
     /// From start to exit, report written.
@@ -405,6 +425,11 @@ pub struct AuditRun {
     pub client_cpu: Duration,
     /// The server's CPU time during the run.
     pub server_cpu: Duration,
+    /// The server's CPU time from the start until it went idle after the run: with what
+    /// it finishes afterwards (its access log's last write).
+    pub server_cpu_until_idle: Duration,
+    /// How long after the run the server was seen idle (two seconds after it went idle).
+    pub idle_after: Duration,
     /// The summary the client printed (`--json`).
     pub summary: serde_json::Value,
 }
@@ -437,11 +462,16 @@ pub fn run_audit(
         String::from_utf8_lossy(&out.stderr)
     );
     let (client_peak_mib, cpu_after) = children_usage();
+    let server_cpu = cpu_time(server_pid) - server_before;
+    let ended = Instant::now();
+    let server_after = until_idle(server_pid);
     AuditRun {
         wall,
         client_peak_mib,
         client_cpu: cpu_after - cpu_before,
-        server_cpu: cpu_time(server_pid) - server_before,
+        server_cpu,
+        server_cpu_until_idle: server_after - server_before,
+        idle_after: ended.elapsed(),
         summary: serde_json::from_slice(&out.stdout).expect("summary JSON"),
     }
 }
