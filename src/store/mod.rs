@@ -2,6 +2,7 @@
 //! behind `sql_store::Backend`. Stores store; they do not decide.
 
 mod copy_binary;
+mod merged_reads;
 pub mod postgres;
 mod sql;
 mod sql_store;

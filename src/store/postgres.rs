@@ -18,6 +18,7 @@ use sqlx::{Postgres, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
 
 use super::copy_binary::CopyRows;
+use super::merged_reads::HistoryReads;
 use super::sql::{self, micros};
 use super::sql_store::{Announce, Backend};
 use super::standby::{Standby, primary_position};
@@ -59,7 +60,11 @@ pub const HEARTBEAT_APPLICATION_NAME: &str = "numguard-heartbeat";
 /// optionally a hot standby for check reads.
 pub struct PgBackend {
     pool: PgPool,
+    /// History reads on the primary.
+    reads: HistoryReads,
     standby: Option<Arc<Standby>>,
+    /// History reads on the standby.
+    standby_reads: Option<HistoryReads>,
     /// This process's tag in notification payloads (`<origin>:<seq>:...`).
     origin: String,
     seq: AtomicU64,
@@ -210,9 +215,18 @@ impl PgBackend {
         };
         tokio::spawn(send_heartbeats(heartbeat_pool, feed.clone()));
         tokio::spawn(listen(listener_pool, feed));
+        // Half the pool for merged history reads: enough to keep PostgreSQL busy (four
+        // connections serve cold checks as fast as sixteen on two cores), and the rest
+        // stays free for writes and listings.
+        let merged_in_flight = store.postgres_pool_size as usize / 2;
+        let standby_reads = standby
+            .as_ref()
+            .map(|s| HistoryReads::new(s.pool().clone(), merged_in_flight));
         Ok(PgBackend {
+            reads: HistoryReads::new(pool.clone(), merged_in_flight),
             pool,
             standby,
+            standby_reads,
             origin,
             seq: AtomicU64::new(0),
             statistics: Arc::default(),
@@ -492,8 +506,8 @@ impl Backend for PgBackend {
     }
 
     async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
-        let Some(standby) = &self.standby else {
-            return read_histories(&self.pool, numbers).await;
+        let (Some(standby), Some(standby_reads)) = (&self.standby, &self.standby_reads) else {
+            return self.reads.histories(numbers).await;
         };
         let readable = standby.readable(numbers);
         let (mut there, mut here) = (Vec::new(), Vec::new());
@@ -501,16 +515,16 @@ impl Backend for PgBackend {
             if on_standby { &mut there } else { &mut here }.push(number.clone());
         }
         crate::metrics::history_reads(there.len() as u64, here.len() as u64);
-        let from_standby = match read_histories(standby.pool(), &there).await {
+        let from_standby = match standby_reads.histories(&there).await {
             Ok(histories) => histories,
             Err(e) => {
                 // A standby that fails is only a slower path: the primary answers.
                 standby.failed(&e);
-                read_histories(&self.pool, &there).await?
+                self.reads.histories(&there).await?
             }
         };
         let mut from_standby = from_standby.into_iter();
-        let mut from_primary = read_histories(&self.pool, &here).await?.into_iter();
+        let mut from_primary = self.reads.histories(&here).await?.into_iter();
         Ok(readable
             .iter()
             .map(|&on_standby| {
@@ -571,43 +585,6 @@ impl Backend for PgBackend {
 
 /// Every event of each of these numbers, one history per number in their order; no
 /// query for none.
-async fn read_histories(
-    pool: &PgPool,
-    numbers: &[E164],
-) -> Result<Vec<Vec<EventFact>>, StoreError> {
-    let one = match numbers {
-        [] => return Ok(Vec::new()),
-        [one] => one,
-        _ => return read_many_histories(pool, numbers).await,
-    };
-    // A check's single number, without the array, the number column and the grouping
-    // that a batch needs: the cold check's own CPU was a fifth higher through them.
-    let rows = sqlx::query(
-        "SELECT source, source_event_id, kind, occurred_at, from_carrier, to_carrier \
-         FROM events WHERE number = $1",
-    )
-    .bind(one.as_str())
-    .fetch_all(pool)
-    .await?;
-    let history = rows.iter().map(sql::fact_from).collect::<Result<_, _>>()?;
-    Ok(vec![history])
-}
-
-async fn read_many_histories(
-    pool: &PgPool,
-    numbers: &[E164],
-) -> Result<Vec<Vec<EventFact>>, StoreError> {
-    let list: Vec<&str> = numbers.iter().map(E164::as_str).collect();
-    let rows = sqlx::query(
-        "SELECT number, source, source_event_id, kind, occurred_at, from_carrier, \
-         to_carrier FROM events WHERE number = ANY($1)",
-    )
-    .bind(list)
-    .fetch_all(pool)
-    .await?;
-    sql::group_histories(numbers, &rows)
-}
-
 /// A batch as rows of [`CREATE_STAGING`]'s table, in its column order.
 fn staging_rows(events: &[NewEvent]) -> Vec<u8> {
     let mut rows = CopyRows::with_capacity(events.len(), 128);

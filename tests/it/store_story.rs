@@ -179,6 +179,30 @@ async fn store_story(backend: Backend) {
             .enumerate()
             .all(|(i, h)| i == 17 || h.is_empty())
     );
+    // Checks reading at once (on PostgreSQL, merged into shared queries): each gets its
+    // own number's history, the same number asked twice included.
+    let disconnected = E164::parse("+818012345678", None).unwrap();
+    let at_once: Vec<&E164> = asked
+        .iter()
+        .chain([&number, &disconnected, &number, &disconnected])
+        .cycle()
+        .take(200)
+        .collect();
+    let read = futures::future::join_all(at_once.iter().map(|n| store.history(n))).await;
+    for (n, history) in at_once.iter().zip(read) {
+        let kinds: Vec<EventKind> = history.unwrap().iter().map(|f| f.kind).collect();
+        let expected = if *n == &number {
+            2
+        } else if *n == &disconnected {
+            1
+        } else {
+            0
+        };
+        assert_eq!(kinds.len(), expected, "{}", n.masked());
+        if *n == &disconnected {
+            assert_eq!(kinds, [EventKind::Disconnect]);
+        }
+    }
 
     // Listing: newest first, filters, keyset paging.
     let all = store
