@@ -20,9 +20,10 @@ use crate::engine::{CheckRequest, Engine};
 /// Rows answered per store read. Big enough that per-chunk costs vanish, small enough
 /// that a slow client holds little memory.
 pub const AUDIT_CHUNK_ROWS: usize = 1024;
-/// Chunks being answered at once: the next chunk is read and parsed while the previous
-/// one waits for the store.
-const AUDIT_CHUNKS_AHEAD: usize = 2;
+/// Chunks being answered at once, each on a task of its own so that they use every core:
+/// the next chunks are read, parsed and answered while the one before waits for the store
+/// or for the client.
+const AUDIT_CHUNKS_AHEAD: usize = 4;
 
 type AuditStream = Pin<Box<dyn Stream<Item = Result<pb::AuditResult, Status>> + Send>>;
 
@@ -59,17 +60,22 @@ impl pb::number_check_server::NumberCheck for NumberCheckApi {
         let (results, outgoing) = mpsc::channel(AUDIT_CHUNKS_AHEAD);
         let chunks = rows.ready_chunks(AUDIT_CHUNK_ROWS);
         tokio::spawn(async move {
-            let caller = &caller;
-            let memo = Mutex::new(AuditMemo::default());
+            let caller = Arc::new(caller);
+            let memo = Arc::new(Mutex::new(AuditMemo::default()));
             let mut first_index = 0u64;
             let mut answered = chunks
                 .map(|chunk| {
                     let first = first_index;
                     first_index += chunk.len() as u64;
-                    audit_chunk(&engine, caller, &memo, first, chunk)
+                    let (engine, caller, memo) = (engine.clone(), caller.clone(), memo.clone());
+                    tokio::spawn(async move {
+                        audit_chunk(&engine, &caller, &memo, first, chunk).await
+                    })
                 })
                 .buffered(AUDIT_CHUNKS_AHEAD);
             while let Some(chunk) = answered.next().await {
+                let chunk = chunk
+                    .unwrap_or_else(|_| vec![Err(Status::internal("an audit chunk failed"))]);
                 let failed = chunk.last().is_some_and(Result::is_err);
                 if results.send(chunk).await.is_err() || failed {
                     return;
