@@ -68,14 +68,14 @@ impl pb::number_check_server::NumberCheck for NumberCheckApi {
                     let first = first_index;
                     first_index += chunk.len() as u64;
                     let (engine, caller, memo) = (engine.clone(), caller.clone(), memo.clone());
-                    tokio::spawn(async move {
-                        audit_chunk(&engine, &caller, &memo, first, chunk).await
-                    })
+                    tokio::spawn(
+                        async move { audit_chunk(&engine, &caller, &memo, first, chunk).await },
+                    )
                 })
                 .buffered(AUDIT_CHUNKS_AHEAD);
             while let Some(chunk) = answered.next().await {
-                let chunk = chunk
-                    .unwrap_or_else(|_| vec![Err(Status::internal("an audit chunk failed"))]);
+                let chunk =
+                    chunk.unwrap_or_else(|_| vec![Err(Status::internal("an audit chunk failed"))]);
                 let failed = chunk.last().is_some_and(Result::is_err);
                 if results.send(chunk).await.is_err() || failed {
                     return;
