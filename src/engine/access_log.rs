@@ -474,13 +474,25 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_pair_is_logged_within_a_second_and_its_repeats_once_a_minute() {
+    /// A writer over a [`Recorded`] store: the store, the writer's queue, its task, the
+    /// queue's room, and a tenant.
+    fn started() -> (
+        Arc<Recorded>,
+        mpsc::UnboundedSender<Message>,
+        JoinHandle<()>,
+        Arc<Semaphore>,
+        TenantName,
+    ) {
         let store = Arc::new(Recorded::default());
         let (queue, entries) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_entries(store.clone(), entries));
         let room = Arc::new(Semaphore::new(QUEUE));
-        let tenant: TenantName = "bank".parse().unwrap();
+        (store, queue, writer, room, "bank".parse().unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pair_is_logged_within_a_second_and_its_repeats_once_a_minute() {
+        let (store, queue, writer, room, tenant) = started();
         let check = |hash: u8| {
             let permit = room.clone().try_acquire_owned().unwrap();
             let entry = Message::Entries(tenant.clone(), vec![[hash; 16]], Utc::now(), permit);
@@ -540,11 +552,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn audit_lookups_wait_for_a_pause_or_a_full_batch_and_are_folded_per_number() {
-        let store = Arc::new(Recorded::default());
-        let (queue, entries) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(write_entries(store.clone(), entries));
-        let room = Arc::new(Semaphore::new(QUEUE));
-        let tenant: TenantName = "bank".parse().unwrap();
+        let (store, queue, writer, room, tenant) = started();
         // A chunk of `n` lookups of four numbers, in turn.
         let chunk = |n: usize| {
             let room = room.clone();
