@@ -6,8 +6,6 @@
 //! `number = ANY($1)` query. A read that finds room goes out at once, so an idle server
 //! answers as soon as before.
 
-use std::collections::HashMap;
-
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use sqlx::PgPool;
@@ -39,8 +37,8 @@ impl HistoryReads {
         HistoryReads { pool, merge }
     }
 
-    /// One history per number, in the order of `numbers` (distinct numbers, as an audit's
-    /// chunk asks); a single number's read is merged with concurrent ones.
+    /// One history per number, in the order of `numbers`; a single number's read is
+    /// merged with concurrent ones.
     pub async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
         match numbers {
             [] => Ok(Vec::new()),
@@ -94,19 +92,10 @@ async fn merge_reads(
 async fn answer(pool: PgPool, asked: Vec<(E164, Answer)>) {
     let histories = match asked.as_slice() {
         [(one, _)] => read_one(&pool, one).await.map(|history| vec![history]),
+        // The same number asked by two checks at once gets its history at both places.
         _ => {
-            // The same number may be asked by two checks at once; read it once.
-            let mut distinct: Vec<E164> = asked.iter().map(|(n, _)| n.clone()).collect();
-            distinct.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-            distinct.dedup();
-            read_many(&pool, &distinct).await.map(|histories| {
-                let by_number: HashMap<&str, Vec<EventFact>> =
-                    distinct.iter().map(E164::as_str).zip(histories).collect();
-                asked
-                    .iter()
-                    .map(|(n, _)| by_number.get(n.as_str()).cloned().unwrap_or_default())
-                    .collect()
-            })
+            let numbers: Vec<E164> = asked.iter().map(|(n, _)| n.clone()).collect();
+            read_many(&pool, &numbers).await
         }
     };
     match histories {
@@ -136,7 +125,7 @@ async fn read_one(pool: &PgPool, number: &E164) -> Result<Vec<EventFact>, StoreE
     rows.iter().map(sql::fact_from).collect()
 }
 
-/// The histories of distinct `numbers`, in their order.
+/// The histories of `numbers`, in their order.
 async fn read_many(pool: &PgPool, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
     let list: Vec<&str> = numbers.iter().map(E164::as_str).collect();
     let rows = sqlx::query(

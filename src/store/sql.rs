@@ -132,15 +132,24 @@ where
     )
 }
 
-/// Sorts (number, event) pairs into one history per number, in `numbers`' order.
+/// Sorts (number, event) pairs into one history per number, in `numbers`' order; a
+/// number asked for twice gets its history at each place.
 pub fn group_by_number(
     numbers: &[E164],
     facts: impl IntoIterator<Item = Result<(String, EventFact), StoreError>>,
 ) -> Result<Vec<Vec<EventFact>>, StoreError> {
-    let position: std::collections::HashMap<&str, usize> = numbers
+    let mut position: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    // For each place, the earlier place of the same number, if any.
+    let repeats: Vec<Option<usize>> = numbers
         .iter()
         .enumerate()
-        .map(|(i, n)| (n.as_str(), i))
+        .map(|(i, n)| match position.entry(n.as_str()) {
+            std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
+            std::collections::hash_map::Entry::Vacant(place) => {
+                place.insert(i);
+                None
+            }
+        })
         .collect();
     let mut histories = vec![Vec::new(); numbers.len()];
     for pair in facts {
@@ -152,6 +161,11 @@ pub fn group_by_number(
             )));
         };
         histories[i].push(fact);
+    }
+    for (i, first) in repeats.into_iter().enumerate() {
+        if let Some(first) = first {
+            histories[i] = histories[first].clone();
+        }
     }
     Ok(histories)
 }

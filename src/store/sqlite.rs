@@ -161,8 +161,15 @@ fn read_histories(
     conn: &rusqlite::Connection,
     numbers: &[E164],
 ) -> Result<Vec<Vec<EventFact>>, StoreError> {
-    let list = serde_json::to_string(&numbers.iter().map(E164::as_str).collect::<Vec<_>>())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // Each number once: the join returns a listed number's events once per listing
+    // (`group_by_number` gives a repeated number its history at each place).
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<&str> = numbers
+        .iter()
+        .map(E164::as_str)
+        .filter(|n| numbers.len() == 1 || seen.insert(*n))
+        .collect();
+    let list = serde_json::to_string(&distinct).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     // CROSS JOIN keeps the list as the outer loop, so each number is one index probe.
     let mut select = conn.prepare_cached(
         "SELECT e.number, e.source, e.source_event_id, e.kind, e.occurred_at, \

@@ -179,6 +179,11 @@ async fn store_story(backend: Backend) {
             .enumerate()
             .all(|(i, h)| i == 17 || h.is_empty())
     );
+    // A number asked for twice in one read gets its history at both places.
+    let twice = [number.clone(), nobody.clone(), number.clone()];
+    let histories = store.histories(&twice).await.unwrap();
+    let lengths: Vec<usize> = histories.iter().map(Vec::len).collect();
+    assert_eq!(lengths, [2, 0, 2]);
     // Checks reading at once (on PostgreSQL, merged into shared queries): each gets its
     // own number's history, the same number asked twice included.
     let disconnected = E164::parse("+818012345678", None).unwrap();
