@@ -63,8 +63,6 @@ pub struct PgBackend {
     /// History reads on the primary.
     reads: HistoryReads,
     standby: Option<Arc<Standby>>,
-    /// History reads on the standby.
-    standby_reads: Option<HistoryReads>,
     /// This process's tag in notification payloads (`<origin>:<seq>:...`).
     origin: String,
     seq: AtomicU64,
@@ -215,18 +213,10 @@ impl PgBackend {
         };
         tokio::spawn(send_heartbeats(heartbeat_pool, feed.clone()));
         tokio::spawn(listen(listener_pool, feed));
-        // Half the pool for merged history reads: enough to keep PostgreSQL busy (four
-        // connections serve cold checks as fast as sixteen on two cores), and the rest
-        // stays free for writes and listings.
-        let merged_in_flight = store.postgres_pool_size as usize / 2;
-        let standby_reads = standby
-            .as_ref()
-            .map(|s| HistoryReads::new(s.pool().clone(), merged_in_flight));
         Ok(PgBackend {
-            reads: HistoryReads::new(pool.clone(), merged_in_flight),
+            reads: HistoryReads::new(pool.clone(), store.postgres_pool_size),
             pool,
             standby,
-            standby_reads,
             origin,
             seq: AtomicU64::new(0),
             statistics: Arc::default(),
@@ -506,7 +496,7 @@ impl Backend for PgBackend {
     }
 
     async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError> {
-        let (Some(standby), Some(standby_reads)) = (&self.standby, &self.standby_reads) else {
+        let Some(standby) = &self.standby else {
             return self.reads.histories(numbers).await;
         };
         let readable = standby.readable(numbers);
@@ -515,7 +505,7 @@ impl Backend for PgBackend {
             if on_standby { &mut there } else { &mut here }.push(number.clone());
         }
         crate::metrics::history_reads(there.len() as u64, here.len() as u64);
-        let from_standby = match standby_reads.histories(&there).await {
+        let from_standby = match standby.reads().histories(&there).await {
             Ok(histories) => histories,
             Err(e) => {
                 // A standby that fails is only a slower path: the primary answers.

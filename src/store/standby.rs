@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::StoreError;
+use super::merged_reads::HistoryReads;
 use crate::domain::number::E164;
 
 /// How often the standby's replay position is read, and positions for changed numbers
@@ -52,6 +53,8 @@ pub(super) use primary_position;
 /// have replayed.
 pub struct Standby {
     pool: PgPool,
+    /// History reads through `pool`.
+    reads: HistoryReads,
     max_lag: Duration,
     positions: Mutex<Positions>,
     /// The standby's replay position at the last poll; 0 while it cannot be read.
@@ -97,6 +100,7 @@ impl Standby {
             .acquire_timeout(Duration::from_secs(1))
             .connect_lazy_with(options.application_name(STANDBY_APPLICATION_NAME));
         Ok(Arc::new(Standby {
+            reads: HistoryReads::new(pool.clone(), pool_size),
             pool,
             max_lag,
             positions: Mutex::new(Positions::default()),
@@ -105,9 +109,9 @@ impl Standby {
         }))
     }
 
-    /// The standby's connections.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// History reads on the standby.
+    pub fn reads(&self) -> &HistoryReads {
+        &self.reads
     }
 
     fn positions(&self) -> MutexGuard<'_, Positions> {
