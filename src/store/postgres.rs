@@ -19,10 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::copy_binary::CopyRows;
 use super::merged_reads::HistoryReads;
-use super::sql::{self, micros};
-use super::sql_store::{Announce, Backend};
+use super::sql::{self, count, micros};
+use super::sql_store::{Announce, Backend, chunked, write_all};
 use super::standby::{Standby, primary_position};
-use super::{Change, EventFact, InsertOutcome, StoreError, StoreOptions};
+use super::{AccessRecord, Change, EventFact, InsertOutcome, StoreError, StoreOptions};
 use crate::domain::auth::TenantName;
 use crate::domain::event::NewEvent;
 use crate::domain::number::E164;
@@ -431,6 +431,23 @@ impl Backend for PgBackend {
 
     fn writer(&self) -> &PgPool {
         &self.pool
+    }
+
+    async fn insert_access(&self, records: &[AccessRecord]) -> Result<(), StoreError> {
+        let statements = chunked(
+            records,
+            "INSERT INTO access_log (tenant, number_hash, first_at, last_at, checks) ",
+            "",
+            |row, r| {
+                row.push_bind(r.tenant.as_str().to_string())
+                    .push_bind(r.number_hash.clone())
+                    .push_bind(micros(r.first_at))
+                    .push_bind(micros(r.last_at))
+                    .push_bind(count(r.checks));
+            },
+        );
+        write_all(&self.pool, statements).await?;
+        Ok(())
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome, StoreError> {

@@ -11,7 +11,7 @@ use sqlx::{
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::sql::queue::{self, Queue};
-use super::sql::{self, count, micros, optional_time_at, time_at};
+use super::sql::{self, micros, optional_time_at, time_at};
 use super::{
     AccessLogStore, AccessRecord, Advance, AlertPage, CatalogStore, Change, ChangeFeed, Delivery,
     DeliveryBacklog, EventQuery, EventStore, InsertOutcome, KeyRecord, KeyStore, PoolUsage,
@@ -71,6 +71,8 @@ pub trait Backend: Send + Sync + 'static {
     fn writer(&self) -> &Pool<Self::Db>;
     /// Inserts a batch of events in one transaction; returns after the commit.
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome, StoreError>;
+    /// Inserts access-log records in one transaction.
+    async fn insert_access(&self, records: &[AccessRecord]) -> Result<(), StoreError>;
     /// Every event of each of these numbers, read in one query, one history per number
     /// in `numbers`' order.
     async fn histories(&self, numbers: &[E164]) -> Result<Vec<Vec<EventFact>>, StoreError>;
@@ -476,20 +478,7 @@ sql_impl!(AccessLogStore {
     }
 
     async fn record_access(&self, records: &[AccessRecord]) -> Result<(), StoreError> {
-        let statements = chunked(
-            records,
-            "INSERT INTO access_log (tenant, number_hash, first_at, last_at, checks) ",
-            "",
-            |row, r| {
-                row.push_bind(r.tenant.as_str().to_string())
-                    .push_bind(r.number_hash.clone())
-                    .push_bind(micros(r.first_at))
-                    .push_bind(micros(r.last_at))
-                    .push_bind(count(r.checks));
-            },
-        );
-        write_all(self.backend.writer(), statements).await?;
-        Ok(())
+        self.backend.insert_access(records).await
     }
 
     async fn access_log(&self, number_hash: &str) -> Result<Vec<AccessRecord>, StoreError> {
