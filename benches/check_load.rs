@@ -154,14 +154,18 @@ fn print_row(name: &str, p: &Phase) {
     println!("{}", p.row(name));
 }
 
-/// Server CPU time per request while `phase` ran: steadier than throughput on a shared
-/// machine, as it does not count the time the server waited for a core.
-async fn with_cpu(server: &Served, phase: impl Future<Output = Phase>) -> (Phase, f64) {
-    let before = cpu_time(server.pid());
+/// Server and bench (client) CPU time per request while `phase` ran, in microseconds:
+/// steadier than throughput on a shared machine, as it does not count the time a process
+/// waited for a core. With both processes on the same two cores, the throughput ratio of
+/// two phases is about the inverse ratio of their summed CPU per request.
+async fn with_cpu(server: &Served, phase: impl Future<Output = Phase>) -> (Phase, f64, f64) {
+    let (server_before, bench_before) = (cpu_time(server.pid()), cpu_time(std::process::id()));
     let phase = phase.await;
-    let used = cpu_time(server.pid()) - before;
-    let micros = used.as_secs_f64() * 1e6 / phase.requests.max(1) as f64;
-    (phase, micros)
+    let per_request =
+        |used: std::time::Duration| used.as_secs_f64() * 1e6 / phase.requests.max(1) as f64;
+    let server_cpu = per_request(cpu_time(server.pid()) - server_before);
+    let bench_cpu = per_request(cpu_time(std::process::id()) - bench_before);
+    (phase, server_cpu, bench_cpu)
 }
 
 /// Health, CheckNumber, (REST SIM Swap check,) health on one server; returns (check
@@ -172,11 +176,17 @@ async fn measure(
     args: &Args,
     label: &str,
 ) -> (f64, f64, Option<f64>) {
-    let (health_a, health_cpu) = with_cpu(server, drive(channels, Rpc::Health, args)).await;
-    let (checks, check_cpu) = with_cpu(server, drive(channels, Rpc::Check, args)).await;
+    let (health_a, health_cpu, health_bench) =
+        with_cpu(server, drive(channels, Rpc::Health, args)).await;
+    let (checks, check_cpu, check_bench) =
+        with_cpu(server, drive(channels, Rpc::Check, args)).await;
     println!(
         "server CPU per request, {label}: Health {health_cpu:.1} us, CheckNumber {check_cpu:.1} us (Health / CheckNumber {:.2})",
         health_cpu / check_cpu
+    );
+    println!(
+        "bench CPU per request, {label}: Health {health_bench:.1} us, CheckNumber {check_bench:.1} us; both processes: Health / CheckNumber {:.2}",
+        (health_cpu + health_bench) / (check_cpu + check_bench)
     );
     let rest = match &server.rest_url {
         Some(base) => {

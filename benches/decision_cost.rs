@@ -113,36 +113,68 @@ struct Numbers {
     histories: Vec<Vec<EventFact>>,
 }
 
-/// Microseconds per check: (decide + convert + encode, decode).
-fn per_check(numbers: &Numbers, sources: &SourceSet, carriers: &CarrierRegistry) -> (f64, f64) {
+/// Microseconds per check of each step, in the order a warm check takes them.
+#[derive(Clone, Copy, Default)]
+struct Steps {
+    decide: f64,
+    encode: f64,
+    decode: f64,
+    /// Mean size of an encoded answer.
+    bytes: f64,
+}
+
+/// Times each step over all the numbers: `decide`, then `convert::check_response` with
+/// protobuf encoding (the server's share), then a client's decoding.
+fn per_check(numbers: &Numbers, sources: &SourceSet, carriers: &CarrierRegistry) -> Steps {
     let holder = "jp-docomo".parse().expect("id");
     let owner_since = OwnerSince::at(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
     let max_age = MaxAge::new(0, 24 * 365).expect("default window");
-    let mut encoded = Vec::with_capacity(numbers.e164.len());
+    let per_number =
+        |started: Instant| started.elapsed().as_secs_f64() * 1e6 / numbers.e164.len() as f64;
     let started = Instant::now();
-    for (e164, history) in numbers.e164.iter().zip(&numbers.histories) {
-        let input = CheckInput {
-            now: Utc::now(),
-            max_age,
-            owner_since: Some(owner_since),
-            mobile: true,
-            digits: e164.digits(),
-            original_carrier: Some(&holder),
-            carriers,
-            sources,
-            history,
-            upstream: &[],
-        };
-        let decision = decide(&input, Policy::default());
-        encoded.push(check_response(e164, decision, TimePrecision::Exact).encode_to_vec());
-    }
-    let server = started.elapsed().as_secs_f64() * 1e6 / numbers.e164.len() as f64;
+    let decisions: Vec<_> = numbers
+        .e164
+        .iter()
+        .zip(&numbers.histories)
+        .map(|(e164, history)| {
+            let input = CheckInput {
+                now: Utc::now(),
+                max_age,
+                owner_since: Some(owner_since),
+                mobile: true,
+                digits: e164.digits(),
+                original_carrier: Some(&holder),
+                carriers,
+                sources,
+                history,
+                upstream: &[],
+            };
+            decide(&input, Policy::default())
+        })
+        .collect();
+    let decide = per_number(started);
+    let started = Instant::now();
+    let encoded: Vec<Vec<u8>> = numbers
+        .e164
+        .iter()
+        .zip(decisions)
+        .map(|(e164, decision)| {
+            check_response(e164, decision, TimePrecision::Exact).encode_to_vec()
+        })
+        .collect();
+    let encode = per_number(started);
     let started = Instant::now();
     for bytes in &encoded {
         black_box(pb::CheckNumberResponse::decode(bytes.as_slice()).expect("decodes"));
     }
-    let client = started.elapsed().as_secs_f64() * 1e6 / numbers.e164.len() as f64;
-    (server, client)
+    let decode = per_number(started);
+    let bytes = encoded.iter().map(Vec::len).sum::<usize>() as f64 / encoded.len() as f64;
+    Steps {
+        decide,
+        encode,
+        decode,
+        bytes,
+    }
 }
 
 fn main() {
@@ -170,22 +202,28 @@ fn main() {
             sources(Some("8190"), &carriers, now),
         ),
     ];
-    let mut sums = [(0.0, 0.0); 3];
+    let mut sums = [Steps::default(); 3];
     for _ in 0..args.rounds {
         for ((_, sources), sum) in placements.iter().zip(&mut sums) {
-            let (server, client) = per_check(&numbers, sources, &carriers);
-            sum.0 += server;
-            sum.1 += client;
+            let steps = per_check(&numbers, sources, &carriers);
+            sum.decide += steps.decide;
+            sum.encode += steps.encode;
+            sum.decode += steps.decode;
+            sum.bytes = steps.bytes;
         }
     }
     let rounds = args.rounds as f64;
-    println!("| sources | server µs/check (decide, convert, encode) | client µs/check (decode) |");
-    println!("| --- | ---: | ---: |");
-    for ((name, _), (server, client)) in placements.iter().zip(sums) {
+    println!(
+        "| sources | server µs/check: decide | convert + encode | client µs/check: decode | answer bytes |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for ((name, _), sum) in placements.iter().zip(sums) {
         println!(
-            "| {name} | {:.2} | {:.2} |",
-            server / rounds,
-            client / rounds
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.0} |",
+            sum.decide / rounds,
+            sum.encode / rounds,
+            sum.decode / rounds,
+            sum.bytes
         );
     }
 }
