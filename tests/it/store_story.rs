@@ -7,11 +7,12 @@ use numguard::domain::event::{EventKind, NewEvent, RawEvent};
 use numguard::domain::number::E164;
 use numguard::domain::source::{RawScope, Source};
 use numguard::ranges::RangeEntry;
-use numguard::store::{EventCursor, EventQuery};
+use numguard::store::{AccessRecord, EventCursor, EventQuery};
 use numguard_testkit::{Backend, TestDb, on_both_backends};
 
 on_both_backends!(
     store_story,
+    a_large_batch_keeps_the_first_of_each_repeat,
     the_purge_deletes_in_chunks_and_keeps_each_numbers_newest_port
 );
 
@@ -511,4 +512,50 @@ async fn the_purge_deletes_in_chunks_and_keeps_each_numbers_newest_port(backend:
     };
     assert_eq!(kept(a).await, ["a-port-3"]);
     assert_eq!(kept(b).await, ["b-kept", "b-port-new"]);
+}
+
+/// A batch of several statements' worth (SQLite writes 64 rows a statement) with a repeat
+/// across a statement boundary and one within the last, shorter statement: each counted
+/// once, the first one stored kept; and access records alike.
+async fn a_large_batch_keeps_the_first_of_each_repeat(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = numguard::store::open(&db.url).await.expect("open");
+    store.upsert_source(&whole_81_feed()).await.unwrap();
+    let many = E164::parse("+819011110000", None).unwrap();
+    let mut big: Vec<NewEvent> = (0..150)
+        .map(|i| {
+            let at = t("2026-04-01T00:00:00Z") + Duration::seconds(i);
+            new_event(&format!("big-{i}"), many.as_str(), EventKind::SimSwap, at)
+        })
+        .collect();
+    let repeat = |i: usize| {
+        let mut e = new_event(
+            &format!("big-{i}"),
+            many.as_str(),
+            EventKind::Disconnect,
+            t("2026-05-01T00:00:00Z"),
+        );
+        e.fact.source_event_id = big[i].fact.source_event_id.clone();
+        e
+    };
+    let (early, late) = (repeat(3), repeat(140));
+    big.insert(100, early);
+    big.push(late);
+    let outcome = store.insert_events(&big).await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (150, 2));
+    let stored = store.history(&many).await.unwrap();
+    assert_eq!(stored.len(), 150);
+    assert!(stored.iter().all(|f| f.kind == EventKind::SimSwap));
+
+    let records: Vec<AccessRecord> = (0..130)
+        .map(|i| AccessRecord {
+            tenant: "acme".parse().unwrap(),
+            number_hash: format!("hash-{}", i % 2),
+            first_at: t("2026-04-01T00:00:00Z") + Duration::seconds(i),
+            last_at: t("2026-04-01T00:00:00Z") + Duration::seconds(i),
+            checks: 1,
+        })
+        .collect();
+    store.record_access(&records).await.unwrap();
+    assert_eq!(store.access_log("hash-1").await.unwrap().len(), 65);
 }
