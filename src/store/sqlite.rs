@@ -92,9 +92,7 @@ impl SqliteBackend {
             deferred_check: Mutex::new(deferred_check),
         })
     }
-}
 
-impl SqliteBackend {
     /// Runs `write` over `items` in one transaction through SQLite's API on the rows
     /// writer (no hop to sqlx's worker thread per statement), while the pool's one write
     /// connection is held so that no other write of this process runs meanwhile.
