@@ -269,8 +269,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Limited<IO> {
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
+    /// Reported as not vectored, though sockets are: h2 then copies a DATA frame under
+    /// 1 KiB into its write buffer (under 256 bytes when vectored), and a frame it does not
+    /// copy ends the batch. Answers are a few hundred bytes, so with vectored writes each
+    /// answer of 256 bytes or more took a write and a wake-up of its own (BENCHMARKS.md,
+    /// check_load, "Answers batched into fewer writes").
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
