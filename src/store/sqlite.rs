@@ -124,10 +124,7 @@ impl SqliteBackend {
             return Ok(blocking(|| run(items))?);
         }
         let items = items.to_vec();
-        let written = tokio::task::spawn_blocking(move || run(&items))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("a write stopped: {e}")))??;
-        Ok(written)
+        Ok(on_blocking_thread("a write", move || run(&items)).await??)
     }
 }
 
@@ -345,6 +342,16 @@ fn insert_or_ignore<T>(
     Ok(inserted)
 }
 
+/// Runs `work` on a blocking thread; `what` names it in the error if it panicked.
+async fn on_blocking_thread<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("{what} stopped: {e}")))
+}
+
 /// Runs `work`, which blocks, on this thread; on a multi-threaded runtime the thread's
 /// other tasks are first handed to another worker.
 fn blocking<T>(work: impl FnOnce() -> T) -> T {
@@ -423,9 +430,7 @@ impl Backend for SqliteBackend {
             return self.histories.read(numbers);
         }
         let (readers, numbers) = (self.histories.clone(), numbers.to_vec());
-        tokio::task::spawn_blocking(move || readers.read(&numbers))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("a history read stopped: {e}")))?
+        on_blocking_thread("a history read", move || readers.read(&numbers)).await?
     }
 
     fn push_watch_join(sql: &mut QueryBuilder<Sqlite>, tenant: &TenantName) {
