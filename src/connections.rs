@@ -273,7 +273,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Limited<IO> {
     /// 1 KiB into its write buffer (under 256 bytes when vectored), and a frame it does not
     /// copy ends the batch. Answers are a few hundred bytes, so with vectored writes each
     /// answer of 256 bytes or more took a write and a wake-up of its own (BENCHMARKS.md,
-    /// check_load, "Answers batched into fewer writes").
+    /// check_load, "Answers batched into fewer writes"). gRPC answers between 1 and 4 KiB
+    /// are cut into frames under 1 KiB for the same reason (`api/batched_frames.rs`).
     fn is_write_vectored(&self) -> bool {
         false
     }

@@ -4,6 +4,7 @@ mod admin;
 mod alerts;
 pub use alerts::START_CURSOR_HEADER;
 mod auth;
+mod batched_frames;
 mod check;
 pub mod convert;
 pub mod error;
@@ -30,6 +31,7 @@ use crate::middleware::AdmitLayer;
 use crate::server::TransportConfig;
 use admin::AdminApi;
 use alerts::AlertsApi;
+use batched_frames::BatchedFrames;
 use check::NumberCheckApi;
 use events::EventsApi;
 use pb::admin_server::AdminServer;
@@ -122,6 +124,7 @@ pub async fn serve(
         let connection = gate.accept(&listener).await;
         Some((Ok::<_, std::io::Error>(connection), (listener, gate)))
     });
+    let cut_frames = tls.is_none();
     let mut server = Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
@@ -140,6 +143,9 @@ pub async fn serve(
             tower::ServiceBuilder::new()
                 .map_request(move |request| {
                     idle_streams::limit_idle(&routes, transport.stream_idle_timeout, request)
+                })
+                .map_response(move |response: http::Response<_>| {
+                    response.map(|body| BatchedFrames::new(body, cut_frames))
                 })
                 .layer(AdmitLayer::new(engine.clone(), routes))
                 .map_response(oversized_is_resource_exhausted),

@@ -12,6 +12,7 @@ mod connections;
 mod coverage;
 mod db_outage;
 mod faults;
+mod frames;
 mod grpc_api;
 mod number_reading;
 mod operations;
