@@ -523,6 +523,33 @@ async fn examples_work_as_documented(lang: Lang) {
     .ok();
     let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(json["verdict"], "VERDICT_BLOCK");
+    // An answer over 1 KiB (a reason per change of owner), which the server sends in
+    // DATA frames under 1 KiB (tests/it/frames.rs), reaches the client whole.
+    let now = chrono::Utc::now();
+    let mut changes = String::from("source_event_id,phone_number,kind,occurred_at\n");
+    for i in 0..16 {
+        let at = now - chrono::Duration::days(20 + i);
+        writeln!(
+            changes,
+            "ow-{i},+817012345678,DISCONNECT,{}",
+            at.to_rfc3339()
+        )
+        .unwrap();
+    }
+    let changes = write_file(dir.path(), "changes.csv", &changes);
+    example("ingest_events", &[&changes, "--source", "feed"]).ok();
+    let owner_since = (now - chrono::Duration::days(100))
+        .format("%Y-%m-%d")
+        .to_string();
+    let long = example(
+        "check_number",
+        &["+817012345678", "--owner-since", &owner_since, "--json"],
+    )
+    .ok();
+    assert!(long.stdout.len() > 1_024, "{long:?}");
+    let long: serde_json::Value = serde_json::from_str(&long.stdout).unwrap();
+    assert_eq!(long["verdict"], "VERDICT_BLOCK");
+    assert_eq!(long["reasons"].as_array().map(Vec::len), Some(16), "{long}");
     let invalid = example("check_number", &["+8190"]);
     assert_eq!(invalid.code, 1, "{invalid:?}");
     assert!(invalid.stderr.contains("INVALID_ARGUMENT"), "{invalid:?}");
