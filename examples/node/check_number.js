@@ -5,7 +5,8 @@
 //   node check_number.js +819012345678
 //   node check_number.js 090-1234-5678 --region JP --owner-since 2026-03-01 --json
 //
-// Prints the verdict (ALLOW, STEP_UP or BLOCK) and its reasons; exit code 0 when answered.
+// Prints the verdict (ALLOW, STEP_UP or BLOCK), its reasons and, per question, which
+// sources cover it since when; exit code 0 when answered.
 
 const { parseArgs } = require('node:util');
 const { client, metadata, fail, run, EXIT } = require('./client');
@@ -54,6 +55,17 @@ async function main() {
   console.log(`${answer.phone_number} ${answer.verdict.replace(/^VERDICT_/, '')}`);
   for (const reason of answer.reasons) {
     console.log(`  ${reason.code.replace(/^REASON_CODE_/, '')}: ${reason.detail}`);
+  }
+  for (const coverage of answer.coverage) {
+    const question = coverage.question.replace(/^COVERAGE_QUESTION_/, '').toLowerCase();
+    if (coverage.covered_since) {
+      // An answer names each source once; each question refers to them by position.
+      const names = coverage.source_indexes.map((i) => answer.sources[i]).join(', ');
+      const since = new Date(Number(coverage.covered_since.seconds) * 1000).toISOString();
+      console.log(`  ${question} covered by ${names} since ${since}`);
+    } else {
+      console.log(`  ${question} not covered now: ${coverage.gap}`);
+    }
   }
   return EXIT.OK;
 }

@@ -4,7 +4,8 @@
     python check_number.py +819012345678
     python check_number.py 090-1234-5678 --region JP --owner-since 2026-03-01 --json
 
-Prints the verdict (ALLOW, STEP_UP or BLOCK) and its reasons; exit code 0 when answered.
+Prints the verdict (ALLOW, STEP_UP or BLOCK), its reasons and, per question, which
+sources cover it since when; exit code 0 when answered.
 """
 
 import argparse
@@ -51,6 +52,16 @@ def main() -> int:
     for reason in answer.reasons:
         code = check_pb2.ReasonCode.Name(reason.code).removeprefix("REASON_CODE_")
         print(f"  {code}: {reason.detail}")
+    for coverage in answer.coverage:
+        question = check_pb2.CoverageQuestion.Name(coverage.question)
+        question = question.removeprefix("COVERAGE_QUESTION_").lower()
+        if coverage.HasField("covered_since"):
+            # An answer names each source once; each question refers to them by position.
+            names = ", ".join(answer.sources[i] for i in coverage.source_indexes)
+            since = coverage.covered_since.ToJsonString()
+            print(f"  {question} covered by {names} since {since}")
+        else:
+            print(f"  {question} not covered now: {coverage.gap}")
     return EXIT_OK
 
 

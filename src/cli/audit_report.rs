@@ -107,11 +107,7 @@ impl<W: Write> ReportWriter<W> {
                 let ownership_since = coverage(pb::CoverageQuestion::Ownership)
                     .and_then(|c| time(c.covered_since.as_ref()))
                     .unwrap_or_default();
-                let mut sources: Vec<&str> = r
-                    .coverage
-                    .iter()
-                    .flat_map(|c| c.sources.iter().map(String::as_str))
-                    .collect();
+                let mut sources: Vec<&str> = r.sources.iter().map(String::as_str).collect();
                 sources.sort_unstable();
                 sources.dedup();
                 let gaps: Vec<&str> = r
@@ -347,16 +343,17 @@ mod tests {
                 pb::Coverage {
                     question: pb::CoverageQuestion::SimSwap.into(),
                     covered_since: Some(timestamp(at)),
-                    sources: vec!["mnp".into(), "docomo".into()],
+                    source_indexes: vec![0, 1],
                     gap: String::new(),
                 },
                 pb::Coverage {
                     question: pb::CoverageQuestion::DeviceSwap.into(),
                     covered_since: None,
-                    sources: vec![],
+                    source_indexes: vec![],
                     gap: "device_swap: no source reports DEVICE_SWAP for this number".into(),
                 },
             ],
+            sources: vec!["mnp".into(), "docomo".into()],
             reasons: vec![
                 pb::Reason {
                     code: pb::ReasonCode::OwnerChanged.into(),

@@ -136,11 +136,11 @@ fn carrier_json(c: Option<&pb::CarrierRef>) -> Value {
     c.map_or(Value::Null, |c| json!({ "id": c.id, "name": c.name }))
 }
 
-fn coverage_json(c: &pb::Coverage) -> Value {
+fn coverage_json(r: &pb::CheckNumberResponse, c: &pb::Coverage) -> Value {
     json!({
         "question": label(c.question, pb::CoverageQuestion::as_str_name),
         "covered_since": time(c.covered_since.as_ref()),
-        "sources": c.sources,
+        "sources": r.coverage_sources(c).collect::<Vec<_>>(),
         "gap": (!c.gap.is_empty()).then_some(&c.gap),
     })
 }
@@ -176,7 +176,7 @@ pub fn to_json(r: &pb::CheckNumberResponse) -> Value {
         "window_start": time(r.window_start.as_ref()),
         "window_end": time(r.window_end.as_ref()),
         "covered_since": time(r.covered_since.as_ref()),
-        "coverage": r.coverage.iter().map(coverage_json).collect::<Vec<_>>(),
+        "coverage": r.coverage.iter().map(|c| coverage_json(r, c)).collect::<Vec<_>>(),
         "upstream": r.upstream.iter().map(upstream_json).collect::<Vec<_>>(),
         "evaluated_at": time(r.evaluated_at.as_ref()),
     })
@@ -227,7 +227,10 @@ pub fn render(r: &pb::CheckNumberResponse) -> String {
     for c in &r.coverage {
         let question = label(c.question, pb::CoverageQuestion::as_str_name).to_lowercase();
         let since = match time(c.covered_since.as_ref()) {
-            Some(t) => format!("since {t} by {}", c.sources.join(", ")),
+            Some(t) => format!(
+                "since {t} by {}",
+                r.coverage_sources(c).collect::<Vec<_>>().join(", ")
+            ),
             None => "not covered now".to_string(),
         };
         let _ = writeln!(out, "    - {question}: {since}");

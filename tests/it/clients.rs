@@ -516,6 +516,12 @@ async fn examples_work_as_documented(lang: Lang) {
         "{checked:?}"
     );
     assert!(checked.stdout.contains("SIM_SWAPPED"), "{checked:?}");
+    assert!(
+        checked
+            .stdout
+            .contains("\n  ownership covered by feed since "),
+        "{checked:?}"
+    );
     let json = example(
         "check_number",
         &["+818012345678", "--owner-since", "2026-03-01", "--json"],
