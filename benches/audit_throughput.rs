@@ -36,9 +36,13 @@ struct Args {
     rows: u64,
     /// After the two audits, audit again with 20 carrier-scoped sources (3 scopes each)
     /// placed onto the listed numbers, alternating with audits with the same sources
-    /// placed elsewhere, two rounds, on the same warm server.
+    /// placed elsewhere, `--scoped-rounds` rounds, on the same warm server.
     #[arg(long)]
     scoped: bool,
+    /// Rounds of the two placements with `--scoped`: more rounds average out more of the
+    /// machine's drift.
+    #[arg(long, default_value_t = 2)]
+    scoped_rounds: usize,
     /// Extra arguments for `numguard serve`, e.g. `--serve-arg=--no-access-log`.
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     serve_args: Vec<String>,
@@ -130,7 +134,7 @@ async fn main() {
         ("second audit (warm cache)", None),
     ];
     if args.scoped {
-        for _ in 0..2 {
+        for _ in 0..args.scoped_rounds {
             steps.push((
                 "20 scoped sources seeing the numbers",
                 Some(Placement::Onto),
@@ -144,13 +148,7 @@ async fn main() {
             numguard_testkit::bench::place_scoped_sources(connect(&server.url).await, placement)
                 .await;
         }
-        let run = run_audit(
-            Path::new(env!("CARGO_BIN_EXE_numguard")),
-            &server.url,
-            pid,
-            &list,
-            &report,
-        );
+        let run = run_audit(&server.url, pid, &list, &report);
         let wall = run.wall.as_secs_f64();
         match placement {
             Some(Placement::Onto) => onto += wall,
@@ -181,8 +179,9 @@ async fn main() {
     }
     if args.scoped {
         println!(
-            "20 scoped sources: {:+.1}% rows/s against the same sources scoped elsewhere (same server, 2 rounds)",
-            (away / onto - 1.0) * 100.0
+            "20 scoped sources: {:+.1}% rows/s against the same sources scoped elsewhere (same server, {} rounds)",
+            (away / onto - 1.0) * 100.0,
+            args.scoped_rounds
         );
     }
     drop(server);

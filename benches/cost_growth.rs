@@ -175,13 +175,7 @@ async fn one_size(args: &Args, events: u64, list: &Path, report: &Path) -> Measu
     let (cold, cold_ratio) = measure(&server.url, &args.load, numbers).await;
     println!("{}", cold.row("cold CheckNumber"));
 
-    let audit = run_audit(
-        Path::new(env!("CARGO_BIN_EXE_numguard")),
-        &server.url,
-        server.pid(),
-        list,
-        report,
-    );
+    let audit = run_audit(&server.url, server.pid(), list, report);
     println!(
         "audit of {} rows ({:.0}% with events): {:.2} s",
         args.audit_rows,

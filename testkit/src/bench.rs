@@ -434,20 +434,16 @@ pub struct AuditRun {
     pub summary: serde_json::Value,
 }
 
-/// Runs `client audit --json` over the list at `list` against the server at `url`
-/// (process `server_pid`), writing the report to `report`. Exit code 3 (done, some rows
-/// refused) counts as success.
-pub fn run_audit(
-    client: &Path,
-    url: &str,
-    server_pid: u32,
-    list: &Path,
-    report: &Path,
-) -> AuditRun {
+/// Runs `numguard audit --json` over the list at `list` against the server at `url`
+/// (process `server_pid`), writing the report to `report`. The client is the same binary
+/// as the server ([`crate::process::bin`]), so a bench comparing builds through
+/// `NUMGUARD_SERVER_BIN` compares clients that read their own server's answers. Exit code
+/// 3 (done, some rows refused) counts as success.
+pub fn run_audit(url: &str, server_pid: u32, list: &Path, report: &Path) -> AuditRun {
     let (_, cpu_before) = children_usage();
     let server_before = cpu_time(server_pid);
     let started = Instant::now();
-    let out = Command::new(client)
+    let out = Command::new(crate::process::bin())
         .args(["audit", "--json", "--server", url, "--input"])
         .arg(list)
         .arg("--output")
