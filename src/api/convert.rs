@@ -283,6 +283,18 @@ fn coverage(questions: Vec<QuestionCoverage>) -> (Vec<pb::Coverage>, Vec<String>
     (coverage, names.into_iter().map(String::from).collect())
 }
 
+impl pb::CheckNumberResponse {
+    /// The names of the sources that supply one question's coverage, resolved from the
+    /// answer's list of sources (an index past its end, which numguard never sends, is
+    /// skipped).
+    pub fn coverage_sources<'a>(&'a self, c: &'a pb::Coverage) -> impl Iterator<Item = &'a str> {
+        c.source_indexes
+            .iter()
+            .filter_map(|&i| self.sources.get(usize::try_from(i).ok()?))
+            .map(String::as_str)
+    }
+}
+
 fn verdict(v: Verdict) -> pb::Verdict {
     match v {
         Verdict::Allow => pb::Verdict::Allow,
