@@ -107,9 +107,10 @@ impl<W: Write> ReportWriter<W> {
                 let ownership_since = coverage(pb::CoverageQuestion::Ownership)
                     .and_then(|c| time(c.covered_since.as_ref()))
                     .unwrap_or_default();
+                // The answer names each source once; sorted, the column reads the same
+                // whatever order the questions first named them in.
                 let mut sources: Vec<&str> = r.sources.iter().map(String::as_str).collect();
                 sources.sort_unstable();
-                sources.dedup();
                 let gaps: Vec<&str> = r
                     .coverage
                     .iter()
