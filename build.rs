@@ -23,7 +23,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("numguard_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Decoding from one slice: see src/api/codec.rs.
+    tonic_prost_build::configure()
+        .codec_path("crate::api::codec::SliceCodec")
+        .compile_fds(descriptors)?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use crate::domain::decision::{
 use crate::domain::event::{EventKind, RawEvent, StoredEvent};
 use crate::domain::number::E164;
 use crate::domain::prefix::Prefix;
-use crate::domain::source::{DEFAULT_MAX_LAG, RawScope, Source, SourceName};
+use crate::domain::source::{DEFAULT_MAX_LAG, RawScope, Source};
 use crate::domain::upstream::UpstreamAnswer;
 use crate::engine::{AlertStart, SourceDefinition};
 
@@ -249,11 +249,10 @@ fn carrier_ref(c: &CarrierRef) -> pb::CarrierRef {
     }
 }
 
-/// The answer's coverage, with each source named once in the returned list and referred
-/// to by position from each question.
-fn coverage(questions: Vec<QuestionCoverage>) -> (Vec<pb::Coverage>, Vec<String>) {
-    let mut names: Vec<SourceName> = Vec::new();
-    let coverage = questions
+/// Each question's coverage; the sources are referred to by their positions in the
+/// answer's `sources`, as the decision names them.
+fn coverage(questions: Vec<QuestionCoverage>) -> Vec<pb::Coverage> {
+    questions
         .into_iter()
         .map(|c| {
             let question = match c.question {
@@ -261,26 +260,14 @@ fn coverage(questions: Vec<QuestionCoverage>) -> (Vec<pb::Coverage>, Vec<String>
                 Question::Ownership => pb::CoverageQuestion::Ownership,
                 Question::DeviceSwap => pb::CoverageQuestion::DeviceSwap,
             };
-            let source_indexes = c
-                .sources
-                .into_iter()
-                .map(|name| {
-                    let at = names.iter().position(|n| *n == name).unwrap_or_else(|| {
-                        names.push(name);
-                        names.len() - 1
-                    });
-                    u32::try_from(at).expect("an answer names fewer than 2^32 sources")
-                })
-                .collect();
             pb::Coverage {
                 question: question.into(),
                 covered_since: c.covered_since.map(timestamp),
-                source_indexes,
+                source_indexes: c.source_indexes,
                 gap: c.gap.unwrap_or_default(),
             }
         })
-        .collect();
-    (coverage, names.into_iter().map(String::from).collect())
+        .collect()
 }
 
 impl pb::CheckNumberResponse {
@@ -368,7 +355,6 @@ pub fn check_response(
     precision: TimePrecision,
 ) -> pb::CheckNumberResponse {
     let event_time = |t: Option<DateTime<Utc>>| t.and_then(|t| precision.apply(t)).map(timestamp);
-    let (coverage, sources) = coverage(d.coverage);
     pb::CheckNumberResponse {
         phone_number: number.as_str().to_owned(),
         verdict: verdict(d.verdict).into(),
@@ -387,8 +373,8 @@ pub fn check_response(
             .unwrap_or_default(),
         original_carrier_ref: d.original_carrier.as_ref().map(carrier_ref),
         current_carrier_ref: d.current_carrier.as_ref().map(carrier_ref),
-        coverage,
-        sources,
+        coverage: coverage(d.coverage),
+        sources: d.sources.into_iter().map(String::from).collect(),
         last_port_at: event_time(d.last_port_at),
         port_count: d.port_count,
         ported_since_owner: d.ported_since_owner,
@@ -426,36 +412,6 @@ mod tests {
                 reason_code(c).as_str_name().strip_prefix("REASON_CODE_"),
                 Some(c.as_str())
             );
-        }
-    }
-
-    /// Sources supplying several questions are named once; each question's positions give
-    /// back its own sources, in its own order.
-    #[test]
-    fn an_answer_names_each_source_once() {
-        let name = |n: &str| n.parse::<SourceName>().unwrap();
-        let question = |question, names: &[&str]| QuestionCoverage {
-            question,
-            covered_since: None,
-            sources: names.iter().map(|n| name(n)).collect(),
-            gap: None,
-        };
-        let questions = vec![
-            question(Question::SimSwap, &["mnp-db", "docomo-feed"]),
-            question(Question::Ownership, &["docomo-feed", "fcc-rnd"]),
-            question(Question::DeviceSwap, &[]),
-        ];
-        let (coverage, sources) = coverage(questions.clone());
-        assert_eq!(sources, ["mnp-db", "docomo-feed", "fcc-rnd"]);
-        let answer = pb::CheckNumberResponse {
-            coverage,
-            sources,
-            ..Default::default()
-        };
-        for (q, c) in questions.iter().zip(&answer.coverage) {
-            let named: Vec<&str> = answer.coverage_sources(c).collect();
-            let expected: Vec<&str> = q.sources.iter().map(SourceName::as_str).collect();
-            assert_eq!(named, expected);
         }
     }
 }

@@ -6,6 +6,7 @@ pub use alerts::START_CURSOR_HEADER;
 mod auth;
 mod batched_frames;
 mod check;
+mod codec;
 pub mod convert;
 pub mod error;
 mod events;

@@ -70,10 +70,46 @@ pub struct QuestionCoverage {
     /// now; `None` when it is not covered now.
     pub covered_since: Option<DateTime<Utc>>,
     /// The sources that supply its kinds for the period asked about (from the later of
-    /// `covered_since` and the instant the question needs, to now), by name.
-    pub sources: Vec<SourceName>,
+    /// `covered_since` and the instant the question needs, to now), as positions in the
+    /// answer's [`NamedSources`].
+    pub source_indexes: Vec<u32>,
     /// When the question's answer is UNKNOWN, why: the gap in coverage, named.
     pub gap: Option<String>,
+}
+
+/// The sources one answer names, each once, in the order questions first name them.
+///
+/// Questions refer to them by position, as the wire answer does: a source that supplies
+/// three questions is named once, not copied into each (each copy was a reference count
+/// that every core bumped on every check).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedSources {
+    /// Positions in the source set, in order of first mention.
+    positions: Vec<u32>,
+}
+
+impl NamedSources {
+    /// The answer's position of the source at `position` in the source set, naming it if
+    /// it is new.
+    fn index_of(&mut self, position: u32) -> u32 {
+        match self.positions.iter().position(|&p| p == position) {
+            // Fewer names than sources in the set, whose positions are u32.
+            Some(at) => at as u32,
+            None => {
+                self.positions.push(position);
+                (self.positions.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The names, in order of first mention, from the source set the positions are of.
+    pub fn into_names(self, set: &SourceSet) -> Vec<SourceName> {
+        self.positions
+            .iter()
+            .filter_map(|&p| set.at(p as usize))
+            .map(|s| s.name.clone())
+            .collect()
+    }
 }
 
 /// Why one needed kind is not seen at one instant.
@@ -252,34 +288,36 @@ impl<'a> Coverage<'a> {
     }
 
     /// The question's coverage, with the sources that supply it from `from` (the instant
-    /// the question needs: the window start, or `owner_since`) to now.
-    pub fn of(&self, question: Question, from: DateTime<Utc>) -> QuestionCoverage {
+    /// the question needs: the window start, or `owner_since`) to now, named in `named`.
+    pub fn of(
+        &self,
+        question: Question,
+        from: DateTime<Utc>,
+        named: &mut NamedSources,
+    ) -> QuestionCoverage {
         let since = self.covered_since_micros(question);
         let needs = question.needs().iter().fold(0, |bits, k| bits | k.bit());
-        // Sized up front: grown one push at a time they reallocated on every check.
-        let mut supplying: Vec<usize> = Vec::with_capacity(self.stretches.len());
+        // Sized up front: grown one push at a time it reallocated on every check.
+        let mut source_indexes: Vec<u32> = Vec::with_capacity(self.stretches.len());
         if let Some(since) = since {
             let from = since.max(micros(from));
-            supplying.extend(
+            source_indexes.extend(
                 self.stretches
                     .iter()
                     .filter(|s| s.kinds & needs != 0 && s.last >= from && s.first <= self.now)
-                    .map(|s| s.source),
+                    .filter_map(|s| u32::try_from(s.source).ok()),
             );
         }
-        supplying.sort_unstable();
-        supplying.dedup();
-        let mut sources = Vec::with_capacity(supplying.len());
-        sources.extend(
-            supplying
-                .iter()
-                .filter_map(|&i| self.input.sources.at(i))
-                .map(|s| s.name.clone()),
-        );
+        source_indexes.sort_unstable();
+        source_indexes.dedup();
+        // From positions in the source set to positions in the answer's list of names.
+        for i in &mut source_indexes {
+            *i = named.index_of(*i);
+        }
         QuestionCoverage {
             question,
             covered_since: since.map(instant),
-            sources,
+            source_indexes,
             gap: None,
         }
     }

@@ -87,15 +87,53 @@ fn coverage<'a>(
     })
 }
 
+/// The names of the sources that supply `question` from `from`, in the order given.
+fn names(c: &Coverage<'_>, question: Question, from: DateTime<Utc>) -> Vec<String> {
+    let mut named = NamedSources::default();
+    let q = c.of(question, from, &mut named);
+    let all = named.into_names(c.input.sources);
+    q.source_indexes
+        .iter()
+        .map(|&i| all[i as usize].to_string())
+        .collect()
+}
+
+#[test]
+fn sources_supplying_several_questions_are_named_once_and_referred_to_by_position() {
+    let sources = SourceSet::new(vec![
+        live("docomo-feed", &[("81", &["jp-docomo"], NOT_PORTS)]),
+        live("fcc-rnd", &[("81", &[], &[EventKind::Disconnect])]),
+        live("mnp", &[("81", &[], PORTING)]),
+    ]);
+    let docomo = id("jp-docomo");
+    let c = coverage(&sources, &docomo, &[]);
+    let mut named = NamedSources::default();
+    let sim = c.of(Question::SimSwap, days_ago(10), &mut named);
+    let owner = c.of(Question::Ownership, days_ago(10), &mut named);
+    let device = c.of(Question::DeviceSwap, days_ago(10), &mut named);
+    let names: Vec<String> = named
+        .into_names(&sources)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(names, ["docomo-feed", "mnp", "fcc-rnd"]);
+    assert_eq!(sim.source_indexes, [0, 1]);
+    assert_eq!(owner.source_indexes, [0, 2]);
+    assert_eq!(device.source_indexes, [0]);
+}
+
 #[test]
 fn a_carrier_feed_and_a_porting_database_cover_that_carriers_subscribers() {
     let sources = porting_db_and_docomo_feed();
     let docomo = id("jp-docomo");
     let c = coverage(&sources, &docomo, &[]);
-    let sim = c.of(Question::SimSwap, days_ago(10));
+    let mut named = NamedSources::default();
+    let sim = c.of(Question::SimSwap, days_ago(10), &mut named);
     assert_eq!(sim.covered_since, Some(days_ago(365)));
-    let names: Vec<&str> = sim.sources.iter().map(|s| s.as_str()).collect();
-    assert_eq!(names, ["docomo-feed", "mnp"]);
+    assert_eq!(
+        names(&c, Question::SimSwap, days_ago(10)),
+        ["docomo-feed", "mnp"]
+    );
     assert_eq!(c.covered_since(Question::Ownership), Some(days_ago(365)));
     assert!(
         c.gaps(Question::SimSwap)
@@ -128,11 +166,15 @@ fn another_carriers_subscriber_is_not_covered_and_the_gap_names_the_carrier() {
         );
     }
     assert_eq!(
-        c.of(Question::SimSwap, days_ago(10)),
+        c.of(
+            Question::SimSwap,
+            days_ago(10),
+            &mut NamedSources::default()
+        ),
         QuestionCoverage {
             question: Question::SimSwap,
             covered_since: None,
-            sources: vec![],
+            source_indexes: vec![],
             gap: None,
         }
     );
@@ -254,13 +296,10 @@ fn a_file_source_is_bounded_by_its_cut_off_and_a_live_one_continues_it() {
     let both = SourceSet::new(vec![file, live_feed]);
     let c = coverage(&both, &holder, &[]);
     assert_eq!(c.covered_since(Question::Ownership), Some(days_ago(365)));
-    let names: Vec<String> = c
-        .of(Question::Ownership, days_ago(400))
-        .sources
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    assert_eq!(names, ["daily", "live"]);
+    assert_eq!(
+        names(&c, Question::Ownership, days_ago(400)),
+        ["daily", "live"]
+    );
 }
 
 #[test]
@@ -305,15 +344,14 @@ fn the_sources_named_are_those_that_supply_the_period_asked_about() {
     let docomo = id("jp-docomo");
     let ported = [port(days_ago(30), "jp-docomo", "jp-softbank", "p1")];
     let c = coverage(&sources, &docomo, &ported);
-    let names = |from| -> Vec<String> {
-        c.of(Question::SimSwap, from)
-            .sources
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    };
-    assert_eq!(names(days_ago(10)), ["mnp", "softbank-feed"]);
-    assert_eq!(names(days_ago(40)), ["docomo-feed", "mnp", "softbank-feed"]);
+    assert_eq!(
+        names(&c, Question::SimSwap, days_ago(10)),
+        ["mnp", "softbank-feed"]
+    );
+    assert_eq!(
+        names(&c, Question::SimSwap, days_ago(40)),
+        ["docomo-feed", "mnp", "softbank-feed"]
+    );
     assert_eq!(c.covered_since(Question::SimSwap), Some(days_ago(365)));
 }
 
@@ -329,9 +367,10 @@ fn coverage_stops_where_the_retention_purge_deleted_events() {
     assert_eq!(gaps[0].at, days_ago(30) - Duration::microseconds(1));
     assert_eq!(gaps[0].cause, GapCause::Purged { from: days_ago(30) });
     // A window inside the kept period names the same sources as without retention.
-    let sim = c.of(Question::SimSwap, days_ago(10));
-    let names: Vec<&str> = sim.sources.iter().map(|s| s.as_str()).collect();
-    assert_eq!(names, ["docomo-feed", "mnp"]);
+    assert_eq!(
+        names(&c, Question::SimSwap, days_ago(10)),
+        ["docomo-feed", "mnp"]
+    );
 }
 
 #[test]

@@ -4,10 +4,12 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use super::FieldError;
 use super::carrier::{CarrierId, CarrierRegistry};
-use super::coverage::{self, Coverage, CoverageInput, Gap, GapCause, QuestionCoverage};
+use super::coverage::{
+    self, Coverage, CoverageInput, Gap, GapCause, NamedSources, QuestionCoverage,
+};
 use super::event::{EventFact, EventKind};
 use super::owner_since::OwnerSince;
-use super::source::SourceSet;
+use super::source::{SourceName, SourceSet};
 use super::upstream::{Question, UpstreamAnswer};
 use crate::domain::Field;
 
@@ -233,8 +235,10 @@ pub struct Decision {
     /// When the SIM-change question's coverage starts (see `coverage` for each question).
     pub covered_since: Option<DateTime<Utc>>,
     /// Per question (SIM change, ownership, device swap): from when it is covered, by
-    /// which sources.
+    /// which of `sources`.
     pub coverage: Vec<QuestionCoverage>,
+    /// Each source that supplies some question's coverage, once, in order of first mention.
+    pub sources: Vec<SourceName>,
     /// The instant the answer is for.
     pub evaluated_at: DateTime<Utc>,
     /// The operator answers this decision was given, used or not.
@@ -263,6 +267,14 @@ impl Decision {
     /// The coverage of one question.
     pub fn coverage_of(&self, question: coverage::Question) -> Option<&QuestionCoverage> {
         self.coverage.iter().find(|c| c.question == question)
+    }
+
+    /// The names of the sources that supply one question's coverage.
+    pub fn sources_of<'a>(&'a self, c: &'a QuestionCoverage) -> impl Iterator<Item = &'a str> {
+        c.source_indexes
+            .iter()
+            .filter_map(|&i| self.sources.get(usize::try_from(i).ok()?))
+            .map(SourceName::as_str)
     }
 
     /// Says, in each UNKNOWN reason, that an operator's API was wanted but no provider
@@ -409,6 +421,7 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
             None => None,
         }
     };
+    let mut answer_sources = NamedSources::default();
     let question_coverage: Vec<QuestionCoverage> = coverage::Question::ALL
         .iter()
         .map(|&q| {
@@ -423,7 +436,7 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
             };
             QuestionCoverage {
                 gap: if unknown { gap_of(q) } else { None },
-                ..coverage.of(q, from)
+                ..coverage.of(q, from, &mut answer_sources)
             }
         })
         .collect();
@@ -542,6 +555,7 @@ pub fn decide(input: &CheckInput<'_>, policy: Policy) -> Decision {
         window_end: now,
         covered_since: coverage.covered_since(coverage::Question::SimSwap),
         coverage: question_coverage,
+        sources: answer_sources.into_names(input.sources),
         evaluated_at: now,
         upstream: input.upstream.to_vec(),
     }
