@@ -231,7 +231,7 @@ pub enum ResolveError {
 #[derive(Debug, Clone, Default)]
 pub struct CarrierRegistry {
     carriers: Vec<Carrier>,
-    by_id: HashMap<CarrierId, usize>,
+    by_id: HashMap<CarrierId, usize, crate::FastHash>,
     by_key: HashMap<String, Vec<usize>>,
 }
 
@@ -252,7 +252,7 @@ impl CarrierRegistry {
     pub fn new(mut carriers: Vec<Carrier>) -> CarrierRegistry {
         carriers.sort_by(|a, b| a.id.cmp(&b.id));
         let mut registry = CarrierRegistry {
-            by_id: HashMap::with_capacity(carriers.len()),
+            by_id: HashMap::with_capacity_and_hasher(carriers.len(), Default::default()),
             by_key: HashMap::new(),
             carriers: Vec::new(),
         };

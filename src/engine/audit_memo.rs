@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use crate::FastHash;
+
 use super::number_cache::NumberState;
 use crate::domain::number::E164;
 
@@ -17,8 +19,8 @@ pub const MEMO_CAPACITY: usize = 1 << 18;
 
 /// The numbers one audit stream has looked up, so a list that repeats numbers reads each once; bounded by keeping two generations.
 pub struct AuditMemo {
-    young: HashMap<E164, (NumberState, u64)>,
-    old: HashMap<E164, (NumberState, u64)>,
+    young: HashMap<E164, (NumberState, u64), FastHash>,
+    old: HashMap<E164, (NumberState, u64), FastHash>,
     generation: usize,
 }
 
@@ -32,8 +34,8 @@ impl AuditMemo {
     /// A memo holding at most about `capacity` numbers.
     pub fn with_capacity(capacity: usize) -> Self {
         AuditMemo {
-            young: HashMap::new(),
-            old: HashMap::new(),
+            young: HashMap::default(),
+            old: HashMap::default(),
             generation: (capacity / 2).max(1),
         }
     }

@@ -4,6 +4,8 @@
 //! chunk).
 
 use std::collections::{HashMap, HashSet};
+
+use crate::FastHash;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -214,9 +216,9 @@ impl CheckService {
         let prepared: Vec<Result<Prepared, FieldError>> =
             requests.iter().map(|r| self.prepare(r)).collect();
         self.ensure_up()?;
-        let mut known: HashMap<&str, NumberState> = HashMap::new();
+        let mut known: HashMap<&str, NumberState, FastHash> = HashMap::default();
         let mut wanted: Vec<(&ParsedNumber, u64)> = Vec::new();
-        let mut asked: HashSet<&str> = HashSet::new();
+        let mut asked: HashSet<&str, FastHash> = HashSet::default();
         {
             let memo = lock(memo);
             for row in prepared.iter().flatten() {

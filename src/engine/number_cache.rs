@@ -10,10 +10,12 @@
 //! bump-and-invalidate each happen under the stripe's lock.
 
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use moka::sync::Cache;
+
+use crate::FastHash;
 
 use super::feed_lag::FeedLag;
 use crate::domain::event::EventFact;
@@ -47,12 +49,12 @@ struct Cached {
 /// Numbers' histories kept in memory, with per-stripe epochs so a load that raced an ingest is not cached.
 pub struct NumberCache {
     /// `None` when caching is disabled (capacity 0): every check reads the store.
-    cache: Option<Cache<E164, Cached>>,
+    cache: Option<Cache<E164, Cached, FastHash>>,
     /// Where replicas share the database: entries are served only while the change feed
     /// is within its bound (see [`FeedLag`]).
     lag: Option<Arc<FeedLag>>,
     epochs: Box<[Mutex<u64>]>,
-    hasher: RandomState,
+    hasher: FastHash,
 }
 
 impl NumberCache {
@@ -60,10 +62,14 @@ impl NumberCache {
     /// the database, decides when entries may be served.
     pub fn new(capacity: u64, lag: Option<Arc<FeedLag>>) -> Self {
         NumberCache {
-            cache: (capacity > 0).then(|| Cache::new(capacity)),
+            cache: (capacity > 0).then(|| {
+                Cache::builder()
+                    .max_capacity(capacity)
+                    .build_with_hasher(FastHash::default())
+            }),
             lag,
             epochs: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
-            hasher: RandomState::new(),
+            hasher: FastHash::default(),
         }
     }
 
@@ -82,7 +88,7 @@ impl NumberCache {
         self.lag.as_ref().is_none_or(|lag| lag.within_bound())
     }
 
-    fn serving(&self) -> Option<&Cache<E164, Cached>> {
+    fn serving(&self) -> Option<&Cache<E164, Cached, FastHash>> {
         self.cache.as_ref().filter(|_| self.trusted())
     }
 

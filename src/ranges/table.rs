@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 
+use crate::FastHash;
 use crate::domain::carrier::CarrierId;
 use crate::domain::prefix::Prefix;
 
 /// Immutable lookup table; rebuilt whole after an import, then swapped in.
 #[derive(Debug, Default)]
 pub struct CarrierTable {
-    by_prefix: HashMap<Box<str>, u32>,
+    by_prefix: HashMap<Box<str>, u32, FastHash>,
     /// Carrier ids, interned: thousands of prefixes share a handful of carriers.
     carriers: Vec<CarrierId>,
     longest: usize,

@@ -138,7 +138,8 @@ pub fn group_by_number(
     numbers: &[E164],
     facts: impl IntoIterator<Item = Result<(String, EventFact), StoreError>>,
 ) -> Result<Vec<Vec<EventFact>>, StoreError> {
-    let mut position: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut position: std::collections::HashMap<&str, usize, crate::FastHash> =
+        std::collections::HashMap::default();
     // For each place, the earlier place of the same number, if any.
     let repeats: Vec<Option<usize>> = numbers
         .iter()
