@@ -269,14 +269,6 @@ impl Decision {
         self.coverage.iter().find(|c| c.question == question)
     }
 
-    /// The names of the sources that supply one question's coverage.
-    pub fn sources_of<'a>(&'a self, c: &'a QuestionCoverage) -> impl Iterator<Item = &'a str> {
-        c.source_indexes
-            .iter()
-            .filter_map(|&i| self.sources.get(usize::try_from(i).ok()?))
-            .map(SourceName::as_str)
-    }
-
     /// Says, in each UNKNOWN reason, that an operator's API was wanted but no provider
     /// serves the number's current carrier.
     pub fn note_no_provider(&mut self) {
