@@ -212,7 +212,7 @@ fn read_histories(
 ) -> Result<Vec<Vec<EventFact>>, StoreError> {
     // Each number once: the join returns a listed number's events once per listing
     // (`group_by_number` gives a repeated number its history at each place).
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::with_hasher(crate::FastHash::default());
     let distinct: Vec<&str> = numbers
         .iter()
         .map(E164::as_str)
