@@ -68,6 +68,14 @@ mod tests {
     use super::*;
     use crate::api::pb;
 
+    /// One gRPC length-prefixed message, uncompressed.
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8];
+        f.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
     fn answer() -> pb::CheckNumberResponse {
         pb::CheckNumberResponse {
             phone_number: "+819012345678".into(),
@@ -102,13 +110,10 @@ mod tests {
             None,
         );
         let bytes = body.collect().await.unwrap().to_bytes();
-        let mut expected = Vec::new();
-        for m in &messages {
-            let payload = m.encode_to_vec();
-            expected.push(0u8);
-            expected.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
-            expected.extend_from_slice(&payload);
-        }
+        let expected: Vec<u8> = messages
+            .iter()
+            .flat_map(|m| frame(&m.encode_to_vec()))
+            .collect();
         assert_eq!(bytes.as_ref(), expected.as_slice());
         let read: Vec<_> = Streaming::new_request(
             codec.decoder(),
@@ -130,12 +135,6 @@ mod tests {
         use tonic::codec::Streaming;
 
         let answer = answer();
-        let frame = |payload: &[u8]| {
-            let mut f = vec![0u8];
-            f.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
-            f.extend_from_slice(payload);
-            f
-        };
         let mut body = frame(&answer.encode_to_vec());
         body.extend(frame(&[0xff, 0xff, 0xff]));
         let body = http_body_util::Full::new(bytes::Bytes::from(body));

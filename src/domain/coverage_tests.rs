@@ -127,8 +127,11 @@ fn a_carrier_feed_and_a_porting_database_cover_that_carriers_subscribers() {
     let sources = porting_db_and_docomo_feed();
     let docomo = id("jp-docomo");
     let c = coverage(&sources, &docomo, &[]);
-    let mut named = NamedSources::default();
-    let sim = c.of(Question::SimSwap, days_ago(10), &mut named);
+    let sim = c.of(
+        Question::SimSwap,
+        days_ago(10),
+        &mut NamedSources::default(),
+    );
     assert_eq!(sim.covered_since, Some(days_ago(365)));
     assert_eq!(
         names(&c, Question::SimSwap, days_ago(10)),

@@ -15,9 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use moka::sync::Cache;
 
-use crate::FastHash;
-
 use super::feed_lag::FeedLag;
+use crate::FastHash;
 use crate::domain::event::EventFact;
 use crate::domain::number::{E164, ParsedNumber};
 use crate::store::StoreError;
