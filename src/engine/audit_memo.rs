@@ -52,7 +52,11 @@ impl AuditMemo {
     /// Remembers a state read from the store after the number's epoch was `epoch`.
     pub fn insert(&mut self, number: E164, state: NumberState, epoch: u64) {
         if self.young.len() >= self.generation {
-            self.old = std::mem::take(&mut self.young);
+            // The old generation's table becomes the young one, emptied but keeping its
+            // room: a long audit stops growing tables (rehashing, faulting in fresh
+            // pages) once both generations have filled.
+            std::mem::swap(&mut self.old, &mut self.young);
+            self.young.clear();
         }
         self.young.insert(number, (state, epoch));
     }
@@ -97,5 +101,19 @@ mod tests {
         assert!(memo.get(&n(999), 0).is_some());
         assert!(memo.get(&n(950), 0).is_some());
         assert!(memo.get(&n(0), 0).is_none());
+    }
+
+    #[test]
+    fn reuses_its_tables_once_both_generations_have_filled() {
+        let mut memo = AuditMemo::with_capacity(100);
+        let room = |m: &AuditMemo| m.young.capacity() + m.old.capacity();
+        for i in 0..100 {
+            memo.insert(n(i), state(), 0);
+        }
+        let grown = room(&memo);
+        for i in 100..1_000 {
+            memo.insert(n(i), state(), 0);
+            assert_eq!(room(&memo), grown, "no table made afresh at entry {i}");
+        }
     }
 }

@@ -244,12 +244,12 @@ impl CheckService {
             let numbers: Vec<E164> = wanted.iter().map(|(n, _)| n.e164.clone()).collect();
             let histories = self.events.histories(&numbers).await?;
             let mut memo = lock(memo);
-            for ((number, epoch), history) in wanted.iter().zip(histories) {
+            for (((number, epoch), e164), history) in wanted.iter().zip(numbers).zip(histories) {
                 let state = NumberState {
                     mobile: number.mobile,
                     history: history.into(),
                 };
-                memo.insert(number.e164.clone(), state.clone(), *epoch);
+                memo.insert(e164, state.clone(), *epoch);
                 known.insert(number.e164.as_str(), state);
             }
         }
