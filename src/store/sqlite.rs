@@ -143,9 +143,11 @@ fn max_pages(bytes: u64) -> u64 {
     (bytes / 4096).max(1)
 }
 
-/// How much of the file the history connections map (the first GiB; reads past it go
-/// through `pread` as before).
-const HISTORY_MMAP: i64 = 1 << 30;
+/// How much of the file the history connections map: the most SQLite maps on Linux
+/// (`SQLITE_MAX_MMAP_SIZE`, just under 2 GiB); reads past it go through `pread` and the
+/// page cache. With the first GiB only, a 10M-event file (1.7 GB) cost the cold check
+/// about a quarter of its rate (BENCHMARKS.md, cost_growth, 2026-12-08).
+const HISTORY_MMAP: i64 = 0x7fff_0000;
 
 /// Histories of at most this many numbers are read on the caller's thread.
 const READ_IN_PLACE: usize = 16;
@@ -463,5 +465,29 @@ impl Backend for SqliteBackend {
         };
         let mut conn = SqliteConnection::connect_with(&options).await?;
         quick_check(&mut conn).await.map(|()| true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_connections_map_as_much_as_sqlite_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("numguard.db");
+        rusqlite::Connection::open(&file)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        let conn = HistoryReaders::new(file).open().unwrap();
+        let mapped = |conn: &rusqlite::Connection| -> i64 {
+            conn.query_row("PRAGMA mmap_size", [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(mapped(&conn), HISTORY_MMAP, "taken as set");
+        // SQLite silently lowers a value past its limit to the limit.
+        conn.pragma_update(None, "mmap_size", 1_i64 << 40).unwrap();
+        assert_eq!(mapped(&conn), HISTORY_MMAP, "no more can be mapped");
     }
 }
