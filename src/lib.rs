@@ -12,11 +12,6 @@ pub mod engine;
 #[allow(missing_docs)]
 pub mod error;
 
-/// The hasher of maps keyed by phone numbers, prefixes and ids on the check path: foldhash,
-/// seeded per process. std's SipHash was about a tenth of an audit's server instructions
-/// (it is built to resist collision attacks with a secret key; a per-process random seed
-/// is enough for keys that stay inside one server).
-pub type FastHash = foldhash::fast::RandomState;
 pub mod metrics;
 #[allow(missing_docs)]
 pub mod middleware;
@@ -35,3 +30,9 @@ pub mod store;
 pub mod telemetry;
 #[allow(missing_docs)]
 pub mod upstream;
+
+/// The hasher of maps keyed by phone numbers, prefixes and ids on the check path: foldhash,
+/// seeded per process. std's SipHash was about a tenth of an audit's server instructions
+/// (it is built to resist collision attacks with a secret key; a per-process random seed
+/// is enough for keys that stay inside one server).
+pub type FastHash = foldhash::fast::RandomState;

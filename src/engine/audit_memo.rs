@@ -9,9 +9,8 @@
 
 use std::collections::HashMap;
 
-use crate::FastHash;
-
 use super::number_cache::NumberState;
+use crate::FastHash;
 use crate::domain::number::E164;
 
 /// Distinct numbers remembered per audit stream (about 30 MiB at most).

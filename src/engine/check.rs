@@ -4,8 +4,6 @@
 //! chunk).
 
 use std::collections::{HashMap, HashSet};
-
-use crate::FastHash;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -17,6 +15,7 @@ use super::availability::Availability;
 use super::catalog::Catalog;
 use super::number_cache::{NumberCache, NumberState};
 use super::{EngineConfig, EngineError};
+use crate::FastHash;
 use crate::domain::Field;
 use crate::domain::FieldError;
 use crate::domain::auth::TenantName;
